@@ -1,0 +1,82 @@
+//! The gRPC edge: tonic services that decode, call the domain and encode.
+//!
+//! [`serve`] runs every service on one port over mutual TLS:
+//! `lienthong.v1.ExchangeService`, `grpc.health.v1.Health` and server
+//! reflection (v1 and v1alpha).
+
+mod convert;
+mod exchange;
+mod status;
+
+pub use exchange::ExchangeApi;
+pub use status::DOMAIN;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use lienthong_proto::v1::exchange_service_server::ExchangeServiceServer;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::{Request, Status};
+
+use crate::error::{Error, Result};
+use crate::exchange::Exchange;
+use crate::tls::{self, Peer};
+
+/// Largest message accepted: a full batch of 10,000 claims with long
+/// addresses fits with room to spare.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// The authenticated caller of a request (set by the TLS acceptor on every
+/// connection, so missing only if the server was wired without it).
+pub(crate) fn caller<T>(request: &Request<T>) -> Result<Peer, Status> {
+    request
+        .extensions()
+        .get::<Peer>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes, then drains
+/// in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    exchange: Exchange,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ExchangeServiceServer<ExchangeApi>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(lienthong_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| Error::Server(format!("reflection: {e}")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| Error::Server(format!("reflection: {e}")))?;
+    let exchange = ExchangeServiceServer::new(ExchangeApi::new(exchange))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+
+    let shutdown = async move {
+        shutdown.await;
+        health
+            .set_not_serving::<ExchangeServiceServer<ExchangeApi>>()
+            .await;
+    };
+    Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(exchange)
+        .serve_with_incoming_shutdown(tls::incoming(listener, tls), shutdown)
+        .await
+        .map_err(|e| Error::Server(e.to_string()))
+}

@@ -1,0 +1,63 @@
+//! The one place an [`Error`] becomes a `google.rpc.Status`.
+//!
+//! Every status carries `ErrorInfo { reason, domain: "lienthong.v1" }`;
+//! field problems add `BadRequest` violations, transient failures add
+//! `RetryInfo`. The message says what is wrong and never holds personal data.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::error::{Error, Reason};
+
+/// `ErrorInfo.domain` of every lienthong error.
+pub const DOMAIN: &str = "lienthong.v1";
+
+/// The gRPC code for a reason.
+fn code(reason: Reason) -> Code {
+    match reason {
+        Reason::PidMalformed | Reason::ArgumentInvalid | Reason::BatchTooLarge => {
+            Code::InvalidArgument
+        }
+        Reason::CitizenNotFound => Code::NotFound,
+        Reason::PurposeNotPermitted | Reason::FieldNotPermitted | Reason::AgencyUnknown => {
+            Code::PermissionDenied
+        }
+        Reason::StoreUnavailable => Code::Unavailable,
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let reason = err.reason();
+        if reason == Reason::StoreUnavailable {
+            tracing::error!(error = %err, "request failed inside the gateway");
+        }
+        let mut details = ErrorDetails::with_error_info(reason.as_str(), DOMAIN, HashMap::new());
+        match &err {
+            Error::InvalidArgument {
+                field, description, ..
+            } => {
+                details.add_bad_request_violation(field.clone(), description.clone());
+            }
+            Error::FieldNotPermitted { fields, .. } => {
+                for f in fields {
+                    details.add_bad_request_violation(
+                        "fields",
+                        format!("{f} is not granted for this purpose"),
+                    );
+                }
+            }
+            Error::BatchTooLarge { .. } => {
+                details.add_bad_request_violation("claims", err.to_string());
+            }
+            _ if reason == Reason::StoreUnavailable => {
+                details.set_retry_info(Some(Duration::from_secs(1)));
+            }
+            _ => {}
+        }
+        Status::with_error_details(code(reason), err.to_string(), details)
+    }
+}

@@ -1,0 +1,69 @@
+//! The `lienthong` commands, as library functions: `main` parses arguments
+//! and calls these.
+//!
+//! A data directory holds everything one gateway needs:
+//!
+//! ```text
+//! DIR/policy.toml     who may do what (the shipped default on first use)
+//! DIR/registry.db     the population registry and its outbox (SQLite)
+//! DIR/pki/            development CA, gateway and agency certificates
+//! ```
+
+mod certs;
+mod seed;
+mod serve;
+
+pub use certs::certs;
+pub use seed::{SeedOptions, seed};
+pub use serve::{ServeOptions, serve};
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::policy::{DEFAULT_POLICY, Policy};
+use crate::tls::PkiLayout;
+
+/// The files of a data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The data directory at `root` (not created yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The registry database.
+    pub fn registry(&self) -> PathBuf {
+        self.root.join("registry.db")
+    }
+
+    /// The policy file.
+    pub fn policy(&self) -> PathBuf {
+        self.root.join("policy.toml")
+    }
+
+    /// The development PKI.
+    pub fn pki(&self) -> PkiLayout {
+        PkiLayout::under(&self.root)
+    }
+
+    /// Creates the directory and, when it has none, the default policy;
+    /// returns the (validated) policy.
+    pub fn prepare(&self) -> Result<Policy> {
+        std::fs::create_dir_all(&self.root).map_err(Error::io(&self.root))?;
+        let policy = self.policy();
+        if !policy.exists() {
+            std::fs::write(&policy, DEFAULT_POLICY).map_err(Error::io(&policy))?;
+            tracing::info!(path = %policy.display(), "wrote the default policy");
+        }
+        Policy::load(&policy)
+    }
+}

@@ -1,0 +1,156 @@
+//! The gateway's one error type.
+//!
+//! Every failure a caller can see carries a stable [`Reason`]; `api::status`
+//! is the one place that turns an [`Error`] into a `google.rpc.Status`.
+//! Messages name fields, limits, purposes and agencies — never a person's
+//! data.
+
+use std::path::PathBuf;
+
+/// Stable, machine-readable reasons (`ErrorInfo.reason` on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Not a well-formed Pid (length, digits, province code).
+    PidMalformed,
+    /// No citizen has this Pid.
+    CitizenNotFound,
+    /// The agency's grants do not allow this operation for this purpose.
+    PurposeNotPermitted,
+    /// A requested field is not granted for this purpose.
+    FieldNotPermitted,
+    /// A batch holds more claims than allowed.
+    BatchTooLarge,
+    /// A request field is missing or invalid (other than the Pid).
+    ArgumentInvalid,
+    /// The caller's certificate names no agency in the policy.
+    AgencyUnknown,
+    /// The registry store failed.
+    StoreUnavailable,
+}
+
+impl Reason {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PidMalformed => "PID_MALFORMED",
+            Self::CitizenNotFound => "CITIZEN_NOT_FOUND",
+            Self::PurposeNotPermitted => "PURPOSE_NOT_PERMITTED",
+            Self::FieldNotPermitted => "FIELD_NOT_PERMITTED",
+            Self::BatchTooLarge => "BATCH_TOO_LARGE",
+            Self::ArgumentInvalid => "ARGUMENT_INVALID",
+            Self::AgencyUnknown => "AGENCY_UNKNOWN",
+            Self::StoreUnavailable => "STORE_UNAVAILABLE",
+        }
+    }
+}
+
+/// Everything that can go wrong in the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is malformed or missing.
+    #[error("{field}: {description}")]
+    InvalidArgument {
+        /// `PidMalformed` or `ArgumentInvalid`.
+        reason: Reason,
+        /// The request field at fault, e.g. `claim.pid`.
+        field: String,
+        /// What is wrong with it (no personal data).
+        description: String,
+    },
+    /// No citizen has the Pid.
+    #[error("no citizen has this personal identification number")]
+    CitizenNotFound,
+    /// The caller's agency is not in the policy.
+    #[error("agency {agency:?} is not in the policy")]
+    AgencyUnknown { agency: String },
+    /// The agency may not perform the operation for the purpose.
+    #[error("agency {agency:?} may not {operation} for purpose {purpose:?}")]
+    PurposeNotPermitted {
+        agency: String,
+        operation: &'static str,
+        purpose: String,
+    },
+    /// Some requested fields are not granted; nothing is returned.
+    #[error("fields not granted to agency {agency:?} for purpose {purpose:?}: {}", fields.join(", "))]
+    FieldNotPermitted {
+        agency: String,
+        purpose: String,
+        /// The refused field names.
+        fields: Vec<&'static str>,
+    },
+    /// A batch exceeds the claim limit.
+    #[error("a batch holds {size} claims; the limit is {limit}")]
+    BatchTooLarge { size: usize, limit: usize },
+    /// The registry store failed.
+    #[error("registry store: {0}")]
+    Store(#[from] rusqlite::Error),
+    /// A stored record could not be decoded.
+    #[error("registry store: a stored record is corrupt")]
+    Corrupt,
+    /// The registry's schema is newer than this binary.
+    #[error("registry schema version {found} is newer than this binary's {supported}")]
+    SchemaTooNew { found: i64, supported: i64 },
+    /// The policy file is invalid.
+    #[error("policy {path}: {message}")]
+    Policy { path: PathBuf, message: String },
+    /// Certificates or keys are missing or invalid.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The synthetic population could not be built.
+    #[error(transparent)]
+    Population(#[from] lienthong_proto::population::PopulationError),
+    /// The server could not be built or failed while serving.
+    #[error("server: {0}")]
+    Server(String),
+    /// A blocking task failed to complete.
+    #[error("internal task failed")]
+    Task,
+}
+
+impl Error {
+    /// An `ArgumentInvalid` error for `field`.
+    pub(crate) fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            reason: Reason::ArgumentInvalid,
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+
+    /// An I/O error on `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+
+    /// The stable reason for callers.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::InvalidArgument { reason, .. } => *reason,
+            Self::CitizenNotFound => Reason::CitizenNotFound,
+            Self::AgencyUnknown { .. } => Reason::AgencyUnknown,
+            Self::PurposeNotPermitted { .. } => Reason::PurposeNotPermitted,
+            Self::FieldNotPermitted { .. } => Reason::FieldNotPermitted,
+            Self::BatchTooLarge { .. } => Reason::BatchTooLarge,
+            Self::Store(_)
+            | Self::Corrupt
+            | Self::SchemaTooNew { .. }
+            | Self::Policy { .. }
+            | Self::Tls(_)
+            | Self::Io { .. }
+            | Self::Population(_)
+            | Self::Server(_)
+            | Self::Task => Reason::StoreUnavailable,
+        }
+    }
+}
+
+/// The gateway's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,105 @@
+//! The exchange: what an agency may ask, asked of the registry.
+//!
+//! [`Exchange`] is the domain behind `ExchangeService`: it checks the policy,
+//! looks citizens up and answers with verifications or granted fields. It
+//! knows nothing of gRPC; `api` decodes requests into its arguments and
+//! encodes its answers.
+
+use std::sync::Arc;
+
+use lienthong_proto::Pid;
+use lienthong_proto::name::NameMatch;
+
+use crate::disclose::{self, Disclosed, Field};
+use crate::error::{Error, Result};
+use crate::policy::{Operation, Policy};
+use crate::registry::PopulationStore;
+use crate::verify::{Claim, Verification, Verifier};
+
+/// Most claims one batch may hold.
+pub const MAX_BATCH: usize = 10_000;
+
+/// The domain behind `ExchangeService`.
+#[derive(Clone)]
+pub struct Exchange {
+    policy: Arc<Policy>,
+    store: Arc<dyn PopulationStore>,
+    verifier: Verifier,
+}
+
+/// Who asks, and for what purpose.
+#[derive(Debug, Clone, Copy)]
+pub struct Asker<'a> {
+    /// Agency id (from the client certificate).
+    pub agency: &'a str,
+    /// Purpose code stated in the request.
+    pub purpose: &'a str,
+}
+
+impl Exchange {
+    /// An exchange answering from `store` under `policy`.
+    pub fn new(policy: Arc<Policy>, store: Arc<dyn PopulationStore>) -> Self {
+        Self {
+            policy,
+            verifier: Verifier::new(store.clone()),
+            store,
+        }
+    }
+
+    /// Verifies one claim. The look-up is a single indexed read, cheaper than
+    /// a hop to the blocking pool, so it runs in place.
+    pub fn verify_identity(&self, asker: Asker<'_>, claim: &Claim, how: NameMatch) -> Result<Verification> {
+        self.policy
+            .authorize(asker.agency, asker.purpose, Operation::VerifyIdentity)?;
+        let mut answer = self.verifier.verify_many(std::slice::from_ref(claim), how)?;
+        answer.pop().ok_or(Error::Task)
+    }
+
+    /// Checks that `asker` may verify a batch of `size` claims.
+    pub fn authorize_batch(&self, asker: Asker<'_>, size: usize) -> Result<()> {
+        self.policy
+            .authorize(asker.agency, asker.purpose, Operation::VerifyBatch)?;
+        if size > MAX_BATCH {
+            return Err(Error::BatchTooLarge {
+                size,
+                limit: MAX_BATCH,
+            });
+        }
+        Ok(())
+    }
+
+    /// Verifies a batch whose claims were parsed one by one: a claim that
+    /// failed to parse keeps its error, the others are looked up together.
+    /// Results are in claim order. Runs on the blocking pool.
+    pub async fn verify_batch(
+        &self,
+        claims: Vec<Result<Claim>>,
+        how: NameMatch,
+    ) -> Result<Vec<Result<Verification>>> {
+        let verifier = self.verifier.clone();
+        tokio::task::spawn_blocking(move || {
+            let valid: Vec<Claim> = claims
+                .iter()
+                .filter_map(|c| c.as_ref().ok().cloned())
+                .collect();
+            let mut verified = verifier.verify_many(&valid, how)?.into_iter();
+            Ok(claims
+                .into_iter()
+                .map(|c| c.map(|_| verified.next().ok_or(Error::Task)).and_then(|v| v))
+                .collect())
+        })
+        .await
+        .map_err(|_| Error::Task)?
+    }
+
+    /// The granted `fields` of the citizen `pid`, each with its provenance;
+    /// any field not granted refuses the whole request.
+    pub fn get_citizen(&self, asker: Asker<'_>, pid: Pid, fields: &[Field]) -> Result<Vec<Disclosed>> {
+        if fields.is_empty() {
+            return Err(Error::invalid("fields", "name at least one field"));
+        }
+        self.policy.authorize_fields(asker.agency, asker.purpose, fields)?;
+        let citizen = self.store.get(pid)?.ok_or(Error::CitizenNotFound)?;
+        Ok(disclose::disclose(&citizen, fields))
+    }
+}

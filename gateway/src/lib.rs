@@ -1,0 +1,24 @@
+//! The lienthong gateway.
+//!
+//! One module a concern:
+//! - [`verify`]: matching claims against the register, predicates.
+//! - [`disclose`]: granted fields with their provenance.
+//! - [`registry`]: the population store and its embedded backend, seeding.
+//! - [`policy`]: who may do what, for which purpose.
+//! - [`exchange`]: the domain behind `ExchangeService`.
+//! - [`api`]: the gRPC edge (thin: decode, call the domain, encode).
+//! - [`tls`]: mutual TLS, agency identity, the development PKI.
+//! - [`cmd`]: the `lienthong` commands.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cmd;
+pub mod disclose;
+pub mod error;
+pub mod exchange;
+pub mod policy;
+pub mod registry;
+pub mod tls;
+pub mod verify;
+
+pub use error::{Error, Result};

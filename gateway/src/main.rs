@@ -1,0 +1,169 @@
+//! `lienthong`: the gateway's command line. Parses arguments, sets up
+//! logging, and calls the library's commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use lienthong_gateway::cmd::{self, DataDir, SeedOptions, ServeOptions};
+
+/// lienthong: verified population data for social insurance, health,
+/// education, telecom and banking, over gRPC with mutual TLS.
+#[derive(Parser)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// With no command, `lienthong` serves.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default). On first start in an empty data
+    /// directory: writes the default policy, creates development
+    /// certificates and seeds a synthetic population.
+    Serve(ServeArgs),
+    /// Fill an empty registry with the deterministic synthetic population.
+    Seed(SeedArgs),
+    /// Create the development CA, the gateway's certificate and one client
+    /// certificate per agency in the policy (keeps existing ones).
+    Certs(DirArgs),
+}
+
+#[derive(Args, Clone)]
+struct DirArgs {
+    /// Data directory: policy.toml, registry.db, pki/.
+    #[arg(long, env = "LIENTHONG_DATA_DIR", default_value = "lienthong-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    dir: DirArgs,
+    /// Address to listen on.
+    #[arg(long, env = "LIENTHONG_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Citizens to seed on first start.
+    #[arg(long, env = "LIENTHONG_CITIZENS", default_value_t = 1_000_000)]
+    citizens: u64,
+    /// Population seed on first start.
+    #[arg(long, env = "LIENTHONG_SEED", default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct SeedArgs {
+    #[command(flatten)]
+    dir: DirArgs,
+    /// Number of citizens.
+    #[arg(long, default_value_t = 1_000_000)]
+    citizens: u64,
+    /// Population seed: the same seed always gives the same people.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write a sample of records as JSONL (pid, full_name, date_of_birth,
+    /// sex, status, permanent_province) to try queries with.
+    #[arg(long, value_name = "FILE.jsonl")]
+    sample_out: Option<PathBuf>,
+    /// Records in the sample.
+    #[arg(long, default_value_t = 1_000)]
+    sample_size: u64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LIENTHONG_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    match run(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lienthong: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => {
+            let dir = DataDir::new(&args.dir.data_dir);
+            let opts = ServeOptions {
+                listen: args.listen,
+                first_start: SeedOptions {
+                    citizens: args.citizens,
+                    seed: args.seed,
+                    sample_out: Some(args.dir.data_dir.join("sample.jsonl")),
+                    sample_size: 1_000,
+                },
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(cmd::serve(&dir, &opts, shutdown_signal()))?;
+        }
+        Command::Seed(args) => {
+            let dir = DataDir::new(&args.dir.data_dir);
+            let started = std::time::Instant::now();
+            let report = cmd::seed(
+                &dir,
+                &SeedOptions {
+                    citizens: args.citizens,
+                    seed: args.seed,
+                    sample_out: args.sample_out.clone(),
+                    sample_size: args.sample_size,
+                },
+            )?;
+            println!(
+                "seeded {} citizens into {} in {:.1} s",
+                report.citizens,
+                dir.registry().display(),
+                started.elapsed().as_secs_f64()
+            );
+            if let Some(path) = args.sample_out {
+                println!("wrote {} sample records to {}", report.sampled, path.display());
+            }
+        }
+        Command::Certs(args) => {
+            let dir = DataDir::new(&args.data_dir);
+            let report = cmd::certs(&dir)?;
+            if report.created.is_empty() {
+                println!("certificates in {} are complete", dir.pki().root.display());
+            }
+            for path in report.created {
+                println!("created {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

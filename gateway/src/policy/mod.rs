@@ -1,0 +1,242 @@
+//! Who may do what, for which purpose: the policy file. Deny by default.
+//!
+//! ```toml
+//! [agencies.vietcombank]                 # the agency id = its certificate's CN
+//! name = "Vietcombank"
+//! roles = ["consumer"]
+//!
+//! [[agencies.vietcombank.grants]]
+//! purpose = "KYC_ONBOARDING"             # purpose code the agency states
+//! operations = ["verify_identity", "verify_batch"]
+//! fields = []                            # GetCitizen fields, for get_citizen
+//! ```
+//!
+//! An agency not in the file, a purpose it has no grant for, an operation or
+//! a field its grant does not list: each is refused with its own reason.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::disclose::Field;
+use crate::error::{Error, Result};
+
+/// The shipped default policy, written to a new data directory.
+pub const DEFAULT_POLICY: &str = include_str!("../../policy/default.toml");
+
+/// An operation an agency can be granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    VerifyIdentity,
+    VerifyBatch,
+    GetCitizen,
+}
+
+impl Operation {
+    /// The policy name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::VerifyIdentity => "verify_identity",
+            Self::VerifyBatch => "verify_batch",
+            Self::GetCitizen => "get_citizen",
+        }
+    }
+}
+
+/// What an agency is, for the operations that belong to a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Consumer,
+    CivilRegistry,
+    ResidenceRegistry,
+    CardIssuer,
+    IdentityProvider,
+}
+
+/// One purpose an agency may act for, and what it may do for it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Purpose code, e.g. `KYC_ONBOARDING`.
+    pub purpose: String,
+    /// Operations allowed for this purpose.
+    pub operations: Vec<Operation>,
+    /// Fields `get_citizen` may return for this purpose.
+    #[serde(default)]
+    pub fields: Vec<Field>,
+}
+
+/// An agency: its display name, roles and grants.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agency {
+    /// Display name.
+    pub name: String,
+    /// Roles.
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// Grants by purpose.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+/// The whole policy.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Agencies by id (the subject CN of their client certificate).
+    pub agencies: BTreeMap<String, Agency>,
+}
+
+impl Policy {
+    /// Reads and validates a policy file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+        Self::parse(&text).map_err(|message| Error::Policy {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses and validates policy text; the error names the line where it can.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let policy: Policy = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (id, agency) in &policy.agencies {
+            let line = line_of(text, &format!("[agencies.{id}"));
+            if id.is_empty()
+                || id.len() > 64
+                || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(format!(
+                    "line {line}: agency id {id:?} must be 1–64 characters of a-z, 0-9 and '-'"
+                ));
+            }
+            let mut purposes = Vec::new();
+            for grant in &agency.grants {
+                let p = &grant.purpose;
+                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+                    return Err(format!(
+                        "line {}: agency {id:?}: purpose {p:?} must be of A-Z, 0-9 and '_'",
+                        line_of(text, &format!("\"{p}\""))
+                    ));
+                }
+                if purposes.contains(&p) {
+                    return Err(format!(
+                        "line {line}: agency {id:?} has two grants for purpose {p:?}"
+                    ));
+                }
+                purposes.push(p);
+                if grant.operations.is_empty() {
+                    return Err(format!(
+                        "line {line}: agency {id:?}: the grant for {p:?} lists no operations"
+                    ));
+                }
+            }
+        }
+        Ok(policy)
+    }
+
+    /// The grant that lets `agency` perform `op` for `purpose`, or why not.
+    pub fn authorize(&self, agency: &str, purpose: &str, op: Operation) -> Result<&Grant> {
+        let a = self.agencies.get(agency).ok_or_else(|| Error::AgencyUnknown {
+            agency: agency.to_owned(),
+        })?;
+        a.grants
+            .iter()
+            .find(|g| g.purpose == purpose && g.operations.contains(&op))
+            .ok_or_else(|| Error::PurposeNotPermitted {
+                agency: agency.to_owned(),
+                operation: op.name(),
+                purpose: purpose.to_owned(),
+            })
+    }
+
+    /// Allows `get_citizen` of `fields` for `purpose`, or refuses the whole
+    /// request naming every field not granted.
+    pub fn authorize_fields(&self, agency: &str, purpose: &str, fields: &[Field]) -> Result<()> {
+        let grant = self.authorize(agency, purpose, Operation::GetCitizen)?;
+        let mut refused: Vec<&'static str> = fields
+            .iter()
+            .filter(|f| !grant.fields.contains(f))
+            .map(|f| f.name())
+            .collect();
+        refused.dedup();
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::FieldNotPermitted {
+                agency: agency.to_owned(),
+                purpose: purpose.to_owned(),
+                fields: refused,
+            })
+        }
+    }
+}
+
+/// 1-based line of the first occurrence of `needle`, or 0.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.find(needle)
+        .map_or(0, |at| text[..at].bytes().filter(|&b| b == b'\n').count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_is_valid() {
+        let p = Policy::parse(DEFAULT_POLICY).unwrap();
+        assert!(p.agencies.len() >= 8);
+        p.authorize("vietcombank", "KYC_ONBOARDING", Operation::VerifyIdentity)
+            .unwrap();
+    }
+
+    #[test]
+    fn deny_by_default() {
+        let p = Policy::parse(
+            r#"
+[agencies.clinic]
+name = "Clinic"
+roles = ["consumer"]
+[[agencies.clinic.grants]]
+purpose = "TREATMENT"
+operations = ["get_citizen"]
+fields = ["full_name", "date_of_birth"]
+"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            p.authorize("bank", "TREATMENT", Operation::GetCitizen),
+            Err(Error::AgencyUnknown { .. })
+        ));
+        assert!(matches!(
+            p.authorize("clinic", "MARKETING", Operation::GetCitizen),
+            Err(Error::PurposeNotPermitted { .. })
+        ));
+        assert!(matches!(
+            p.authorize("clinic", "TREATMENT", Operation::VerifyIdentity),
+            Err(Error::PurposeNotPermitted { .. })
+        ));
+        p.authorize_fields("clinic", "TREATMENT", &[Field::FullName]).unwrap();
+        match p.authorize_fields("clinic", "TREATMENT", &[Field::FullName, Field::Religion, Field::Spouse]) {
+            Err(Error::FieldNotPermitted { fields, .. }) => assert_eq!(fields, ["religion", "spouse"]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let cases = [
+            ("[agencies.a]\nname = \"A\"\nrolez = []\n", "line 3"),
+            ("[agencies.a]\nname = \"A\"\n[[agencies.a.grants]]\npurpose = \"P\"\noperations = [\"fly\"]\n", "line 5"),
+            ("[agencies.a]\nname = \"A\"\n[[agencies.a.grants]]\npurpose = \"P\"\noperations = [\"get_citizen\"]\nfields = [\"shoe_size\"]\n", "line 6"),
+            ("\n[agencies.Bad_Id]\nname = \"A\"\n", "line 2"),
+            ("[agencies.a]\nname = \"A\"\n[[agencies.a.grants]]\npurpose = \"lower\"\noperations = [\"get_citizen\"]\n", "line 4"),
+        ];
+        for (text, want) in cases {
+            let err = Policy::parse(text).unwrap_err();
+            assert!(err.contains(want), "{text:?} → {err}");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The registry's versioned schema. Each migration runs once, in order, in a
+//! transaction; `PRAGMA user_version` records how many have run.
+//!
+//! ```text
+//! citizen(pid INTEGER PRIMARY KEY, record BLOB)   record = prost-encoded Citizen
+//! outbox(seq INTEGER PRIMARY KEY, id, type, pid, occurred_at, data, published_at)
+//! meta(key TEXT PRIMARY KEY, value)               e.g. seed, citizens
+//! ```
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+/// Migrations in order; never edit one that has shipped, append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: citizens, outbox, metadata.
+    "CREATE TABLE citizen (
+        pid    INTEGER PRIMARY KEY,
+        record BLOB NOT NULL
+     );
+     CREATE TABLE outbox (
+        seq          INTEGER PRIMARY KEY,
+        id           TEXT NOT NULL UNIQUE,
+        type         TEXT NOT NULL,
+        pid          INTEGER NOT NULL,
+        occurred_at  TEXT NOT NULL,
+        data         TEXT NOT NULL,
+        published_at TEXT
+     );
+     CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
+     CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+     );",
+];
+
+/// The schema version this binary writes.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`VERSION`].
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > VERSION {
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! The development PKI `lienthong certs` creates, laid out as clients expect:
+//!
+//! ```text
+//! DIR/pki/ca.pem, ca.key                 the development CA
+//! DIR/pki/gateway.pem, gateway.key       server: localhost, 127.0.0.1
+//! DIR/pki/agencies/<agency-id>.pem, .key client: CN = agency id
+//! ```
+//!
+//! Existing files are kept: running it again only adds what is missing (a
+//! new agency in the policy, say). Keys are written owner-readable only.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+
+use crate::error::{Error, Result};
+
+/// Paths of the development PKI under a directory.
+#[derive(Debug, Clone)]
+pub struct PkiLayout {
+    /// `DIR/pki`.
+    pub root: PathBuf,
+}
+
+impl PkiLayout {
+    /// The layout under `dir/pki`.
+    pub fn under(data_dir: &Path) -> Self {
+        Self {
+            root: data_dir.join("pki"),
+        }
+    }
+
+    /// The CA certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("ca.pem")
+    }
+
+    /// The CA key.
+    pub fn ca_key(&self) -> PathBuf {
+        self.root.join("ca.key")
+    }
+
+    /// The gateway's certificate.
+    pub fn gateway_cert(&self) -> PathBuf {
+        self.root.join("gateway.pem")
+    }
+
+    /// The gateway's key.
+    pub fn gateway_key(&self) -> PathBuf {
+        self.root.join("gateway.key")
+    }
+
+    /// An agency's certificate.
+    pub fn agency_cert(&self, agency: &str) -> PathBuf {
+        self.root.join("agencies").join(format!("{agency}.pem"))
+    }
+
+    /// An agency's key.
+    pub fn agency_key(&self, agency: &str) -> PathBuf {
+        self.root.join("agencies").join(format!("{agency}.key"))
+    }
+}
+
+/// What [`ensure_pki`] created.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PkiReport {
+    /// Files written, in order.
+    pub created: Vec<PathBuf>,
+}
+
+fn tls_err(e: rcgen::Error) -> Error {
+    Error::Tls(e.to_string())
+}
+
+/// Creates whatever is missing of the CA, the gateway certificate and one
+/// client certificate per agency id.
+pub fn ensure_pki<'a>(
+    layout: &PkiLayout,
+    agencies: impl IntoIterator<Item = &'a str>,
+) -> Result<PkiReport> {
+    let mut report = PkiReport::default();
+    fs::create_dir_all(layout.root.join("agencies")).map_err(Error::io(&layout.root))?;
+
+    let (ca_key, ca_params) = if layout.ca_cert().exists() && layout.ca_key().exists() {
+        let key_pem = read(&layout.ca_key())?;
+        let key = KeyPair::from_pem(&key_pem).map_err(tls_err)?;
+        (key, None)
+    } else {
+        let key = KeyPair::generate().map_err(tls_err)?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
+        params.distinguished_name = dn("lienthong development CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).map_err(tls_err)?;
+        write(&layout.ca_cert(), &cert.pem(), false, &mut report)?;
+        write(&layout.ca_key(), &key.serialize_pem(), true, &mut report)?;
+        (key, Some(params))
+    };
+    let issuer = match ca_params {
+        Some(params) => Issuer::new(params, ca_key),
+        None => Issuer::from_ca_cert_pem(&read(&layout.ca_cert())?, ca_key).map_err(tls_err)?,
+    };
+
+    if !layout.gateway_cert().exists() || !layout.gateway_key().exists() {
+        let key = KeyPair::generate().map_err(tls_err)?;
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .map_err(tls_err)?;
+        params.distinguished_name = dn("lienthong gateway");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
+        write(&layout.gateway_cert(), &cert.pem(), false, &mut report)?;
+        write(&layout.gateway_key(), &key.serialize_pem(), true, &mut report)?;
+    }
+
+    for agency in agencies {
+        if layout.agency_cert(agency).exists() && layout.agency_key(agency).exists() {
+            continue;
+        }
+        let (cert, key) = issue_client(&issuer, agency)?;
+        write(&layout.agency_cert(agency), &cert, false, &mut report)?;
+        write(&layout.agency_key(agency), &key, true, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// Issues a client certificate with subject CN `agency`: (cert PEM, key PEM).
+pub fn issue_client(issuer: &Issuer<'_, KeyPair>, agency: &str) -> Result<(String, String)> {
+    let key = KeyPair::generate().map_err(tls_err)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
+    params.distinguished_name = dn(agency);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, issuer).map_err(tls_err)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "lienthong");
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+fn read(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(Error::io(path))
+}
+
+fn write(path: &Path, contents: &str, secret: bool, report: &mut PkiReport) -> Result<()> {
+    fs::write(path, contents).map_err(Error::io(path))?;
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(Error::io(path))?;
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    report.created.push(path.to_path_buf());
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! Verification: answering an agency's claims about a person with verdicts,
+//! never with data.
+//!
+//! A [`Claim`] has already been parsed at the edge (a malformed Pid never
+//! gets here). [`verify`] compares it with the registered [`Citizen`] field by
+//! field and answers the predicates; [`Verifier`] does the look-ups, one or
+//! many claims at a time.
+
+mod claim;
+mod predicate;
+
+pub use claim::{Claim, ResidenceClaim};
+pub use predicate::Predicate;
+
+use std::sync::Arc;
+
+use lienthong_proto::citizen::LifeStatus;
+use lienthong_proto::name::{self, NameMatch};
+use lienthong_proto::{Citizen, Date, Pid};
+
+use crate::error::Result;
+use crate::registry::PopulationStore;
+
+/// The overall answer to a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every claimed field matches.
+    Match,
+    /// At least one claimed field does not.
+    Mismatch,
+    /// No citizen has the Pid.
+    NotFound,
+}
+
+/// A field that can be claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimedField {
+    /// The Pid's century/sex and year digits against the claimed birth facts.
+    PidDigits,
+    FullName,
+    DateOfBirth,
+    Sex,
+    OldIdNumber,
+    PermanentResidence,
+}
+
+/// The result for one claimed field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldResult {
+    /// Which field.
+    pub field: ClaimedField,
+    /// Whether it matches.
+    pub matched: bool,
+    /// Similarity 0–100.
+    pub score: u32,
+}
+
+/// Validity of the chip card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardValidity {
+    Valid,
+    Expired,
+    None,
+}
+
+/// The answer to one claim: verdicts only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// Overall verdict.
+    pub verdict: Verdict,
+    /// One result per claimed field, Pid digits first.
+    pub fields: Vec<FieldResult>,
+    /// Life status, when found.
+    pub holder_status: Option<LifeStatus>,
+    /// Card validity, when found.
+    pub card: Option<CardValidity>,
+    /// One answer per predicate, in the order asked (empty when not found).
+    pub predicates: Vec<bool>,
+}
+
+impl FieldResult {
+    fn exact(field: ClaimedField, matched: bool) -> Self {
+        Self {
+            field,
+            matched,
+            score: if matched { 100 } else { 0 },
+        }
+    }
+}
+
+/// Compares `claim` with the registered record (`None`: not found), as of `today`.
+pub fn verify(claim: &Claim, citizen: Option<&Citizen>, how: NameMatch, today: Date) -> Verification {
+    let mut fields = Vec::with_capacity(6);
+    if claim.date_of_birth.is_some() || claim.sex.is_some() {
+        let consistent = claim.pid.consistent_with(claim.date_of_birth, claim.sex);
+        fields.push(FieldResult::exact(ClaimedField::PidDigits, consistent));
+    }
+    let Some(c) = citizen else {
+        return Verification {
+            verdict: Verdict::NotFound,
+            fields: Vec::new(),
+            holder_status: None,
+            card: None,
+            predicates: Vec::new(),
+        };
+    };
+    if let Some(claimed) = &claim.full_name {
+        let s = name::compare(claimed, &c.full_name, how);
+        fields.push(FieldResult {
+            field: ClaimedField::FullName,
+            matched: s.matched,
+            score: s.score,
+        });
+    }
+    if let Some(dob) = claim.date_of_birth {
+        fields.push(FieldResult::exact(
+            ClaimedField::DateOfBirth,
+            dob.to_yyyymmdd() == c.date_of_birth,
+        ));
+    }
+    if let Some(sex) = claim.sex {
+        fields.push(FieldResult::exact(ClaimedField::Sex, sex == c.sex()));
+    }
+    if let Some(old) = &claim.old_id_number {
+        fields.push(FieldResult::exact(
+            ClaimedField::OldIdNumber,
+            !c.old_id_number.is_empty() && *old == c.old_id_number,
+        ));
+    }
+    if let Some(residence) = &claim.permanent_residence {
+        fields.push(residence.compare(c.permanent.as_ref(), how));
+    }
+    let verdict = if fields.iter().all(|f| f.matched) {
+        Verdict::Match
+    } else {
+        Verdict::Mismatch
+    };
+    Verification {
+        verdict,
+        fields,
+        holder_status: Some(c.life_status()),
+        card: Some(card_validity(c, today)),
+        predicates: claim.predicates.iter().map(|p| p.holds(c, today)).collect(),
+    }
+}
+
+/// Whether the citizen's chip card is valid on `today`.
+fn card_validity(c: &Citizen, today: Date) -> CardValidity {
+    match (c.card_issued_on(), c.card_expires_on()) {
+        (None, _) => CardValidity::None,
+        (Some(_), Some(expiry)) if expiry < today => CardValidity::Expired,
+        (Some(_), _) if c.life_status() == LifeStatus::Deceased => CardValidity::Expired,
+        (Some(_), _) => CardValidity::Valid,
+    }
+}
+
+/// Verifies claims against a population store.
+#[derive(Clone)]
+pub struct Verifier {
+    store: Arc<dyn PopulationStore>,
+}
+
+impl Verifier {
+    /// A verifier reading from `store`.
+    pub fn new(store: Arc<dyn PopulationStore>) -> Self {
+        Self { store }
+    }
+
+    /// Verifies many claims with one batched look-up; results in claim order.
+    /// Blocking: call from a blocking context.
+    pub fn verify_many(&self, claims: &[Claim], how: NameMatch) -> Result<Vec<Verification>> {
+        let pids: Vec<Pid> = claims.iter().map(|c| c.pid).collect();
+        let found = self.store.get_many(&pids)?;
+        let today = Date::today();
+        Ok(claims
+            .iter()
+            .zip(&found)
+            .map(|(claim, citizen)| verify(claim, citizen.as_ref(), how, today))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

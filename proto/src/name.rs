@@ -1,0 +1,155 @@
+//! Vietnamese names: normalization and matching.
+//!
+//! *Exact* matching compares names after Unicode NFC, case folding and
+//! whitespace folding, so "NGUYỄN VĂN AN" and "Nguyễn  Văn An" are equal.
+//! *Partial* matching also folds diacritics (tone and vowel marks, and đ → d)
+//! and scores similarity 0–100, so "Nguyen Van An" scores 100 against
+//! "Nguyễn Văn An" and a one-letter typo still scores high.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
+
+/// How names are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameMatch {
+    /// NFC, case and whitespace folded, then equal.
+    Exact,
+    /// Diacritics folded too; a match when the score reaches `threshold` (0–100).
+    Partial { threshold: u32 },
+}
+
+/// The result of comparing a claimed name with the registered one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameScore {
+    /// Whether the names match under the strategy used.
+    pub matched: bool,
+    /// Similarity 0–100.
+    pub score: u32,
+}
+
+/// NFC, lower case, single spaces, no leading or trailing space.
+pub fn normalize(name: &str) -> String {
+    fold(name.nfc().flat_map(char::to_lowercase))
+}
+
+/// [`normalize`], then without diacritics: marks removed, đ → d.
+pub fn fold_diacritics(name: &str) -> String {
+    fold(
+        name.nfd()
+            .filter(|c| !is_combining_mark(*c))
+            .flat_map(char::to_lowercase)
+            .map(|c| if c == 'đ' { 'd' } else { c }),
+    )
+}
+
+/// Collapses runs of whitespace into single spaces and trims the ends.
+fn fold(chars: impl Iterator<Item = char>) -> String {
+    let mut out = String::with_capacity(32);
+    let mut pending_space = false;
+    for c in chars {
+        if c.is_whitespace() {
+            pending_space = !out.is_empty();
+        } else {
+            if pending_space {
+                out.push(' ');
+                pending_space = false;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Compares a claimed name with the registered one.
+pub fn compare(claimed: &str, registered: &str, how: NameMatch) -> NameScore {
+    // Fast path: byte-equal names are equal under every strategy.
+    if claimed == registered {
+        return NameScore {
+            matched: true,
+            score: 100,
+        };
+    }
+    match how {
+        NameMatch::Exact => {
+            let matched = normalize(claimed) == normalize(registered);
+            NameScore {
+                matched,
+                score: if matched { 100 } else { partial_score(claimed, registered) },
+            }
+        }
+        NameMatch::Partial { threshold } => {
+            let score = partial_score(claimed, registered);
+            NameScore {
+                matched: score >= threshold,
+                score,
+            }
+        }
+    }
+}
+
+/// Similarity 0–100 of the diacritic-folded names (normalized Levenshtein).
+fn partial_score(a: &str, b: &str) -> u32 {
+    let (a, b) = (fold_diacritics(a), fold_diacritics(b));
+    if a == b {
+        return 100;
+    }
+    (strsim::normalized_levenshtein(&a, &b) * 100.0).floor() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_folds_case_whitespace_and_composition() {
+        let registered = "Nguyễn Văn An";
+        // "Nguyễn" written with combining marks (NFD) instead of precomposed.
+        let decomposed: String = registered.nfd().collect();
+        let cases = [
+            ("Nguyễn Văn An", true),
+            ("NGUYỄN VĂN AN", true),
+            ("  Nguyễn  Văn\tAn ", true),
+            (decomposed.as_str(), true),
+            ("Nguyen Van An", false),
+            ("Nguyễn Văn Anh", false),
+            ("Nguyễn An", false),
+        ];
+        for (claimed, want) in cases {
+            let got = compare(claimed, registered, NameMatch::Exact);
+            assert_eq!(got.matched, want, "{claimed:?}");
+            if want {
+                assert_eq!(got.score, 100, "{claimed:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn partial_folds_diacritics_and_scores_typos() {
+        let how = NameMatch::Partial { threshold: 85 };
+        let cases = [
+            // (claimed, registered, min score, max score, matched)
+            ("Nguyen Van An", "Nguyễn Văn An", 100, 100, true),
+            ("DANG THI THU HA", "Đặng Thị Thu Hà", 100, 100, true),
+            ("Đỗ Đức Dũng", "Do Duc Dung", 100, 100, true),
+            ("Nguyen Van Ann", "Nguyễn Văn An", 90, 99, true),
+            ("Tran Thi Mai", "Trần Thị Mai Anh", 60, 84, false),
+            ("Phạm Minh Tuấn", "Lê Thị Hồng", 0, 40, false),
+        ];
+        for (claimed, registered, lo, hi, want) in cases {
+            let got = compare(claimed, registered, how);
+            assert!(
+                (lo..=hi).contains(&got.score),
+                "{claimed:?} vs {registered:?}: {}",
+                got.score
+            );
+            assert_eq!(got.matched, want, "{claimed:?} vs {registered:?}");
+        }
+    }
+
+    #[test]
+    fn normalization_forms() {
+        assert_eq!(normalize("  HỒ   Thị\u{00A0}Xuân Hương "), "hồ thị xuân hương");
+        assert_eq!(fold_diacritics("Huỳnh Đức Phước"), "huynh duc phuoc");
+        assert_eq!(fold_diacritics("Lý Thường Kiệt"), "ly thuong kiet");
+    }
+}

@@ -1,0 +1,139 @@
+//! VerifyBatch: per-claim results in order, bad claims as results, limits.
+
+use lienthong_proto::citizen::LifeStatus;
+use lienthong_proto::v1::{self, claim_result::Outcome};
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+use crate::exchange::{claim_of, wire_date};
+use crate::support::{TestGateway, reason};
+
+fn batch(id: &str, claims: Vec<v1::IdentityClaim>) -> v1::VerifyBatchRequest {
+    v1::VerifyBatchRequest {
+        batch_id: id.into(),
+        purpose: "SUBSCRIBER_VERIFICATION".into(),
+        r#match: Some(v1::MatchOptions {
+            strategy: v1::MatchStrategy::Partial as i32,
+            threshold: 90,
+        }),
+        claims,
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Expect {
+    Verdict(v1::Verdict),
+    Error(&'static str, &'static str),
+}
+
+#[tokio::test]
+async fn mixed_batch_answers_each_claim_in_order() {
+    let gw = TestGateway::start().await;
+    let alive = gw.find(|c| c.life_status() == LifeStatus::Alive);
+    let dead = gw.find(|c| c.life_status() == LifeStatus::Deceased);
+    let mut cases: Vec<(v1::IdentityClaim, Expect)> = Vec::new();
+    cases.push((claim_of(&alive, "ok"), Expect::Verdict(v1::Verdict::Match)));
+    let mut unaccented = claim_of(&alive, "unaccented");
+    unaccented.full_name = Some(lienthong_proto::name::fold_diacritics(&alive.full_name));
+    cases.push((unaccented, Expect::Verdict(v1::Verdict::Match)));
+    let mut wrong_name = claim_of(&alive, "wrong-name");
+    wrong_name.full_name = Some("Hoàng Thị Không Có".into());
+    cases.push((wrong_name, Expect::Verdict(v1::Verdict::Mismatch)));
+    let mut wrong_year = claim_of(&alive, "wrong-year");
+    wrong_year.date_of_birth = Some(wire_date(alive.date_of_birth().unwrap().add_years(3).unwrap()));
+    cases.push((wrong_year, Expect::Verdict(v1::Verdict::Mismatch)));
+    let mut malformed = claim_of(&alive, "malformed");
+    malformed.pid = "07920312".into();
+    cases.push((malformed, Expect::Error("PID_MALFORMED", "pid")));
+    let mut bad_date = claim_of(&alive, "bad-date");
+    bad_date.date_of_birth = Some(v1::Date { year: 2001, month: 2, day: 30 });
+    cases.push((bad_date, Expect::Error("ARGUMENT_INVALID", "date_of_birth")));
+    let mut unknown = claim_of(&alive, "unknown");
+    unknown.pid = gw.unknown_pid().to_string();
+    unknown.date_of_birth = None;
+    unknown.sex = 0;
+    cases.push((unknown, Expect::Verdict(v1::Verdict::NotFound)));
+    cases.push((claim_of(&dead, "deceased"), Expect::Verdict(v1::Verdict::Match)));
+
+    // Two batches on one stream: answers come back per batch, in order.
+    let claims: Vec<_> = cases.iter().map(|(c, _)| c.clone()).collect();
+    let requests = tokio_stream::iter(vec![batch("b1", claims.clone()), batch("b2", claims)]);
+    let mut answers = gw.client("telco").await.verify_batch(requests).await.unwrap().into_inner();
+    for id in ["b1", "b2"] {
+        let answer = answers.next().await.unwrap().unwrap();
+        assert_eq!(answer.batch_id, id);
+        assert_eq!(answer.results.len(), cases.len());
+        for ((claim, expect), result) in cases.iter().zip(&answer.results) {
+            assert_eq!(result.reference, claim.reference);
+            let got = match result.outcome.as_ref().unwrap() {
+                Outcome::Verification(v) => {
+                    if claim.reference == "deceased" {
+                        assert_eq!(v.holder_status(), v1::HolderStatus::Deceased);
+                    }
+                    Expect::Verdict(v.verdict())
+                }
+                Outcome::Error(e) => {
+                    let leak = claim.full_name.as_deref().unwrap_or("\u{0}");
+                    assert!(!e.description.contains(leak));
+                    match (e.reason.as_str(), e.field.as_str()) {
+                        ("PID_MALFORMED", "pid") => Expect::Error("PID_MALFORMED", "pid"),
+                        ("ARGUMENT_INVALID", "date_of_birth") => {
+                            Expect::Error("ARGUMENT_INVALID", "date_of_birth")
+                        }
+                        other => panic!("unexpected claim error {other:?}"),
+                    }
+                }
+            };
+            assert_eq!(&got, expect, "{}", claim.reference);
+        }
+    }
+    assert!(answers.next().await.is_none(), "the stream ends after the last batch");
+}
+
+#[tokio::test]
+async fn large_batches_and_the_limit() {
+    let gw = TestGateway::start().await;
+    let citizens: Vec<_> = gw.population.iter().collect();
+    let full: Vec<_> = (0..10_000)
+        .map(|i| claim_of(&citizens[i % citizens.len()], &i.to_string()))
+        .collect();
+    let mut client = gw.client("telco").await;
+    let mut answers = client
+        .verify_batch(tokio_stream::iter(vec![batch("full", full.clone())]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.next().await.unwrap().unwrap();
+    assert_eq!(answer.results.len(), 10_000);
+    assert!(answer.results.iter().enumerate().all(|(i, r)| r.reference == i.to_string()
+        && matches!(&r.outcome, Some(Outcome::Verification(v)) if v.verdict() == v1::Verdict::Match)));
+
+    let mut over = full;
+    over.push(claim_of(&citizens[0], "10000"));
+    let mut answers = client
+        .verify_batch(tokio_stream::iter(vec![batch("over", over)]))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = answers.next().await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(reason(&status), "BATCH_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn a_batch_for_a_purpose_not_granted_fails_the_stream() {
+    let gw = TestGateway::start().await;
+    let c = gw.find(|_| true);
+    let mut req = batch("b", vec![claim_of(&c, "r")]);
+    req.purpose = "MARKETING".into();
+    let mut answers = gw
+        .client("telco")
+        .await
+        .verify_batch(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = answers.next().await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(reason(&status), "PURPOSE_NOT_PERMITTED");
+}

@@ -1,0 +1,140 @@
+//! The real `lienthong` binary, scripted as users and tools will: `certs`,
+//! `seed --sample-out`, `serve`, then a query with a sample record.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use lienthong_proto::v1::{self, exchange_service_client::ExchangeServiceClient};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::support::connect;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lienthong");
+
+fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN).args(args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Help text with its line wrapping undone.
+fn unwrapped(b: &[u8]) -> String {
+    text(b).split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn help_lists_the_commands_and_defaults() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for word in ["serve", "seed", "certs"] {
+        assert!(help.contains(word), "{help}");
+    }
+    let seed = unwrapped(&run(&["seed", "--help"]).stdout);
+    for flag in ["--data-dir", "--citizens", "--seed", "--sample-out", "[default: 1000000]"] {
+        assert!(seed.contains(flag), "{seed}");
+    }
+    let serve = unwrapped(&run(&["serve", "--help"]).stdout);
+    assert!(serve.contains("[default: 127.0.0.1:50051]"), "{serve}");
+}
+
+#[tokio::test]
+async fn certs_seed_serve_and_query_a_sample_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+
+    let out = run(&["certs", "--data-dir", data_s]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pki = data.join("pki");
+    for f in ["ca.pem", "gateway.pem", "gateway.key", "agencies/vietcombank.pem", "agencies/vietcombank.key", "agencies/viettel.pem", "agencies/vneid.key"] {
+        assert!(pki.join(f).is_file(), "{f}");
+    }
+    let again = run(&["certs", "--data-dir", data_s]);
+    assert!(text(&again.stdout).contains("complete"), "a second run keeps what exists");
+
+    let sample = dir.path().join("sample.jsonl");
+    let out = run(&["seed", "--data-dir", data_s, "--citizens", "5000", "--seed", "7", "--sample-out", sample.to_str().unwrap(), "--sample-size", "50"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("seeded 5000 citizens"));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&sample)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 50);
+    for l in &lines {
+        assert_eq!(l["pid"].as_str().unwrap().len(), 12);
+        assert!(!l["full_name"].as_str().unwrap().is_empty());
+        assert_eq!(l["date_of_birth"].as_str().unwrap().len(), 10);
+        assert!(["male", "female"].contains(&l["sex"].as_str().unwrap()));
+        assert!(["alive", "deceased", "missing"].contains(&l["status"].as_str().unwrap()));
+        assert_eq!(l["permanent_province"].as_str().unwrap().len(), 3);
+    }
+
+    // Seeding a registry that already holds citizens is refused, clearly.
+    let out = run(&["seed", "--data-dir", data_s, "--citizens", "10"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("already holds 5000 citizens"), "{}", text(&out.stderr));
+
+    // Serve on an ephemeral port; the log line names the address.
+    let mut child = Command::new(BIN)
+        .args(["serve", "--data-dir", data_s, "--listen", "127.0.0.1:0"])
+        .env("LIENTHONG_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = log.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listen=").nth(1) {
+                return rest.split_whitespace().next().unwrap().parse::<std::net::SocketAddr>().unwrap();
+            }
+        }
+        panic!("serve exited before listening");
+    })
+    .await
+    .expect("serve listens within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+
+    let record = &lines[0];
+    let channel = connect(
+        addr,
+        &pki.join("ca.pem"),
+        Some((&pki.join("agencies/vietcombank.pem"), &pki.join("agencies/vietcombank.key"))),
+    )
+    .await
+    .unwrap();
+    let dob: Vec<i32> = record["date_of_birth"].as_str().unwrap().split('-').map(|p| p.parse().unwrap()).collect();
+    let claim = v1::IdentityClaim {
+        reference: "sample-0".into(),
+        pid: record["pid"].as_str().unwrap().into(),
+        full_name: Some(record["full_name"].as_str().unwrap().into()),
+        date_of_birth: Some(v1::Date { year: dob[0], month: dob[1], day: dob[2] }),
+        ..Default::default()
+    };
+    let v = ExchangeServiceClient::new(channel)
+        .verify_identity(v1::VerifyIdentityRequest {
+            purpose: "KYC_ONBOARDING".into(),
+            r#match: None,
+            claim: Some(claim),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .verification
+        .unwrap();
+    assert_eq!(v.verdict(), v1::Verdict::Match);
+
+    // SIGTERM: a clean exit.
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exits after SIGTERM").unwrap();
+    assert!(status.success(), "{status}");
+    assert!(Path::new(&data.join("registry.db")).is_file());
+}

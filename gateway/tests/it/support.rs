@@ -1,0 +1,154 @@
+//! A gateway running in the background for a test, and clients for it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use lienthong_gateway::exchange::Exchange;
+use lienthong_gateway::policy::Policy;
+use lienthong_gateway::registry::{SqliteRegistry, seed};
+use lienthong_gateway::tls::{PkiLayout, ensure_pki, server_config};
+use lienthong_proto::population::Population;
+use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// Agencies of the test policy.
+pub const POLICY: &str = r#"
+[agencies.bank]
+name = "A bank"
+roles = ["consumer"]
+[[agencies.bank.grants]]
+purpose = "KYC_ONBOARDING"
+operations = ["verify_identity", "verify_batch"]
+
+[agencies.clinic]
+name = "A clinic"
+roles = ["consumer"]
+[[agencies.clinic.grants]]
+purpose = "HEALTH_INSURANCE_CHECK"
+operations = ["verify_identity", "get_citizen"]
+fields = ["full_name", "date_of_birth", "sex", "status", "permanent_residence", "card", "father"]
+
+[agencies.telco]
+name = "A telecom operator"
+roles = ["consumer"]
+[[agencies.telco.grants]]
+purpose = "SUBSCRIBER_VERIFICATION"
+operations = ["verify_batch"]
+"#;
+
+/// The population every test gateway serves.
+pub const SEED: u64 = 42;
+/// Its size.
+pub const CITIZENS: u64 = 3_000;
+
+/// A gateway serving in the background; stops when dropped.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub pki: PkiLayout,
+    pub population: Population,
+    _stop: oneshot::Sender<()>,
+    _dir: TempDir,
+}
+
+impl TestGateway {
+    /// Seeds a registry, creates a PKI and serves on 127.0.0.1:0.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = Policy::parse(POLICY).unwrap();
+        let pki = PkiLayout::under(dir.path());
+        ensure_pki(&pki, policy.agencies.keys().map(String::as_str)).unwrap();
+        let store = SqliteRegistry::open(dir.path().join("registry.db")).unwrap();
+        let population = Population::new(SEED, CITIZENS).unwrap();
+        seed(&store, &population, None, |_| {}).unwrap();
+        let exchange = Exchange::new(Arc::new(policy), Arc::new(store));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tls = server_config(&pki).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            lienthong_gateway::api::serve(listener, tls, exchange, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            addr,
+            pki,
+            population,
+            _stop: stop,
+            _dir: dir,
+        }
+    }
+
+    /// A channel authenticated as `agency`.
+    pub async fn channel(&self, agency: &str) -> Channel {
+        connect(self.addr, &self.pki.ca_cert(), Some((&self.pki.agency_cert(agency), &self.pki.agency_key(agency))))
+            .await
+            .expect("an agency of the policy connects")
+    }
+
+    /// An ExchangeService client authenticated as `agency`.
+    pub async fn client(&self, agency: &str) -> ExchangeServiceClient<Channel> {
+        ExchangeServiceClient::new(self.channel(agency).await)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+
+    /// A well-formed Pid that no citizen of the test population has.
+    pub fn unknown_pid(&self) -> lienthong_proto::Pid {
+        (0..)
+            .map(|s| lienthong_proto::Pid::from_parts(1, lienthong_proto::Sex::Male, 1990, s).unwrap())
+            .find(|p| !self.population.iter().any(|c| c.pid == p.as_u64()))
+            .unwrap()
+    }
+
+    /// The first citizen matching `pred`.
+    pub fn find(&self, pred: impl Fn(&lienthong_proto::Citizen) -> bool) -> lienthong_proto::Citizen {
+        self.population.iter().find(|c| pred(c)).expect("the test population has one")
+    }
+}
+
+/// Connects over TLS trusting `ca`, presenting `identity` if given.
+pub async fn connect(
+    addr: SocketAddr,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(ca).unwrap()))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(cert).unwrap(),
+            std::fs::read(key).unwrap(),
+        ));
+    }
+    Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+/// The `ErrorInfo.reason` of a status.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_default()
+}
+
+/// The `BadRequest` field names of a status.
+pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}

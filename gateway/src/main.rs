@@ -130,7 +130,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64()
             );
             if let Some(path) = args.sample_out {
-                println!("wrote {} sample records to {}", report.sampled, path.display());
+                println!(
+                    "wrote {} sample records to {}",
+                    report.sampled,
+                    path.display()
+                );
             }
         }
         Command::Certs(args) => {

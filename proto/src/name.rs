@@ -74,7 +74,11 @@ pub fn compare(claimed: &str, registered: &str, how: NameMatch) -> NameScore {
             let matched = normalize(claimed) == normalize(registered);
             NameScore {
                 matched,
-                score: if matched { 100 } else { partial_score(claimed, registered) },
+                score: if matched {
+                    100
+                } else {
+                    partial_score(claimed, registered)
+                },
             }
         }
         NameMatch::Partial { threshold } => {
@@ -148,7 +152,10 @@ mod tests {
 
     #[test]
     fn normalization_forms() {
-        assert_eq!(normalize("  HỒ   Thị\u{00A0}Xuân Hương "), "hồ thị xuân hương");
+        assert_eq!(
+            normalize("  HỒ   Thị\u{00A0}Xuân Hương "),
+            "hồ thị xuân hương"
+        );
         assert_eq!(fold_diacritics("Huỳnh Đức Phước"), "huynh duc phuoc");
         assert_eq!(fold_diacritics("Lý Thường Kiệt"), "ly thuong kiet");
     }

@@ -57,7 +57,10 @@ impl Pid {
         let cs = century_digit + u64::from(sex == Sex::Female);
         let yy = (birth_year % 100) as u64;
         Some(Self(
-            u64::from(province) * 1_000_000_000 + cs * 100_000_000 + yy * 1_000_000 + u64::from(serial),
+            u64::from(province) * 1_000_000_000
+                + cs * 100_000_000
+                + yy * 1_000_000
+                + u64::from(serial),
         ))
     }
 
@@ -87,7 +90,7 @@ impl Pid {
 
     /// The sex encoded in the Pid.
     pub fn sex(self) -> Sex {
-        if self.century_sex_digit() % 2 == 0 {
+        if self.century_sex_digit().is_multiple_of(2) {
             Sex::Male
         } else {
             Sex::Female

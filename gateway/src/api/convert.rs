@@ -17,11 +17,12 @@ const DEFAULT_THRESHOLD: u32 = 85;
 
 /// Parses a Pid, or says why it is malformed.
 pub(crate) fn pid(text: &str, field: &str) -> Result<Pid> {
-    text.parse().map_err(|e: lienthong_proto::PidError| Error::InvalidArgument {
-        reason: Reason::PidMalformed,
-        field: field.to_owned(),
-        description: e.to_string(),
-    })
+    text.parse()
+        .map_err(|e: lienthong_proto::PidError| Error::InvalidArgument {
+            reason: Reason::PidMalformed,
+            field: field.to_owned(),
+            description: e.to_string(),
+        })
 }
 
 fn date(d: &v1::Date, field: &str) -> Result<Date> {
@@ -58,7 +59,10 @@ pub(crate) fn match_options(m: Option<&v1::MatchOptions>) -> Result<NameMatch> {
                 threshold: DEFAULT_THRESHOLD,
             }),
             t @ 1..=100 => Ok(NameMatch::Partial { threshold: t }),
-            _ => Err(Error::invalid("match.threshold", "must be 1–100 (0 for the default)")),
+            _ => Err(Error::invalid(
+                "match.threshold",
+                "must be 1–100 (0 for the default)",
+            )),
         },
         Err(_) => Err(Error::invalid("match.strategy", "unknown strategy")),
     }
@@ -70,7 +74,10 @@ pub(crate) fn claim(c: &v1::IdentityClaim) -> Result<Claim> {
     let mut claim = Claim::pid_only(pid(&c.pid, "pid")?);
     if let Some(name) = &c.full_name {
         if name.trim().is_empty() {
-            return Err(Error::invalid("full_name", "empty; leave it unset not to claim a name"));
+            return Err(Error::invalid(
+                "full_name",
+                "empty; leave it unset not to claim a name",
+            ));
         }
         claim.full_name = Some(name.clone());
     }
@@ -82,7 +89,10 @@ pub(crate) fn claim(c: &v1::IdentityClaim) -> Result<Claim> {
     claim.sex = sex(c.sex, "sex")?;
     if let Some(old) = &c.old_id_number {
         if old.len() != 9 || !old.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::invalid("old_id_number", "an old ID number has exactly 9 digits"));
+            return Err(Error::invalid(
+                "old_id_number",
+                "an old ID number has exactly 9 digits",
+            ));
         }
         claim.old_id_number = Some(old.clone());
     }
@@ -108,7 +118,10 @@ pub(crate) fn claim(c: &v1::IdentityClaim) -> Result<Claim> {
             )?),
             Some(Kind::Alive(_)) => Predicate::Alive,
             None => {
-                return Err(Error::invalid(format!("predicates[{i}]"), "names no predicate"));
+                return Err(Error::invalid(
+                    format!("predicates[{i}]"),
+                    "names no predicate",
+                ));
             }
         };
         claim.predicates.push(predicate);
@@ -184,7 +197,9 @@ pub(crate) fn verification(
         reference,
         verdict: verdict as i32,
         fields,
-        holder_status: v.holder_status.map_or(v1::HolderStatus::Unspecified, status_out) as i32,
+        holder_status: v
+            .holder_status
+            .map_or(v1::HolderStatus::Unspecified, status_out) as i32,
         card_validity: card as i32,
         predicates: asked
             .iter()
@@ -276,7 +291,10 @@ pub(crate) fn disclosed(d: Disclosed) -> v1::CitizenFieldValue {
         })),
     };
     // Field::ALL is in wire order, starting at 1.
-    let wire = Field::ALL.iter().position(|f| *f == d.field).map_or(0, |i| i as i32 + 1);
+    let wire = Field::ALL
+        .iter()
+        .position(|f| *f == d.field)
+        .map_or(0, |i| i as i32 + 1);
     v1::CitizenFieldValue {
         field: wire,
         value,
@@ -296,7 +314,10 @@ mod tests {
         // The proto's CITIZEN_FIELD_* names are the policy names upper-cased.
         for (i, f) in Field::ALL.iter().enumerate() {
             let wire = v1::CitizenField::try_from(i as i32 + 1).unwrap();
-            assert_eq!(wire.as_str_name(), format!("CITIZEN_FIELD_{}", f.name().to_uppercase()));
+            assert_eq!(
+                wire.as_str_name(),
+                format!("CITIZEN_FIELD_{}", f.name().to_uppercase())
+            );
         }
     }
 }

@@ -41,7 +41,11 @@ pub async fn serve(
     let store = SqliteRegistry::open(dir.registry())?;
     if store.count()? == 0 {
         let started = Instant::now();
-        tracing::info!(citizens = opts.first_start.citizens, seed = opts.first_start.seed, "first start: seeding the synthetic population");
+        tracing::info!(
+            citizens = opts.first_start.citizens,
+            seed = opts.first_start.seed,
+            "first start: seeding the synthetic population"
+        );
         drop(store);
         let dir = dir.clone();
         let seed_opts = opts.first_start.clone();
@@ -55,7 +59,9 @@ pub async fn serve(
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(Error::io(opts.listen.to_string()))?;
-    let local = listener.local_addr().map_err(Error::io(opts.listen.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(Error::io(opts.listen.to_string()))?;
     tracing::info!(
         listen = %local,
         citizens = store.count()?,

@@ -104,7 +104,8 @@ fn read(c: &Citizen, field: Field) -> (FieldValue, FieldGroup) {
         Field::FullName => (text(&c.full_name), G::Birth),
         Field::OtherNames => (FieldValue::Names(c.other_names.clone()), G::Birth),
         Field::DateOfBirth => (
-            c.date_of_birth().map_or(FieldValue::Empty, FieldValue::Date),
+            c.date_of_birth()
+                .map_or(FieldValue::Empty, FieldValue::Date),
             G::Birth,
         ),
         Field::Sex => (FieldValue::Sex(c.sex()), G::Birth),

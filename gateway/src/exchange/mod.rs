@@ -48,10 +48,17 @@ impl Exchange {
 
     /// Verifies one claim. The look-up is a single indexed read, cheaper than
     /// a hop to the blocking pool, so it runs in place.
-    pub fn verify_identity(&self, asker: Asker<'_>, claim: &Claim, how: NameMatch) -> Result<Verification> {
+    pub fn verify_identity(
+        &self,
+        asker: Asker<'_>,
+        claim: &Claim,
+        how: NameMatch,
+    ) -> Result<Verification> {
         self.policy
             .authorize(asker.agency, asker.purpose, Operation::VerifyIdentity)?;
-        let mut answer = self.verifier.verify_many(std::slice::from_ref(claim), how)?;
+        let mut answer = self
+            .verifier
+            .verify_many(std::slice::from_ref(claim), how)?;
         answer.pop().ok_or(Error::Task)
     }
 
@@ -85,7 +92,10 @@ impl Exchange {
             let mut verified = verifier.verify_many(&valid, how)?.into_iter();
             Ok(claims
                 .into_iter()
-                .map(|c| c.map(|_| verified.next().ok_or(Error::Task)).and_then(|v| v))
+                .map(|c| {
+                    c.map(|_| verified.next().ok_or(Error::Task))
+                        .and_then(|v| v)
+                })
                 .collect())
         })
         .await
@@ -94,11 +104,17 @@ impl Exchange {
 
     /// The granted `fields` of the citizen `pid`, each with its provenance;
     /// any field not granted refuses the whole request.
-    pub fn get_citizen(&self, asker: Asker<'_>, pid: Pid, fields: &[Field]) -> Result<Vec<Disclosed>> {
+    pub fn get_citizen(
+        &self,
+        asker: Asker<'_>,
+        pid: Pid,
+        fields: &[Field],
+    ) -> Result<Vec<Disclosed>> {
         if fields.is_empty() {
             return Err(Error::invalid("fields", "name at least one field"));
         }
-        self.policy.authorize_fields(asker.agency, asker.purpose, fields)?;
+        self.policy
+            .authorize_fields(asker.agency, asker.purpose, fields)?;
         let citizen = self.store.get(pid)?.ok_or(Error::CitizenNotFound)?;
         Ok(disclose::disclose(&citizen, fields))
     }

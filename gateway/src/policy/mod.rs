@@ -106,7 +106,9 @@ impl Policy {
             let line = line_of(text, &format!("[agencies.{id}"));
             if id.is_empty()
                 || id.len() > 64
-                || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             {
                 return Err(format!(
                     "line {line}: agency id {id:?} must be 1–64 characters of a-z, 0-9 and '-'"
@@ -115,7 +117,11 @@ impl Policy {
             let mut purposes = Vec::new();
             for grant in &agency.grants {
                 let p = &grant.purpose;
-                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+                if p.is_empty()
+                    || !p
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                {
                     return Err(format!(
                         "line {}: agency {id:?}: purpose {p:?} must be of A-Z, 0-9 and '_'",
                         line_of(text, &format!("\"{p}\""))
@@ -139,9 +145,12 @@ impl Policy {
 
     /// The grant that lets `agency` perform `op` for `purpose`, or why not.
     pub fn authorize(&self, agency: &str, purpose: &str, op: Operation) -> Result<&Grant> {
-        let a = self.agencies.get(agency).ok_or_else(|| Error::AgencyUnknown {
-            agency: agency.to_owned(),
-        })?;
+        let a = self
+            .agencies
+            .get(agency)
+            .ok_or_else(|| Error::AgencyUnknown {
+                agency: agency.to_owned(),
+            })?;
         a.grants
             .iter()
             .find(|g| g.purpose == purpose && g.operations.contains(&op))
@@ -176,8 +185,9 @@ impl Policy {
 
 /// 1-based line of the first occurrence of `needle`, or 0.
 fn line_of(text: &str, needle: &str) -> usize {
-    text.find(needle)
-        .map_or(0, |at| text[..at].bytes().filter(|&b| b == b'\n').count() + 1)
+    text.find(needle).map_or(0, |at| {
+        text[..at].bytes().filter(|&b| b == b'\n').count() + 1
+    })
 }
 
 #[cfg(test)]
@@ -218,9 +228,16 @@ fields = ["full_name", "date_of_birth"]
             p.authorize("clinic", "TREATMENT", Operation::VerifyIdentity),
             Err(Error::PurposeNotPermitted { .. })
         ));
-        p.authorize_fields("clinic", "TREATMENT", &[Field::FullName]).unwrap();
-        match p.authorize_fields("clinic", "TREATMENT", &[Field::FullName, Field::Religion, Field::Spouse]) {
-            Err(Error::FieldNotPermitted { fields, .. }) => assert_eq!(fields, ["religion", "spouse"]),
+        p.authorize_fields("clinic", "TREATMENT", &[Field::FullName])
+            .unwrap();
+        match p.authorize_fields(
+            "clinic",
+            "TREATMENT",
+            &[Field::FullName, Field::Religion, Field::Spouse],
+        ) {
+            Err(Error::FieldNotPermitted { fields, .. }) => {
+                assert_eq!(fields, ["religion", "spouse"])
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -229,10 +246,19 @@ fields = ["full_name", "date_of_birth"]
     fn errors_name_the_line() {
         let cases = [
             ("[agencies.a]\nname = \"A\"\nrolez = []\n", "line 3"),
-            ("[agencies.a]\nname = \"A\"\n[[agencies.a.grants]]\npurpose = \"P\"\noperations = [\"fly\"]\n", "line 5"),
-            ("[agencies.a]\nname = \"A\"\n[[agencies.a.grants]]\npurpose = \"P\"\noperations = [\"get_citizen\"]\nfields = [\"shoe_size\"]\n", "line 6"),
+            (
+                "[agencies.a]\nname = \"A\"\n[[agencies.a.grants]]\npurpose = \"P\"\noperations = [\"fly\"]\n",
+                "line 5",
+            ),
+            (
+                "[agencies.a]\nname = \"A\"\n[[agencies.a.grants]]\npurpose = \"P\"\noperations = [\"get_citizen\"]\nfields = [\"shoe_size\"]\n",
+                "line 6",
+            ),
             ("\n[agencies.Bad_Id]\nname = \"A\"\n", "line 2"),
-            ("[agencies.a]\nname = \"A\"\n[[agencies.a.grants]]\npurpose = \"lower\"\noperations = [\"get_citizen\"]\n", "line 4"),
+            (
+                "[agencies.a]\nname = \"A\"\n[[agencies.a.grants]]\npurpose = \"lower\"\noperations = [\"get_citizen\"]\n",
+                "line 4",
+            ),
         ];
         for (text, want) in cases {
             let err = Policy::parse(text).unwrap_err();

@@ -86,7 +86,9 @@ pub fn seed(
         if existing > 0 {
             return Err(Error::invalid(
                 "data-dir",
-                format!("the registry already holds {existing} citizens; seed an empty data directory"),
+                format!(
+                    "the registry already holds {existing} citizens; seed an empty data directory"
+                ),
             ));
         }
         Ok(())
@@ -133,9 +135,8 @@ pub fn seed(
                     for (pid, record, s) in chunk {
                         insert.execute(params![pid, record])?;
                         if let (Some(s), Some(out)) = (s, sample_out.as_mut()) {
-                            let line = serde_json::to_string(&s).map_err(|e| {
-                                Error::invalid("sample-out", e.to_string())
-                            })?;
+                            let line = serde_json::to_string(&s)
+                                .map_err(|e| Error::invalid("sample-out", e.to_string()))?;
                             writeln!(out, "{line}").map_err(Error::io("sample-out"))?;
                             sampled += 1;
                         }

@@ -76,8 +76,10 @@ impl SqliteRegistry {
     /// Reads a metadata value.
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         self.with_writer(|c| {
-            Ok(c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-                .optional()?)
+            Ok(
+                c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                    .optional()?,
+            )
         })
     }
 }
@@ -193,6 +195,10 @@ mod tests {
         assert_eq!(store.count().unwrap(), 100);
         let pids: Vec<Pid> = (0..100).map(|i| pop.pid(i)).collect();
         let got = store.get_many(&pids).unwrap();
-        assert!(got.iter().zip(0..).all(|(c, i)| c.as_ref() == Some(&pop.citizen(i))));
+        assert!(
+            got.iter()
+                .zip(0..)
+                .all(|(c, i)| c.as_ref() == Some(&pop.citizen(i)))
+        );
     }
 }

@@ -132,7 +132,8 @@ pub fn incoming(
             let tx = tx.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::info!(%remote, error = %e, "TLS handshake refused");
@@ -157,9 +158,7 @@ pub fn incoming(
                     agency: agency.into(),
                     remote,
                 };
-                let _ = tx
-                    .send(Ok(AuthenticatedStream { inner: tls, peer }))
-                    .await;
+                let _ = tx.send(Ok(AuthenticatedStream { inner: tls, peer })).await;
             });
         }
     });

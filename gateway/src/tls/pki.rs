@@ -118,7 +118,12 @@ pub fn ensure_pki<'a>(
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
         write(&layout.gateway_cert(), &cert.pem(), false, &mut report)?;
-        write(&layout.gateway_key(), &key.serialize_pem(), true, &mut report)?;
+        write(
+            &layout.gateway_key(),
+            &key.serialize_pem(),
+            true,
+            &mut report,
+        )?;
     }
 
     for agency in agencies {

@@ -89,7 +89,12 @@ impl FieldResult {
 }
 
 /// Compares `claim` with the registered record (`None`: not found), as of `today`.
-pub fn verify(claim: &Claim, citizen: Option<&Citizen>, how: NameMatch, today: Date) -> Verification {
+pub fn verify(
+    claim: &Claim,
+    citizen: Option<&Citizen>,
+    how: NameMatch,
+    today: Date,
+) -> Verification {
     let mut fields = Vec::with_capacity(6);
     if claim.date_of_birth.is_some() || claim.sex.is_some() {
         let consistent = claim.pid.consistent_with(claim.date_of_birth, claim.sex);

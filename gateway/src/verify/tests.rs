@@ -38,7 +38,8 @@ const TODAY: &str = "2026-11-23";
 #[test]
 fn field_by_field() {
     type Edit = fn(&mut Claim);
-    let cases: &[(&str, Edit, Verdict, &[(ClaimedField, bool)])] = &[
+    type Case<'a> = (&'a str, Edit, Verdict, &'a [(ClaimedField, bool)]);
+    let cases: &[Case] = &[
         ("pid only", |_| {}, Verdict::Match, &[]),
         (
             "all right",
@@ -47,7 +48,10 @@ fn field_by_field() {
                 c.date_of_birth = Some(date("2003-05-14"));
                 c.sex = Some(Sex::Male);
                 c.old_id_number = Some("025123456".into());
-                c.permanent_residence = Some(ResidenceClaim { province: 79, line: None });
+                c.permanent_residence = Some(ResidenceClaim {
+                    province: 79,
+                    line: None,
+                });
             },
             Verdict::Match,
             &[
@@ -69,13 +73,19 @@ fn field_by_field() {
             "wrong day of birth, same year",
             |c| c.date_of_birth = Some(date("2003-05-15")),
             Verdict::Mismatch,
-            &[(ClaimedField::PidDigits, true), (ClaimedField::DateOfBirth, false)],
+            &[
+                (ClaimedField::PidDigits, true),
+                (ClaimedField::DateOfBirth, false),
+            ],
         ),
         (
             "year contradicts the Pid",
             |c| c.date_of_birth = Some(date("2004-05-14")),
             Verdict::Mismatch,
-            &[(ClaimedField::PidDigits, false), (ClaimedField::DateOfBirth, false)],
+            &[
+                (ClaimedField::PidDigits, false),
+                (ClaimedField::DateOfBirth, false),
+            ],
         ),
         (
             "wrong sex",
@@ -91,7 +101,12 @@ fn field_by_field() {
         ),
         (
             "wrong province",
-            |c| c.permanent_residence = Some(ResidenceClaim { province: 1, line: None }),
+            |c| {
+                c.permanent_residence = Some(ResidenceClaim {
+                    province: 1,
+                    line: None,
+                })
+            },
             Verdict::Mismatch,
             &[(ClaimedField::PermanentResidence, false)],
         ),
@@ -112,7 +127,8 @@ fn field_by_field() {
         edit(&mut c);
         let v = verify(&c, Some(&registered()), NameMatch::Exact, date(TODAY));
         assert_eq!(v.verdict, *verdict, "{name}");
-        let got: Vec<(ClaimedField, bool)> = v.fields.iter().map(|f| (f.field, f.matched)).collect();
+        let got: Vec<(ClaimedField, bool)> =
+            v.fields.iter().map(|f| (f.field, f.matched)).collect();
         assert_eq!(got, *fields, "{name}");
         assert_eq!(v.holder_status, Some(LifeStatus::Alive), "{name}");
         assert_eq!(v.card, Some(CardValidity::Valid), "{name}");
@@ -125,13 +141,27 @@ fn partial_names_score() {
     c.full_name = Some("Nguyen Van An".into());
     let exact = verify(&c, Some(&registered()), NameMatch::Exact, date(TODAY));
     assert_eq!(exact.verdict, Verdict::Mismatch);
-    let partial = verify(&c, Some(&registered()), NameMatch::Partial { threshold: 85 }, date(TODAY));
+    let partial = verify(
+        &c,
+        Some(&registered()),
+        NameMatch::Partial { threshold: 85 },
+        date(TODAY),
+    );
     assert_eq!(partial.verdict, Verdict::Match);
     assert_eq!(partial.fields[0].score, 100);
     c.full_name = Some("Nguyen Van Ann".into());
-    let typo = verify(&c, Some(&registered()), NameMatch::Partial { threshold: 95 }, date(TODAY));
+    let typo = verify(
+        &c,
+        Some(&registered()),
+        NameMatch::Partial { threshold: 95 },
+        date(TODAY),
+    );
     assert_eq!(typo.verdict, Verdict::Mismatch);
-    assert!((85..95).contains(&typo.fields[0].score), "{}", typo.fields[0].score);
+    assert!(
+        (85..95).contains(&typo.fields[0].score),
+        "{}",
+        typo.fields[0].score
+    );
 }
 
 #[test]
@@ -162,10 +192,14 @@ fn predicates_and_status() {
     deceased.status = LifeStatus::Deceased as u32;
     deceased.died_on = 20250101;
     let v = verify(&c, Some(&deceased), NameMatch::Exact, date(TODAY));
-    assert_eq!(v.verdict, Verdict::Match, "a claim about a deceased holder can still match");
+    assert_eq!(
+        v.verdict,
+        Verdict::Match,
+        "a claim about a deceased holder can still match"
+    );
     assert_eq!(v.holder_status, Some(LifeStatus::Deceased));
     assert_eq!(v.card, Some(CardValidity::Expired));
-    assert_eq!(v.predicates[4], false);
+    assert!(!v.predicates[4]);
 
     let mut expired = registered();
     expired.card_expires_on = 20250514;

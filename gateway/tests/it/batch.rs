@@ -40,25 +40,40 @@ async fn mixed_batch_answers_each_claim_in_order() {
     wrong_name.full_name = Some("Hoàng Thị Không Có".into());
     cases.push((wrong_name, Expect::Verdict(v1::Verdict::Mismatch)));
     let mut wrong_year = claim_of(&alive, "wrong-year");
-    wrong_year.date_of_birth = Some(wire_date(alive.date_of_birth().unwrap().add_years(3).unwrap()));
+    wrong_year.date_of_birth = Some(wire_date(
+        alive.date_of_birth().unwrap().add_years(3).unwrap(),
+    ));
     cases.push((wrong_year, Expect::Verdict(v1::Verdict::Mismatch)));
     let mut malformed = claim_of(&alive, "malformed");
     malformed.pid = "07920312".into();
     cases.push((malformed, Expect::Error("PID_MALFORMED", "pid")));
     let mut bad_date = claim_of(&alive, "bad-date");
-    bad_date.date_of_birth = Some(v1::Date { year: 2001, month: 2, day: 30 });
+    bad_date.date_of_birth = Some(v1::Date {
+        year: 2001,
+        month: 2,
+        day: 30,
+    });
     cases.push((bad_date, Expect::Error("ARGUMENT_INVALID", "date_of_birth")));
     let mut unknown = claim_of(&alive, "unknown");
     unknown.pid = gw.unknown_pid().to_string();
     unknown.date_of_birth = None;
     unknown.sex = 0;
     cases.push((unknown, Expect::Verdict(v1::Verdict::NotFound)));
-    cases.push((claim_of(&dead, "deceased"), Expect::Verdict(v1::Verdict::Match)));
+    cases.push((
+        claim_of(&dead, "deceased"),
+        Expect::Verdict(v1::Verdict::Match),
+    ));
 
     // Two batches on one stream: answers come back per batch, in order.
     let claims: Vec<_> = cases.iter().map(|(c, _)| c.clone()).collect();
     let requests = tokio_stream::iter(vec![batch("b1", claims.clone()), batch("b2", claims)]);
-    let mut answers = gw.client("telco").await.verify_batch(requests).await.unwrap().into_inner();
+    let mut answers = gw
+        .client("telco")
+        .await
+        .verify_batch(requests)
+        .await
+        .unwrap()
+        .into_inner();
     for id in ["b1", "b2"] {
         let answer = answers.next().await.unwrap().unwrap();
         assert_eq!(answer.batch_id, id);
@@ -87,7 +102,10 @@ async fn mixed_batch_answers_each_claim_in_order() {
             assert_eq!(&got, expect, "{}", claim.reference);
         }
     }
-    assert!(answers.next().await.is_none(), "the stream ends after the last batch");
+    assert!(
+        answers.next().await.is_none(),
+        "the stream ends after the last batch"
+    );
 }
 
 #[tokio::test]

@@ -35,7 +35,13 @@ fn help_lists_the_commands_and_defaults() {
         assert!(help.contains(word), "{help}");
     }
     let seed = unwrapped(&run(&["seed", "--help"]).stdout);
-    for flag in ["--data-dir", "--citizens", "--seed", "--sample-out", "[default: 1000000]"] {
+    for flag in [
+        "--data-dir",
+        "--citizens",
+        "--seed",
+        "--sample-out",
+        "[default: 1000000]",
+    ] {
         assert!(seed.contains(flag), "{seed}");
     }
     let serve = unwrapped(&run(&["serve", "--help"]).stdout);
@@ -51,14 +57,37 @@ async fn certs_seed_serve_and_query_a_sample_record() {
     let out = run(&["certs", "--data-dir", data_s]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let pki = data.join("pki");
-    for f in ["ca.pem", "gateway.pem", "gateway.key", "agencies/vietcombank.pem", "agencies/vietcombank.key", "agencies/viettel.pem", "agencies/vneid.key"] {
+    for f in [
+        "ca.pem",
+        "gateway.pem",
+        "gateway.key",
+        "agencies/vietcombank.pem",
+        "agencies/vietcombank.key",
+        "agencies/viettel.pem",
+        "agencies/vneid.key",
+    ] {
         assert!(pki.join(f).is_file(), "{f}");
     }
     let again = run(&["certs", "--data-dir", data_s]);
-    assert!(text(&again.stdout).contains("complete"), "a second run keeps what exists");
+    assert!(
+        text(&again.stdout).contains("complete"),
+        "a second run keeps what exists"
+    );
 
     let sample = dir.path().join("sample.jsonl");
-    let out = run(&["seed", "--data-dir", data_s, "--citizens", "5000", "--seed", "7", "--sample-out", sample.to_str().unwrap(), "--sample-size", "50"]);
+    let out = run(&[
+        "seed",
+        "--data-dir",
+        data_s,
+        "--citizens",
+        "5000",
+        "--seed",
+        "7",
+        "--sample-out",
+        sample.to_str().unwrap(),
+        "--sample-size",
+        "50",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("seeded 5000 citizens"));
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&sample)
@@ -79,7 +108,11 @@ async fn certs_seed_serve_and_query_a_sample_record() {
     // Seeding a registry that already holds citizens is refused, clearly.
     let out = run(&["seed", "--data-dir", data_s, "--citizens", "10"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("already holds 5000 citizens"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already holds 5000 citizens"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Serve on an ephemeral port; the log line names the address.
     let mut child = Command::new(BIN)
@@ -93,7 +126,12 @@ async fn certs_seed_serve_and_query_a_sample_record() {
     let addr = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = log.next_line().await.unwrap() {
             if let Some(rest) = line.split("listen=").nth(1) {
-                return rest.split_whitespace().next().unwrap().parse::<std::net::SocketAddr>().unwrap();
+                return rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap();
             }
         }
         panic!("serve exited before listening");
@@ -106,16 +144,28 @@ async fn certs_seed_serve_and_query_a_sample_record() {
     let channel = connect(
         addr,
         &pki.join("ca.pem"),
-        Some((&pki.join("agencies/vietcombank.pem"), &pki.join("agencies/vietcombank.key"))),
+        Some((
+            &pki.join("agencies/vietcombank.pem"),
+            &pki.join("agencies/vietcombank.key"),
+        )),
     )
     .await
     .unwrap();
-    let dob: Vec<i32> = record["date_of_birth"].as_str().unwrap().split('-').map(|p| p.parse().unwrap()).collect();
+    let dob: Vec<i32> = record["date_of_birth"]
+        .as_str()
+        .unwrap()
+        .split('-')
+        .map(|p| p.parse().unwrap())
+        .collect();
     let claim = v1::IdentityClaim {
         reference: "sample-0".into(),
         pid: record["pid"].as_str().unwrap().into(),
         full_name: Some(record["full_name"].as_str().unwrap().into()),
-        date_of_birth: Some(v1::Date { year: dob[0], month: dob[1], day: dob[2] }),
+        date_of_birth: Some(v1::Date {
+            year: dob[0],
+            month: dob[1],
+            day: dob[2],
+        }),
         ..Default::default()
     };
     let v = ExchangeServiceClient::new(channel)
@@ -133,8 +183,17 @@ async fn certs_seed_serve_and_query_a_sample_record() {
 
     // SIGTERM: a clean exit.
     let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exits after SIGTERM").unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
     assert!(status.success(), "{status}");
     assert!(Path::new(&data.join("registry.db")).is_file());
 }

@@ -22,7 +22,11 @@ pub fn claim_of(c: &Citizen, reference: &str) -> v1::IdentityClaim {
         pid: Pid::from_u64(c.pid).unwrap().to_string(),
         full_name: Some(c.full_name.to_uppercase()),
         date_of_birth: Some(wire_date(c.date_of_birth().unwrap())),
-        sex: if c.female { v1::Sex::Female } else { v1::Sex::Male } as i32,
+        sex: if c.female {
+            v1::Sex::Female
+        } else {
+            v1::Sex::Male
+        } as i32,
         old_id_number: None,
         permanent_residence: c.permanent.as_ref().map(|a| v1::Residence {
             province_code: format!("{:03}", a.province),
@@ -41,20 +45,23 @@ pub fn kyc(claim: v1::IdentityClaim) -> v1::VerifyIdentityRequest {
 }
 
 fn fields_of(v: &v1::IdentityVerification) -> Vec<(v1::ClaimedField, bool)> {
-    v.fields
-        .iter()
-        .map(|f| (f.field(), f.matched))
-        .collect()
+    v.fields.iter().map(|f| (f.field(), f.matched)).collect()
 }
 
 #[tokio::test]
 async fn verified_match_says_nothing_more() {
     let gw = TestGateway::start().await;
-    let c = gw.find(|c| c.life_status() == LifeStatus::Alive && c.card_issued_on != 0 && c.card_expires_on == 0);
+    let c = gw.find(|c| {
+        c.life_status() == LifeStatus::Alive && c.card_issued_on != 0 && c.card_expires_on == 0
+    });
     let mut claim = claim_of(&c, "kyc-1");
     claim.predicates = vec![
-        v1::Predicate { kind: Some(Kind::AgeAtLeast(v1::AgeAtLeast { years: 18 })) },
-        v1::Predicate { kind: Some(Kind::Alive(v1::Alive {})) },
+        v1::Predicate {
+            kind: Some(Kind::AgeAtLeast(v1::AgeAtLeast { years: 18 })),
+        },
+        v1::Predicate {
+            kind: Some(Kind::Alive(v1::Alive {})),
+        },
         v1::Predicate {
             kind: Some(Kind::PermanentResidentOf(v1::PermanentResidentOf {
                 province_code: format!("{:03}", c.permanent.as_ref().unwrap().province),
@@ -96,9 +103,14 @@ async fn mismatch_per_field() {
     let c = gw.find(|c| c.life_status() == LifeStatus::Alive && !c.old_id_number.is_empty());
     let mut client = gw.client("bank").await;
     let dob = c.date_of_birth().unwrap();
-    let other_province = if c.permanent.as_ref().unwrap().province == 1 { "079" } else { "001" };
+    let other_province = if c.permanent.as_ref().unwrap().province == 1 {
+        "079"
+    } else {
+        "001"
+    };
     type Edit = Box<dyn Fn(&mut v1::IdentityClaim)>;
-    let cases: Vec<(&str, Edit, Vec<(v1::ClaimedField, bool)>)> = vec![
+    type Case = (&'static str, Edit, Vec<(v1::ClaimedField, bool)>);
+    let cases: Vec<Case> = vec![
         (
             "name",
             Box::new(|cl| cl.full_name = Some("Tên Không Đúng".into())),
@@ -107,15 +119,35 @@ async fn mismatch_per_field() {
         (
             "day of birth",
             Box::new(move |cl| {
-                let other = Date::from_days(dob.to_days() + if dob.month() == 12 && dob.day() == 31 { -1 } else { 1 }).unwrap();
+                let other = Date::from_days(
+                    dob.to_days()
+                        + if dob.month() == 12 && dob.day() == 31 {
+                            -1
+                        } else {
+                            1
+                        },
+                )
+                .unwrap();
                 cl.date_of_birth = Some(wire_date(other));
             }),
-            vec![(v1::ClaimedField::PidDigits, true), (v1::ClaimedField::DateOfBirth, false)],
+            vec![
+                (v1::ClaimedField::PidDigits, true),
+                (v1::ClaimedField::DateOfBirth, false),
+            ],
         ),
         (
             "sex",
-            Box::new(|cl| cl.sex = if cl.sex == v1::Sex::Male as i32 { v1::Sex::Female } else { v1::Sex::Male } as i32),
-            vec![(v1::ClaimedField::PidDigits, false), (v1::ClaimedField::Sex, false)],
+            Box::new(|cl| {
+                cl.sex = if cl.sex == v1::Sex::Male as i32 {
+                    v1::Sex::Female
+                } else {
+                    v1::Sex::Male
+                } as i32
+            }),
+            vec![
+                (v1::ClaimedField::PidDigits, false),
+                (v1::ClaimedField::Sex, false),
+            ],
         ),
         (
             "old id number",
@@ -145,7 +177,10 @@ async fn mismatch_per_field() {
             .verification
             .unwrap();
         assert_eq!(v.verdict(), v1::Verdict::Mismatch, "{name}");
-        let failed: Vec<_> = fields_of(&v).into_iter().filter(|(f, m)| !m || wrong.iter().any(|(w, _)| w == f)).collect();
+        let failed: Vec<_> = fields_of(&v)
+            .into_iter()
+            .filter(|(f, m)| !m || wrong.iter().any(|(w, _)| w == f))
+            .collect();
         assert_eq!(failed, wrong, "{name}");
     }
 }
@@ -183,7 +218,10 @@ async fn malformed_and_unknown_pids() {
         assert_eq!(status.code(), Code::InvalidArgument, "{bad}");
         assert_eq!(reason(&status), "PID_MALFORMED", "{bad}");
         assert_eq!(bad_fields(&status), ["claim.pid"], "{bad}");
-        assert!(!status.message().contains(bad), "the message does not echo the input");
+        assert!(
+            !status.message().contains(bad),
+            "the message does not echo the input"
+        );
     }
     // Well-formed but not on the register.
     let unknown = gw.unknown_pid();
@@ -191,7 +229,13 @@ async fn malformed_and_unknown_pids() {
     claim.pid = unknown.to_string();
     claim.date_of_birth = None;
     claim.sex = 0;
-    let v = client.verify_identity(kyc(claim)).await.unwrap().into_inner().verification.unwrap();
+    let v = client
+        .verify_identity(kyc(claim))
+        .await
+        .unwrap()
+        .into_inner()
+        .verification
+        .unwrap();
     assert_eq!(v.verdict(), v1::Verdict::NotFound);
     assert!(v.fields.is_empty());
     assert_eq!(v.holder_status(), v1::HolderStatus::Unspecified);
@@ -202,9 +246,23 @@ async fn deceased_holder() {
     let gw = TestGateway::start().await;
     let c = gw.find(|c| c.life_status() == LifeStatus::Deceased);
     let mut claim = claim_of(&c, "r");
-    claim.predicates = vec![v1::Predicate { kind: Some(Kind::Alive(v1::Alive {})) }];
-    let v = gw.client("bank").await.verify_identity(kyc(claim)).await.unwrap().into_inner().verification.unwrap();
-    assert_eq!(v.verdict(), v1::Verdict::Match, "the claim is right; the holder is dead");
+    claim.predicates = vec![v1::Predicate {
+        kind: Some(Kind::Alive(v1::Alive {})),
+    }];
+    let v = gw
+        .client("bank")
+        .await
+        .verify_identity(kyc(claim))
+        .await
+        .unwrap()
+        .into_inner()
+        .verification
+        .unwrap();
+    assert_eq!(
+        v.verdict(),
+        v1::Verdict::Match,
+        "the claim is right; the holder is dead"
+    );
     assert_eq!(v.holder_status(), v1::HolderStatus::Deceased);
     assert_ne!(v.card_validity(), v1::CardValidity::Valid);
     assert!(!v.predicates[0].holds);
@@ -216,13 +274,23 @@ async fn purpose_and_operation_refusals() {
     let c = gw.find(|_| true);
     let mut req = kyc(claim_of(&c, "r"));
     req.purpose = "MARKETING".into();
-    let status = gw.client("bank").await.verify_identity(req).await.unwrap_err();
+    let status = gw
+        .client("bank")
+        .await
+        .verify_identity(req)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(reason(&status), "PURPOSE_NOT_PERMITTED");
     // The telco may verify batches only.
     let mut req = kyc(claim_of(&c, "r"));
     req.purpose = "SUBSCRIBER_VERIFICATION".into();
-    let status = gw.client("telco").await.verify_identity(req).await.unwrap_err();
+    let status = gw
+        .client("telco")
+        .await
+        .verify_identity(req)
+        .await
+        .unwrap_err();
     assert_eq!(reason(&status), "PURPOSE_NOT_PERMITTED");
 }
 
@@ -243,21 +311,51 @@ async fn get_citizen_returns_requested_fields_with_provenance() {
     let resp = gw
         .client("clinic")
         .await
-        .get_citizen(get(c.pid, &[v1::CitizenField::FullName, v1::CitizenField::DateOfBirth, v1::CitizenField::Father, v1::CitizenField::Card]))
+        .get_citizen(get(
+            c.pid,
+            &[
+                v1::CitizenField::FullName,
+                v1::CitizenField::DateOfBirth,
+                v1::CitizenField::Father,
+                v1::CitizenField::Card,
+            ],
+        ))
         .await
         .unwrap()
         .into_inner();
     let fields: Vec<_> = resp.values.iter().map(|v| v.field()).collect();
-    assert_eq!(fields, [v1::CitizenField::FullName, v1::CitizenField::DateOfBirth, v1::CitizenField::Father, v1::CitizenField::Card]);
+    assert_eq!(
+        fields,
+        [
+            v1::CitizenField::FullName,
+            v1::CitizenField::DateOfBirth,
+            v1::CitizenField::Father,
+            v1::CitizenField::Card
+        ]
+    );
     assert_eq!(resp.values[0].value, Some(Value::Text(c.full_name.clone())));
-    assert_eq!(resp.values[1].value, Some(Value::Date(wire_date(c.date_of_birth().unwrap()))));
-    assert_eq!(resp.values[2].value, Some(Value::Text(Pid::from_u64(c.father).unwrap().to_string())));
-    let Some(Value::Card(card)) = &resp.values[3].value else { panic!("a card") };
+    assert_eq!(
+        resp.values[1].value,
+        Some(Value::Date(wire_date(c.date_of_birth().unwrap())))
+    );
+    assert_eq!(
+        resp.values[2].value,
+        Some(Value::Text(Pid::from_u64(c.father).unwrap().to_string()))
+    );
+    let Some(Value::Card(card)) = &resp.values[3].value else {
+        panic!("a card")
+    };
     assert_eq!(card.number, Pid::from_u64(c.pid).unwrap().to_string());
     let birth = resp.values[0].provenance.as_ref().unwrap();
-    assert_eq!(birth.office, format!("civil-registry/{:03}", c.birth_province));
+    assert_eq!(
+        birth.office,
+        format!("civil-registry/{:03}", c.birth_province)
+    );
     assert!(birth.changed_on.is_some());
-    assert_eq!(resp.values[3].provenance.as_ref().unwrap().office, "card-issuer/C06");
+    assert_eq!(
+        resp.values[3].provenance.as_ref().unwrap().office,
+        "card-issuer/C06"
+    );
 }
 
 #[tokio::test]
@@ -267,7 +365,14 @@ async fn a_field_not_granted_refuses_the_whole_request() {
     let status = gw
         .client("clinic")
         .await
-        .get_citizen(get(c.pid, &[v1::CitizenField::FullName, v1::CitizenField::Religion, v1::CitizenField::Spouse]))
+        .get_citizen(get(
+            c.pid,
+            &[
+                v1::CitizenField::FullName,
+                v1::CitizenField::Religion,
+                v1::CitizenField::Spouse,
+            ],
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
@@ -284,7 +389,10 @@ async fn a_field_not_granted_refuses_the_whole_request() {
     let status = gw
         .client("clinic")
         .await
-        .get_citizen(get(gw.unknown_pid().as_u64(), &[v1::CitizenField::FullName]))
+        .get_citizen(get(
+            gw.unknown_pid().as_u64(),
+            &[v1::CitizenField::FullName],
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);

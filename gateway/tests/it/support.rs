@@ -87,9 +87,13 @@ impl TestGateway {
 
     /// A channel authenticated as `agency`.
     pub async fn channel(&self, agency: &str) -> Channel {
-        connect(self.addr, &self.pki.ca_cert(), Some((&self.pki.agency_cert(agency), &self.pki.agency_key(agency))))
-            .await
-            .expect("an agency of the policy connects")
+        connect(
+            self.addr,
+            &self.pki.ca_cert(),
+            Some((&self.pki.agency_cert(agency), &self.pki.agency_key(agency))),
+        )
+        .await
+        .expect("an agency of the policy connects")
     }
 
     /// An ExchangeService client authenticated as `agency`.
@@ -102,14 +106,22 @@ impl TestGateway {
     /// A well-formed Pid that no citizen of the test population has.
     pub fn unknown_pid(&self) -> lienthong_proto::Pid {
         (0..)
-            .map(|s| lienthong_proto::Pid::from_parts(1, lienthong_proto::Sex::Male, 1990, s).unwrap())
+            .map(|s| {
+                lienthong_proto::Pid::from_parts(1, lienthong_proto::Sex::Male, 1990, s).unwrap()
+            })
             .find(|p| !self.population.iter().any(|c| c.pid == p.as_u64()))
             .unwrap()
     }
 
     /// The first citizen matching `pred`.
-    pub fn find(&self, pred: impl Fn(&lienthong_proto::Citizen) -> bool) -> lienthong_proto::Citizen {
-        self.population.iter().find(|c| pred(c)).expect("the test population has one")
+    pub fn find(
+        &self,
+        pred: impl Fn(&lienthong_proto::Citizen) -> bool,
+    ) -> lienthong_proto::Citizen {
+        self.population
+            .iter()
+            .find(|c| pred(c))
+            .expect("the test population has one")
     }
 }
 

@@ -11,8 +11,14 @@ use crate::support::{TestGateway, connect};
 
 /// Calls VerifyIdentity over a channel made with `identity` (None: no
 /// client certificate); Ok if it was answered.
-async fn try_call(gw: &TestGateway, ca: &std::path::Path, identity: Option<(&std::path::Path, &std::path::Path)>) -> Result<(), String> {
-    let channel = connect(gw.addr, ca, identity).await.map_err(|e| e.to_string())?;
+async fn try_call(
+    gw: &TestGateway,
+    ca: &std::path::Path,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<(), String> {
+    let channel = connect(gw.addr, ca, identity)
+        .await
+        .map_err(|e| e.to_string())?;
     let c = gw.find(|_| true);
     ExchangeServiceClient::new(channel)
         .verify_identity(kyc(claim_of(&c, "r")))
@@ -28,10 +34,20 @@ async fn certificates_from_another_ca_are_refused() {
     let rogue = PkiLayout::under(elsewhere.path());
     // Same agency name, issued by a CA the gateway does not trust.
     ensure_pki(&rogue, ["bank"]).unwrap();
-    let refused = try_call(&gw, &gw.pki.ca_cert(), Some((&rogue.agency_cert("bank"), &rogue.agency_key("bank")))).await;
+    let refused = try_call(
+        &gw,
+        &gw.pki.ca_cert(),
+        Some((&rogue.agency_cert("bank"), &rogue.agency_key("bank"))),
+    )
+    .await;
     assert!(refused.is_err(), "a foreign certificate was accepted");
     // The control: the gateway's own certificate for the same agency works.
-    let accepted = try_call(&gw, &gw.pki.ca_cert(), Some((&gw.pki.agency_cert("bank"), &gw.pki.agency_key("bank")))).await;
+    let accepted = try_call(
+        &gw,
+        &gw.pki.ca_cert(),
+        Some((&gw.pki.agency_cert("bank"), &gw.pki.agency_key("bank"))),
+    )
+    .await;
     assert_eq!(accepted, Ok(()));
 }
 
@@ -39,7 +55,10 @@ async fn certificates_from_another_ca_are_refused() {
 async fn a_client_without_a_certificate_is_refused() {
     let gw = TestGateway::start().await;
     let refused = try_call(&gw, &gw.pki.ca_cert(), None).await;
-    assert!(refused.is_err(), "a client without a certificate was served");
+    assert!(
+        refused.is_err(),
+        "a client without a certificate was served"
+    );
 }
 
 #[tokio::test]
@@ -48,9 +67,20 @@ async fn an_agency_missing_from_the_policy_is_refused() {
     // A valid certificate from the gateway's own CA, for an agency the
     // policy does not list.
     ensure_pki(&gw.pki, ["stranger"]).unwrap();
-    let refused = try_call(&gw, &gw.pki.ca_cert(), Some((&gw.pki.agency_cert("stranger"), &gw.pki.agency_key("stranger")))).await;
+    let refused = try_call(
+        &gw,
+        &gw.pki.ca_cert(),
+        Some((
+            &gw.pki.agency_cert("stranger"),
+            &gw.pki.agency_key("stranger"),
+        )),
+    )
+    .await;
     let err = refused.unwrap_err();
-    assert!(err.contains("AGENCY_UNKNOWN") || err.contains("not in the policy"), "{err}");
+    assert!(
+        err.contains("AGENCY_UNKNOWN") || err.contains("not in the policy"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -68,8 +98,14 @@ async fn health_and_reflection_on_the_same_port() {
 
     for version in ["v1", "v1alpha"] {
         let services = list_services(channel.clone(), version).await;
-        assert!(services.contains(&"lienthong.v1.ExchangeService".to_owned()), "{version}: {services:?}");
-        assert!(services.contains(&"grpc.health.v1.Health".to_owned()), "{version}: {services:?}");
+        assert!(
+            services.contains(&"lienthong.v1.ExchangeService".to_owned()),
+            "{version}: {services:?}"
+        );
+        assert!(
+            services.contains(&"grpc.health.v1.Health".to_owned()),
+            "{version}: {services:?}"
+        );
     }
 }
 
@@ -81,10 +117,23 @@ async fn list_services(channel: tonic::transport::Channel, version: &str) -> Vec
             let mut client = pb::server_reflection_client::ServerReflectionClient::new(channel);
             let request = pb::ServerReflectionRequest {
                 host: String::new(),
-                message_request: Some(pb::server_reflection_request::MessageRequest::ListServices(String::new())),
+                message_request: Some(pb::server_reflection_request::MessageRequest::ListServices(
+                    String::new(),
+                )),
             };
-            let mut answers = client.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
-            match answers.next().await.unwrap().unwrap().message_response.unwrap() {
+            let mut answers = client
+                .server_reflection_info(tokio_stream::iter(vec![request]))
+                .await
+                .unwrap()
+                .into_inner();
+            match answers
+                .next()
+                .await
+                .unwrap()
+                .unwrap()
+                .message_response
+                .unwrap()
+            {
                 pb::server_reflection_response::MessageResponse::ListServicesResponse(l) => {
                     l.service.into_iter().map(|s| s.name).collect()
                 }

@@ -198,7 +198,9 @@ impl Population {
 
     /// The bucket holding citizen `index`, and the position within it.
     fn locate(&self, index: u64) -> (usize, u32) {
-        let b = self.buckets.partition_point(|b| b.start + u64::from(b.count) <= index);
+        let b = self
+            .buckets
+            .partition_point(|b| b.start + u64::from(b.count) <= index);
         (b, (index - self.buckets[b].start) as u32)
     }
 
@@ -278,7 +280,7 @@ impl Population {
     fn family_name(&self, index: u64) -> &'static str {
         match self.parents_of(index) {
             Some((father, _)) => self.family_name(father),
-            None => *Rng::new(self.seed, index, salt::FAMILY_NAME).weighted(names::FAMILY),
+            None => Rng::new(self.seed, index, salt::FAMILY_NAME).weighted::<&str>(names::FAMILY),
         }
     }
 
@@ -326,8 +328,7 @@ impl Population {
         // Family.
         let parents = self.parents_of(index);
         let spouse = self.spouse_of(index);
-        let spouse_deceased =
-            spouse.is_some_and(|s| self.vitals(s).status == LifeStatus::Deceased);
+        let spouse_deceased = spouse.is_some_and(|s| self.vitals(s).status == LifeStatus::Deceased);
         let marital = match spouse {
             Some(_) if spouse_deceased => Marital::Widowed,
             Some(_) => Marital::Married,
@@ -377,17 +378,15 @@ impl Population {
                     .add_years(14)
                     .map_or(ref_days, |d| d.to_days())
                     .max(Date::new(2021, 1, 1).expect("valid").to_days());
-                let issued =
-                    Date::from_days(earliest + rng.below((ref_days - earliest).max(1) as u64) as i32)
-                        .expect("within range");
+                let issued = Date::from_days(
+                    earliest + rng.below((ref_days - earliest).max(1) as u64) as i32,
+                )
+                .expect("within range");
                 let expiry = [25, 40, 60]
                     .into_iter()
                     .filter_map(|a| dob.add_years(a).ok())
                     .find(|d| d.to_days() > issued.to_days() + 2 * 365);
-                (
-                    issued.to_yyyymmdd(),
-                    expiry.map_or(0, Date::to_yyyymmdd),
-                )
+                (issued.to_yyyymmdd(), expiry.map_or(0, Date::to_yyyymmdd))
             } else {
                 (0, 0)
             };
@@ -403,9 +402,13 @@ impl Population {
         } else {
             birth_registered.to_yyyymmdd()
         };
-        changed_on[FieldGroup::Residence as usize] = birth_registered.max(population_db).to_yyyymmdd();
+        changed_on[FieldGroup::Residence as usize] =
+            birth_registered.max(population_db).to_yyyymmdd();
         changed_on[FieldGroup::Marital as usize] = match spouse {
-            Some(_) => dob.add_years(22 + rng.below(8) as i32).unwrap_or(dob).min(reference),
+            Some(_) => dob
+                .add_years(22 + rng.below(8) as i32)
+                .unwrap_or(dob)
+                .min(reference),
             None => birth_registered,
         }
         .to_yyyymmdd();
@@ -456,13 +459,22 @@ impl Population {
         let mut rng = Rng::new(self.seed, index, salt::PERSON);
         let ref_days = self.reference.to_days();
         let year_start = Date::new(bucket.year, 1, 1).expect("valid year").to_days();
-        let year_end = Date::new(bucket.year, 12, 31).expect("valid year").to_days();
-        let dob_days = (year_start + rng.below((year_end - year_start + 1) as u64) as i32).min(ref_days - 1);
+        let year_end = Date::new(bucket.year, 12, 31)
+            .expect("valid year")
+            .to_days();
+        let dob_days =
+            (year_start + rng.below((year_end - year_start + 1) as u64) as i32).min(ref_days - 1);
         let dob = Date::from_days(dob_days).expect("within range");
         let age = dob.age_on(self.reference);
         let (middle, given) = match bucket.sex {
-            Sex::Female => (*rng.weighted(names::MIDDLE_FEMALE), *rng.pick(names::GIVEN_FEMALE)),
-            Sex::Male => (*rng.weighted(names::MIDDLE_MALE), *rng.pick(names::GIVEN_MALE)),
+            Sex::Female => (
+                *rng.weighted(names::MIDDLE_FEMALE),
+                *rng.pick(names::GIVEN_FEMALE),
+            ),
+            Sex::Male => (
+                *rng.weighted(names::MIDDLE_MALE),
+                *rng.pick(names::GIVEN_MALE),
+            ),
         };
         // Death becomes likelier with age; a few are missing.
         let p_dead = if age < 40 {
@@ -473,7 +485,10 @@ impl Population {
         let (status, died_on) = if rng.chance(p_dead) {
             let from = dob_days.max(Date::new(1975, 1, 1).expect("valid").to_days()) + 1;
             let died = from + rng.below((ref_days - from).max(1) as u64) as i32;
-            (LifeStatus::Deceased, Date::from_days(died.min(ref_days - 1)).ok())
+            (
+                LifeStatus::Deceased,
+                Date::from_days(died.min(ref_days - 1)).ok(),
+            )
         } else if rng.chance(0.001) {
             (LifeStatus::Missing, None)
         } else {
@@ -513,8 +528,10 @@ mod tests {
             assert_eq!(a.citizen(i), b.citizen(i));
         }
         let other = Population::new(8, 50_000).unwrap();
-        assert_ne!(a.citizen(777).full_name + &a.citizen(778).full_name,
-                   other.citizen(777).full_name + &other.citizen(778).full_name);
+        assert_ne!(
+            a.citizen(777).full_name + &a.citizen(778).full_name,
+            other.citizen(777).full_name + &other.citizen(778).full_name
+        );
     }
 
     #[test]
@@ -553,7 +570,10 @@ mod tests {
                 assert_ne!(by_pid[&c.spouse].female, c.female);
             }
             let head = &by_pid[&c.household_head];
-            assert_eq!(head.household_head, head.pid, "a head heads their own household");
+            assert_eq!(
+                head.household_head, head.pid,
+                "a head heads their own household"
+            );
             assert_eq!(head.permanent, c.permanent, "households share a residence");
         }
         assert!(with_parents > 10_000, "{with_parents}");
@@ -577,8 +597,16 @@ mod tests {
             }
         }
         let share = |k: usize| k as f64 / n;
-        assert!((0.33..0.43).contains(&share(nguyen)), "Nguyễn {}", share(nguyen));
-        assert!((0.02..0.15).contains(&share(deceased)), "deceased {}", share(deceased));
+        assert!(
+            (0.33..0.43).contains(&share(nguyen)),
+            "Nguyễn {}",
+            share(nguyen)
+        );
+        assert!(
+            (0.02..0.15).contains(&share(deceased)),
+            "deceased {}",
+            share(deceased)
+        );
         assert!(missing > 0 && share(missing) < 0.005);
         assert!((0.48..0.52).contains(&share(female)));
         assert_eq!(provinces.len(), 63);
@@ -589,7 +617,10 @@ mod tests {
         for n in [1, 2, 63, 1_000, 12_345] {
             let pop = Population::new(1, n).unwrap();
             assert_eq!(pop.iter().count() as u64, n);
-            assert_eq!(pop.buckets.iter().map(|b| u64::from(b.count)).sum::<u64>(), n);
+            assert_eq!(
+                pop.buckets.iter().map(|b| u64::from(b.count)).sum::<u64>(),
+                n
+            );
         }
         assert!(Population::new(1, 0).is_err());
     }

@@ -65,16 +65,16 @@ pub(crate) const MIDDLE_FEMALE: &[(&str, u32)] = &[
 
 /// Given names for men.
 pub(crate) const GIVEN_MALE: &[&str] = &[
-    "An", "Bình", "Cường", "Dũng", "Hùng", "Huy", "Khoa", "Long", "Minh", "Nam", "Phong",
-    "Quân", "Sơn", "Thắng", "Tuấn", "Việt", "Đạt", "Hiếu", "Hoàng", "Khánh", "Trung", "Phúc",
-    "Thành", "Tùng", "Vinh", "Lộc", "Hải", "Kiên", "Nghĩa", "Đức",
+    "An", "Bình", "Cường", "Dũng", "Hùng", "Huy", "Khoa", "Long", "Minh", "Nam", "Phong", "Quân",
+    "Sơn", "Thắng", "Tuấn", "Việt", "Đạt", "Hiếu", "Hoàng", "Khánh", "Trung", "Phúc", "Thành",
+    "Tùng", "Vinh", "Lộc", "Hải", "Kiên", "Nghĩa", "Đức",
 ];
 
 /// Given names for women.
 pub(crate) const GIVEN_FEMALE: &[&str] = &[
     "Anh", "Chi", "Dung", "Hà", "Hạnh", "Hằng", "Hoa", "Hương", "Lan", "Linh", "Mai", "Ngọc",
-    "Nhung", "Phương", "Thảo", "Trang", "Vy", "Yến", "Thủy", "Hiền", "Nga", "Oanh", "Quyên",
-    "Tâm", "Uyên", "Loan", "Huyền", "Nhi", "Giang", "Thư",
+    "Nhung", "Phương", "Thảo", "Trang", "Vy", "Yến", "Thủy", "Hiền", "Nga", "Oanh", "Quyên", "Tâm",
+    "Uyên", "Loan", "Huyền", "Nhi", "Giang", "Thư",
 ];
 
 /// Ethnicities by share (‰).
@@ -108,11 +108,25 @@ pub(crate) const RELIGION: &[(&str, u32)] = &[
 ];
 
 /// Blood types by share (‰); empty is not recorded.
-pub(crate) const BLOOD: &[(&str, u32)] = &[("O", 380), ("B", 280), ("A", 190), ("AB", 50), ("", 100)];
+pub(crate) const BLOOD: &[(&str, u32)] =
+    &[("O", 380), ("B", 280), ("A", 190), ("AB", 50), ("", 100)];
 
 /// Street names for address lines.
 pub(crate) const STREETS: &[&str] = &[
-    "Lê Lợi", "Trần Hưng Đạo", "Nguyễn Trãi", "Hai Bà Trưng", "Lý Thường Kiệt", "Hùng Vương",
-    "Quang Trung", "Nguyễn Huệ", "Lê Duẩn", "Phan Chu Trinh", "Điện Biên Phủ", "Nguyễn Du",
-    "Võ Thị Sáu", "Bạch Đằng", "Trần Phú", "Ngô Quyền",
+    "Lê Lợi",
+    "Trần Hưng Đạo",
+    "Nguyễn Trãi",
+    "Hai Bà Trưng",
+    "Lý Thường Kiệt",
+    "Hùng Vương",
+    "Quang Trung",
+    "Nguyễn Huệ",
+    "Lê Duẩn",
+    "Phan Chu Trinh",
+    "Điện Biên Phủ",
+    "Nguyễn Du",
+    "Võ Thị Sáu",
+    "Bạch Đằng",
+    "Trần Phú",
+    "Ngô Quyền",
 ];

@@ -9,7 +9,9 @@ impl Rng {
     /// The stream for one purpose (`salt`) of one citizen (`index`) under `seed`.
     pub(crate) fn new(seed: u64, index: u64, salt: u64) -> Self {
         let mut r = Self(seed ^ 0x6c69_656e_7468_6f6e);
-        r.0 ^= r.next_u64().wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        r.0 ^= r
+            .next_u64()
+            .wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         r.0 ^= r.next_u64().wrapping_add(salt);
         r
     }

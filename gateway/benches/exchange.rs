@@ -1,1 +1,497 @@
-fn main() {}
+//! ExchangeService throughput and latency over mTLS on loopback, each beside
+//! a bare tonic echo service (tonic's own TLS server, same messages, same
+//! certificates) measured in the same run.
+//!
+//! ```text
+//! cargo bench -p lienthong-gateway --bench exchange -- [--citizens N] [--seconds S]
+//! ```
+//!
+//! Phases: VerifyIdentity with 64 calls in flight on one channel (requests/s,
+//! p50, p99); VerifyBatch with batches of 10,000 claims over 2 streams, 2
+//! batches in flight on each (records/s). The registry is seeded once per size under
+//! `target/bench-data/` and reused.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{Stream, StreamExt};
+use lienthong_gateway::exchange::Exchange;
+use lienthong_gateway::policy::Policy;
+use lienthong_gateway::registry::{PopulationStore, SqliteRegistry, seed};
+use lienthong_gateway::tls::{PkiLayout, ensure_pki, server_config};
+use lienthong_proto::population::Population;
+use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
+use lienthong_proto::v1::exchange_service_server::{ExchangeService, ExchangeServiceServer};
+use lienthong_proto::v1::{self, claim_result::Outcome};
+use lienthong_proto::{Citizen, Pid};
+use tokio::net::TcpListener;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server};
+use tonic::{Request, Response, Status, Streaming};
+
+const POLICY: &str = r#"
+[agencies.bench]
+name = "Benchmark client"
+roles = ["consumer"]
+[[agencies.bench.grants]]
+purpose = "BENCH"
+operations = ["verify_identity", "verify_batch"]
+"#;
+const IN_FLIGHT: usize = 64;
+const BATCH: usize = 10_000;
+const BATCHES_IN_FLIGHT: usize = 2;
+/// Concurrent VerifyBatch streams (as a verification job runs them).
+const STREAMS: usize = 2;
+
+struct Options {
+    citizens: u64,
+    seconds: u64,
+    /// `unary`, `batch` or `all`.
+    phase: String,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        citizens: 1_000_000,
+        seconds: 10,
+        phase: "all".into(),
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--citizens" => o.citizens = args[i + 1].parse().expect("--citizens N"),
+            "--seconds" => o.seconds = args[i + 1].parse().expect("--seconds S"),
+            "--phase" => o.phase = args[i + 1].clone(),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+/// The echo baseline: answers every claim with a fixed verification of the
+/// same shape the gateway sends, doing no other work.
+struct Echo;
+
+fn echo_verification(claim: &v1::IdentityClaim) -> v1::IdentityVerification {
+    v1::IdentityVerification {
+        reference: claim.reference.clone(),
+        verdict: v1::Verdict::Match as i32,
+        fields: [
+            v1::ClaimedField::PidDigits,
+            v1::ClaimedField::FullName,
+            v1::ClaimedField::DateOfBirth,
+            v1::ClaimedField::Sex,
+        ]
+        .into_iter()
+        .map(|f| v1::FieldResult {
+            field: f as i32,
+            matched: true,
+            score: 100,
+        })
+        .collect(),
+        holder_status: v1::HolderStatus::Alive as i32,
+        card_validity: v1::CardValidity::Valid as i32,
+        predicates: Vec::new(),
+    }
+}
+
+type BatchStream = Pin<Box<dyn Stream<Item = Result<v1::VerifyBatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ExchangeService for Echo {
+    async fn verify_identity(
+        &self,
+        request: Request<v1::VerifyIdentityRequest>,
+    ) -> Result<Response<v1::VerifyIdentityResponse>, Status> {
+        let claim = request.into_inner().claim.unwrap_or_default();
+        Ok(Response::new(v1::VerifyIdentityResponse {
+            verification: Some(echo_verification(&claim)),
+        }))
+    }
+
+    type VerifyBatchStream = BatchStream;
+
+    async fn verify_batch(
+        &self,
+        request: Request<Streaming<v1::VerifyBatchRequest>>,
+    ) -> Result<Response<BatchStream>, Status> {
+        let answers = request
+            .into_inner()
+            .map(|batch| async move {
+                let batch = batch?;
+                Ok(v1::VerifyBatchResponse {
+                    batch_id: batch.batch_id,
+                    results: batch
+                        .claims
+                        .iter()
+                        .map(|c| v1::ClaimResult {
+                            reference: c.reference.clone(),
+                            outcome: Some(Outcome::Verification(echo_verification(c))),
+                        })
+                        .collect(),
+                })
+            })
+            .buffered(2);
+        Ok(Response::new(Box::pin(answers)))
+    }
+
+    async fn get_citizen(
+        &self,
+        _: Request<v1::GetCitizenRequest>,
+    ) -> Result<Response<v1::GetCitizenResponse>, Status> {
+        Err(Status::unimplemented("echo"))
+    }
+}
+
+fn claim(c: &Citizen, reference: usize) -> v1::IdentityClaim {
+    let dob = c.date_of_birth().expect("seeded dates are valid");
+    v1::IdentityClaim {
+        reference: reference.to_string(),
+        pid: Pid::from_u64(c.pid)
+            .expect("seeded Pids are valid")
+            .to_string(),
+        full_name: Some(c.full_name.clone()),
+        date_of_birth: Some(v1::Date {
+            year: dob.year(),
+            month: dob.month() as i32,
+            day: dob.day() as i32,
+        }),
+        sex: if c.female {
+            v1::Sex::Female
+        } else {
+            v1::Sex::Male
+        } as i32,
+        ..Default::default()
+    }
+}
+
+async fn client(addr: std::net::SocketAddr, pki: &PkiLayout) -> ExchangeServiceClient<Channel> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(pki.ca_cert()).unwrap()))
+        .identity(Identity::from_pem(
+            std::fs::read(pki.agency_cert("bench")).unwrap(),
+            std::fs::read(pki.agency_key("bench")).unwrap(),
+        ))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    ExchangeServiceClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
+}
+
+struct Unary {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    /// Server CPU seconds per request.
+    cpu_per_item: f64,
+}
+
+async fn unary(
+    client: ExchangeServiceClient<Channel>,
+    claims: Arc<Vec<v1::IdentityClaim>>,
+    run: Duration,
+    server: &'static str,
+) -> Unary {
+    let warmup = Instant::now() + Duration::from_secs(1);
+    let deadline = warmup + run;
+    let cpu = meter(server, warmup, deadline);
+    let tasks: Vec<_> = (0..IN_FLIGHT)
+        .map(|t| {
+            let mut client = client.clone();
+            let claims = claims.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut i = t;
+                loop {
+                    let start = Instant::now();
+                    if start >= deadline {
+                        return latencies;
+                    }
+                    let req = v1::VerifyIdentityRequest {
+                        purpose: "BENCH".into(),
+                        r#match: None,
+                        claim: Some(claims[i % claims.len()].clone()),
+                    };
+                    let v = client.verify_identity(req).await.expect("answered");
+                    assert_eq!(
+                        v.into_inner().verification.map(|v| v.verdict()),
+                        Some(v1::Verdict::Match)
+                    );
+                    if start >= warmup {
+                        latencies.push(start.elapsed());
+                    }
+                    i += IN_FLIGHT;
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    Unary {
+        cpu_per_item: cpu.await.unwrap() / all.len() as f64,
+        rps: all.len() as f64 / run.as_secs_f64(),
+        p50: all[all.len() / 2],
+        p99: all[all.len() * 99 / 100],
+    }
+}
+
+/// Records/s over STREAMS concurrent streams, and the server's CPU seconds
+/// per record.
+async fn batch(
+    client: ExchangeServiceClient<Channel>,
+    claims: Arc<Vec<v1::IdentityClaim>>,
+    run: Duration,
+    server: &'static str,
+) -> (f64, f64) {
+    let start = Instant::now() + Duration::from_secs(1);
+    let cpu = meter(server, start, start + run);
+    let streams: Vec<_> = (0..STREAMS)
+        .map(|s| {
+            let client = client.clone();
+            let claims = claims.clone();
+            tokio::spawn(async move { one_stream(client, claims, s, run).await })
+        })
+        .collect();
+    let mut total = 0.0;
+    for s in streams {
+        total += s.await.unwrap();
+    }
+    (total, cpu.await.unwrap() / (total * run.as_secs_f64()))
+}
+
+/// Records/s over one stream.
+async fn one_stream(
+    mut client: ExchangeServiceClient<Channel>,
+    claims: Arc<Vec<v1::IdentityClaim>>,
+    offset: usize,
+    run: Duration,
+) -> f64 {
+    let batches: Vec<v1::VerifyBatchRequest> = claims
+        .chunks(BATCH)
+        .enumerate()
+        .map(|(i, chunk)| v1::VerifyBatchRequest {
+            batch_id: i.to_string(),
+            purpose: "BENCH".into(),
+            r#match: Some(v1::MatchOptions {
+                strategy: v1::MatchStrategy::Exact as i32,
+                threshold: 0,
+            }),
+            claims: chunk.to_vec(),
+        })
+        .filter(|b| b.claims.len() == BATCH)
+        .collect();
+    assert!(!batches.is_empty(), "need at least {BATCH} claims");
+    // Requests are produced as answers come back: BATCHES_IN_FLIGHT outstanding.
+    let (tx, rx) = tokio::sync::mpsc::channel(BATCHES_IN_FLIGHT);
+    for b in batches.iter().cycle().take(BATCHES_IN_FLIGHT) {
+        tx.send(b.clone()).await.unwrap();
+    }
+    let mut answers = client
+        .verify_batch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let warmup = Instant::now() + Duration::from_secs(1);
+    let mut next = BATCHES_IN_FLIGHT + offset;
+    let mut records = 0usize;
+    let mut started = None;
+    while let Some(answer) = answers.next().await {
+        let answer = answer.expect("batch answered");
+        assert_eq!(answer.results.len(), BATCH);
+        let now = Instant::now();
+        match started {
+            None if now >= warmup => started = Some(now),
+            Some(s) if now - s >= run => return records as f64 / (now - s).as_secs_f64(),
+            Some(_) => records += answer.results.len(),
+            None => {}
+        }
+        tx.send(batches[next % batches.len()].clone())
+            .await
+            .unwrap();
+        next += 1;
+    }
+    panic!("the batch stream ended early");
+}
+
+fn main() {
+    let o = options();
+    let run = Duration::from_secs(o.seconds);
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/bench-data")
+        .join(format!("{}-1", o.citizens));
+    std::fs::create_dir_all(&data).unwrap();
+    let pki = PkiLayout::under(&data);
+    ensure_pki(&pki, ["bench"]).unwrap();
+    let store = SqliteRegistry::open(data.join("registry.db")).unwrap();
+    let population = Population::new(1, o.citizens).unwrap();
+    if store.count().unwrap() != o.citizens {
+        assert_eq!(
+            store.count().unwrap(),
+            0,
+            "remove {} and rerun",
+            data.display()
+        );
+        let started = Instant::now();
+        seed(&store, &population, None, |_| {}).unwrap();
+        eprintln!(
+            "seeded {} citizens in {:.1} s",
+            o.citizens,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    // Claims about citizens spread over the whole registry.
+    let step = (o.citizens / 40_000).max(1);
+    let claims: Arc<Vec<v1::IdentityClaim>> = Arc::new(
+        (0..40_000u64)
+            .map(|i| (i * step) % o.citizens)
+            .enumerate()
+            .map(|(r, i)| claim(&population.citizen(i), r))
+            .collect(),
+    );
+
+    // Three runtimes of two workers each — the client, the gateway, the
+    // echo — with named threads, so each server's CPU time can be read from
+    // /proc and divided by the work it did.
+    let client_rt = runtime("bench-client");
+    let gateway_rt = runtime("gw-server");
+    let echo_rt = runtime("echo-server");
+
+    let store: Arc<dyn PopulationStore> = Arc::new(store);
+    let exchange = Exchange::new(Arc::new(Policy::parse(POLICY).unwrap()), store);
+    let tls = server_config(&pki).unwrap();
+    let gateway_addr = gateway_rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(lienthong_gateway::api::serve(
+            listener,
+            tls,
+            exchange,
+            std::future::pending(),
+        ));
+        addr
+    });
+    // The baseline runs behind the very same TLS acceptor and certificates,
+    // so the difference is the gateway's own work.
+    let echo_tls = server_config(&pki).unwrap();
+    let echo_addr = echo_rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            Server::builder()
+                .add_service(
+                    ExchangeServiceServer::new(Echo)
+                        .max_decoding_message_size(64 << 20)
+                        .max_encoding_message_size(64 << 20),
+                )
+                .serve_with_incoming(lienthong_gateway::tls::incoming(listener, echo_tls)),
+        );
+        addr
+    });
+
+    client_rt.block_on(async move {
+        let gw = client(gateway_addr, &pki).await;
+        let echo = client(echo_addr, &pki).await;
+        println!(
+            "registry: {} citizens; {} s per phase after 1 s warm-up; loopback, mTLS (TLS 1.3); \
+             client, gateway and echo share the machine's {} cores",
+            o.citizens,
+            o.seconds,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        if o.phase != "batch" {
+            let e = unary(echo.clone(), claims.clone(), run, "echo-server").await;
+            let g = unary(gw.clone(), claims.clone(), run, "gw-server").await;
+            println!("VerifyIdentity, {IN_FLIGHT} in flight:");
+            for (name, u) in [("echo", &e), ("gateway", &g)] {
+                println!(
+                    "  {name:<8} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.1} µs/req",
+                    u.rps,
+                    u.p50.as_secs_f64() * 1e3,
+                    u.p99.as_secs_f64() * 1e3,
+                    u.cpu_per_item * 1e6,
+                );
+            }
+            println!("  ratio    {:.2} of the echo's rate", g.rps / e.rps);
+        }
+        if o.phase == "unary" {
+            return;
+        }
+        let eb = batch(echo, claims.clone(), run, "echo-server").await;
+        let gb = batch(gw, claims, run, "gw-server").await;
+        println!(
+            "VerifyBatch, {BATCH} claims a batch, {STREAMS} streams, {BATCHES_IN_FLIGHT} batches in flight each:"
+        );
+        for (name, (rate, cpu)) in [("echo", eb), ("gateway", gb)] {
+            println!(
+                "  {name:<8} {rate:>9.0} records/s  server CPU {:>5.2} µs/record \
+                 (→ {:.0} records/s on {} dedicated cores)",
+                cpu * 1e6,
+                cores() / cpu,
+                cores()
+            );
+        }
+        println!("  ratio    {:.2} of the echo's rate", gb.0 / eb.0);
+    });
+}
+
+fn runtime(name: &'static str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        // Blocking threads must outlive a phase for their CPU time to count.
+        .thread_keep_alive(Duration::from_secs(3600))
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// CPU time (user + system) of this process's threads whose name starts
+/// with `prefix`, in seconds.
+fn cpu_of(prefix: &str) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        total += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    }
+    total as f64 / ticks
+}
+
+/// Measures the CPU time of `server`'s threads between `from` and `to`.
+fn meter(server: &'static str, from: Instant, to: Instant) -> tokio::task::JoinHandle<f64> {
+    tokio::spawn(async move {
+        tokio::time::sleep_until(from.into()).await;
+        let before = cpu_of(server);
+        tokio::time::sleep_until(to.into()).await;
+        cpu_of(server) - before
+    })
+}

@@ -223,3 +223,118 @@ impl Citizen {
         province::by_code(code as u16).map(|p| p.name)
     }
 }
+
+/// How much of a stored record to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordView {
+    /// Every field.
+    Full,
+    /// Only what verification reads: Pid, full name, date of birth, sex, old
+    /// ID number, card dates, permanent residence, life status. The other
+    /// fields are left empty, and their bytes skipped, not decoded.
+    Verification,
+}
+
+/// The fields of [`RecordView::Verification`]: the same field numbers as
+/// [`Citizen`], so it decodes from the same bytes, skipping the rest.
+#[derive(Clone, PartialEq, prost::Message)]
+struct VerificationFacts {
+    #[prost(uint64, tag = "1")]
+    pid: u64,
+    #[prost(string, tag = "2")]
+    full_name: String,
+    #[prost(uint32, tag = "4")]
+    date_of_birth: u32,
+    #[prost(bool, tag = "5")]
+    female: bool,
+    #[prost(string, tag = "12")]
+    old_id_number: String,
+    #[prost(uint32, tag = "13")]
+    card_issued_on: u32,
+    #[prost(uint32, tag = "14")]
+    card_expires_on: u32,
+    #[prost(message, optional, tag = "15")]
+    permanent: Option<Address>,
+    #[prost(uint32, tag = "24")]
+    status: u32,
+    #[prost(uint32, tag = "25")]
+    died_on: u32,
+}
+
+impl Citizen {
+    /// Decodes a stored record, all of it or only a view's fields.
+    pub fn decode_view(bytes: &[u8], view: RecordView) -> Result<Self, prost::DecodeError> {
+        use prost::Message;
+        match view {
+            RecordView::Full => Self::decode(bytes),
+            RecordView::Verification => {
+                let f = VerificationFacts::decode(bytes)?;
+                Ok(Self {
+                    pid: f.pid,
+                    full_name: f.full_name,
+                    date_of_birth: f.date_of_birth,
+                    female: f.female,
+                    old_id_number: f.old_id_number,
+                    card_issued_on: f.card_issued_on,
+                    card_expires_on: f.card_expires_on,
+                    permanent: f.permanent,
+                    status: f.status,
+                    died_on: f.died_on,
+                    ..Self::default()
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::population::Population;
+    use prost::Message;
+
+    #[test]
+    fn verification_view_keeps_what_verification_reads() {
+        let pop = Population::new(5, 200).unwrap();
+        for c in pop.iter() {
+            let v = Citizen::decode_view(&c.encode_to_vec(), RecordView::Verification).unwrap();
+            assert_eq!(
+                (
+                    v.pid,
+                    &v.full_name,
+                    v.date_of_birth,
+                    v.female,
+                    &v.old_id_number
+                ),
+                (
+                    c.pid,
+                    &c.full_name,
+                    c.date_of_birth,
+                    c.female,
+                    &c.old_id_number
+                )
+            );
+            assert_eq!(
+                (
+                    v.card_issued_on,
+                    v.card_expires_on,
+                    &v.permanent,
+                    v.status,
+                    v.died_on
+                ),
+                (
+                    c.card_issued_on,
+                    c.card_expires_on,
+                    &c.permanent,
+                    c.status,
+                    c.died_on
+                )
+            );
+            assert!(v.ethnicity.is_empty() && v.temporary.is_none() && v.changed_on.is_empty());
+            assert_eq!(
+                Citizen::decode_view(&c.encode_to_vec(), RecordView::Full).unwrap(),
+                c
+            );
+        }
+    }
+}

@@ -68,9 +68,10 @@ pub(crate) fn match_options(m: Option<&v1::MatchOptions>) -> Result<NameMatch> {
     }
 }
 
-/// Decodes one claim; a malformed Pid is `PID_MALFORMED`, any other bad
+/// Decodes one claim, moving its name out of the wire message (the rest
+/// stays for the answer); a malformed Pid is `PID_MALFORMED`, any other bad
 /// field `ARGUMENT_INVALID`, each naming the field.
-pub(crate) fn claim(c: &v1::IdentityClaim) -> Result<Claim> {
+pub(crate) fn take_claim(c: &mut v1::IdentityClaim) -> Result<Claim> {
     let mut claim = Claim::pid_only(pid(&c.pid, "pid")?);
     if let Some(name) = &c.full_name {
         if name.trim().is_empty() {

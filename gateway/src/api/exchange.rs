@@ -37,10 +37,11 @@ impl ExchangeService for ExchangeApi {
         let peer = caller(&request)?;
         let req = request.into_inner();
         let how = convert::match_options(req.r#match.as_ref())?;
-        let wire_claim = req
+        let mut wire_claim = req
             .claim
             .ok_or_else(|| Error::invalid("claim", "a claim is required"))?;
-        let claim = convert::claim(&wire_claim).map_err(|e| convert::within("claim", e))?;
+        let claim =
+            convert::take_claim(&mut wire_claim).map_err(|e| convert::within("claim", e))?;
         let asker = Asker {
             agency: &peer.agency,
             purpose: &req.purpose,
@@ -105,7 +106,7 @@ impl ExchangeService for ExchangeApi {
 async fn verify_one_batch(
     exchange: &Exchange,
     agency: &str,
-    batch: v1::VerifyBatchRequest,
+    mut batch: v1::VerifyBatchRequest,
 ) -> Result<v1::VerifyBatchResponse, Status> {
     let asker = Asker {
         agency,
@@ -113,7 +114,7 @@ async fn verify_one_batch(
     };
     exchange.authorize_batch(asker, batch.claims.len())?;
     let how = convert::match_options(batch.r#match.as_ref())?;
-    let claims = batch.claims.iter().map(convert::claim).collect();
+    let claims = batch.claims.iter_mut().map(convert::take_claim).collect();
     let verified = exchange.verify_batch(claims, how).await?;
     let results = batch
         .claims

@@ -39,7 +39,7 @@ pub async fn serve(
         tracing::info!(files = created.created.len(), pki = %dir.pki().root.display(), "created development certificates");
     }
     let store = SqliteRegistry::open(dir.registry())?;
-    if store.count()? == 0 {
+    if store.is_empty()? {
         let started = Instant::now();
         tracing::info!(
             citizens = opts.first_start.citizens,
@@ -64,7 +64,6 @@ pub async fn serve(
         .map_err(Error::io(opts.listen.to_string()))?;
     tracing::info!(
         listen = %local,
-        citizens = store.count()?,
         agencies = policy.agencies.len(),
         "lienthong gateway serving (mTLS; health and reflection on the same port)"
     );

@@ -56,9 +56,7 @@ impl Exchange {
     ) -> Result<Verification> {
         self.policy
             .authorize(asker.agency, asker.purpose, Operation::VerifyIdentity)?;
-        let mut answer = self
-            .verifier
-            .verify_many(std::slice::from_ref(claim), how)?;
+        let mut answer = self.verifier.verify_many(&[claim], how)?;
         answer.pop().ok_or(Error::Task)
     }
 
@@ -85,10 +83,7 @@ impl Exchange {
     ) -> Result<Vec<Result<Verification>>> {
         let verifier = self.verifier.clone();
         tokio::task::spawn_blocking(move || {
-            let valid: Vec<Claim> = claims
-                .iter()
-                .filter_map(|c| c.as_ref().ok().cloned())
-                .collect();
+            let valid: Vec<&Claim> = claims.iter().filter_map(|c| c.as_ref().ok()).collect();
             let mut verified = verifier.verify_many(&valid, how)?.into_iter();
             Ok(claims
                 .into_iter()

@@ -14,11 +14,11 @@ pub use predicate::Predicate;
 
 use std::sync::Arc;
 
-use lienthong_proto::citizen::LifeStatus;
+use lienthong_proto::citizen::{LifeStatus, RecordView};
 use lienthong_proto::name::{self, NameMatch};
 use lienthong_proto::{Citizen, Date, Pid};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::registry::PopulationStore;
 
 /// The overall answer to a claim.
@@ -173,15 +173,16 @@ impl Verifier {
 
     /// Verifies many claims with one batched look-up; results in claim order.
     /// Blocking: call from a blocking context.
-    pub fn verify_many(&self, claims: &[Claim], how: NameMatch) -> Result<Vec<Verification>> {
+    pub fn verify_many(&self, claims: &[&Claim], how: NameMatch) -> Result<Vec<Verification>> {
         let pids: Vec<Pid> = claims.iter().map(|c| c.pid).collect();
-        let found = self.store.get_many(&pids)?;
         let today = Date::today();
-        Ok(claims
-            .iter()
-            .zip(&found)
-            .map(|(claim, citizen)| verify(claim, citizen.as_ref(), how, today))
-            .collect())
+        let mut out: Vec<Option<Verification>> = vec![None; claims.len()];
+        self.store
+            .visit_many(&pids, RecordView::Verification, &mut |i, citizen| {
+                out[i] = Some(verify(claims[i], citizen.as_ref(), how, today));
+            })?;
+        // Every index is visited exactly once.
+        out.into_iter().map(|v| v.ok_or(Error::Task)).collect()
     }
 }
 

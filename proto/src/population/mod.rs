@@ -61,6 +61,8 @@ struct Bucket {
     start: u64,
     /// Citizens in the bucket, at most 1,000,000 (the serial's range).
     count: u32,
+    /// The bucket's Pids without their serial: its sort key.
+    key: u64,
 }
 
 /// A synthetic population: `citizens` people derived from `seed`.
@@ -70,6 +72,8 @@ pub struct Population {
     len: u64,
     buckets: Vec<Bucket>,
     reference: Date,
+    /// (province code, population) pairs, for weighted draws.
+    province_weights: Vec<(u16, u32)>,
 }
 
 /// The first facts drawn for a citizen, and the rest of its random stream.
@@ -155,12 +159,13 @@ impl Population {
                 year,
                 start,
                 count: count as u32,
+                key: Pid::from_parts(province, sex, year, 0).map_or(0, Pid::as_u64),
             });
             start += count;
         }
         // Buckets are in Pid order: province, then century/sex digit, then
         // year. Sort so that indexes follow Pids.
-        buckets.sort_by_key(|b| Pid::from_parts(b.province, b.sex, b.year, 0).map(Pid::as_u64));
+        buckets.sort_by_key(|b| b.key);
         let mut start = 0;
         for b in &mut buckets {
             b.start = start;
@@ -173,6 +178,7 @@ impl Population {
             len: citizens,
             buckets,
             reference,
+            province_weights: PROVINCES.iter().map(|p| (p.code, p.population_k)).collect(),
         })
     }
 
@@ -207,12 +213,7 @@ impl Population {
     /// The index of the citizen at `pos` of the bucket (p, sex, year), if any.
     fn index_of(&self, province: u16, sex: Sex, year: i32, pos: u32) -> Option<u64> {
         let key = Pid::from_parts(province, sex, year, 0)?.as_u64();
-        let b = self
-            .buckets
-            .binary_search_by_key(&key, |b| {
-                Pid::from_parts(b.province, b.sex, b.year, 0).map_or(0, Pid::as_u64)
-            })
-            .ok()?;
+        let b = self.buckets.binary_search_by_key(&key, |b| b.key).ok()?;
         let bucket = &self.buckets[b];
         (pos < bucket.count).then(|| bucket.start + u64::from(pos))
     }
@@ -262,12 +263,7 @@ impl Population {
         let mut rng = Rng::new(self.seed, index, salt::PARENTS);
         let father_year = bucket.year - 26 - rng.below(7) as i32;
         let key = Pid::from_parts(bucket.province, Sex::Male, father_year, 0)?.as_u64();
-        let fb = self
-            .buckets
-            .binary_search_by_key(&key, |b| {
-                Pid::from_parts(b.province, b.sex, b.year, 0).map_or(0, Pid::as_u64)
-            })
-            .ok()?;
+        let fb = self.buckets.binary_search_by_key(&key, |b| b.key).ok()?;
         let count = self.buckets[fb].count;
         if count == 0 {
             return None;
@@ -290,9 +286,7 @@ impl Population {
         let province = if rng.chance(0.85) {
             birth_province
         } else {
-            let weighted: Vec<(u16, u32)> =
-                PROVINCES.iter().map(|p| (p.code, p.population_k)).collect();
-            *rng.weighted(&weighted)
+            *rng.weighted(&self.province_weights)
         };
         Address {
             province: province.into(),
@@ -344,18 +338,14 @@ impl Population {
             _ => (index, "chủ hộ"),
         };
         let permanent = self.own_residence(head, self.pid(head).province_code());
-        let temporary = rng.chance(0.1).then(|| {
-            let weighted: Vec<(u16, u32)> =
-                PROVINCES.iter().map(|p| (p.code, p.population_k)).collect();
-            Address {
-                province: (*rng.weighted(&weighted)).into(),
-                line: format!(
-                    "Số {}, đường {}, phường {}",
-                    1 + rng.below(300),
-                    rng.pick(names::STREETS),
-                    1 + rng.below(15)
-                ),
-            }
+        let temporary = rng.chance(0.1).then(|| Address {
+            province: (*rng.weighted(&self.province_weights)).into(),
+            line: format!(
+                "Số {}, đường {}, phường {}",
+                1 + rng.below(300),
+                rng.pick(names::STREETS),
+                1 + rng.below(15)
+            ),
         });
         let current = temporary.clone().or_else(|| Some(permanent.clone()));
         let native_province = if rng.chance(0.8) {
@@ -466,16 +456,17 @@ impl Population {
             (year_start + rng.below((year_end - year_start + 1) as u64) as i32).min(ref_days - 1);
         let dob = Date::from_days(dob_days).expect("within range");
         let age = dob.age_on(self.reference);
-        let (middle, given) = match bucket.sex {
-            Sex::Female => (
-                *rng.weighted(names::MIDDLE_FEMALE),
-                *rng.pick(names::GIVEN_FEMALE),
-            ),
-            Sex::Male => (
-                *rng.weighted(names::MIDDLE_MALE),
-                *rng.pick(names::GIVEN_MALE),
-            ),
+        let (middles, givens) = match bucket.sex {
+            Sex::Female => (names::MIDDLE_FEMALE, names::GIVEN_FEMALE),
+            Sex::Male => (names::MIDDLE_MALE, names::GIVEN_MALE),
         };
+        let middle = *rng.weighted(middles);
+        let mut given = *rng.pick(givens);
+        if given == middle {
+            // Not "Minh Minh": take the next given name instead.
+            let at = givens.iter().position(|g| *g == given).unwrap_or(0);
+            given = givens[(at + 1) % givens.len()];
+        }
         // Death becomes likelier with age; a few are missing.
         let p_dead = if age < 40 {
             0.004
@@ -592,6 +583,13 @@ mod tests {
             missing += usize::from(c.life_status() == LifeStatus::Missing);
             female += usize::from(c.female);
             provinces.insert(c.birth_province);
+            let words: Vec<&str> = c.full_name.split(' ').collect();
+            assert_ne!(
+                words[words.len() - 2],
+                words[words.len() - 1],
+                "{}",
+                c.full_name
+            );
             if c.life_status() == LifeStatus::Deceased {
                 assert!(c.died_on().unwrap() >= c.date_of_birth().unwrap());
             }

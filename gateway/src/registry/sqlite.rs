@@ -136,7 +136,11 @@ impl PopulationStore for SqliteRegistry {
             }
             looked_up
         })();
-        self.give_back(conn);
+        // A connection that failed mid-way may still hold a transaction:
+        // it is dropped rather than pooled.
+        if result.is_ok() {
+            self.give_back(conn);
+        }
         result
     }
 

@@ -7,8 +7,10 @@
 #   scripts/test.sh -p lienthong-proto
 #
 # Services (all bound to 127.0.0.1):
-#   RabbitMQ   127.0.0.1:5672, guest/guest      always
+#   RabbitMQ   127.0.0.1:5672, guest/guest      only with LIENTHONG_TEST_RABBITMQ=1
 #   PostgreSQL 127.0.0.1:5432                   only with LIENTHONG_TEST_POSTGRES=1
+# (No test needs either yet: the event relay and the PostgreSQL registry arrive
+# with later issues, which turn these on by default.)
 #
 # On a fresh Debian machine run as root, missing services are installed with
 # apt-get and started; otherwise the script says exactly what to run.
@@ -187,9 +189,9 @@ main() {
             "Install Rust: https://rustup.rs (curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh)"
     fi
 
-    ensure_rabbitmq
-    # The registry's PostgreSQL backend arrives in a later issue; until then no test
-    # needs PostgreSQL, so it is brought up only on request.
+    if [[ "${LIENTHONG_TEST_RABBITMQ:-0}" == "1" ]]; then
+        ensure_rabbitmq
+    fi
     if [[ "${LIENTHONG_TEST_POSTGRES:-0}" == "1" ]]; then
         ensure_postgres
     fi

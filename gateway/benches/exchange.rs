@@ -1,6 +1,6 @@
 //! ExchangeService throughput and latency over mTLS on loopback, each beside
-//! a bare tonic echo service (tonic's own TLS server, same messages, same
-//! certificates) measured in the same run.
+//! a bare tonic echo service (same messages, same certificates, behind the
+//! same TLS acceptor) measured in the same run.
 //!
 //! ```text
 //! cargo bench -p lienthong-gateway --bench exchange -- [--citizens N] [--seconds S]

@@ -24,8 +24,12 @@ pub enum Reason {
     ArgumentInvalid,
     /// The caller's certificate names no agency in the policy.
     AgencyUnknown,
-    /// The registry store failed.
+    /// The registry store failed; retrying may help.
     StoreUnavailable,
+    /// The request carried no authenticated peer.
+    Unauthenticated,
+    /// Something inside the gateway failed; retrying will not help.
+    Internal,
 }
 
 impl Reason {
@@ -40,6 +44,8 @@ impl Reason {
             Self::ArgumentInvalid => "ARGUMENT_INVALID",
             Self::AgencyUnknown => "AGENCY_UNKNOWN",
             Self::StoreUnavailable => "STORE_UNAVAILABLE",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Internal => "INTERNAL",
         }
     }
 }
@@ -60,6 +66,9 @@ pub enum Error {
     /// No citizen has the Pid.
     #[error("no citizen has this personal identification number")]
     CitizenNotFound,
+    /// The connection carried no authenticated agency.
+    #[error("no authenticated client certificate")]
+    Unauthenticated,
     /// The caller's agency is not in the policy.
     #[error("agency {agency:?} is not in the policy")]
     AgencyUnknown { agency: String },
@@ -139,15 +148,16 @@ impl Error {
             Self::PurposeNotPermitted { .. } => Reason::PurposeNotPermitted,
             Self::FieldNotPermitted { .. } => Reason::FieldNotPermitted,
             Self::BatchTooLarge { .. } => Reason::BatchTooLarge,
-            Self::Store(_)
-            | Self::Corrupt
+            Self::Unauthenticated => Reason::Unauthenticated,
+            Self::Store(_) => Reason::StoreUnavailable,
+            Self::Corrupt
             | Self::SchemaTooNew { .. }
             | Self::Policy { .. }
             | Self::Tls(_)
             | Self::Io { .. }
             | Self::Population(_)
             | Self::Server(_)
-            | Self::Task => Reason::StoreUnavailable,
+            | Self::Task => Reason::Internal,
         }
     }
 }

@@ -90,7 +90,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lienthong: {e:#}");
-            ExitCode::FAILURE
+            // Bad configuration (policy, certificates) exits with 64 (EX_USAGE),
+            // before any port is bound.
+            match e.downcast_ref::<lienthong_gateway::Error>() {
+                Some(
+                    lienthong_gateway::Error::Policy { .. } | lienthong_gateway::Error::Tls(_),
+                ) => ExitCode::from(64),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -199,7 +199,7 @@ impl Citizen {
 
     /// Who recorded a group of fields, and when it last changed.
     pub fn provenance(&self, group: FieldGroup) -> Provenance {
-        let prov = |code: u32| format!("{code:03}");
+        let prov = province::code_text;
         let residence = self.permanent.as_ref().map_or(0, |a| a.province);
         let office = match group {
             FieldGroup::Birth => format!("civil-registry/{}", prov(self.birth_province)),
@@ -215,12 +215,6 @@ impl Citizen {
             .get(group as usize)
             .and_then(|d| Date::from_yyyymmdd(*d).ok());
         Provenance { office, changed_on }
-    }
-
-    /// The name of the province of permanent residence, if known.
-    pub fn permanent_province_name(&self) -> Option<&'static str> {
-        let code = self.permanent.as_ref()?.province;
-        province::by_code(code as u16).map(|p| p.name)
     }
 }
 

@@ -71,14 +71,12 @@ pub fn compare(claimed: &str, registered: &str, how: NameMatch) -> NameScore {
     }
     match how {
         NameMatch::Exact => {
+            // No similarity under EXACT: a graded score would let a caller
+            // home in on the registered name by trying variants.
             let matched = normalize(claimed) == normalize(registered);
             NameScore {
                 matched,
-                score: if matched {
-                    100
-                } else {
-                    partial_score(claimed, registered)
-                },
+                score: if matched { 100 } else { 0 },
             }
         }
         NameMatch::Partial { threshold } => {
@@ -121,9 +119,7 @@ mod tests {
         for (claimed, want) in cases {
             let got = compare(claimed, registered, NameMatch::Exact);
             assert_eq!(got.matched, want, "{claimed:?}");
-            if want {
-                assert_eq!(got.score, 100, "{claimed:?}");
-            }
+            assert_eq!(got.score, if want { 100 } else { 0 }, "{claimed:?}");
         }
     }
 

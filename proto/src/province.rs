@@ -13,11 +13,9 @@ pub struct Province {
     pub population_k: u32,
 }
 
-impl Province {
-    /// The code as written in Pids: three digits.
-    pub fn code_str(&self) -> String {
-        format!("{:03}", self.code)
-    }
+/// A province code as written in Pids and on the wire: three digits ("001").
+pub fn code_text(code: u32) -> String {
+    format!("{code:03}")
 }
 
 /// All 63 provinces, ordered by code.

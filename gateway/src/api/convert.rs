@@ -249,7 +249,7 @@ pub(crate) fn fields(values: &[i32]) -> Result<Vec<Field>> {
 
 fn residence(a: Address) -> v1::Residence {
     v1::Residence {
-        province_code: format!("{:03}", a.province),
+        province_code: province::code_text(a.province),
         address_line: a.line,
     }
 }

@@ -30,11 +30,11 @@ const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// The authenticated caller of a request (set by the TLS acceptor on every
 /// connection, so missing only if the server was wired without it).
 pub(crate) fn caller<T>(request: &Request<T>) -> Result<Peer, Status> {
-    request
+    Ok(request
         .extensions()
         .get::<Peer>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("no client certificate"))
+        .ok_or(Error::Unauthenticated)?)
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes, then drains

@@ -26,13 +26,15 @@ fn code(reason: Reason) -> Code {
             Code::PermissionDenied
         }
         Reason::StoreUnavailable => Code::Unavailable,
+        Reason::Unauthenticated => Code::Unauthenticated,
+        Reason::Internal => Code::Internal,
     }
 }
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let reason = err.reason();
-        if reason == Reason::StoreUnavailable {
+        if matches!(reason, Reason::StoreUnavailable | Reason::Internal) {
             tracing::error!(error = %err, "request failed inside the gateway");
         }
         let mut details = ErrorDetails::with_error_info(reason.as_str(), DOMAIN, HashMap::new());

@@ -90,7 +90,7 @@ fn province(code: u32) -> FieldValue {
     if code == 0 {
         FieldValue::Empty
     } else {
-        FieldValue::Text(format!("{code:03}"))
+        FieldValue::Text(lienthong_proto::province::code_text(code))
     }
 }
 

@@ -165,12 +165,12 @@ impl Policy {
     /// request naming every field not granted.
     pub fn authorize_fields(&self, agency: &str, purpose: &str, fields: &[Field]) -> Result<()> {
         let grant = self.authorize(agency, purpose, Operation::GetCitizen)?;
-        let mut refused: Vec<&'static str> = fields
-            .iter()
-            .filter(|f| !grant.fields.contains(f))
-            .map(|f| f.name())
-            .collect();
-        refused.dedup();
+        let mut refused: Vec<&'static str> = Vec::new();
+        for f in fields.iter().filter(|f| !grant.fields.contains(f)) {
+            if !refused.contains(&f.name()) {
+                refused.push(f.name());
+            }
+        }
         if refused.is_empty() {
             Ok(())
         } else {
@@ -233,7 +233,12 @@ fields = ["full_name", "date_of_birth"]
         match p.authorize_fields(
             "clinic",
             "TREATMENT",
-            &[Field::FullName, Field::Religion, Field::Spouse],
+            &[
+                Field::Religion,
+                Field::FullName,
+                Field::Spouse,
+                Field::Religion,
+            ],
         ) {
             Err(Error::FieldNotPermitted { fields, .. }) => {
                 assert_eq!(fields, ["religion", "spouse"])

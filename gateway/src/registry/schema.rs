@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! citizen(pid INTEGER PRIMARY KEY, record BLOB)   record = prost-encoded Citizen
-//! outbox(seq INTEGER PRIMARY KEY, id, type, pid, occurred_at, data, published_at)
+//! outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, id, type, pid, occurred_at,
+//!        data, published_at)          seq never reused, even after a purge
 //! meta(key TEXT PRIMARY KEY, value)               e.g. seed, citizens
 //! ```
 
@@ -19,7 +20,7 @@ const MIGRATIONS: &[&str] = &[
         record BLOB NOT NULL
      );
      CREATE TABLE outbox (
-        seq          INTEGER PRIMARY KEY,
+seq          INTEGER PRIMARY KEY AUTOINCREMENT,
         id           TEXT NOT NULL UNIQUE,
         type         TEXT NOT NULL,
         pid          INTEGER NOT NULL,

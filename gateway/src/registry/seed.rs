@@ -49,7 +49,9 @@ impl SampleRecord {
             date_of_birth: c.date_of_birth()?,
             sex: c.sex(),
             status: c.life_status(),
-            permanent_province: format!("{:03}", c.permanent.as_ref()?.province),
+            permanent_province: lienthong_proto::province::code_text(
+                c.permanent.as_ref()?.province,
+            ),
             old_id_number: (!c.old_id_number.is_empty()).then(|| c.old_id_number.clone()),
         })
     }
@@ -81,6 +83,8 @@ pub fn seed(
     sample: Option<Sample<'_>>,
     mut progress: impl FnMut(u64),
 ) -> Result<SeedReport> {
+    // The writer is held throughout: the emptiness check and the load
+    // cannot be split by another write.
     store.with_writer(|conn| {
         let existing: i64 = conn.query_row("SELECT count(*) FROM citizen", [], |r| r.get(0))?;
         if existing > 0 {
@@ -91,21 +95,43 @@ pub fn seed(
                 ),
             ));
         }
-        Ok(())
-    })?;
-    let mut sample_out = match &sample {
-        Some(s) => Some(std::io::BufWriter::new(
-            std::fs::File::create(s.path).map_err(Error::io(s.path))?,
-        )),
-        None => None,
-    };
-    let every = sample
-        .as_ref()
-        .map_or(u64::MAX, |s| (population.len() / s.size.max(1)).max(1));
-    let mut sampled = 0;
-    let total = population.len();
+        let sample = match sample {
+            Some(s) => Some(SampleOut {
+                out: std::io::BufWriter::new(
+                    std::fs::File::create(s.path).map_err(Error::io(s.path))?,
+                ),
+                every: (population.len() / s.size.max(1)).max(1),
+                size: s.size,
+            }),
+            None => None,
+        };
+        // A bulk load into an empty registry: durable at its commit only.
+        conn.execute_batch("PRAGMA synchronous = OFF;")?;
+        let loaded = load(conn, population, sample, &mut progress);
+        conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+        let report = loaded?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(report)
+    })
+}
 
-    std::thread::scope(|scope| -> Result<SeedReport> {
+/// The sample being written: every `every`-th citizen, `size` at most.
+struct SampleOut {
+    out: std::io::BufWriter<std::fs::File>,
+    every: u64,
+    size: u64,
+}
+
+/// Generates on a second thread and inserts on this one, in one transaction.
+fn load(
+    conn: &mut rusqlite::Connection,
+    population: &Population,
+    mut sample: Option<SampleOut>,
+    progress: &mut impl FnMut(u64),
+) -> Result<SeedReport> {
+    let total = population.len();
+    let every = sample.as_ref().map_or(u64::MAX, |s| s.every);
+    std::thread::scope(|scope| {
         // Two chunks in flight at most: bounded memory whatever the size.
         let (tx, rx) = mpsc::sync_channel::<Vec<(i64, Vec<u8>, Option<SampleRecord>)>>(2);
         scope.spawn(move || {
@@ -125,39 +151,37 @@ pub fn seed(
                 start = end;
             }
         });
-        store.with_writer(|conn| {
-            conn.execute_batch("PRAGMA synchronous = OFF;")?;
-            let tx = conn.transaction()?;
-            let mut written = 0;
-            {
-                let mut insert = tx.prepare("INSERT INTO citizen (pid, record) VALUES (?1, ?2)")?;
-                for chunk in rx {
-                    for (pid, record, s) in chunk {
-                        insert.execute(params![pid, record])?;
-                        if let (Some(s), Some(out)) = (s, sample_out.as_mut()) {
-                            let line = serde_json::to_string(&s)
-                                .map_err(|e| Error::invalid("sample-out", e.to_string()))?;
-                            writeln!(out, "{line}").map_err(Error::io("sample-out"))?;
-                            sampled += 1;
-                        }
-                        written += 1;
+        let tx = conn.transaction()?;
+        let (mut written, mut sampled) = (0, 0);
+        {
+            let mut insert = tx.prepare("INSERT INTO citizen (pid, record) VALUES (?1, ?2)")?;
+            for chunk in rx {
+                for (pid, record, s) in chunk {
+                    insert.execute(params![pid, record])?;
+                    if let (Some(s), Some(out)) = (s, sample.as_mut())
+                        && sampled < out.size
+                    {
+                        let line = serde_json::to_string(&s)
+                            .map_err(|e| Error::invalid("sample-out", e.to_string()))?;
+                        writeln!(out.out, "{line}").map_err(Error::io("sample-out"))?;
+                        sampled += 1;
                     }
-                    progress(written);
+                    written += 1;
                 }
+                progress(written);
             }
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('seed', ?1), ('citizens', ?2)",
-                params![population.seed().to_string(), total.to_string()],
-            )?;
-            tx.commit()?;
-            conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_checkpoint(TRUNCATE);")?;
-            if let Some(out) = sample_out.as_mut() {
-                out.flush().map_err(Error::io("sample-out"))?;
-            }
-            Ok(SeedReport {
-                citizens: written,
-                sampled,
-            })
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('seed', ?1), ('citizens', ?2)",
+            params![population.seed().to_string(), total.to_string()],
+        )?;
+        tx.commit()?;
+        if let Some(s) = sample.as_mut() {
+            s.out.flush().map_err(Error::io("sample-out"))?;
+        }
+        Ok(SeedReport {
+            citizens: written,
+            sampled,
         })
     })
 }

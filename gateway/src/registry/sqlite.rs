@@ -44,11 +44,6 @@ impl SqliteRegistry {
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn reader(&self) -> Result<Connection> {
         if let Some(conn) = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(conn);
@@ -76,16 +71,6 @@ impl SqliteRegistry {
     pub(crate) fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut conn)
-    }
-
-    /// Reads a metadata value.
-    pub fn meta(&self, key: &str) -> Result<Option<String>> {
-        self.with_writer(|c| {
-            Ok(
-                c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-                    .optional()?,
-            )
-        })
     }
 }
 

@@ -85,7 +85,8 @@ pub fn ensure_pki<'a>(
     let mut report = PkiReport::default();
     fs::create_dir_all(layout.root.join("agencies")).map_err(Error::io(&layout.root))?;
 
-    let (ca_key, ca_params) = if layout.ca_cert().exists() && layout.ca_key().exists() {
+    let new_ca = !(layout.ca_cert().exists() && layout.ca_key().exists());
+    let (ca_key, ca_params) = if !new_ca {
         let key_pem = read(&layout.ca_key())?;
         let key = KeyPair::from_pem(&key_pem).map_err(tls_err)?;
         (key, None)
@@ -109,7 +110,10 @@ pub fn ensure_pki<'a>(
         None => Issuer::from_ca_cert_pem(&read(&layout.ca_cert())?, ca_key).map_err(tls_err)?,
     };
 
-    if !layout.gateway_cert().exists() || !layout.gateway_key().exists() {
+    // Certificates signed by a CA that is gone are useless: a new CA
+    // reissues everything.
+    let missing = |cert: &Path, key: &Path| new_ca || !cert.exists() || !key.exists();
+    if missing(&layout.gateway_cert(), &layout.gateway_key()) {
         let key = KeyPair::generate().map_err(tls_err)?;
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
@@ -127,7 +131,7 @@ pub fn ensure_pki<'a>(
     }
 
     for agency in agencies {
-        if layout.agency_cert(agency).exists() && layout.agency_key(agency).exists() {
+        if !missing(&layout.agency_cert(agency), &layout.agency_key(agency)) {
             continue;
         }
         let (cert, key) = issue_client(&issuer, agency)?;
@@ -158,15 +162,27 @@ fn read(path: &Path) -> Result<String> {
     fs::read_to_string(path).map_err(Error::io(path))
 }
 
+/// Writes a PEM file; a `secret` (a key) is created owner-only from the
+/// start, never readable by others even for a moment.
 fn write(path: &Path, contents: &str, secret: bool, report: &mut PkiReport) -> Result<()> {
-    fs::write(path, contents).map_err(Error::io(path))?;
+    use std::io::Write;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(Error::io(path))?;
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let mode = if secret { 0o600 } else { 0o644 };
+        options.mode(mode);
+        // An existing file keeps its mode through open(): set it too.
+        if path.exists() {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(Error::io(path))?;
+        }
     }
     #[cfg(not(unix))]
     let _ = secret;
+    let mut file = options.open(path).map_err(Error::io(path))?;
+    file.write_all(contents.as_bytes())
+        .map_err(Error::io(path))?;
     report.created.push(path.to_path_buf());
     Ok(())
 }

@@ -85,6 +85,20 @@ async fn mixed_batch_answers_each_claim_in_order() {
                     if claim.reference == "deceased" {
                         assert_eq!(v.holder_status(), v1::HolderStatus::Deceased);
                     }
+                    let failed: Vec<v1::ClaimedField> = v
+                        .fields
+                        .iter()
+                        .filter(|f| !f.matched)
+                        .map(|f| f.field())
+                        .collect();
+                    let want_failed = match claim.reference.as_str() {
+                        "wrong-name" => vec![v1::ClaimedField::FullName],
+                        "wrong-year" => {
+                            vec![v1::ClaimedField::PidDigits, v1::ClaimedField::DateOfBirth]
+                        }
+                        _ => vec![],
+                    };
+                    assert_eq!(failed, want_failed, "{}", claim.reference);
                     Expect::Verdict(v.verdict())
                 }
                 Outcome::Error(e) => {

@@ -86,7 +86,7 @@ async fn certs_seed_serve_and_query_a_sample_record() {
         "--sample-out",
         sample.to_str().unwrap(),
         "--sample-size",
-        "50",
+        "1500",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("seeded 5000 citizens"));
@@ -95,7 +95,7 @@ async fn certs_seed_serve_and_query_a_sample_record() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 50);
+    assert_eq!(lines.len(), 1500, "exactly the sample size asked for");
     for l in &lines {
         assert_eq!(l["pid"].as_str().unwrap().len(), 12);
         assert!(!l["full_name"].as_str().unwrap().is_empty());
@@ -196,4 +196,84 @@ async fn certs_seed_serve_and_query_a_sample_record() {
         .unwrap();
     assert!(status.success(), "{status}");
     assert!(Path::new(&data.join("registry.db")).is_file());
+}
+
+#[tokio::test]
+async fn serve_alone_prepares_an_empty_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--citizens",
+            "3000",
+        ])
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = log.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listen=").nth(1) {
+                return rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap();
+            }
+        }
+        panic!("serve exited before listening");
+    })
+    .await
+    .expect("serve listens within 60 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    for f in [
+        "policy.toml",
+        "registry.db",
+        "sample.jsonl",
+        "pki/ca.pem",
+        "pki/agencies/vss.pem",
+    ] {
+        assert!(data.join(f).is_file(), "{f}");
+    }
+    let sample = std::fs::read_to_string(data.join("sample.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(sample.lines().next().unwrap()).unwrap();
+    let pki = data.join("pki");
+    let channel = connect(
+        addr,
+        &pki.join("ca.pem"),
+        Some((
+            &pki.join("agencies/viettel.pem"),
+            &pki.join("agencies/viettel.key"),
+        )),
+    )
+    .await
+    .unwrap();
+    let mut answers = ExchangeServiceClient::new(channel)
+        .verify_batch(tokio_stream::iter(vec![v1::VerifyBatchRequest {
+            batch_id: "first".into(),
+            purpose: "SUBSCRIBER_VERIFICATION".into(),
+            r#match: None,
+            claims: vec![v1::IdentityClaim {
+                reference: "0".into(),
+                pid: first["pid"].as_str().unwrap().into(),
+                full_name: Some(first["full_name"].as_str().unwrap().into()),
+                ..Default::default()
+            }],
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    use tokio_stream::StreamExt;
+    let answer = answers.next().await.unwrap().unwrap();
+    let Some(v1::claim_result::Outcome::Verification(v)) = &answer.results[0].outcome else {
+        panic!("a verification")
+    };
+    assert_eq!(v.verdict(), v1::Verdict::Match);
 }

@@ -105,7 +105,7 @@ fn year_weight(year: i32) -> f64 {
     } else {
         0.45 + 0.55 * f64::from(year - FIRST_YEAR) / 55.0
     };
-    let age = f64::from(2026 - year);
+    let age = f64::from(REFERENCE_DATE.0 - year);
     let survival = if age < 55.0 {
         1.0
     } else {

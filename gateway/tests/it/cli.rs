@@ -26,6 +26,32 @@ fn unwrapped(b: &[u8]) -> String {
     text(b).split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Starts `lienthong` with `args` (which listen on 127.0.0.1:0) and waits
+/// for the log line that names the address.
+async fn spawn_serve(args: &[&str]) -> (tokio::process::Child, std::net::SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("LIENTHONG_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = log.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listen=").nth(1) {
+                return rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        }
+        panic!("serve exited before listening");
+    })
+    .await
+    .expect("serve listens within 60 s");
+    // Keep draining the log so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    (child, addr)
+}
+
 #[test]
 fn help_lists_the_commands_and_defaults() {
     let out = run(&["--help"]);
@@ -115,30 +141,8 @@ async fn certs_seed_serve_and_query_a_sample_record() {
     );
 
     // Serve on an ephemeral port; the log line names the address.
-    let mut child = Command::new(BIN)
-        .args(["serve", "--data-dir", data_s, "--listen", "127.0.0.1:0"])
-        .env("LIENTHONG_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = log.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listen=").nth(1) {
-                return rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .parse::<std::net::SocketAddr>()
-                    .unwrap();
-            }
-        }
-        panic!("serve exited before listening");
-    })
-    .await
-    .expect("serve listens within 30 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let (mut child, addr) =
+        spawn_serve(&["serve", "--data-dir", data_s, "--listen", "127.0.0.1:0"]).await;
 
     let record = &lines[0];
     let channel = connect(
@@ -202,37 +206,16 @@ async fn certs_seed_serve_and_query_a_sample_record() {
 async fn serve_alone_prepares_an_empty_data_directory() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("fresh");
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--citizens",
-            "3000",
-        ])
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = log.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listen=").nth(1) {
-                return rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .parse::<std::net::SocketAddr>()
-                    .unwrap();
-            }
-        }
-        panic!("serve exited before listening");
-    })
-    .await
-    .expect("serve listens within 60 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let (_serving, addr) = spawn_serve(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--citizens",
+        "3000",
+    ])
+    .await;
     for f in [
         "policy.toml",
         "registry.db",

@@ -44,6 +44,16 @@ pub fn kyc(claim: v1::IdentityClaim) -> v1::VerifyIdentityRequest {
     }
 }
 
+/// The verification in a VerifyIdentity answer that must have succeeded.
+pub fn answer(
+    r: Result<tonic::Response<v1::VerifyIdentityResponse>, tonic::Status>,
+) -> v1::IdentityVerification {
+    r.expect("answered")
+        .into_inner()
+        .verification
+        .expect("a verification")
+}
+
 fn fields_of(v: &v1::IdentityVerification) -> Vec<(v1::ClaimedField, bool)> {
     v.fields.iter().map(|f| (f.field(), f.matched)).collect()
 }
@@ -68,15 +78,7 @@ async fn verified_match_says_nothing_more() {
             })),
         },
     ];
-    let v = gw
-        .client("bank")
-        .await
-        .verify_identity(kyc(claim))
-        .await
-        .unwrap()
-        .into_inner()
-        .verification
-        .unwrap();
+    let v = answer(gw.client("bank").await.verify_identity(kyc(claim)).await);
     assert_eq!(v.reference, "kyc-1");
     assert_eq!(v.verdict(), v1::Verdict::Match);
     assert_eq!(
@@ -169,13 +171,7 @@ async fn mismatch_per_field() {
         let mut claim = claim_of(&c, name);
         claim.old_id_number = Some(c.old_id_number.clone());
         edit(&mut claim);
-        let v = client
-            .verify_identity(kyc(claim))
-            .await
-            .unwrap()
-            .into_inner()
-            .verification
-            .unwrap();
+        let v = answer(client.verify_identity(kyc(claim)).await);
         assert_eq!(v.verdict(), v1::Verdict::Mismatch, "{name}");
         let failed: Vec<_> = fields_of(&v)
             .into_iter()
@@ -192,15 +188,7 @@ async fn pid_digits_contradicting_the_date_of_birth() {
     let mut claim = claim_of(&c, "r");
     let dob = c.date_of_birth().unwrap();
     claim.date_of_birth = Some(wire_date(dob.add_years(-1).unwrap()));
-    let v = gw
-        .client("bank")
-        .await
-        .verify_identity(kyc(claim))
-        .await
-        .unwrap()
-        .into_inner()
-        .verification
-        .unwrap();
+    let v = answer(gw.client("bank").await.verify_identity(kyc(claim)).await);
     assert_eq!(v.verdict(), v1::Verdict::Mismatch);
     assert_eq!(fields_of(&v)[0], (v1::ClaimedField::PidDigits, false));
     assert!(fields_of(&v).contains(&(v1::ClaimedField::DateOfBirth, false)));
@@ -229,13 +217,7 @@ async fn malformed_and_unknown_pids() {
     claim.pid = unknown.to_string();
     claim.date_of_birth = None;
     claim.sex = 0;
-    let v = client
-        .verify_identity(kyc(claim))
-        .await
-        .unwrap()
-        .into_inner()
-        .verification
-        .unwrap();
+    let v = answer(client.verify_identity(kyc(claim)).await);
     assert_eq!(v.verdict(), v1::Verdict::NotFound);
     assert!(v.fields.is_empty());
     assert_eq!(v.holder_status(), v1::HolderStatus::Unspecified);
@@ -249,15 +231,7 @@ async fn deceased_holder() {
     claim.predicates = vec![v1::Predicate {
         kind: Some(Kind::Alive(v1::Alive {})),
     }];
-    let v = gw
-        .client("bank")
-        .await
-        .verify_identity(kyc(claim))
-        .await
-        .unwrap()
-        .into_inner()
-        .verification
-        .unwrap();
+    let v = answer(gw.client("bank").await.verify_identity(kyc(claim)).await);
     assert_eq!(
         v.verdict(),
         v1::Verdict::Match,

@@ -169,3 +169,58 @@ async fn a_batch_for_a_purpose_not_granted_fails_the_stream() {
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(reason(&status), "PURPOSE_NOT_PERMITTED");
 }
+
+/// A client that stops reading answers stops the gateway reading batches:
+/// the stream is throttled end to end instead of queueing without bound,
+/// and once the client reads again every answer arrives, in order.
+#[tokio::test]
+async fn an_unread_answer_stream_throttles_the_sender() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    const BATCHES: usize = 80;
+    let gw = TestGateway::start().await;
+    let citizens: Vec<_> = gw.population.iter().collect();
+    let claims: Vec<_> = citizens.iter().map(|c| claim_of(c, "r")).collect();
+    let citizens_len = claims.len();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let requests = tokio_stream::iter(0..BATCHES).map(move |i| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        batch(&i.to_string(), claims.clone())
+    });
+    let mut answers = gw
+        .client("telco")
+        .await
+        .verify_batch(requests)
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Wait until the sender has stalled: no batch pulled for half a second
+    // (a deadline bounds the wait).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut last, mut since) = (usize::MAX, Instant::now());
+    loop {
+        let now = pulled.load(Ordering::SeqCst);
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() > Duration::from_millis(500) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sender never stalled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        last < BATCHES / 2,
+        "{last} of {BATCHES} batches taken with no answer read"
+    );
+
+    for i in 0..BATCHES {
+        let answer = answers.next().await.unwrap().unwrap();
+        assert_eq!(answer.batch_id, i.to_string());
+        assert_eq!(answer.results.len(), citizens_len);
+    }
+    assert_eq!(pulled.load(Ordering::SeqCst), BATCHES);
+}

@@ -1,0 +1,256 @@
+//! `lienthong-adapter`: sector adapters' command line. For now the telecom
+//! SIM-verification job and its synthetic subscriber base.
+
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use lienthong_adapters::telecom::generate::{Rates, generate};
+use lienthong_adapters::telecom::sim_verify::{JobObserver, JobOptions, run};
+use lienthong_adapters::telecom::subscriber::{Format, LineError};
+use lienthong_proto::population::Population;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// lienthong sector adapters and jobs.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Re-verify a whole SIM-subscriber base against the population database
+    /// through the gateway. Resumable: run it again after any stop. Exit code
+    /// 0: every subscriber verified; 2: junk found; 1: the job failed.
+    SimVerify(VerifyArgs),
+    /// Write a synthetic subscriber base linked to the synthetic population,
+    /// with injected errors and a truth file giving each subscriber's outcome.
+    SimGenerate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The subscriber base: CSV with header
+    /// (msisdn,pid,full_name,date_of_birth,sex,registered_on) or .jsonl.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output directory: junk.csv, summary.json, state.json (the checkpoint).
+    #[arg(long, default_value = "sim-verify-out")]
+    out: PathBuf,
+    /// The gateway.
+    #[arg(
+        long,
+        env = "LIENTHONG_GATEWAY",
+        default_value = "https://127.0.0.1:50051"
+    )]
+    gateway: String,
+    /// Directory with ca.pem and agencies/<agency>.pem/.key.
+    #[arg(long, default_value = "lienthong-data/pki")]
+    pki_dir: PathBuf,
+    /// The operator's agency id (its client certificate).
+    #[arg(long, default_value = "viettel")]
+    agency: String,
+    /// Purpose code the operator's grant names.
+    #[arg(long, default_value = "SUBSCRIBER_VERIFICATION")]
+    purpose: String,
+    /// SIMs one person may hold; the later-registered ones are over the limit.
+    #[arg(long, default_value_t = 3)]
+    limit: u32,
+    /// Subscribers per batch (1–10000).
+    #[arg(long, default_value_t = 10_000)]
+    batch: usize,
+    /// Batches sent and not yet answered, at most.
+    #[arg(long, default_value_t = 4)]
+    in_flight: usize,
+    /// Milliseconds between checkpoints (0: after every batch).
+    #[arg(long, default_value_t = 1_000)]
+    checkpoint_ms: u64,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Citizens in the population (as seeded into the gateway).
+    #[arg(long, default_value_t = 1_000_000)]
+    citizens: u64,
+    /// Population seed (as seeded into the gateway).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Subscribers to write.
+    #[arg(long, default_value_t = 100_000)]
+    subscribers: u64,
+    /// SIMs one person may hold.
+    #[arg(long, default_value_t = 3)]
+    limit: u8,
+    /// The base to write (.csv or .jsonl).
+    #[arg(long)]
+    out: PathBuf,
+    /// The truth to write: msisdn,outcome for every subscriber.
+    #[arg(long)]
+    truth: PathBuf,
+    /// Share of misspelled names.
+    #[arg(long, default_value_t = Rates::default().name)]
+    name_errors: f64,
+    /// Share of wrong dates of birth.
+    #[arg(long, default_value_t = Rates::default().date)]
+    date_errors: f64,
+    /// Share of wrong sexes.
+    #[arg(long, default_value_t = Rates::default().sex)]
+    sex_errors: f64,
+    /// Share of deceased holders.
+    #[arg(long, default_value_t = Rates::default().deceased)]
+    deceased: f64,
+    /// Share of unknown Pids.
+    #[arg(long, default_value_t = Rates::default().unknown)]
+    unknown: f64,
+    /// Share of malformed Pids.
+    #[arg(long, default_value_t = Rates::default().malformed)]
+    malformed: f64,
+    /// Share of subscribers starting a person with one SIM over the limit.
+    #[arg(long, default_value_t = Rates::default().over_limit)]
+    over_limit: f64,
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:40}}] {{human_pos}}/{{human_len}}  {{per_sec}}  ETA {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Shows progress on a bar and unreadable lines above it.
+struct Screen(ProgressBar);
+
+impl JobObserver for Screen {
+    fn invalid_line(&mut self, error: &LineError) {
+        // A hidden bar (no terminal) prints nothing: say it on stderr then.
+        if self.0.is_hidden() {
+            eprintln!("skipped {error}");
+        } else {
+            self.0.println(format!("skipped {error}"));
+        }
+    }
+
+    fn progress(&mut self, done: u64, total: u64) {
+        self.0.set_length(total);
+        self.0.set_position(done);
+    }
+}
+
+async fn channel(args: &VerifyArgs) -> anyhow::Result<Channel> {
+    let read = |p: PathBuf| std::fs::read(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(args.pki_dir.join("ca.pem"))?))
+        .identity(Identity::from_pem(
+            read(
+                args.pki_dir
+                    .join("agencies")
+                    .join(format!("{}.pem", args.agency)),
+            )?,
+            read(
+                args.pki_dir
+                    .join("agencies")
+                    .join(format!("{}.key", args.agency)),
+            )?,
+        ));
+    Channel::from_shared(args.gateway.clone())?
+        .tls_config(tls)?
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("gateway {}: {e}", args.gateway))
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let summary = runtime.block_on(async {
+        let channel = channel(&args).await?;
+        let opts = JobOptions {
+            input: args.input.clone(),
+            out_dir: args.out.clone(),
+            limit: args.limit,
+            batch: args.batch,
+            in_flight: args.in_flight,
+            purpose: args.purpose.clone(),
+            checkpoint_every: Duration::from_millis(args.checkpoint_ms),
+        };
+        let screen = Screen(bar(0, "verifying"));
+        let progress = screen.0.clone();
+        let summary = run(&opts, channel, screen).await;
+        progress.finish_and_clear();
+        anyhow::Ok(summary?)
+    })?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    println!(
+        "{} subscribers in {:.1} s ({:.0}/s); junk in {}",
+        summary.subscribers,
+        summary.seconds,
+        summary.records_per_second,
+        args.out.join("junk.csv").display()
+    );
+    Ok(if summary.found_junk() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn generate_base(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let population = Population::new(args.seed, args.citizens)?;
+    let rates = Rates {
+        name: args.name_errors,
+        date: args.date_errors,
+        sex: args.sex_errors,
+        deceased: args.deceased,
+        unknown: args.unknown,
+        malformed: args.malformed,
+        over_limit: args.over_limit,
+    };
+    let create = |p: &PathBuf| {
+        std::fs::File::create(p)
+            .map(|f| BufWriter::with_capacity(1 << 20, f))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+    };
+    let (mut base, mut truth) = (create(&args.out)?, create(&args.truth)?);
+    let progress = bar(args.subscribers, "generating");
+    let counts = generate(
+        &population,
+        args.subscribers,
+        args.limit,
+        &rates,
+        args.seed,
+        Format::of(&args.out),
+        &mut base,
+        &mut truth,
+        |n| progress.set_position(n),
+    )?;
+    progress.finish_and_clear();
+    use std::io::Write;
+    base.flush()?;
+    truth.flush()?;
+    for (outcome, n) in counts {
+        println!("{outcome:<14} {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::SimVerify(args) => verify(args),
+        Command::SimGenerate(args) => generate_base(args),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("lienthong-adapter: {e:#}");
+        ExitCode::FAILURE
+    })
+}

@@ -187,6 +187,15 @@ fn outcome_of(result: &v1::ClaimResult, over: bool) -> Outcome {
     }
 }
 
+/// Closes a semaphore when dropped, failing every wait on it.
+struct CloseOnDrop(Arc<Semaphore>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(io(&tmp))?;
@@ -274,6 +283,9 @@ pub async fn run(
 
     // The reader: lines → batches, each holding a permit until answered.
     let permits = Arc::new(Semaphore::new(opts.in_flight));
+    // However this function returns, the reader must not wait for a permit
+    // forever (the runtime would wait for it in turn).
+    let _release_reader = CloseOnDrop(permits.clone());
     let (requests_tx, requests_rx) = mpsc::channel::<v1::VerifyBatchRequest>(opts.in_flight);
     let (entries_tx, mut entries_rx) = mpsc::channel::<Vec<Entry>>(opts.in_flight + 1);
     let (invalid_tx, mut invalid_rx) = mpsc::unbounded_channel::<LineError>();

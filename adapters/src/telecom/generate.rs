@@ -100,7 +100,7 @@ impl<'a> Holders<'a> {
     }
 
     /// The next citizen with `status` who may take `sims` more SIMs.
-    fn take(&mut self, status: LifeStatus, sims: u8, fresh: bool) -> Result<(u64, Citizen)> {
+    fn take(&mut self, status: LifeStatus, sims: u8, fresh: bool) -> Result<Citizen> {
         let n = self.population.len();
         for _ in 0..n.saturating_mul(u64::from(self.limit) + 1) {
             let i = (self.cursor * self.stride) % n;
@@ -118,7 +118,7 @@ impl<'a> Holders<'a> {
             } else {
                 held + sims
             };
-            return Ok((i, c));
+            return Ok(c);
         }
         Err(Error::Usage(format!(
             "the population of {n} citizens is too small for this subscriber base"
@@ -128,10 +128,6 @@ impl<'a> Holders<'a> {
 
 /// How many subscribers of each outcome were written.
 pub type Truth = BTreeMap<Outcome, u64>;
-
-fn sex_of(c: &Citizen) -> Sex {
-    c.sex()
-}
 
 /// The name as an operator might have written it: as registered, upper
 /// case, or upper case without accents.
@@ -235,12 +231,12 @@ pub fn generate(
                 .to_string(),
             full_name: written_name(c, d),
             date_of_birth: c.date_of_birth().expect("population dates are valid"),
-            sex: sex_of(c),
+            sex: c.sex(),
             registered_on: registration_date(d),
         };
         match kind {
             0..=2 => {
-                let (_, c) = holders.take(LifeStatus::Alive, 1, false)?;
+                let c = holders.take(LifeStatus::Alive, 1, false)?;
                 let mut s = of(&c, &mut d, written);
                 let outcome = match kind {
                     0 => {
@@ -271,7 +267,7 @@ pub fn generate(
                 written += 1;
             }
             3 => {
-                let (_, c) = holders.take(LifeStatus::Deceased, 1, false)?;
+                let c = holders.take(LifeStatus::Deceased, 1, false)?;
                 let s = of(&c, &mut d, written);
                 emit(&s, Outcome::Deceased, base, truth)?;
                 written += 1;
@@ -301,7 +297,7 @@ pub fn generate(
                 written += 1;
             }
             5 => {
-                let (_, c) = holders.take(LifeStatus::Alive, 0, false)?;
+                let c = holders.take(LifeStatus::Alive, 0, false)?;
                 let mut s = of(&c, &mut d, written);
                 s.pid = match d.below(4) {
                     0 => s.pid[..11].to_owned(),
@@ -314,7 +310,7 @@ pub fn generate(
             }
             6 => {
                 // A fresh person with limit + 1 SIMs; the latest registered is over.
-                let (_, c) = holders.take(LifeStatus::Alive, limit + 1, true)?;
+                let c = holders.take(LifeStatus::Alive, limit + 1, true)?;
                 let mut dates: Vec<Date> = (0..=limit).map(|_| registration_date(&mut d)).collect();
                 dates.sort();
                 dates.dedup();
@@ -334,7 +330,7 @@ pub fn generate(
                 }
             }
             _ => {
-                let (_, c) = holders.take(LifeStatus::Alive, 1, false)?;
+                let c = holders.take(LifeStatus::Alive, 1, false)?;
                 let s = of(&c, &mut d, written);
                 emit(&s, Outcome::Verified, base, truth)?;
                 written += 1;

@@ -110,18 +110,14 @@ pub trait JobObserver: Send + 'static {
     fn progress(&mut self, done: u64, total: u64);
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |e| Error::io(path)(e)
-}
-
 /// Pass 1: the data lines (0-based) whose SIM is beyond `limit` for its Pid,
 /// by registration date (then line order); and the number of data lines.
 fn over_limit_lines(input: &Path, format: Format, limit: u32) -> Result<(Vec<bool>, u64)> {
-    let file = File::open(input).map_err(io(input))?;
+    let file = File::open(input).map_err(Error::io(input))?;
     let mut sims: Vec<(u64, u32, u32)> = Vec::new();
     let mut lines = 0u64;
     for (n, line) in BufReader::with_capacity(1 << 20, file).lines().enumerate() {
-        let line = line.map_err(io(input))?;
+        let line = line.map_err(Error::io(input))?;
         if n == 0 && format == Format::Csv {
             continue;
         }
@@ -163,7 +159,8 @@ enum Entry {
 /// The outcome for one answered claim.
 fn outcome_of(result: &v1::ClaimResult, over: bool) -> Outcome {
     match &result.outcome {
-        Some(Wire::Error(e)) if e.reason == "PID_MALFORMED" => Outcome::MalformedPid,
+        // Dates, sex and name are checked here before sending, so the only
+        // claim the gateway can refuse is one whose Pid is malformed.
         Some(Wire::Error(_)) | None => Outcome::MalformedPid,
         Some(Wire::Verification(v)) => {
             let failed =
@@ -198,10 +195,10 @@ impl Drop for CloseOnDrop {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    let mut f = File::create(&tmp).map_err(Error::io(&tmp))?;
+    f.write_all(bytes).map_err(Error::io(&tmp))?;
+    f.sync_all().map_err(Error::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(Error::io(path))
 }
 
 /// Runs (or resumes) the job against the gateway on `channel`.
@@ -216,12 +213,12 @@ pub async fn run(
         ));
     }
     let started = Instant::now();
-    std::fs::create_dir_all(&opts.out_dir).map_err(io(&opts.out_dir))?;
+    std::fs::create_dir_all(&opts.out_dir).map_err(Error::io(&opts.out_dir))?;
     let state_path = opts.out_dir.join("state.json");
     let junk_path = opts.out_dir.join("junk.csv");
     let summary_path = opts.out_dir.join("summary.json");
     let input_len = std::fs::metadata(&opts.input)
-        .map_err(io(&opts.input))?
+        .map_err(Error::io(&opts.input))?
         .len();
     let format = Format::of(&opts.input);
 
@@ -251,7 +248,7 @@ pub async fn run(
         },
     };
     if state.complete {
-        let bytes = std::fs::read(&summary_path).map_err(io(&summary_path))?;
+        let bytes = std::fs::read(&summary_path).map_err(Error::io(&summary_path))?;
         return serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
             path: summary_path,
             message: e.to_string(),
@@ -267,18 +264,20 @@ pub async fn run(
         .write(true)
         .truncate(false)
         .open(&junk_path)
-        .map_err(io(&junk_path))?;
+        .map_err(Error::io(&junk_path))?;
     if state.junk_len == 0 {
-        junk_file.set_len(0).map_err(io(&junk_path))?;
+        junk_file.set_len(0).map_err(Error::io(&junk_path))?;
         junk_file
             .write_all(b"line,msisdn,outcome\n")
-            .map_err(io(&junk_path))?;
+            .map_err(Error::io(&junk_path))?;
         state.junk_len = 20;
     }
-    junk_file.set_len(state.junk_len).map_err(io(&junk_path))?;
+    junk_file
+        .set_len(state.junk_len)
+        .map_err(Error::io(&junk_path))?;
     junk_file
         .seek(std::io::SeekFrom::End(0))
-        .map_err(io(&junk_path))?;
+        .map_err(Error::io(&junk_path))?;
     let mut junk = BufWriter::new(junk_file);
 
     // The reader: lines → batches, each holding a permit until answered.
@@ -294,7 +293,7 @@ pub async fn run(
         let permits = permits.clone();
         let (batch, purpose, skip) = (opts.batch, opts.purpose.clone(), state.lines_done);
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let file = File::open(&input).map_err(io(&input))?;
+            let file = File::open(&input).map_err(Error::io(&input))?;
             let mut lines = BufReader::with_capacity(1 << 20, file).lines().enumerate();
             if format == Format::Csv {
                 lines.next();
@@ -329,7 +328,7 @@ pub async fn run(
                 if index < skip {
                     continue;
                 }
-                let line = line.map_err(io(&input))?;
+                let line = line.map_err(Error::io(&input))?;
                 let line_no = n as u64 + 1;
                 match Subscriber::parse(format, line_no, &line) {
                     Ok(s) => {
@@ -382,9 +381,13 @@ pub async fn run(
     let mut last_checkpoint = Instant::now();
     let checkpoint =
         |state: &mut State, junk: &mut BufWriter<File>, complete: bool| -> Result<()> {
-            junk.flush().map_err(io(&junk_path))?;
-            junk.get_ref().sync_data().map_err(io(&junk_path))?;
-            state.junk_len = junk.get_ref().metadata().map_err(io(&junk_path))?.len();
+            junk.flush().map_err(Error::io(&junk_path))?;
+            junk.get_ref().sync_data().map_err(Error::io(&junk_path))?;
+            state.junk_len = junk
+                .get_ref()
+                .metadata()
+                .map_err(Error::io(&junk_path))?
+                .len();
             state.complete = complete;
             let bytes =
                 serde_json::to_vec_pretty(state).map_err(|e| Error::Usage(e.to_string()))?;
@@ -404,7 +407,7 @@ pub async fn run(
         for entry in &entries {
             match entry {
                 Entry::Invalid { line } => {
-                    writeln!(junk, "{line},,invalid_line").map_err(io(&junk_path))?;
+                    writeln!(junk, "{line},,invalid_line").map_err(Error::io(&junk_path))?;
                     state.invalid_lines += 1;
                 }
                 Entry::Claim { line, msisdn, over } => {
@@ -413,7 +416,8 @@ pub async fn run(
                         .ok_or_else(|| Error::Gateway("an answer is missing results".into()))?;
                     let outcome = outcome_of(result, *over);
                     if outcome != Outcome::Verified {
-                        writeln!(junk, "{line},{msisdn},{outcome}").map_err(io(&junk_path))?;
+                        writeln!(junk, "{line},{msisdn},{outcome}")
+                            .map_err(Error::io(&junk_path))?;
                     }
                     *state.outcomes.entry(outcome.name().to_owned()).or_default() += 1;
                 }

@@ -20,6 +20,21 @@ fn batch(id: &str, claims: Vec<v1::IdentityClaim>) -> v1::VerifyBatchRequest {
     }
 }
 
+/// The status that ends a stream whose only batch is refused.
+async fn refusal(
+    client: &mut lienthong_proto::v1::exchange_service_client::ExchangeServiceClient<
+        tonic::transport::Channel,
+    >,
+    request: v1::VerifyBatchRequest,
+) -> tonic::Status {
+    let mut answers = client
+        .verify_batch(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    answers.next().await.unwrap().unwrap_err()
+}
+
 #[derive(Debug, PartialEq)]
 enum Expect {
     Verdict(v1::Verdict),
@@ -142,12 +157,7 @@ async fn large_batches_and_the_limit() {
 
     let mut over = full;
     over.push(claim_of(&citizens[0], "10000"));
-    let mut answers = client
-        .verify_batch(tokio_stream::iter(vec![batch("over", over)]))
-        .await
-        .unwrap()
-        .into_inner();
-    let status = answers.next().await.unwrap().unwrap_err();
+    let status = refusal(&mut client, batch("over", over)).await;
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(reason(&status), "BATCH_TOO_LARGE");
 }
@@ -158,14 +168,7 @@ async fn a_batch_for_a_purpose_not_granted_fails_the_stream() {
     let c = gw.find(|_| true);
     let mut req = batch("b", vec![claim_of(&c, "r")]);
     req.purpose = "MARKETING".into();
-    let mut answers = gw
-        .client("telco")
-        .await
-        .verify_batch(tokio_stream::iter(vec![req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let status = answers.next().await.unwrap().unwrap_err();
+    let status = refusal(&mut gw.client("telco").await, req).await;
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(reason(&status), "PURPOSE_NOT_PERMITTED");
 }

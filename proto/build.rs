@@ -8,6 +8,7 @@ use prost::Message;
 const PROTOS: &[&str] = &[
     "lienthong/v1/common.proto",
     "lienthong/v1/exchange.proto",
+    "lienthong/v1/registry.proto",
     "lienthong/adapter/v1/adapter.proto",
 ];
 

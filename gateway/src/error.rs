@@ -28,6 +28,21 @@ pub enum Reason {
     StoreUnavailable,
     /// The request carried no authenticated peer.
     Unauthenticated,
+    /// The agency has no role that owns this registry write.
+    RoleNotPermitted,
+    /// A `request_id` was reused for a different request.
+    RequestIdReused,
+    /// The citizen is deceased; the change cannot apply.
+    CitizenDeceased,
+    /// A marriage names someone who is already married.
+    AlreadyMarried,
+    /// A birth names a parent who is not on the register.
+    ParentNotFound,
+    /// A named parent cannot be this child's parent (sex, dates).
+    ParentInvalid,
+    /// No personal identification number is left for a birth's province, sex
+    /// and year.
+    PidSpaceExhausted,
     /// Something inside the gateway failed; retrying will not help.
     Internal,
 }
@@ -45,6 +60,13 @@ impl Reason {
             Self::AgencyUnknown => "AGENCY_UNKNOWN",
             Self::StoreUnavailable => "STORE_UNAVAILABLE",
             Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::RoleNotPermitted => "ROLE_NOT_PERMITTED",
+            Self::RequestIdReused => "REQUEST_ID_REUSED",
+            Self::CitizenDeceased => "CITIZEN_DECEASED",
+            Self::AlreadyMarried => "ALREADY_MARRIED",
+            Self::ParentNotFound => "PARENT_NOT_FOUND",
+            Self::ParentInvalid => "PARENT_INVALID",
+            Self::PidSpaceExhausted => "PID_SPACE_EXHAUSTED",
             Self::Internal => "INTERNAL",
         }
     }
@@ -87,6 +109,29 @@ pub enum Error {
         /// The refused field names.
         fields: Vec<&'static str>,
     },
+    /// The agency has none of the roles that own a registry write.
+    #[error("agency {agency:?} may not {operation}: it needs the {role} role")]
+    RoleNotPermitted {
+        agency: String,
+        operation: &'static str,
+        role: &'static str,
+    },
+    /// The `request_id` was first used for a different request.
+    #[error("request_id {request_id:?} was already used for a different request")]
+    RequestIdReused { request_id: String },
+    /// The register's current state does not allow the change.
+    #[error("{subject}: {description}")]
+    Conflict {
+        /// `CitizenDeceased`, `AlreadyMarried`, `ParentNotFound`, `ParentInvalid`.
+        reason: Reason,
+        /// The request field naming the citizen at fault, e.g. `mother_pid`.
+        subject: &'static str,
+        /// What prevents the change (no personal data).
+        description: &'static str,
+    },
+    /// Every serial number for a province, sex and birth year is taken.
+    #[error("no personal identification number is left for this province, sex and birth year")]
+    PidSpaceExhausted,
     /// A batch exceeds the claim limit.
     #[error("a batch holds {size} claims; the limit is {limit}")]
     BatchTooLarge { size: usize, limit: usize },
@@ -149,6 +194,10 @@ impl Error {
             Self::FieldNotPermitted { .. } => Reason::FieldNotPermitted,
             Self::BatchTooLarge { .. } => Reason::BatchTooLarge,
             Self::Unauthenticated => Reason::Unauthenticated,
+            Self::RoleNotPermitted { .. } => Reason::RoleNotPermitted,
+            Self::RequestIdReused { .. } => Reason::RequestIdReused,
+            Self::Conflict { reason, .. } => *reason,
+            Self::PidSpaceExhausted => Reason::PidSpaceExhausted,
             Self::Store(_) => Reason::StoreUnavailable,
             Self::Corrupt
             | Self::SchemaTooNew { .. }

@@ -6,17 +6,22 @@
 //! - [`registry`]: the population store and its embedded backend, seeding.
 //! - [`policy`]: who may do what, for which purpose.
 //! - [`exchange`]: the domain behind `ExchangeService`.
+//! - [`registration`]: registry writes, the domain behind `RegistryService`.
+//! - [`events`]: population change events and the relay that publishes them.
 //! - [`api`]: the gRPC edge (thin: decode, call the domain, encode).
 //! - [`tls`]: mutual TLS, agency identity, the development PKI.
 //! - [`cmd`]: the `lienthong` commands.
 #![forbid(unsafe_code)]
 
 pub mod api;
+mod clock;
 pub mod cmd;
 pub mod disclose;
 pub mod error;
+pub mod events;
 pub mod exchange;
 pub mod policy;
+pub mod registration;
 pub mod registry;
 pub mod tls;
 pub mod verify;

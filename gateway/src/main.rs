@@ -5,9 +5,11 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use lienthong_gateway::cmd::{self, DataDir, SeedOptions, ServeOptions};
+use lienthong_gateway::events::RelayConfig;
 
 /// lienthong: verified population data for social insurance, health,
 /// education, telecom and banking, over gRPC with mutual TLS.
@@ -32,6 +34,9 @@ enum Command {
     /// Create the development CA, the gateway's certificate and one client
     /// certificate per agency in the policy (keeps existing ones).
     Certs(DirArgs),
+    /// Show how far event publishing is behind the registry: events waiting
+    /// for the broker's confirm, and for how long.
+    Outbox(DirArgs),
 }
 
 #[derive(Args, Clone)]
@@ -54,6 +59,21 @@ struct ServeArgs {
     /// Population seed on first start.
     #[arg(long, env = "LIENTHONG_SEED", default_value_t = 1)]
     seed: u64,
+    /// RabbitMQ to publish population change events to. The gateway serves
+    /// without it; events wait in the outbox until it is reachable.
+    #[arg(
+        long,
+        env = "LIENTHONG_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    amqp_url: String,
+    /// Topic exchange events are published to.
+    #[arg(long, env = "LIENTHONG_EVENTS_EXCHANGE", default_value = lienthong_gateway::events::EXCHANGE)]
+    events_exchange: String,
+    /// Days published events stay in the outbox for replays.
+    #[arg(long, env = "LIENTHONG_OUTBOX_RETENTION_DAYS", default_value_t = 7)]
+    outbox_retention_days: u64,
 }
 
 #[derive(Args)]
@@ -114,6 +134,12 @@ fn run(command: Command) -> anyhow::Result<()> {
                     sample_out: Some(args.dir.data_dir.join("sample.jsonl")),
                     sample_size: 1_000,
                 },
+                relay: RelayConfig {
+                    url: args.amqp_url,
+                    exchange: args.events_exchange,
+                    retention: Duration::from_secs(args.outbox_retention_days * 86_400),
+                    ..RelayConfig::default()
+                },
             };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(cmd::serve(&dir, &opts, shutdown_signal()))?;
@@ -142,6 +168,15 @@ fn run(command: Command) -> anyhow::Result<()> {
                     report.sampled,
                     path.display()
                 );
+            }
+        }
+        Command::Outbox(args) => {
+            let dir = DataDir::new(&args.data_dir);
+            let report = cmd::outbox(&dir)?;
+            println!("last event seq      {}", report.last_seq);
+            println!("waiting for broker  {}", report.waiting);
+            if let Some(age) = report.oldest_waiting_for {
+                println!("oldest waiting for  {:.1} s", age.as_secs_f64());
             }
         }
         Command::Certs(args) => {

@@ -27,6 +27,27 @@ pub struct NameScore {
     pub score: u32,
 }
 
+/// Longest full name the registry records, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// A name as the registry records it: NFC, single spaces, no leading or
+/// trailing space, case kept. Refuses an empty name, control characters,
+/// digits and names longer than [`MAX_NAME_CHARS`].
+pub fn registered_form(name: &str) -> Result<String, &'static str> {
+    let nfc: String = name.nfc().collect();
+    let form = nfc.split_whitespace().collect::<Vec<_>>().join(" ");
+    if form.is_empty() {
+        return Err("empty");
+    }
+    if form.chars().count() > MAX_NAME_CHARS {
+        return Err("longer than 100 characters");
+    }
+    if form.chars().any(|c| c.is_control() || c.is_numeric()) {
+        return Err("holds digits or control characters");
+    }
+    Ok(form)
+}
+
 /// NFC, lower case, single spaces, no leading or trailing space.
 pub fn normalize(name: &str) -> String {
     fold(name.nfc().flat_map(char::to_lowercase))
@@ -216,5 +237,19 @@ mod tests {
         );
         assert_eq!(fold_diacritics("Huỳnh Đức Phước"), "huynh duc phuoc");
         assert_eq!(fold_diacritics("Lý Thường Kiệt"), "ly thuong kiet");
+    }
+
+    #[test]
+    fn registered_form_keeps_case_and_refuses_junk() {
+        assert_eq!(
+            registered_form("  Nguyễn   Thị\tMinh Khai ").unwrap(),
+            "Nguyễn Thị Minh Khai"
+        );
+        // Decomposed input is stored composed.
+        assert_eq!(registered_form("Le\u{0302}\u{0301}").unwrap(), "Lế");
+        assert_eq!(registered_form(" \t"), Err("empty"));
+        assert!(registered_form("Trần 2").is_err());
+        assert!(registered_form("Lê\u{0007}").is_err());
+        assert!(registered_form(&"a".repeat(101)).is_err());
     }
 }

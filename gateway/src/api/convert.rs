@@ -25,14 +25,14 @@ pub(crate) fn pid(text: &str, field: &str) -> Result<Pid> {
         })
 }
 
-fn date(d: &v1::Date, field: &str) -> Result<Date> {
+pub(crate) fn date(d: &v1::Date, field: &str) -> Result<Date> {
     let (Ok(month), Ok(day)) = (u32::try_from(d.month), u32::try_from(d.day)) else {
         return Err(Error::invalid(field, "no such day in the calendar"));
     };
     Date::new(d.year, month, day).map_err(|e| Error::invalid(field, e.to_string()))
 }
 
-fn sex(value: i32, field: &str) -> Result<Option<Sex>> {
+pub(crate) fn sex(value: i32, field: &str) -> Result<Option<Sex>> {
     match v1::Sex::try_from(value) {
         Ok(v1::Sex::Unspecified) => Ok(None),
         Ok(v1::Sex::Male) => Ok(Some(Sex::Male)),
@@ -41,7 +41,7 @@ fn sex(value: i32, field: &str) -> Result<Option<Sex>> {
     }
 }
 
-fn province_code(code: &str, field: &str) -> Result<u16> {
+pub(crate) fn province_code(code: &str, field: &str) -> Result<u16> {
     province::parse_code(code)
         .map(|p| p.code)
         .ok_or_else(|| Error::invalid(field, "not a known 3-digit province code"))

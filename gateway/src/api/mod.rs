@@ -1,26 +1,30 @@
 //! The gRPC edge: tonic services that decode, call the domain and encode.
 //!
 //! [`serve`] runs every service on one port over mutual TLS:
-//! `lienthong.v1.ExchangeService`, `grpc.health.v1.Health` and server
-//! reflection (v1 and v1alpha).
+//! `lienthong.v1.ExchangeService`, `lienthong.v1.RegistryService`,
+//! `grpc.health.v1.Health` and server reflection (v1 and v1alpha).
 
 mod convert;
 mod exchange;
+mod registry;
 mod status;
 
 pub use exchange::ExchangeApi;
+pub use registry::RegistryApi;
 pub use status::DOMAIN;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use lienthong_proto::v1::exchange_service_server::ExchangeServiceServer;
+use lienthong_proto::v1::registry_service_server::RegistryServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::{Request, Status};
 
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
+use crate::registration::Registrar;
 use crate::tls::{self, Peer};
 
 /// Largest message accepted: a full batch of 10,000 claims with long
@@ -37,17 +41,29 @@ pub(crate) fn caller<T>(request: &Request<T>) -> Result<Peer, Status> {
         .ok_or(Error::Unauthenticated)?)
 }
 
+/// The domains the gateway serves.
+#[derive(Clone)]
+pub struct Services {
+    /// Behind `ExchangeService`.
+    pub exchange: Exchange,
+    /// Behind `RegistryService`.
+    pub registrar: Registrar,
+}
+
 /// Serves the gateway on `listener` until `shutdown` completes, then drains
 /// in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    exchange: Exchange,
+    services: Services,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<ExchangeServiceServer<ExchangeApi>>()
+        .await;
+    health
+        .set_serving::<RegistryServiceServer<RegistryApi>>()
         .await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -61,14 +77,18 @@ pub async fn serve(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| Error::Server(format!("reflection: {e}")))?;
-    let exchange = ExchangeServiceServer::new(ExchangeApi::new(exchange))
+    let exchange = ExchangeServiceServer::new(ExchangeApi::new(services.exchange))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
+    let registry = RegistryServiceServer::new(RegistryApi::new(services.registrar));
 
     let shutdown = async move {
         shutdown.await;
         health
             .set_not_serving::<ExchangeServiceServer<ExchangeApi>>()
+            .await;
+        health
+            .set_not_serving::<RegistryServiceServer<RegistryApi>>()
             .await;
     };
     Server::builder()
@@ -76,6 +96,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(exchange)
+        .add_service(registry)
         .serve_with_incoming_shutdown(tls::incoming(listener, tls), shutdown)
         .await
         .map_err(|e| Error::Server(e.to_string()))

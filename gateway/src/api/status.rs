@@ -22,9 +22,16 @@ fn code(reason: Reason) -> Code {
             Code::InvalidArgument
         }
         Reason::CitizenNotFound => Code::NotFound,
-        Reason::PurposeNotPermitted | Reason::FieldNotPermitted | Reason::AgencyUnknown => {
-            Code::PermissionDenied
-        }
+        Reason::PurposeNotPermitted
+        | Reason::FieldNotPermitted
+        | Reason::AgencyUnknown
+        | Reason::RoleNotPermitted => Code::PermissionDenied,
+        Reason::RequestIdReused => Code::AlreadyExists,
+        Reason::CitizenDeceased
+        | Reason::AlreadyMarried
+        | Reason::ParentNotFound
+        | Reason::ParentInvalid => Code::FailedPrecondition,
+        Reason::PidSpaceExhausted => Code::ResourceExhausted,
         Reason::StoreUnavailable => Code::Unavailable,
         Reason::Unauthenticated => Code::Unauthenticated,
         Reason::Internal => Code::Internal,
@@ -51,6 +58,20 @@ impl From<Error> for Status {
                         format!("{f} is not granted for this purpose"),
                     );
                 }
+            }
+            Error::Conflict {
+                reason,
+                subject,
+                description,
+            } => {
+                details.add_precondition_failure_violation(
+                    reason.as_str(),
+                    *subject,
+                    *description,
+                );
+            }
+            Error::RequestIdReused { .. } => {
+                details.add_bad_request_violation("request_id", err.to_string());
             }
             Error::BatchTooLarge { .. } => {
                 details.add_bad_request_violation("claims", err.to_string());

@@ -5,15 +5,18 @@
 //!
 //! ```text
 //! DIR/policy.toml     who may do what (the shipped default on first use)
-//! DIR/registry.db     the population registry and its outbox (SQLite)
+//! DIR/registry.db     the population registry, its outbox and the
+//!                     registry writes' receipts (SQLite)
 //! DIR/pki/            development CA, gateway and agency certificates
 //! ```
 
 mod certs;
+mod outbox;
 mod seed;
 mod serve;
 
 pub use certs::certs;
+pub use outbox::{OutboxReport, outbox};
 pub use seed::{SeedOptions, seed};
 pub use serve::{ServeOptions, serve};
 

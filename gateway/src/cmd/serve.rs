@@ -12,9 +12,12 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 
 use super::{DataDir, SeedOptions};
+use crate::api::Services;
 use crate::error::{Error, Result};
+use crate::events::{OutboxRelay, RelayConfig};
 use crate::exchange::Exchange;
-use crate::registry::{PopulationStore, SqliteRegistry};
+use crate::registration::Registrar;
+use crate::registry::{Outbox, PopulationStore, SqliteRegistry};
 use crate::tls::{ensure_pki, server_config};
 
 /// How to serve.
@@ -24,10 +27,13 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Population to seed on first start.
     pub first_start: SeedOptions,
+    /// Where and how population change events are published.
+    pub relay: RelayConfig,
 }
 
 /// Prepares the data directory (first start included), binds and serves
-/// until `shutdown` completes.
+/// until `shutdown` completes; the event relay runs beside the server and
+/// stops after it, so that the last requests' events are sent too.
 pub async fn serve(
     dir: &DataDir,
     opts: &ServeOptions,
@@ -54,7 +60,9 @@ pub async fn serve(
             .map_err(|_| Error::Task)??;
         tracing::info!(seconds = started.elapsed().as_secs_f32(), "seeded");
     }
-    let store: Arc<dyn PopulationStore> = Arc::new(SqliteRegistry::open(dir.registry())?);
+    let registry = Arc::new(SqliteRegistry::open(dir.registry())?);
+    let store: Arc<dyn PopulationStore> = registry.clone();
+    let outbox: Arc<dyn Outbox> = registry;
     let tls = server_config(&dir.pki())?;
     let listener = TcpListener::bind(opts.listen)
         .await
@@ -67,6 +75,18 @@ pub async fn serve(
         agencies = policy.agencies.len(),
         "lienthong gateway serving (mTLS; health and reflection on the same port)"
     );
-    let exchange = Exchange::new(Arc::new(policy), store);
-    crate::api::serve(listener, tls, exchange, shutdown).await
+    let policy = Arc::new(policy);
+    let services = Services {
+        exchange: Exchange::new(policy.clone(), store.clone()),
+        registrar: Registrar::new(policy, store),
+    };
+    let relay = OutboxRelay::new(outbox, services.registrar.committed(), opts.relay.clone());
+    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(relay.run(async {
+        let _ = relay_stopped.await;
+    }));
+    let served = crate::api::serve(listener, tls, services, shutdown).await;
+    let _ = stop_relay.send(());
+    let _ = relay.await;
+    served
 }

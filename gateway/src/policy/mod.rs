@@ -54,6 +54,19 @@ pub enum Role {
     IdentityProvider,
 }
 
+impl Role {
+    /// The policy name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Consumer => "consumer",
+            Self::CivilRegistry => "civil_registry",
+            Self::ResidenceRegistry => "residence_registry",
+            Self::CardIssuer => "card_issuer",
+            Self::IdentityProvider => "identity_provider",
+        }
+    }
+}
+
 /// One purpose an agency may act for, and what it may do for it.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +172,25 @@ impl Policy {
                 operation: op.name(),
                 purpose: purpose.to_owned(),
             })
+    }
+
+    /// Allows `agency` to perform `operation`, which belongs to `role`.
+    pub fn authorize_role(&self, agency: &str, role: Role, operation: &'static str) -> Result<()> {
+        let a = self
+            .agencies
+            .get(agency)
+            .ok_or_else(|| Error::AgencyUnknown {
+                agency: agency.to_owned(),
+            })?;
+        if a.roles.contains(&role) {
+            Ok(())
+        } else {
+            Err(Error::RoleNotPermitted {
+                agency: agency.to_owned(),
+                operation,
+                role: role.name(),
+            })
+        }
     }
 
     /// Allows `get_citizen` of `fields` for `purpose`, or refuses the whole

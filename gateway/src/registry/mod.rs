@@ -3,13 +3,17 @@
 //! [`PopulationStore`] is what the rest of the gateway sees; [`SqliteRegistry`]
 //! is the embedded backend (SQLite, bundled). Look-ups come in batches
 //! ([`PopulationStore::get_many`]) because that is how verification jobs ask.
-//! A registry change and its outbox event commit in one transaction
-//! ([`PopulationStore::commit_change`]).
+//! A registry write, its outbox event and its idempotency receipt commit in
+//! one transaction ([`PopulationStore::write`]); the relay reads the outbox
+//! through [`Outbox`].
 
 mod schema;
 mod seed;
 mod sqlite;
 
+mod outbox;
+
+pub use outbox::{Outbox, OutboxLag, OutboxRow};
 pub use seed::{Sample, SampleRecord, SeedReport, seed};
 pub use sqlite::SqliteRegistry;
 
@@ -21,17 +25,87 @@ use crate::error::Result;
 /// A population change event, as written to the outbox with its change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEvent {
-    /// Event id (UUID-like, unique).
+    /// Event id (a UUID, unique).
     pub id: String,
-    /// Event type, e.g. `citizen.died`.
+    /// Event type, e.g. `citizen.died`: also the routing key.
     pub kind: String,
     /// The citizen concerned.
     pub pid: Pid,
-    /// When it happened (RFC 3339).
+    /// When the registry recorded the change (RFC 3339 UTC).
     pub occurred_at: String,
-    /// Event data (JSON object).
+    /// Event data (a JSON object).
     pub data: String,
 }
+
+/// A registry write's idempotency key: the client's `request_id`, scoped to
+/// its agency, and a fingerprint of what the request asked for.
+#[derive(Debug, Clone)]
+pub struct RequestKey<'a> {
+    /// The agency that wrote.
+    pub agency: &'a str,
+    /// The client's idempotency key.
+    pub request_id: &'a str,
+    /// The operation, e.g. `record_death`.
+    pub operation: &'static str,
+    /// SHA-256 of the operation's canonical arguments.
+    pub fingerprint: [u8; 32],
+}
+
+/// What a registry write sees of the register, inside its transaction:
+/// reads here and the write that follows are one atomic step.
+pub trait WriteScope {
+    /// The current record of `pid`.
+    fn get(&mut self, pid: Pid) -> Result<Option<Citizen>>;
+
+    /// The highest Pid on the register within `lowest..=highest`.
+    fn highest_within(&mut self, lowest: Pid, highest: Pid) -> Result<Option<Pid>>;
+}
+
+/// What a registry write changes: the records to store and its one event.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// New or changed records.
+    pub records: Vec<Citizen>,
+    /// The change's event.
+    pub event: OutboxEvent,
+}
+
+/// What the registry recorded for one write; a retry gets the same receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The client's idempotency key.
+    pub request_id: String,
+    /// The citizen concerned.
+    pub pid: Pid,
+    /// The event's id.
+    pub event_id: String,
+    /// The event's outbox sequence number.
+    pub seq: u64,
+    /// When the change was recorded (RFC 3339 UTC).
+    pub recorded_at: String,
+}
+
+/// How a write ended: newly committed, or the receipt of an earlier commit
+/// of the same request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// Committed now, event included.
+    Committed(Receipt),
+    /// Seen before: nothing changed, no event.
+    Replayed(Receipt),
+}
+
+impl Written {
+    /// The receipt, however the write ended.
+    pub fn receipt(&self) -> &Receipt {
+        match self {
+            Self::Committed(r) | Self::Replayed(r) => r,
+        }
+    }
+}
+
+/// Plans a registry write from the register's current state.
+pub type Plan<'a> = dyn FnMut(&mut dyn WriteScope) -> Result<Planned> + 'a;
 
 /// The population store: citizen records by Pid, and the outbox.
 pub trait PopulationStore: Send + Sync + 'static {
@@ -64,7 +138,10 @@ pub trait PopulationStore: Send + Sync + 'static {
     /// Whether the register holds no citizen at all (cheap).
     fn is_empty(&self) -> Result<bool>;
 
-    /// Writes a citizen record (new or changed) and appends its event to the
-    /// outbox, in one transaction. Returns the event's outbox sequence number.
-    fn commit_change(&self, citizen: &Citizen, event: &OutboxEvent) -> Result<u64>;
+    /// Performs one registry write, in one transaction: if `key` was seen
+    /// before, returns its receipt and changes nothing (or refuses a
+    /// different request under the same key); otherwise runs `plan` against
+    /// the current register and commits its records, its event and the
+    /// receipt together.
+    fn write(&self, key: &RequestKey<'_>, plan: &mut Plan<'_>) -> Result<Written>;
 }

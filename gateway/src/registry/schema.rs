@@ -6,6 +6,9 @@
 //! outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, id, type, pid, occurred_at,
 //!        data, published_at)          seq never reused, even after a purge
 //! meta(key TEXT PRIMARY KEY, value)               e.g. seed, citizens
+//! request(agency, request_id, operation, fingerprint, pid, event_id, seq,
+//!         recorded_at)      one row per registry write: its receipt, by the
+//!                           client's idempotency key
 //! ```
 
 use rusqlite::Connection;
@@ -33,6 +36,18 @@ seq          INTEGER PRIMARY KEY AUTOINCREMENT,
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
      );",
+    // 2: idempotency keys of registry writes, with their receipts.
+    "CREATE TABLE request (
+        agency      TEXT NOT NULL,
+        request_id  TEXT NOT NULL,
+        operation   TEXT NOT NULL,
+        fingerprint BLOB NOT NULL,
+        pid         INTEGER NOT NULL,
+        event_id    TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (agency, request_id)
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this binary writes.

@@ -11,9 +11,12 @@ use std::sync::Mutex;
 use lienthong_proto::citizen::RecordView;
 use lienthong_proto::{Citizen, Pid};
 use prost::Message;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::{OutboxEvent, PopulationStore, schema};
+use super::{
+    Outbox, OutboxEvent, OutboxLag, OutboxRow, Plan, PopulationStore, Receipt, RequestKey,
+    WriteScope, Written, schema,
+};
 use crate::error::{Error, Result};
 
 /// The registry in an SQLite database file.
@@ -147,27 +150,216 @@ impl PopulationStore for SqliteRegistry {
         Ok(!any?)
     }
 
-    fn commit_change(&self, citizen: &Citizen, event: &OutboxEvent) -> Result<u64> {
+    fn write(&self, key: &RequestKey<'_>, plan: &mut Plan<'_>) -> Result<Written> {
         self.with_writer(|conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
-                "INSERT INTO citizen (pid, record) VALUES (?1, ?2)
-                 ON CONFLICT (pid) DO UPDATE SET record = excluded.record",
-                params![citizen.pid as i64, citizen.encode_to_vec()],
-            )?;
-            tx.execute(
+            // IMMEDIATE: the write lock is taken before the first read, so
+            // what `plan` reads cannot change before the commit.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(receipt) = seen(&tx, key)? {
+                return Ok(Written::Replayed(receipt));
+            }
+            let planned = plan(&mut Scope { tx: &tx })?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT INTO citizen (pid, record) VALUES (?1, ?2)
+                     ON CONFLICT (pid) DO UPDATE SET record = excluded.record",
+                )?;
+                for citizen in &planned.records {
+                    put.execute(params![citizen.pid as i64, citizen.encode_to_vec()])?;
+                }
+            }
+            let event = &planned.event;
+            tx.prepare_cached(
                 "INSERT INTO outbox (id, type, pid, occurred_at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    event.id,
-                    event.kind,
-                    event.pid.as_u64() as i64,
-                    event.occurred_at,
-                    event.data
-                ],
-            )?;
-            let seq = tx.last_insert_rowid() as u64;
+            )?
+            .execute(params![
+                event.id,
+                event.kind,
+                event.pid.as_u64() as i64,
+                event.occurred_at,
+                event.data
+            ])?;
+            let receipt = Receipt {
+                request_id: key.request_id.to_owned(),
+                pid: event.pid,
+                event_id: event.id.clone(),
+                seq: tx.last_insert_rowid() as u64,
+                recorded_at: event.occurred_at.clone(),
+            };
+            tx.prepare_cached(
+                "INSERT INTO request (agency, request_id, operation, fingerprint, pid, event_id, seq, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                key.agency,
+                key.request_id,
+                key.operation,
+                &key.fingerprint[..],
+                receipt.pid.as_u64() as i64,
+                receipt.event_id,
+                receipt.seq as i64,
+                receipt.recorded_at
+            ])?;
             tx.commit()?;
-            Ok(seq)
+            Ok(Written::Committed(receipt))
+        })
+    }
+}
+
+/// The receipt of `key` if it was written before; a different request under
+/// the same key is refused.
+fn seen(tx: &Transaction<'_>, key: &RequestKey<'_>) -> Result<Option<Receipt>> {
+    let row = tx
+        .prepare_cached(
+            "SELECT operation, fingerprint, pid, event_id, seq, recorded_at
+             FROM request WHERE agency = ?1 AND request_id = ?2",
+        )?
+        .query_row(params![key.agency, key.request_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((operation, fingerprint, pid, event_id, seq, recorded_at)) = row else {
+        return Ok(None);
+    };
+    if operation != key.operation || fingerprint != key.fingerprint {
+        return Err(Error::RequestIdReused {
+            request_id: key.request_id.to_owned(),
+        });
+    }
+    Ok(Some(Receipt {
+        request_id: key.request_id.to_owned(),
+        pid: Pid::from_u64(pid as u64).map_err(|_| Error::Corrupt)?,
+        event_id,
+        seq: seq as u64,
+        recorded_at,
+    }))
+}
+
+/// The register as a write's plan sees it: through the writer's transaction.
+struct Scope<'t> {
+    tx: &'t Transaction<'t>,
+}
+
+impl WriteScope for Scope<'_> {
+    fn get(&mut self, pid: Pid) -> Result<Option<Citizen>> {
+        let found = self
+            .tx
+            .prepare_cached("SELECT record FROM citizen WHERE pid = ?1")?
+            .query_row([pid.as_u64() as i64], |r| {
+                let blob = r.get_ref(0)?.as_blob()?;
+                Ok(decode(blob, pid, RecordView::Full))
+            })
+            .optional()?;
+        found.transpose()
+    }
+
+    fn highest_within(&mut self, lowest: Pid, highest: Pid) -> Result<Option<Pid>> {
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT max(pid) FROM citizen WHERE pid BETWEEN ?1 AND ?2")?
+            .query_row(
+                [lowest.as_u64() as i64, highest.as_u64() as i64],
+                |r| r.get(0),
+            )?;
+        found
+            .map(|p| Pid::from_u64(p as u64).map_err(|_| Error::Corrupt))
+            .transpose()
+    }
+}
+
+impl Outbox for SqliteRegistry {
+    fn unpublished(&self, after: u64, limit: usize) -> Result<Vec<OutboxRow>> {
+        let conn = self.reader()?;
+        let rows = (|| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, id, type, pid, occurred_at, data FROM outbox
+                 WHERE published_at IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (seq, id, kind, pid, occurred_at, data) = row?;
+                Ok(OutboxRow {
+                    seq: seq as u64,
+                    event: OutboxEvent {
+                        id,
+                        kind,
+                        pid: Pid::from_u64(pid as u64).map_err(|_| Error::Corrupt)?,
+                        occurred_at,
+                        data,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+        })();
+        if rows.is_ok() {
+            self.give_back(conn);
+        }
+        rows
+    }
+
+    fn mark_published(&self, from: u64, through: u64, at: &str) -> Result<()> {
+        self.with_writer(|conn| {
+            conn.prepare_cached(
+                "UPDATE outbox SET published_at = ?1
+                 WHERE seq BETWEEN ?2 AND ?3 AND published_at IS NULL",
+            )?
+            .execute(params![at, from as i64, through as i64])?;
+            Ok(())
+        })
+    }
+
+    fn lag(&self) -> Result<OutboxLag> {
+        let conn = self.reader()?;
+        let lag = (|| {
+            conn.execute_batch("BEGIN")?;
+            let (waiting, oldest): (i64, Option<String>) = conn.query_row(
+                "SELECT count(*), (SELECT occurred_at FROM outbox
+                                   WHERE published_at IS NULL ORDER BY seq LIMIT 1)
+                 FROM outbox WHERE published_at IS NULL",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let last: i64 = conn.query_row(
+                "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)",
+                [],
+                |r| r.get(0),
+            )?;
+            conn.execute_batch("COMMIT")?;
+            Ok(OutboxLag {
+                waiting: waiting as u64,
+                oldest_waiting: oldest,
+                last_seq: last as u64,
+            })
+        })();
+        if lag.is_ok() {
+            self.give_back(conn);
+        }
+        lag
+    }
+
+    fn purge_published(&self, before: &str) -> Result<u64> {
+        self.with_writer(|conn| {
+            let n = conn.execute(
+                "DELETE FROM outbox WHERE published_at IS NOT NULL AND occurred_at < ?1",
+                [before],
+            )?;
+            Ok(n as u64)
         })
     }
 }
@@ -175,10 +367,30 @@ impl PopulationStore for SqliteRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Planned;
     use lienthong_proto::population::Population;
 
+    fn event(id: &str, pid: Pid, occurred_at: &str) -> OutboxEvent {
+        OutboxEvent {
+            id: id.into(),
+            kind: "citizen.died".into(),
+            pid,
+            occurred_at: occurred_at.into(),
+            data: "{}".into(),
+        }
+    }
+
+    fn key(request_id: &str) -> RequestKey<'_> {
+        RequestKey {
+            agency: "civil",
+            request_id,
+            operation: "record_death",
+            fingerprint: [1; 32],
+        }
+    }
+
     #[test]
-    fn change_and_event_commit_together() {
+    fn change_event_and_receipt_commit_together() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteRegistry::open(dir.path().join("registry.db")).unwrap();
         let pop = Population::new(3, 10).unwrap();
@@ -186,25 +398,73 @@ mod tests {
         let pid = Pid::from_u64(citizen.pid).unwrap();
         assert_eq!(store.get(pid).unwrap(), None);
         citizen.status = 1;
-        let event = OutboxEvent {
-            id: "ev-1".into(),
-            kind: "citizen.died".into(),
-            pid,
-            occurred_at: "2026-11-23T00:00:00Z".into(),
-            data: "{}".into(),
-        };
-        assert_eq!(store.commit_change(&citizen, &event).unwrap(), 1);
+        let first = store
+            .write(&key("r1"), &mut |_| {
+                Ok(Planned {
+                    records: vec![citizen.clone()],
+                    event: event("ev-1", pid, "2026-11-23T00:00:00.000000Z"),
+                })
+            })
+            .unwrap();
+        assert_eq!(first.receipt().seq, 1);
         assert_eq!(store.get(pid).unwrap(), Some(citizen.clone()));
         // A second event with the same id violates the outbox's uniqueness:
-        // the whole transaction, record included, rolls back.
+        // the whole transaction, record and receipt included, rolls back.
         let mut again = citizen.clone();
         again.status = 0;
-        assert!(store.commit_change(&again, &event).is_err());
-        assert_eq!(store.get(pid).unwrap(), Some(citizen));
-        let rows: i64 = store
-            .with_writer(|c| Ok(c.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?))
-            .unwrap();
-        assert_eq!(rows, 1);
+        assert!(
+            store
+                .write(&key("r2"), &mut |_| Ok(Planned {
+                    records: vec![again.clone()],
+                    event: event("ev-1", pid, "2026-11-23T00:00:01.000000Z"),
+                }))
+                .is_err()
+        );
+        assert_eq!(store.get(pid).unwrap(), Some(citizen.clone()));
+        // So does a plan that refuses.
+        assert!(
+            store
+                .write(&key("r3"), &mut |_| Err(Error::CitizenNotFound))
+                .is_err()
+        );
+        assert_eq!(store.lag().unwrap().last_seq, 1);
+        // r2 was rolled back, so it can be used again; r1 replays.
+        assert!(matches!(
+            store.write(&key("r1"), &mut |_| unreachable!()).unwrap(),
+            Written::Replayed(r) if r == *first.receipt()
+        ));
+    }
+
+    #[test]
+    fn the_outbox_is_read_in_order_marked_and_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteRegistry::open(dir.path().join("registry.db")).unwrap();
+        let pid = Population::new(3, 10).unwrap().pid(1);
+        for i in 1..=5 {
+            let stamp = format!("2026-11-2{i}T00:00:00.000000Z");
+            let id = format!("r{i}");
+            store
+                .write(&key(&id), &mut |_| {
+                    Ok(Planned {
+                        records: vec![],
+                        event: event(&format!("ev-{i}"), pid, &stamp),
+                    })
+                })
+                .unwrap();
+        }
+        let seqs = |rows: Vec<OutboxRow>| rows.iter().map(|r| r.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(store.unpublished(0, 3).unwrap()), [1, 2, 3]);
+        assert_eq!(seqs(store.unpublished(3, 10).unwrap()), [4, 5]);
+        store.mark_published(1, 2, "2026-11-30T00:00:00.000000Z").unwrap();
+        assert_eq!(seqs(store.unpublished(0, 10).unwrap()), [3, 4, 5]);
+        let lag = store.lag().unwrap();
+        assert_eq!((lag.waiting, lag.last_seq), (3, 5));
+        assert_eq!(lag.oldest_waiting.as_deref(), Some("2026-11-23T00:00:00.000000Z"));
+        // Only published events past retention go; seq is never reused.
+        assert_eq!(store.purge_published("2026-11-24T00:00:00.000000Z").unwrap(), 2);
+        store.mark_published(3, 5, "2026-11-30T00:00:00.000000Z").unwrap();
+        assert_eq!(store.purge_published("2026-11-24T00:00:00.000000Z").unwrap(), 1);
+        assert_eq!(store.lag().unwrap(), OutboxLag { waiting: 0, oldest_waiting: None, last_seq: 5 });
     }
 
     #[test]

@@ -1,0 +1,368 @@
+//! The outbox relay: committed events to RabbitMQ, in order, nothing lost.
+//!
+//! One session per broker connection:
+//!
+//! ```text
+//! connect ─▶ confirm_select ─▶ declare lienthong.events (topic, durable)
+//!    ▲                                │
+//!    │ backoff              read unpublished rows after the cursor (seq order)
+//!    │                                │
+//!    │                      publish while < window unconfirmed ─┐
+//!    │                                │                          │ ack
+//!    └── error, nack, broker gone ◀── await oldest confirm ◀─────┘
+//!                                     │ every 512 acks or when idle
+//!                                     ▼
+//!                          mark confirmed rows published
+//! ```
+//!
+//! A row is marked published only after the broker confirmed it, so a new
+//! session resumes at the first unconfirmed row; events confirmed but not
+//! yet marked when the relay stopped are published again (at least once:
+//! consumers drop duplicates by event id). Rows are only ever read from
+//! committed data, so nothing uncommitted is published.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::{Confirmation, PublisherConfirm};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::{Notify, watch};
+
+use super::EventMessage;
+use crate::clock;
+use crate::registry::{Outbox, OutboxLag, OutboxRow};
+
+/// How the relay reaches the broker and paces itself.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub url: String,
+    /// Exchange to publish to (`lienthong.events` outside tests).
+    pub exchange: String,
+    /// Most events published and not yet confirmed.
+    pub window: usize,
+    /// Rows read from the outbox at a time.
+    pub read_batch: usize,
+    /// How often to look for rows committed by another process.
+    pub poll: Duration,
+    /// How long published events stay in the outbox for replays.
+    pub retention: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            exchange: super::EXCHANGE.to_owned(),
+            window: 1024,
+            read_batch: 512,
+            poll: Duration::from_secs(1),
+            retention: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// What the relay is doing, for health and lag reporting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayStatus {
+    /// Whether a session with the broker is up.
+    pub connected: bool,
+    /// Highest `seq` the broker has confirmed since the relay started.
+    pub confirmed_through: u64,
+}
+
+/// Acks marked published together.
+const MARK_EVERY: usize = 512;
+/// Longest wait for a connection to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping relay waits for its last confirms.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Backoff between sessions: first and largest.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// How often published events past retention are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("broker refused event seq {0} (nack)")]
+    Nacked(u64),
+    #[error("the broker connection is closed")]
+    Disconnected,
+    #[error("connecting took longer than {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("outbox: {0}")]
+    Outbox(#[from] crate::Error),
+}
+
+/// Publishes a registry's outbox to RabbitMQ.
+pub struct OutboxRelay {
+    outbox: Arc<dyn Outbox>,
+    wake: Arc<Notify>,
+    config: RelayConfig,
+    status: watch::Sender<RelayStatus>,
+}
+
+impl OutboxRelay {
+    /// A relay for `outbox`, woken by `wake` after each commit.
+    pub fn new(outbox: Arc<dyn Outbox>, wake: Arc<Notify>, config: RelayConfig) -> Self {
+        Self {
+            outbox,
+            wake,
+            config,
+            status: watch::channel(RelayStatus::default()).0,
+        }
+    }
+
+    /// Follows the relay's status.
+    pub fn status(&self) -> watch::Receiver<RelayStatus> {
+        self.status.subscribe()
+    }
+
+    /// How far the broker is behind the registry.
+    pub async fn lag(&self) -> crate::Result<OutboxLag> {
+        let outbox = self.outbox.clone();
+        tokio::task::spawn_blocking(move || outbox.lag())
+            .await
+            .map_err(|_| crate::Error::Task)?
+    }
+
+    /// Relays until `shutdown` completes, reconnecting with backoff whenever
+    /// the broker is unreachable or drops the connection.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (stop_tx, stop) = watch::channel(false);
+        let stopper = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut backoff = BACKOFF.0;
+        let mut last_purge: Option<Instant> = None;
+        while !*stop.borrow() {
+            let started = Instant::now();
+            let result = self.session(stop.clone(), &mut last_purge).await;
+            self.status.send_modify(|s| s.connected = false);
+            let Err(e) = result else { break };
+            if started.elapsed() > Duration::from_secs(10) {
+                backoff = BACKOFF.0;
+            }
+            let waiting = self.lag().await.map(|l| l.waiting).unwrap_or(0);
+            tracing::warn!(error = %e, waiting, retry_in_ms = backoff.as_millis() as u64, "event relay: broker session ended");
+            let mut stop = stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF.1);
+        }
+        stopper.abort();
+    }
+
+    async fn connect(&self) -> Result<(Connection, Channel), SessionError> {
+        let conn = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(&self.config.url, ConnectionProperties::default()),
+        )
+        .await
+        .map_err(|_| SessionError::ConnectTimeout(CONNECT_TIMEOUT))??;
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channel
+            .exchange_declare(
+                self.config.exchange.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok((conn, channel))
+    }
+
+    /// One broker session: publishes until an error or `stop`.
+    async fn session(
+        &self,
+        mut stop: watch::Receiver<bool>,
+        last_purge: &mut Option<Instant>,
+    ) -> Result<(), SessionError> {
+        let (conn, channel) = tokio::select! {
+            connected = self.connect() => connected?,
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        };
+        self.status.send_modify(|s| s.connected = true);
+        tracing::info!(exchange = %self.config.exchange, "event relay: connected");
+        let mut acked = Acked::default();
+        let result = self
+            .pump(&conn, &channel, stop, last_purge, &mut acked)
+            .await;
+        // However the session ended, what the broker confirmed is marked.
+        let marked = self.mark(&mut acked).await;
+        let _ = conn.close(200, "relay stopping".into()).await;
+        result.and(marked)
+    }
+
+    /// Publishes unpublished rows in order, keeping up to `window`
+    /// unconfirmed, until an error or `stop`.
+    async fn pump(
+        &self,
+        conn: &Connection,
+        channel: &Channel,
+        mut stop: watch::Receiver<bool>,
+        last_purge: &mut Option<Instant>,
+        acked: &mut Acked,
+    ) -> Result<(), SessionError> {
+        let mut cursor = 0_u64;
+        let mut unsent: VecDeque<OutboxRow> = VecDeque::new();
+        let mut in_flight: VecDeque<(u64, PublisherConfirm)> = VecDeque::new();
+        loop {
+            if *stop.borrow() {
+                return self.drain(&mut in_flight, acked).await;
+            }
+            if unsent.is_empty() && in_flight.len() < self.config.window {
+                unsent = self.read(cursor).await?.into();
+            }
+            while in_flight.len() < self.config.window
+                && let Some(row) = unsent.pop_front()
+            {
+                let confirm = self.publish(channel, &EventMessage::from_row(&row)).await?;
+                cursor = row.seq;
+                in_flight.push_back((row.seq, confirm));
+            }
+            if let Some((seq, confirm)) = in_flight.front_mut() {
+                let seq = *seq;
+                let confirmation = tokio::select! {
+                    confirmation = confirm => confirmation?,
+                    _ = stop.wait_for(|s| *s) => continue,
+                };
+                in_flight.pop_front();
+                match confirmation {
+                    Confirmation::Ack(_) | Confirmation::NotRequested => acked.push(seq),
+                    Confirmation::Nack(_) => return Err(SessionError::Nacked(seq)),
+                }
+                if acked.count >= MARK_EVERY || in_flight.is_empty() {
+                    self.mark(acked).await?;
+                }
+            } else if unsent.is_empty() {
+                self.mark(acked).await?;
+                if last_purge.is_none_or(|t| t.elapsed() > PURGE_EVERY) {
+                    self.purge().await;
+                    *last_purge = Some(Instant::now());
+                }
+                if !conn.status().connected() {
+                    return Err(SessionError::Disconnected);
+                }
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            }
+        }
+    }
+
+    /// Waits (bounded) for the confirms of events already sent.
+    async fn drain(
+        &self,
+        in_flight: &mut VecDeque<(u64, PublisherConfirm)>,
+        acked: &mut Acked,
+    ) -> Result<(), SessionError> {
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while let Some((seq, confirm)) = in_flight.pop_front() {
+            match tokio::time::timeout_at(deadline, confirm).await {
+                Ok(Ok(Confirmation::Ack(_) | Confirmation::NotRequested)) => acked.push(seq),
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn read(&self, after: u64) -> Result<Vec<OutboxRow>, SessionError> {
+        let outbox = self.outbox.clone();
+        let limit = self.config.read_batch;
+        Ok(
+            tokio::task::spawn_blocking(move || outbox.unpublished(after, limit))
+                .await
+                .map_err(|_| crate::Error::Task)??,
+        )
+    }
+
+    async fn publish(
+        &self,
+        channel: &Channel,
+        message: &EventMessage,
+    ) -> Result<PublisherConfirm, SessionError> {
+        let mut headers = FieldTable::default();
+        for (name, value) in &message.headers {
+            headers.insert((*name).into(), AMQPValue::LongString(value.as_str().into()));
+        }
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(message.message_id.as_str().into())
+            .with_timestamp(message.timestamp)
+            .with_app_id("lienthong".into())
+            .with_headers(headers);
+        Ok(channel
+            .basic_publish(
+                self.config.exchange.as_str().into(),
+                message.routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                &message.body,
+                properties,
+            )
+            .await?)
+    }
+
+    /// Marks the confirmed rows published.
+    async fn mark(&self, acked: &mut Acked) -> Result<(), SessionError> {
+        let Some((from, through)) = acked.take() else {
+            return Ok(());
+        };
+        let outbox = self.outbox.clone();
+        tokio::task::spawn_blocking(move || outbox.mark_published(from, through, &clock::now()))
+            .await
+            .map_err(|_| crate::Error::Task)??;
+        self.status.send_modify(|s| s.confirmed_through = s.confirmed_through.max(through));
+        Ok(())
+    }
+
+    /// Deletes published events past retention (failures only logged).
+    async fn purge(&self) {
+        let outbox = self.outbox.clone();
+        let before = clock::before_now(self.config.retention);
+        match tokio::task::spawn_blocking(move || outbox.purge_published(&before)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(purged)) => tracing::info!(purged, "event relay: purged published events past retention"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "event relay: purge failed"),
+            Err(_) => tracing::warn!("event relay: purge task failed"),
+        }
+    }
+}
+
+/// Confirmed sequence numbers not yet marked: always one contiguous range,
+/// since confirms are awaited in publishing order.
+#[derive(Debug, Default)]
+struct Acked {
+    range: Option<(u64, u64)>,
+    count: usize,
+}
+
+impl Acked {
+    fn push(&mut self, seq: u64) {
+        self.range = Some(self.range.map_or((seq, seq), |(from, _)| (from, seq)));
+        self.count += 1;
+    }
+
+    fn take(&mut self) -> Option<(u64, u64)> {
+        self.count = 0;
+        self.range.take()
+    }
+}

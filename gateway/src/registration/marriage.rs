@@ -1,0 +1,61 @@
+//! `RecordMarriage`: two living, unmarried citizens marry.
+
+use lienthong_proto::citizen::{FieldGroup, Marital};
+use lienthong_proto::{Date, Pid};
+use serde_json::json;
+
+use super::{Change, Effect, living, not_before_birth, not_future, touch};
+use crate::error::{Error, Reason, Result};
+use crate::policy::Role;
+use crate::registry::WriteScope;
+
+/// A marriage to record.
+#[derive(Debug, Clone)]
+pub struct Marriage {
+    /// One spouse (the event's subject).
+    pub pid: Pid,
+    /// The other spouse.
+    pub spouse: Pid,
+    /// Date of registration.
+    pub married_on: Date,
+}
+
+impl Change for Marriage {
+    const OPERATION: &'static str = "record_marriage";
+    const ROLE: Role = Role::CivilRegistry;
+    const EVENT: &'static str = "citizen.married";
+
+    fn plan(&self, scope: &mut dyn WriteScope, today: Date) -> Result<Effect> {
+        if self.pid == self.spouse {
+            return Err(Error::invalid("spouse_pid", "is the same person as pid"));
+        }
+        not_future(self.married_on, today, "married_on")?;
+        let mut records = Vec::with_capacity(2);
+        for (pid, field, other) in [
+            (self.pid, "pid", self.spouse),
+            (self.spouse, "spouse_pid", self.pid),
+        ] {
+            let mut citizen = living(scope, pid, field)?;
+            if citizen.marital_status() == Marital::Married {
+                return Err(Error::Conflict {
+                    reason: Reason::AlreadyMarried,
+                    subject: field,
+                    description: "is already married",
+                });
+            }
+            not_before_birth(self.married_on, &citizen, "married_on")?;
+            citizen.marital = Marital::Married as u32;
+            citizen.spouse = other.as_u64();
+            touch(&mut citizen, FieldGroup::Marital, today);
+            records.push(citizen);
+        }
+        Ok(Effect {
+            pid: self.pid,
+            records,
+            data: json!({
+                "spouse": self.spouse.to_string(),
+                "married_on": self.married_on,
+            }),
+        })
+    }
+}

@@ -7,10 +7,11 @@
 #   scripts/test.sh -p lienthong-proto
 #
 # Services (all bound to 127.0.0.1):
-#   RabbitMQ   127.0.0.1:5672, guest/guest      only with LIENTHONG_TEST_RABBITMQ=1
+#   RabbitMQ   127.0.0.1:5672, guest/guest      always: the event relay's tests
+#                                               publish to it, and one restarts it
+#                                               with rabbitmqctl stop_app/start_app
 #   PostgreSQL 127.0.0.1:5432                   only with LIENTHONG_TEST_POSTGRES=1
-# (No test needs either yet: the event relay and the PostgreSQL registry arrive
-# with later issues, which turn these on by default.)
+#                                               (no test needs it yet)
 #
 # On a fresh Debian machine run as root, missing services are installed with
 # apt-get and started; otherwise the script says exactly what to run.
@@ -100,9 +101,7 @@ ensure_rabbitmq() {
     log "RabbitMQ on 127.0.0.1:5672"
     if port_open 5672; then
         note "already running"
-        return 0
-    fi
-    if command -v rabbitmq-server >/dev/null 2>&1; then
+    elif command -v rabbitmq-server >/dev/null 2>&1; then
         start_rabbitmq
     elif can_apt_install; then
         note "rabbitmq-server is not installed; installing it"
@@ -118,9 +117,14 @@ ensure_rabbitmq() {
             "On Debian/Ubuntu:" \
             "  sudo apt-get update && sudo apt-get install -y rabbitmq-server" \
             "  sudo RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 ERL_EPMD_ADDRESS=127.0.0.1 rabbitmq-server -detached" \
-            "Or with Docker, from the repository root:" \
-            "  docker compose -f docker/compose.yaml up -d rabbitmq" \
             "Then re-run scripts/test.sh."
+    fi
+    # One test stops and restarts the broker (rabbitmqctl stop_app/start_app):
+    # rabbitmqctl must reach the node, which needs its Erlang cookie.
+    if ! rabbitmqctl -q await_startup >/dev/null 2>&1; then
+        die "rabbitmqctl cannot reach the RabbitMQ node; the broker-restart test needs it." \
+            "Run the tests as root or as the rabbitmq user (who can read the node's Erlang cookie)," \
+            "or copy /var/lib/rabbitmq/.erlang.cookie to ~/.erlang.cookie (mode 0400)."
     fi
 }
 
@@ -189,9 +193,7 @@ main() {
             "Install Rust: https://rustup.rs (curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh)"
     fi
 
-    if [[ "${LIENTHONG_TEST_RABBITMQ:-0}" == "1" ]]; then
-        ensure_rabbitmq
-    fi
+    ensure_rabbitmq
     if [[ "${LIENTHONG_TEST_POSTGRES:-0}" == "1" ]]; then
         ensure_postgres
     fi

@@ -39,7 +39,11 @@ pub(crate) fn before_now(ago: Duration) -> String {
 /// `None` if it does not parse.
 pub(crate) fn age(stamp: &str) -> Option<Duration> {
     let then = OffsetDateTime::parse(stamp, &Rfc3339).ok()?;
-    Some((OffsetDateTime::now_utc() - then).try_into().unwrap_or_default())
+    Some(
+        (OffsetDateTime::now_utc() - then)
+            .try_into()
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
@@ -50,7 +54,9 @@ mod tests {
     fn fixed_width_and_ordered() {
         let a = timestamp(OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap());
         assert_eq!(a, "2023-11-14T22:13:20.000000Z");
-        let b = timestamp(OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_000_001_000).unwrap());
+        let b = timestamp(
+            OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_000_001_000).unwrap(),
+        );
         assert!(a < b && a.len() == b.len());
         assert!(age(&a).unwrap() > Duration::from_secs(86_400));
         assert_eq!(age(&now()).map(|d| d < Duration::from_secs(5)), Some(true));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use lienthong_adapters::telecom::generate::{Rates, generate};
 use lienthong_adapters::telecom::sim_verify::{JobObserver, JobOptions, Summary, run};
 use lienthong_adapters::telecom::subscriber::{Format, LineError};
-use lienthong_gateway::exchange::Exchange;
+use lienthong_gateway::api::Services;
 use lienthong_gateway::policy::Policy;
 use lienthong_gateway::registry::{SqliteRegistry, seed};
 use lienthong_gateway::tls::{PkiLayout, ensure_pki, server_config};
@@ -47,11 +47,11 @@ async fn gateway(dir: &Path) -> (std::net::SocketAddr, PkiLayout) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let tls = server_config(&pki).unwrap();
-    let exchange = Exchange::new(Arc::new(policy), Arc::new(store));
+    let services = Services::new(Arc::new(policy), Arc::new(store));
     tokio::spawn(lienthong_gateway::api::serve(
         listener,
         tls,
-        exchange,
+        services,
         std::future::pending(),
     ));
     (addr, pki)

@@ -24,7 +24,9 @@ use tonic::{Request, Status};
 
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
+use crate::policy::Policy;
 use crate::registration::Registrar;
+use crate::registry::PopulationStore;
 use crate::tls::{self, Peer};
 
 /// Largest message accepted: a full batch of 10,000 claims with long
@@ -48,6 +50,16 @@ pub struct Services {
     pub exchange: Exchange,
     /// Behind `RegistryService`.
     pub registrar: Registrar,
+}
+
+impl Services {
+    /// Every service over one registry, under one policy.
+    pub fn new(policy: Arc<Policy>, store: Arc<dyn PopulationStore>) -> Self {
+        Self {
+            exchange: Exchange::new(policy.clone(), store.clone()),
+            registrar: Registrar::new(policy, store),
+        }
+    }
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes, then drains

@@ -83,7 +83,11 @@ fn full_name(text: &str, field: &str) -> Result<String> {
 fn address(r: Option<&v1::Residence>, field: &str) -> Result<Address> {
     let r = r.ok_or_else(|| Error::invalid(field, "required"))?;
     let province = convert::province_code(&r.province_code, &format!("{field}.province_code"))?;
-    let line = r.address_line.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = r
+        .address_line
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if line.is_empty() || line.chars().count() > 200 || line.chars().any(char::is_control) {
         return Err(Error::invalid(
             format!("{field}.address_line"),
@@ -159,12 +163,16 @@ impl RegistryService for RegistryApi {
         request: Request<v1::RecordDeathRequest>,
     ) -> Result<Response<v1::RecordDeathResponse>, Status> {
         let receipt = self
-            .record(request, |r| &r.request_id, |r| {
-                Ok(Death {
-                    pid: pid(&r.pid, "pid")?,
-                    died_on: required_date(r.date_of_death.as_ref(), "date_of_death")?,
-                })
-            })
+            .record(
+                request,
+                |r| &r.request_id,
+                |r| {
+                    Ok(Death {
+                        pid: pid(&r.pid, "pid")?,
+                        died_on: required_date(r.date_of_death.as_ref(), "date_of_death")?,
+                    })
+                },
+            )
             .await?;
         Ok(Response::new(v1::RecordDeathResponse {
             receipt: Some(receipt),
@@ -176,13 +184,17 @@ impl RegistryService for RegistryApi {
         request: Request<v1::ChangeResidenceRequest>,
     ) -> Result<Response<v1::ChangeResidenceResponse>, Status> {
         let receipt = self
-            .record(request, |r| &r.request_id, |r| {
-                Ok(ResidenceChange {
-                    pid: pid(&r.pid, "pid")?,
-                    kind: residence_kind(r.kind)?,
-                    residence: address(r.residence.as_ref(), "residence")?,
-                })
-            })
+            .record(
+                request,
+                |r| &r.request_id,
+                |r| {
+                    Ok(ResidenceChange {
+                        pid: pid(&r.pid, "pid")?,
+                        kind: residence_kind(r.kind)?,
+                        residence: address(r.residence.as_ref(), "residence")?,
+                    })
+                },
+            )
             .await?;
         Ok(Response::new(v1::ChangeResidenceResponse {
             receipt: Some(receipt),
@@ -194,12 +206,16 @@ impl RegistryService for RegistryApi {
         request: Request<v1::ChangeNameRequest>,
     ) -> Result<Response<v1::ChangeNameResponse>, Status> {
         let receipt = self
-            .record(request, |r| &r.request_id, |r| {
-                Ok(NameChange {
-                    pid: pid(&r.pid, "pid")?,
-                    full_name: full_name(&r.full_name, "full_name")?,
-                })
-            })
+            .record(
+                request,
+                |r| &r.request_id,
+                |r| {
+                    Ok(NameChange {
+                        pid: pid(&r.pid, "pid")?,
+                        full_name: full_name(&r.full_name, "full_name")?,
+                    })
+                },
+            )
             .await?;
         Ok(Response::new(v1::ChangeNameResponse {
             receipt: Some(receipt),
@@ -211,13 +227,17 @@ impl RegistryService for RegistryApi {
         request: Request<v1::RecordMarriageRequest>,
     ) -> Result<Response<v1::RecordMarriageResponse>, Status> {
         let receipt = self
-            .record(request, |r| &r.request_id, |r| {
-                Ok(Marriage {
-                    pid: pid(&r.pid, "pid")?,
-                    spouse: pid(&r.spouse_pid, "spouse_pid")?,
-                    married_on: required_date(r.married_on.as_ref(), "married_on")?,
-                })
-            })
+            .record(
+                request,
+                |r| &r.request_id,
+                |r| {
+                    Ok(Marriage {
+                        pid: pid(&r.pid, "pid")?,
+                        spouse: pid(&r.spouse_pid, "spouse_pid")?,
+                        married_on: required_date(r.married_on.as_ref(), "married_on")?,
+                    })
+                },
+            )
             .await?;
         Ok(Response::new(v1::RecordMarriageResponse {
             receipt: Some(receipt),
@@ -229,12 +249,16 @@ impl RegistryService for RegistryApi {
         request: Request<v1::IssueCardRequest>,
     ) -> Result<Response<v1::IssueCardResponse>, Status> {
         let receipt = self
-            .record(request, |r| &r.request_id, |r| {
-                Ok(CardIssue {
-                    pid: pid(&r.pid, "pid")?,
-                    issued_on: required_date(r.issued_on.as_ref(), "issued_on")?,
-                })
-            })
+            .record(
+                request,
+                |r| &r.request_id,
+                |r| {
+                    Ok(CardIssue {
+                        pid: pid(&r.pid, "pid")?,
+                        issued_on: required_date(r.issued_on.as_ref(), "issued_on")?,
+                    })
+                },
+            )
             .await?;
         Ok(Response::new(v1::IssueCardResponse {
             receipt: Some(receipt),

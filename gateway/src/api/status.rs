@@ -64,11 +64,7 @@ impl From<Error> for Status {
                 subject,
                 description,
             } => {
-                details.add_precondition_failure_violation(
-                    reason.as_str(),
-                    *subject,
-                    *description,
-                );
+                details.add_precondition_failure_violation(reason.as_str(), *subject, *description);
             }
             Error::RequestIdReused { .. } => {
                 details.add_bad_request_violation("request_id", err.to_string());

@@ -15,8 +15,6 @@ use super::{DataDir, SeedOptions};
 use crate::api::Services;
 use crate::error::{Error, Result};
 use crate::events::{OutboxRelay, RelayConfig};
-use crate::exchange::Exchange;
-use crate::registration::Registrar;
 use crate::registry::{Outbox, PopulationStore, SqliteRegistry};
 use crate::tls::{ensure_pki, server_config};
 
@@ -75,11 +73,7 @@ pub async fn serve(
         agencies = policy.agencies.len(),
         "lienthong gateway serving (mTLS; health and reflection on the same port)"
     );
-    let policy = Arc::new(policy);
-    let services = Services {
-        exchange: Exchange::new(policy.clone(), store.clone()),
-        registrar: Registrar::new(policy, store),
-    };
+    let services = Services::new(Arc::new(policy), store);
     let relay = OutboxRelay::new(outbox, services.registrar.committed(), opts.relay.clone());
     let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
     let relay = tokio::spawn(relay.run(async {

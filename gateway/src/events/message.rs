@@ -114,7 +114,12 @@ mod tests {
                 "data": {"date_of_death": "2026-11-20", "widowed_spouse": null},
             })
         );
-        let header = |k| m.headers.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        let header = |k| {
+            m.headers
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(header("cloudEvents_subject"), Some("001085000123"));
         assert_eq!(header("cloudEvents_id"), Some(m.message_id.as_str()));
         assert_eq!(header("cloudEvents_specversion"), Some("1.0"));

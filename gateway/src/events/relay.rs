@@ -10,8 +10,8 @@
 //!    │                      publish while < window unconfirmed ─┐
 //!    │                                │                          │ ack
 //!    └── error, nack, broker gone ◀── await oldest confirm ◀─────┘
-//!                                     │ every 512 acks or when idle
-//!                                     ▼
+//!                                     │ every 512 acks (in the background,
+//!                                     ▼ publishing goes on) and when idle
 //!                          mark confirmed rows published
 //! ```
 //!
@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
-use lapin::{Confirmation, PublisherConfirm};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Confirmation, PublisherConfirm};
 use tokio::sync::{Notify, watch};
 
 use super::EventMessage;
@@ -204,7 +204,7 @@ impl OutboxRelay {
             .pump(&conn, &channel, stop, last_purge, &mut acked)
             .await;
         // However the session ended, what the broker confirmed is marked.
-        let marked = self.mark(&mut acked).await;
+        let marked = self.mark_all(&mut acked).await;
         let _ = conn.close(200, "relay stopping".into()).await;
         result.and(marked)
     }
@@ -247,11 +247,13 @@ impl OutboxRelay {
                     Confirmation::Ack(_) | Confirmation::NotRequested => acked.push(seq),
                     Confirmation::Nack(_) => return Err(SessionError::Nacked(seq)),
                 }
-                if acked.count >= MARK_EVERY || in_flight.is_empty() {
-                    self.mark(acked).await?;
+                if in_flight.is_empty() {
+                    self.mark_all(acked).await?;
+                } else if acked.count >= MARK_EVERY {
+                    self.mark_behind(acked)?;
                 }
             } else if unsent.is_empty() {
-                self.mark(acked).await?;
+                self.mark_all(acked).await?;
                 if last_purge.is_none_or(|t| t.elapsed() > PURGE_EVERY) {
                     self.purge().await;
                     *last_purge = Some(Instant::now());
@@ -321,8 +323,37 @@ impl OutboxRelay {
             .await?)
     }
 
-    /// Marks the confirmed rows published.
-    async fn mark(&self, acked: &mut Acked) -> Result<(), SessionError> {
+    /// Starts marking the confirmed rows published in the background, unless
+    /// a mark is still running (the rows wait for the next one then);
+    /// reports a failed earlier mark.
+    fn mark_behind(&self, acked: &mut Acked) -> Result<(), SessionError> {
+        if let Some(running) = &acked.marking {
+            if !running.is_finished() {
+                return Ok(());
+            }
+            let done = acked.marking.take().expect("checked");
+            // Finished: the join cannot wait.
+            let through = futures_util::FutureExt::now_or_never(done)
+                .expect("a finished task is ready")
+                .map_err(|_| crate::Error::Task)??;
+            self.confirmed(through);
+        }
+        if let Some((from, through)) = acked.take() {
+            let outbox = self.outbox.clone();
+            acked.marking = Some(tokio::task::spawn_blocking(move || {
+                outbox.mark_published(from, through, &clock::now())?;
+                Ok(through)
+            }));
+        }
+        Ok(())
+    }
+
+    /// Marks every confirmed row published, waiting for a background mark.
+    async fn mark_all(&self, acked: &mut Acked) -> Result<(), SessionError> {
+        if let Some(running) = acked.marking.take() {
+            let through = running.await.map_err(|_| crate::Error::Task)??;
+            self.confirmed(through);
+        }
         let Some((from, through)) = acked.take() else {
             return Ok(());
         };
@@ -330,8 +361,13 @@ impl OutboxRelay {
         tokio::task::spawn_blocking(move || outbox.mark_published(from, through, &clock::now()))
             .await
             .map_err(|_| crate::Error::Task)??;
-        self.status.send_modify(|s| s.confirmed_through = s.confirmed_through.max(through));
+        self.confirmed(through);
         Ok(())
+    }
+
+    fn confirmed(&self, through: u64) {
+        self.status
+            .send_modify(|s| s.confirmed_through = s.confirmed_through.max(through));
     }
 
     /// Deletes published events past retention (failures only logged).
@@ -340,7 +376,10 @@ impl OutboxRelay {
         let before = clock::before_now(self.config.retention);
         match tokio::task::spawn_blocking(move || outbox.purge_published(&before)).await {
             Ok(Ok(0)) => {}
-            Ok(Ok(purged)) => tracing::info!(purged, "event relay: purged published events past retention"),
+            Ok(Ok(purged)) => tracing::info!(
+                purged,
+                "event relay: purged published events past retention"
+            ),
             Ok(Err(e)) => tracing::warn!(error = %e, "event relay: purge failed"),
             Err(_) => tracing::warn!("event relay: purge task failed"),
         }
@@ -348,11 +387,13 @@ impl OutboxRelay {
 }
 
 /// Confirmed sequence numbers not yet marked: always one contiguous range,
-/// since confirms are awaited in publishing order.
+/// since confirms are awaited in publishing order; and the mark running in
+/// the background, if any (it returns the last `seq` it marked).
 #[derive(Debug, Default)]
 struct Acked {
     range: Option<(u64, u64)>,
     count: usize,
+    marking: Option<tokio::task::JoinHandle<crate::Result<u64>>>,
 }
 
 impl Acked {

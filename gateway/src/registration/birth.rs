@@ -70,7 +70,12 @@ impl Change for Birth {
                     "required when neither parent is named",
                 )
             })?;
-        let pid = next_pid(scope, self.birth_province, self.sex, self.date_of_birth.year())?;
+        let pid = next_pid(
+            scope,
+            self.birth_province,
+            self.sex,
+            self.date_of_birth.year(),
+        )?;
         let (household_head, household_relation) = match home {
             Some(h) if h.permanent.as_ref() == Some(&residence) => (h.household_head, "con"),
             _ => (pid.as_u64(), "chủ hộ"),

@@ -27,7 +27,10 @@ impl Change for NameChange {
     fn plan(&self, scope: &mut dyn WriteScope, today: Date) -> Result<Effect> {
         let mut citizen = living(scope, self.pid, "pid")?;
         if citizen.full_name == self.full_name {
-            return Err(Error::invalid("full_name", "is already the registered name"));
+            return Err(Error::invalid(
+                "full_name",
+                "is already the registered name",
+            ));
         }
         let former = std::mem::replace(&mut citizen.full_name, self.full_name.clone());
         if !citizen.other_names.contains(&former) {

@@ -35,7 +35,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteRegistry::open(dir.path().join("registry.db")).unwrap());
         let population = Population::new(7, 2_000).unwrap();
-        seed(&*store, &population, None, |_| {}).unwrap();
+        seed(&store, &population, None, |_| {}).unwrap();
         let policy = Arc::new(Policy::parse(POLICY).unwrap());
         Self {
             registrar: Registrar::new(policy, store.clone()),
@@ -60,11 +60,17 @@ impl Fixture {
     }
 
     fn find(&self, pred: impl Fn(&Citizen) -> bool) -> Citizen {
-        self.population.iter().find(|c| pred(c)).expect("the population has one")
+        self.population
+            .iter()
+            .find(|c| pred(c))
+            .expect("the population has one")
     }
 
     fn get(&self, pid: u64) -> Citizen {
-        self.store.get(Pid::from_u64(pid).unwrap()).unwrap().unwrap()
+        self.store
+            .get(Pid::from_u64(pid).unwrap())
+            .unwrap()
+            .unwrap()
     }
 }
 
@@ -86,7 +92,9 @@ fn reason(r: Result<Written>) -> Reason {
 async fn a_death_is_recorded_once_and_widows_the_spouse() {
     let mut f = Fixture::new();
     let married = f.find(|c| {
-        c.marital_status() == Marital::Married && c.life_status() == LifeStatus::Alive && c.spouse != 0
+        c.marital_status() == Marital::Married
+            && c.life_status() == LifeStatus::Alive
+            && c.spouse != 0
     });
     let spouse = f.get(married.spouse);
     let death = Death {
@@ -101,13 +109,19 @@ async fn a_death_is_recorded_once_and_widows_the_spouse() {
     if spouse.life_status() == LifeStatus::Alive {
         assert_eq!(f.get(married.spouse).marital_status(), Marital::Widowed);
     }
-    assert_eq!(reason(f.record("civil", death).await), Reason::CitizenDeceased);
+    assert_eq!(
+        reason(f.record("civil", death).await),
+        Reason::CitizenDeceased
+    );
     // Any other change to a deceased citizen is refused the same way.
     let rename = NameChange {
         pid: pid(&married),
         full_name: "Lê Văn Mới".into(),
     };
-    assert_eq!(reason(f.record("civil", rename).await), Reason::CitizenDeceased);
+    assert_eq!(
+        reason(f.record("civil", rename).await),
+        Reason::CitizenDeceased
+    );
 }
 
 #[tokio::test]
@@ -118,12 +132,18 @@ async fn dates_are_checked() {
         pid: pid(&c),
         died_on: Date::new(1900, 1, 1).unwrap(),
     };
-    assert_eq!(reason(f.record("civil", before_birth).await), Reason::ArgumentInvalid);
+    assert_eq!(
+        reason(f.record("civil", before_birth).await),
+        Reason::ArgumentInvalid
+    );
     let future = Death {
         pid: pid(&c),
         died_on: Date::today().add_years(1).unwrap(),
     };
-    assert_eq!(reason(f.record("civil", future).await), Reason::ArgumentInvalid);
+    assert_eq!(
+        reason(f.record("civil", future).await),
+        Reason::ArgumentInvalid
+    );
     assert_eq!(f.get(c.pid).life_status(), LifeStatus::Alive);
 }
 
@@ -138,7 +158,10 @@ async fn a_marriage_needs_two_living_unmarried_people() {
         spouse: pid(y),
         married_on: on,
     };
-    assert_eq!(reason(f.record("civil", marriage(&a, &a)).await), Reason::ArgumentInvalid);
+    assert_eq!(
+        reason(f.record("civil", marriage(&a, &a)).await),
+        Reason::ArgumentInvalid
+    );
     f.record("civil", marriage(&a, &b)).await.unwrap();
     assert_eq!((f.get(a.pid).spouse, f.get(b.pid).spouse), (b.pid, a.pid));
     assert_eq!(f.get(b.pid).marital_status(), Marital::Married);
@@ -147,7 +170,10 @@ async fn a_marriage_needs_two_living_unmarried_people() {
     assert_eq!(err.reason(), Reason::AlreadyMarried);
     assert!(err.to_string().starts_with("spouse_pid:"), "{err}");
     let dead = f.find(|c| c.life_status() == LifeStatus::Deceased);
-    assert_eq!(reason(f.record("civil", marriage(&c, &dead)).await), Reason::CitizenDeceased);
+    assert_eq!(
+        reason(f.record("civil", marriage(&c, &dead)).await),
+        Reason::CitizenDeceased
+    );
 }
 
 fn birth(father: Option<Pid>, mother: Option<Pid>) -> Birth {
@@ -174,7 +200,10 @@ async fn a_birth_gets_the_next_pid_and_links_its_parents() {
         .record("civil", birth(Some(pid(&father)), Some(pid(&mother))))
         .await
         .unwrap();
-    let second = f.record("civil", birth(None, Some(pid(&mother)))).await.unwrap();
+    let second = f
+        .record("civil", birth(None, Some(pid(&mother))))
+        .await
+        .unwrap();
     let (a, b) = (first.receipt().pid, second.receipt().pid);
     assert_eq!(a.to_string(), "001326000000");
     assert_eq!(b.serial(), a.serial() + 1);
@@ -189,16 +218,28 @@ async fn a_birth_gets_the_next_pid_and_links_its_parents() {
 async fn a_birth_with_unknown_or_impossible_parents_is_refused() {
     let mut f = Fixture::new();
     let unknown = Pid::from_parts(1, Sex::Male, 1801, 999_999).unwrap();
-    assert_eq!(reason(f.record("civil", birth(Some(unknown), None)).await), Reason::ParentNotFound);
+    assert_eq!(
+        reason(f.record("civil", birth(Some(unknown), None)).await),
+        Reason::ParentNotFound
+    );
     let woman = f.find(|c| adult_single(c) && c.female);
-    let err = f.record("civil", birth(Some(pid(&woman)), None)).await.unwrap_err();
+    let err = f
+        .record("civil", birth(Some(pid(&woman)), None))
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), Reason::ParentInvalid);
     assert!(err.to_string().starts_with("father_pid:"), "{err}");
     let young = f.find(|c| c.female && c.date_of_birth().unwrap().year() > 1960);
     let mut too_early = birth(None, Some(pid(&young)));
     too_early.date_of_birth = Date::new(1950, 1, 1).unwrap();
-    assert_eq!(reason(f.record("civil", too_early).await), Reason::ParentInvalid);
-    assert_eq!(reason(f.record("civil", birth(None, None)).await), Reason::ArgumentInvalid);
+    assert_eq!(
+        reason(f.record("civil", too_early).await),
+        Reason::ParentInvalid
+    );
+    assert_eq!(
+        reason(f.record("civil", birth(None, None)).await),
+        Reason::ArgumentInvalid
+    );
     let mut with_home = birth(None, None);
     with_home.residence = Some(Address {
         province: 79,
@@ -223,8 +264,16 @@ async fn a_retry_returns_the_first_receipt_and_writes_nothing() {
             line: "3 Bạch Đằng, Hải Châu".into(),
         },
     };
-    let first = f.registrar.record("police", request.clone(), change()).await.unwrap();
-    let again = f.registrar.record("police", request.clone(), change()).await.unwrap();
+    let first = f
+        .registrar
+        .record("police", request.clone(), change())
+        .await
+        .unwrap();
+    let again = f
+        .registrar
+        .record("police", request.clone(), change())
+        .await
+        .unwrap();
     assert!(matches!(first, Written::Committed(_)));
     assert_eq!(again, Written::Replayed(first.receipt().clone()));
     assert_eq!(f.store.lag().unwrap().last_seq, 1);
@@ -234,7 +283,11 @@ async fn a_retry_returns_the_first_receipt_and_writes_nothing() {
         ..request.clone()
     };
     assert_eq!(
-        f.registrar.record("police", reused, change()).await.unwrap_err().reason(),
+        f.registrar
+            .record("police", reused, change())
+            .await
+            .unwrap_err()
+            .reason(),
         Reason::RequestIdReused
     );
     // Keys are per agency: another agency may use the same one.
@@ -242,7 +295,18 @@ async fn a_retry_returns_the_first_receipt_and_writes_nothing() {
         pid: pid(&c),
         issued_on: Date::new(2026, 1, 5).unwrap(),
     };
-    let theirs = f.registrar.record("police", WriteRequest { request_id: "x".into(), fingerprint: [1; 32] }, card).await.unwrap();
+    let theirs = f
+        .registrar
+        .record(
+            "police",
+            WriteRequest {
+                request_id: "x".into(),
+                fingerprint: [1; 32],
+            },
+            card,
+        )
+        .await
+        .unwrap();
     assert_eq!(theirs.receipt().seq, 2);
     assert_eq!(f.store.lag().unwrap().last_seq, 2);
 }
@@ -255,14 +319,26 @@ async fn each_write_belongs_to_its_role() {
         pid: pid(&c),
         died_on: Date::new(2026, 1, 2).unwrap(),
     };
-    assert_eq!(reason(f.record("police", death.clone()).await), Reason::RoleNotPermitted);
-    assert_eq!(reason(f.record("bank", death.clone()).await), Reason::RoleNotPermitted);
-    assert_eq!(reason(f.record("nobody", death).await), Reason::AgencyUnknown);
+    assert_eq!(
+        reason(f.record("police", death.clone()).await),
+        Reason::RoleNotPermitted
+    );
+    assert_eq!(
+        reason(f.record("bank", death.clone()).await),
+        Reason::RoleNotPermitted
+    );
+    assert_eq!(
+        reason(f.record("nobody", death).await),
+        Reason::AgencyUnknown
+    );
     let card = CardIssue {
         pid: pid(&c),
         issued_on: Date::new(2026, 1, 5).unwrap(),
     };
-    assert_eq!(reason(f.record("civil", card).await), Reason::RoleNotPermitted);
+    assert_eq!(
+        reason(f.record("civil", card).await),
+        Reason::RoleNotPermitted
+    );
     assert_eq!(f.store.lag().unwrap().last_seq, 0);
     let bad = WriteRequest {
         request_id: "has space".into(),
@@ -273,7 +349,11 @@ async fn each_write_belongs_to_its_role() {
         full_name: "Phạm Thị Hoa".into(),
     };
     assert_eq!(
-        f.registrar.record("civil", bad, rename).await.unwrap_err().reason(),
+        f.registrar
+            .record("civil", bad, rename)
+            .await
+            .unwrap_err()
+            .reason(),
         Reason::ArgumentInvalid
     );
 }

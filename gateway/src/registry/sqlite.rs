@@ -11,7 +11,9 @@ use std::sync::Mutex;
 use lienthong_proto::citizen::RecordView;
 use lienthong_proto::{Citizen, Pid};
 use prost::Message;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 
 use super::{
     Outbox, OutboxEvent, OutboxLag, OutboxRow, Plan, PopulationStore, Receipt, RequestKey,
@@ -264,10 +266,9 @@ impl WriteScope for Scope<'_> {
         let found: Option<i64> = self
             .tx
             .prepare_cached("SELECT max(pid) FROM citizen WHERE pid BETWEEN ?1 AND ?2")?
-            .query_row(
-                [lowest.as_u64() as i64, highest.as_u64() as i64],
-                |r| r.get(0),
-            )?;
+            .query_row([lowest.as_u64() as i64, highest.as_u64() as i64], |r| {
+                r.get(0)
+            })?;
         found
             .map(|p| Pid::from_u64(p as u64).map_err(|_| Error::Corrupt))
             .transpose()
@@ -455,16 +456,40 @@ mod tests {
         let seqs = |rows: Vec<OutboxRow>| rows.iter().map(|r| r.seq).collect::<Vec<_>>();
         assert_eq!(seqs(store.unpublished(0, 3).unwrap()), [1, 2, 3]);
         assert_eq!(seqs(store.unpublished(3, 10).unwrap()), [4, 5]);
-        store.mark_published(1, 2, "2026-11-30T00:00:00.000000Z").unwrap();
+        store
+            .mark_published(1, 2, "2026-11-30T00:00:00.000000Z")
+            .unwrap();
         assert_eq!(seqs(store.unpublished(0, 10).unwrap()), [3, 4, 5]);
         let lag = store.lag().unwrap();
         assert_eq!((lag.waiting, lag.last_seq), (3, 5));
-        assert_eq!(lag.oldest_waiting.as_deref(), Some("2026-11-23T00:00:00.000000Z"));
+        assert_eq!(
+            lag.oldest_waiting.as_deref(),
+            Some("2026-11-23T00:00:00.000000Z")
+        );
         // Only published events past retention go; seq is never reused.
-        assert_eq!(store.purge_published("2026-11-24T00:00:00.000000Z").unwrap(), 2);
-        store.mark_published(3, 5, "2026-11-30T00:00:00.000000Z").unwrap();
-        assert_eq!(store.purge_published("2026-11-24T00:00:00.000000Z").unwrap(), 1);
-        assert_eq!(store.lag().unwrap(), OutboxLag { waiting: 0, oldest_waiting: None, last_seq: 5 });
+        assert_eq!(
+            store
+                .purge_published("2026-11-24T00:00:00.000000Z")
+                .unwrap(),
+            2
+        );
+        store
+            .mark_published(3, 5, "2026-11-30T00:00:00.000000Z")
+            .unwrap();
+        assert_eq!(
+            store
+                .purge_published("2026-11-24T00:00:00.000000Z")
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store.lag().unwrap(),
+            OutboxLag {
+                waiting: 0,
+                oldest_waiting: None,
+                last_seq: 5
+            }
+        );
     }
 
     #[test]

@@ -2,16 +2,11 @@
 //! `seed --sample-out`, `serve`, then a query with a sample record.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use lienthong_proto::v1::{self, exchange_service_client::ExchangeServiceClient};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
-use crate::support::connect;
-
-const BIN: &str = env!("CARGO_BIN_EXE_lienthong");
+use crate::support::{BIN, connect, spawn_serve};
 
 fn run(args: &[&str]) -> std::process::Output {
     std::process::Command::new(BIN).args(args).output().unwrap()
@@ -24,32 +19,6 @@ fn text(b: &[u8]) -> String {
 /// Help text with its line wrapping undone.
 fn unwrapped(b: &[u8]) -> String {
     text(b).split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Starts `lienthong` with `args` (which listen on 127.0.0.1:0) and waits
-/// for the log line that names the address.
-async fn spawn_serve(args: &[&str]) -> (tokio::process::Child, std::net::SocketAddr) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("LIENTHONG_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = log.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listen=").nth(1) {
-                return rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        }
-        panic!("serve exited before listening");
-    })
-    .await
-    .expect("serve listens within 60 s");
-    // Keep draining the log so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
-    (child, addr)
 }
 
 #[test]

@@ -1,10 +1,15 @@
 //! Integration tests of the gateway: real servers on 127.0.0.1:0 over mutual
 //! TLS with certificates made at test time, a real SQLite registry seeded
-//! with the synthetic population, and the real `lienthong` binary.
+//! with the synthetic population, the real `lienthong` binary, and the local
+//! RabbitMQ (events consumed by a real AMQP consumer; one test restarts the
+//! broker, so broker tests share [`amqp::BROKER`]).
 
+mod amqp;
 mod support;
 
 mod batch;
 mod cli;
+mod events;
 mod exchange;
+mod registry;
 mod tls;

@@ -4,15 +4,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use lienthong_gateway::exchange::Exchange;
+use lienthong_gateway::api::Services;
+use lienthong_gateway::events::{OutboxRelay, RelayConfig, RelayStatus};
 use lienthong_gateway::policy::Policy;
 use lienthong_gateway::registry::{SqliteRegistry, seed};
 use lienthong_gateway::tls::{PkiLayout, ensure_pki, server_config};
 use lienthong_proto::population::Population;
 use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
+use lienthong_proto::v1::registry_service_client::RegistryServiceClient;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// Agencies of the test policy.
@@ -38,6 +40,14 @@ roles = ["consumer"]
 [[agencies.telco.grants]]
 purpose = "SUBSCRIBER_VERIFICATION"
 operations = ["verify_batch"]
+
+[agencies.civil]
+name = "A civil registry office"
+roles = ["civil_registry"]
+
+[agencies.police]
+name = "The residence police"
+roles = ["residence_registry", "card_issuer"]
 "#;
 
 /// The population every test gateway serves.
@@ -50,39 +60,77 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     pub pki: PkiLayout,
     pub population: Population,
+    /// The relay's status, when the gateway publishes events.
+    pub relay: Option<watch::Receiver<RelayStatus>>,
     _stop: oneshot::Sender<()>,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl TestGateway {
-    /// Seeds a registry, creates a PKI and serves on 127.0.0.1:0.
+    /// Seeds a registry, creates a PKI and serves on 127.0.0.1:0 (no event
+    /// relay: events stay in the outbox).
     pub async fn start() -> Self {
+        Self::serve(None).await
+    }
+
+    /// [`TestGateway::start`], publishing events to `exchange` on the local
+    /// RabbitMQ.
+    pub async fn with_events(exchange: &str) -> Self {
+        Self::serve(Some(RelayConfig {
+            exchange: exchange.to_owned(),
+            ..RelayConfig::default()
+        }))
+        .await
+    }
+
+    async fn serve(relay: Option<RelayConfig>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let policy = Policy::parse(POLICY).unwrap();
+        let policy = Arc::new(Policy::parse(POLICY).unwrap());
         let pki = PkiLayout::under(dir.path());
         ensure_pki(&pki, policy.agencies.keys().map(String::as_str)).unwrap();
-        let store = SqliteRegistry::open(dir.path().join("registry.db")).unwrap();
+        let store = Arc::new(SqliteRegistry::open(dir.path().join("registry.db")).unwrap());
         let population = Population::new(SEED, CITIZENS).unwrap();
         seed(&store, &population, None, |_| {}).unwrap();
-        let exchange = Exchange::new(Arc::new(policy), Arc::new(store));
+        let services = Services::new(policy, store.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tls = server_config(&pki).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
+        let (stop_relay, relay_stopped) = oneshot::channel::<()>();
+        let relay = relay.map(|config| {
+            let relay = OutboxRelay::new(store, services.registrar.committed(), config);
+            let status = relay.status();
+            tokio::spawn(relay.run(async {
+                let _ = relay_stopped.await;
+            }));
+            status
+        });
         tokio::spawn(async move {
-            lienthong_gateway::api::serve(listener, tls, exchange, async {
+            lienthong_gateway::api::serve(listener, tls, services, async {
                 let _ = stopped.await;
             })
             .await
             .unwrap();
+            let _ = stop_relay.send(());
         });
         Self {
             addr,
             pki,
             population,
+            relay,
             _stop: stop,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// The registry file.
+    pub fn registry_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("registry.db")
+    }
+
+    /// A RegistryService client authenticated as `agency`.
+    pub async fn registry(&self, agency: &str) -> RegistryServiceClient<Channel> {
+        RegistryServiceClient::new(self.channel(agency).await)
     }
 
     /// A channel authenticated as `agency`.
@@ -163,4 +211,34 @@ pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
         .get_details_bad_request()
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
+}
+
+/// The `lienthong` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_lienthong");
+
+/// Starts `lienthong` with `args` (which listen on 127.0.0.1:0) and waits
+/// for the log line that names the address.
+pub async fn spawn_serve(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(BIN)
+        .args(args)
+        .env("LIENTHONG_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = log.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listen=").nth(1) {
+                return rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        }
+        panic!("serve exited before listening");
+    })
+    .await
+    .expect("serve listens within 60 s");
+    // Keep draining the log so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    (child, addr)
 }

@@ -1,0 +1,238 @@
+//! The local RabbitMQ, as the tests use it: a consumer that records every
+//! event a test's exchange routes to its own durable queue (surviving broker
+//! restarts), and control of the broker itself.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::RwLock;
+
+/// The broker the tests use.
+pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Tests that publish hold it shared; a test that stops the broker holds it
+/// alone, so no other test sees the broker go away.
+pub static BROKER: RwLock<()> = RwLock::const_new(());
+
+/// A name no other test or run uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}.{}", uuid::Uuid::now_v7())
+}
+
+/// One event as a consumer received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub routing_key: String,
+    pub message_id: Option<String>,
+    pub content_type: Option<String>,
+    pub delivery_mode: Option<u8>,
+    pub headers: BTreeMap<String, String>,
+    pub body: serde_json::Value,
+}
+
+impl Received {
+    /// The body's `seq`.
+    pub fn seq(&self) -> u64 {
+        self.body["seq"].as_u64().expect("every body has a seq")
+    }
+}
+
+/// Records every message routed to a durable queue bound to an exchange,
+/// reconnecting whenever the broker drops the connection.
+pub struct EventTap {
+    pub exchange: String,
+    queue: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EventTap {
+    /// Declares `exchange` (as the relay does) and a durable queue bound to
+    /// it with `#`, then consumes from it in the background.
+    pub async fn start(exchange: &str) -> Self {
+        let queue = unique("lienthong-test");
+        let conn = connect().await;
+        let channel = conn.create_channel().await.unwrap();
+        channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                expires_when_unused(),
+            )
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let _ = conn.close(200, "declared".into()).await;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(consume(queue.clone(), received.clone()));
+        Self {
+            exchange: exchange.to_owned(),
+            queue,
+            received,
+            task,
+        }
+    }
+
+    /// Everything received so far (redeliveries included).
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds for what was received, or panics after
+    /// `deadline` with what was received.
+    pub async fn wait_until(
+        &self,
+        deadline: Duration,
+        what: &str,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let got = self.received();
+            if done(&got) {
+                return got;
+            }
+            if tokio::time::Instant::now() > until {
+                panic!(
+                    "{what}: not within {deadline:?}; {} messages received",
+                    got.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops consuming and deletes the queue and the exchange.
+    pub async fn delete(self) {
+        self.task.abort();
+        let conn = connect().await;
+        let channel = conn.create_channel().await.unwrap();
+        let _ = channel
+            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+        let _ = channel
+            .exchange_delete(self.exchange.as_str().into(), Default::default())
+            .await;
+        let _ = conn.close(200, "done".into()).await;
+    }
+}
+
+/// Queue arguments: a test's queue that outlives its test (a panic skips
+/// [`EventTap::delete`]) goes away after ten minutes without a consumer.
+fn expires_when_unused() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-expires".into(), AMQPValue::LongUInt(600_000));
+    args
+}
+
+/// Connects to the broker, retrying for up to a minute (it may be starting).
+pub async fn connect() -> Connection {
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match Connection::connect(URL, ConnectionProperties::default()).await {
+            Ok(c) => return c,
+            Err(e) if tokio::time::Instant::now() > until => {
+                panic!("RabbitMQ at {URL}: {e} (scripts/test.sh starts it)")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+async fn consume(queue: String, received: Arc<Mutex<Vec<Received>>>) {
+    loop {
+        let conn = connect().await;
+        let Ok(channel) = conn.create_channel().await else {
+            continue;
+        };
+        let Ok(mut consumer) = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        while let Some(Ok(delivery)) = consumer.next().await {
+            let p = &delivery.properties;
+            let headers = p
+                .headers()
+                .as_ref()
+                .map(|t| {
+                    t.inner()
+                        .iter()
+                        .map(|(k, v)| {
+                            let v = match v {
+                                AMQPValue::LongString(s) => s.to_string(),
+                                other => format!("{other:?}"),
+                            };
+                            (k.to_string(), v)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            received.lock().unwrap().push(Received {
+                routing_key: delivery.routing_key.to_string(),
+                message_id: p.message_id().as_ref().map(|s| s.to_string()),
+                content_type: p.content_type().as_ref().map(|s| s.to_string()),
+                delivery_mode: *p.delivery_mode(),
+                headers,
+                body: serde_json::from_slice(&delivery.data).unwrap_or(serde_json::Value::Null),
+            });
+            if delivery.ack(BasicAckOptions::default()).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Runs `rabbitmqctl` with `args`, panicking with its output on failure.
+pub fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .env("PATH", format!("{}:/usr/sbin:/sbin", std::env::var("PATH").unwrap_or_default()))
+        .output()
+        .expect("rabbitmqctl runs (it comes with rabbitmq-server; run the tests as root or the rabbitmq user)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

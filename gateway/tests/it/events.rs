@@ -1,0 +1,264 @@
+//! Nothing lost: events survive a broker restart in the middle of 50,000
+//! writes, and a gateway killed with SIGKILL mid-stream.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use lienthong_proto::citizen::LifeStatus;
+use lienthong_proto::population::Population;
+use lienthong_proto::v1::{self, registry_service_client::RegistryServiceClient};
+
+use crate::amqp::{BROKER, EventTap, rabbitmqctl, unique};
+use crate::registry::move_to;
+use crate::support::{BIN, TestGateway, connect, spawn_serve};
+
+/// The outbox as committed: seq → event id.
+fn outbox(path: &std::path::Path) -> BTreeMap<u64, String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT seq, id FROM outbox ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Waits until `ok()` holds, checking every 50 ms, or panics after `deadline`.
+async fn wait_for(deadline: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let until = tokio::time::Instant::now() + deadline;
+    while !ok() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{what}: not within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_writes_survive_a_broker_restart() {
+    const WRITES: u64 = 50_000;
+    const WRITERS: u64 = 32;
+    let _alone = BROKER.write().await;
+    let exchange = unique("lienthong.events.test");
+    let tap = EventTap::start(&exchange).await;
+    let gw = TestGateway::with_events(&exchange).await;
+    let mut relay = gw.relay.clone().unwrap();
+    let people: Arc<Vec<u64>> = Arc::new(
+        gw.population
+            .iter()
+            .filter(|c| c.life_status() != LifeStatus::Deceased)
+            .map(|c| c.pid)
+            .collect(),
+    );
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let client = RegistryServiceClient::new(gw.channel("police").await);
+        let (people, acked) = (people.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            let mut client = client;
+            for i in (w..WRITES).step_by(WRITERS as usize) {
+                let pid = people[(i as usize) % people.len()];
+                client
+                    .change_residence(move_to(format!("w-{i}"), pid, i))
+                    .await
+                    .expect("the gateway takes writes whether or not the broker is up");
+                acked.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // Stop the broker a fifth of the way in, restart it at three fifths.
+    wait_for(Duration::from_secs(120), "10,000 writes", || {
+        acked.load(Ordering::Relaxed) >= WRITES / 5
+    })
+    .await;
+    let stopped_at = acked.load(Ordering::Relaxed);
+    tokio::task::spawn_blocking(|| rabbitmqctl(&["stop_app"]))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), relay.wait_for(|s| !s.connected))
+        .await
+        .expect("the relay notices the broker is gone")
+        .unwrap();
+    // Queries are answered while the broker is down.
+    let someone = gw.population.citizen(0);
+    let answer = gw
+        .client("clinic")
+        .await
+        .get_citizen(v1::GetCitizenRequest {
+            purpose: "HEALTH_INSURANCE_CHECK".into(),
+            pid: format!("{:012}", someone.pid),
+            fields: vec![v1::CitizenField::Sex as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("queries need no broker");
+    assert_eq!(answer.into_inner().values.len(), 1);
+    wait_for(Duration::from_secs(120), "30,000 writes", || {
+        acked.load(Ordering::Relaxed) >= WRITES * 3 / 5
+    })
+    .await;
+    let restarted_at = acked.load(Ordering::Relaxed);
+    tokio::task::spawn_blocking(|| {
+        rabbitmqctl(&["start_app"]);
+        rabbitmqctl(&["await_startup"]);
+    })
+    .await
+    .unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(stopped_at < restarted_at && restarted_at < WRITES);
+
+    let got = tap
+        .wait_until(Duration::from_secs(180), "every event", |r| {
+            r.iter().map(|m| m.seq()).collect::<BTreeSet<_>>().len() as u64 >= WRITES
+        })
+        .await;
+    let committed = outbox(&gw.registry_path());
+    assert_eq!(committed.len() as u64, WRITES);
+    assert_eq!(
+        committed.keys().copied().collect::<Vec<_>>(),
+        (1..=WRITES).collect::<Vec<_>>(),
+        "seq has no gap"
+    );
+    let mut seen = BTreeSet::new();
+    for m in &got {
+        let seq = m.seq();
+        // Nothing was published that was not committed, and as committed.
+        assert_eq!(committed.get(&seq), m.message_id.as_ref(), "seq {seq}");
+        seen.insert(seq);
+    }
+    assert_eq!(seen.len() as u64, WRITES, "every event arrived");
+    let duplicates = got.len() as u64 - WRITES;
+    // Publishing order is seq order: first deliveries come in increasing seq.
+    let mut first = BTreeSet::new();
+    let order: Vec<u64> = got
+        .iter()
+        .map(|m| m.seq())
+        .filter(|s| first.insert(*s))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "events in seq order");
+    eprintln!(
+        "broker stopped after {stopped_at} writes, restarted after {restarted_at}; \
+         {WRITES} events delivered, {duplicates} redelivered duplicates"
+    );
+    tap.delete().await;
+}
+
+#[tokio::test]
+async fn events_of_acknowledged_writes_survive_a_sigkill() {
+    let _shared = BROKER.read().await;
+    let exchange = unique("lienthong.events.test");
+    let tap = EventTap::start(&exchange).await;
+    let data = tempfile::tempdir().unwrap();
+    let data_s = data.path().to_str().unwrap();
+    let args = [
+        "serve",
+        "--data-dir",
+        data_s,
+        "--listen",
+        "127.0.0.1:0",
+        "--citizens",
+        "2000",
+        "--seed",
+        "5",
+        "--events-exchange",
+        &exchange,
+    ];
+    let (mut child, addr) = spawn_serve(&args).await;
+    let population = Population::new(5, 2_000).unwrap();
+    let people: Arc<Vec<u64>> = Arc::new(
+        population
+            .iter()
+            .filter(|c| c.life_status() != LifeStatus::Deceased)
+            .map(|c| c.pid)
+            .collect(),
+    );
+    let pki = lienthong_gateway::tls::PkiLayout::under(data.path());
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for w in 0..8_u64 {
+        let channel = connect(
+            addr,
+            &pki.ca_cert(),
+            Some((
+                &pki.agency_cert("residence-police"),
+                &pki.agency_key("residence-police"),
+            )),
+        )
+        .await
+        .unwrap();
+        let (people, acked) = (people.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            let mut client = RegistryServiceClient::new(channel);
+            for i in (w..).step_by(8) {
+                let pid = people[(i as usize) % people.len()];
+                match client
+                    .change_residence(move_to(format!("k-{i}"), pid, i))
+                    .await
+                {
+                    Ok(r) => acked
+                        .lock()
+                        .unwrap()
+                        .push(r.into_inner().receipt.unwrap().event_id),
+                    Err(_) => return, // the gateway was killed
+                }
+            }
+        }));
+    }
+    wait_for(Duration::from_secs(60), "1,000 acknowledged writes", || {
+        acked.lock().unwrap().len() >= 1_000
+    })
+    .await;
+    std::process::Command::new("kill")
+        .args(["-KILL", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    child.wait().await.unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
+
+    // Restarted on the same data directory, the relay resumes.
+    let (_child, _) = spawn_serve(&args).await;
+    tap.wait_until(
+        Duration::from_secs(60),
+        "every acknowledged write's event",
+        |r| {
+            let got: BTreeSet<&str> = r.iter().filter_map(|m| m.message_id.as_deref()).collect();
+            acked.iter().all(|id| got.contains(id.as_str()))
+        },
+    )
+    .await;
+    let committed = outbox(&data.path().join("registry.db"));
+    let n = committed.len() as u64;
+    assert!(n >= acked.len() as u64);
+    assert_eq!(
+        committed.keys().copied().collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>(),
+        "seq has no gap"
+    );
+    // `lienthong outbox` reports the lag: nothing waits once all is confirmed.
+    let report = |want: &str| {
+        let out = std::process::Command::new(BIN)
+            .args(["outbox", "--data-dir", data_s])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).contains(want)
+    };
+    wait_for(Duration::from_secs(30), "the outbox drained", || {
+        report("waiting for broker  0\n")
+    })
+    .await;
+    assert!(report(&format!("last event seq      {n}\n")));
+    tap.delete().await;
+}

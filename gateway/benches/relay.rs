@@ -25,9 +25,9 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ExchangeKind};
-use lienthong_gateway::events::{EventMessage, OutboxRelay, RelayConfig};
+use lapin::types::FieldTable;
+use lapin::{Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lienthong_gateway::events::{EventMessage, OutboxRelay, RelayConfig, amqp_properties};
 use lienthong_gateway::registry::{
     Outbox, OutboxEvent, Planned, PopulationStore, RequestKey, SqliteRegistry,
 };
@@ -95,17 +95,7 @@ async fn bare_publisher(exchange: &str, message: &EventMessage, n: u64, window: 
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let mut headers = FieldTable::default();
-    for (k, v) in &message.headers {
-        headers.insert((*k).into(), AMQPValue::LongString(v.as_str().into()));
-    }
-    let properties = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_message_id(message.message_id.as_str().into())
-        .with_timestamp(message.timestamp)
-        .with_app_id("lienthong".into())
-        .with_headers(headers);
+    let properties = amqp_properties(message);
     let started = Instant::now();
     let mut in_flight = VecDeque::with_capacity(window);
     for _ in 0..n {

@@ -10,4 +10,4 @@ mod message;
 mod relay;
 
 pub use message::{EVENT_SOURCE, EXCHANGE, EventMessage};
-pub use relay::{OutboxRelay, RelayConfig, RelayStatus};
+pub use relay::{OutboxRelay, RelayConfig, RelayStatus, amqp_properties};

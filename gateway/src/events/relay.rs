@@ -301,24 +301,13 @@ impl OutboxRelay {
         channel: &Channel,
         message: &EventMessage,
     ) -> Result<PublisherConfirm, SessionError> {
-        let mut headers = FieldTable::default();
-        for (name, value) in &message.headers {
-            headers.insert((*name).into(), AMQPValue::LongString(value.as_str().into()));
-        }
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_message_id(message.message_id.as_str().into())
-            .with_timestamp(message.timestamp)
-            .with_app_id("lienthong".into())
-            .with_headers(headers);
         Ok(channel
             .basic_publish(
                 self.config.exchange.as_str().into(),
                 message.routing_key.as_str().into(),
                 BasicPublishOptions::default(),
                 &message.body,
-                properties,
+                amqp_properties(message),
             )
             .await?)
     }
@@ -384,6 +373,22 @@ impl OutboxRelay {
             Err(_) => tracing::warn!("event relay: purge task failed"),
         }
     }
+}
+
+/// The AMQP properties of `message`: persistent, JSON, its id and time, and
+/// the CloudEvents attributes as headers.
+pub fn amqp_properties(message: &EventMessage) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (name, value) in &message.headers {
+        headers.insert((*name).into(), AMQPValue::LongString(value.as_str().into()));
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(message.message_id.as_str().into())
+        .with_timestamp(message.timestamp)
+        .with_app_id("lienthong".into())
+        .with_headers(headers)
 }
 
 /// Confirmed sequence numbers not yet marked: always one contiguous range,

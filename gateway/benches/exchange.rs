@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
 use lienthong_gateway::api::Services;
-use lienthong_gateway::policy::Policy;
+use lienthong_gateway::policy::{LivePolicy, Policy};
 use lienthong_gateway::registry::{PopulationStore, SqliteRegistry, seed};
 use lienthong_gateway::tls::{PkiLayout, ensure_pki, server_config};
 use lienthong_proto::population::Population;
@@ -373,7 +373,7 @@ fn main() {
     let echo_rt = runtime("echo-server");
 
     let store: Arc<dyn PopulationStore> = Arc::new(store);
-    let services = Services::new(Arc::new(Policy::parse(POLICY).unwrap()), store);
+    let services = Services::new(LivePolicy::new(Policy::parse(POLICY).unwrap()), store);
     let tls = server_config(&pki).unwrap();
     let gateway_addr = gateway_rt.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -72,7 +72,12 @@ struct ServeArgs {
     #[arg(long, env = "LIENTHONG_EVENTS_EXCHANGE", default_value = lienthong_gateway::events::EXCHANGE)]
     events_exchange: String,
     /// Days published events stay in the outbox for replays.
-    #[arg(long, env = "LIENTHONG_OUTBOX_RETENTION_DAYS", default_value_t = 7)]
+    #[arg(
+        long,
+        env = "LIENTHONG_OUTBOX_RETENTION_DAYS",
+        default_value_t = 7,
+        value_parser = clap::value_parser!(u64).range(1..=3650)
+    )]
     outbox_retention_days: u64,
 }
 

@@ -12,7 +12,7 @@ use lienthong_adapters::telecom::generate::{Rates, generate};
 use lienthong_adapters::telecom::sim_verify::{JobObserver, JobOptions, Summary, run};
 use lienthong_adapters::telecom::subscriber::{Format, LineError};
 use lienthong_gateway::api::Services;
-use lienthong_gateway::policy::Policy;
+use lienthong_gateway::policy::{LivePolicy, Policy};
 use lienthong_gateway::registry::{SqliteRegistry, seed};
 use lienthong_gateway::tls::{PkiLayout, ensure_pki, server_config};
 use lienthong_proto::population::Population;
@@ -47,7 +47,7 @@ async fn gateway(dir: &Path) -> (std::net::SocketAddr, PkiLayout) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let tls = server_config(&pki).unwrap();
-    let services = Services::new(Arc::new(policy), Arc::new(store));
+    let services = Services::new(LivePolicy::new(policy), Arc::new(store));
     tokio::spawn(lienthong_gateway::api::serve(
         listener,
         tls,

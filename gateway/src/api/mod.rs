@@ -24,7 +24,7 @@ use tonic::{Request, Status};
 
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
-use crate::policy::Policy;
+use crate::policy::LivePolicy;
 use crate::registration::Registrar;
 use crate::registry::PopulationStore;
 use crate::tls::{self, Peer};
@@ -54,7 +54,7 @@ pub struct Services {
 
 impl Services {
     /// Every service over one registry, under one policy.
-    pub fn new(policy: Arc<Policy>, store: Arc<dyn PopulationStore>) -> Self {
+    pub fn new(policy: LivePolicy, store: Arc<dyn PopulationStore>) -> Self {
         Self {
             exchange: Exchange::new(policy.clone(), store.clone()),
             registrar: Registrar::new(policy, store),

@@ -2,7 +2,9 @@
 //!
 //! On first start in an empty data directory it writes the default policy,
 //! creates the development PKI and seeds the synthetic population, so that
-//! `lienthong serve` alone gives a working gateway.
+//! `lienthong serve` alone gives a working gateway. SIGHUP reloads the
+//! policy file without dropping a connection; a file that does not validate
+//! leaves the policy in force and the log says why.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use super::{DataDir, SeedOptions};
 use crate::api::Services;
 use crate::error::{Error, Result};
 use crate::events::{OutboxRelay, RelayConfig};
+use crate::policy::LivePolicy;
 use crate::registry::{Outbox, PopulationStore, SqliteRegistry};
 use crate::tls::{ensure_pki, server_config};
 
@@ -61,6 +64,9 @@ pub async fn serve(
     let registry = Arc::new(SqliteRegistry::open(dir.registry())?);
     let store: Arc<dyn PopulationStore> = registry.clone();
     let outbox: Arc<dyn Outbox> = registry;
+    let agencies = policy.agencies.len();
+    let policy = LivePolicy::new(policy);
+    let reloads = tokio::spawn(reload_on_sighup(policy.clone(), dir.policy()));
     let tls = server_config(&dir.pki())?;
     let listener = TcpListener::bind(opts.listen)
         .await
@@ -70,17 +76,51 @@ pub async fn serve(
         .map_err(Error::io(opts.listen.to_string()))?;
     tracing::info!(
         listen = %local,
-        agencies = policy.agencies.len(),
+        agencies,
         "lienthong gateway serving (mTLS; health and reflection on the same port)"
     );
-    let services = Services::new(Arc::new(policy), store);
+    let services = Services::new(policy, store);
     let relay = OutboxRelay::new(outbox, services.registrar.committed(), opts.relay.clone());
     let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
     let relay = tokio::spawn(relay.run(async {
         let _ = relay_stopped.await;
     }));
     let served = crate::api::serve(listener, tls, services, shutdown).await;
+    reloads.abort();
     let _ = stop_relay.send(());
-    let _ = relay.await;
+    if let Err(e) = relay.await {
+        tracing::error!(error = %e, "event relay task failed");
+    }
     served
+}
+
+/// Reloads the policy from `path` on every SIGHUP. The handler is installed
+/// before this returns, so a SIGHUP sent once the gateway logs that it is
+/// serving never hits the default action (exit).
+fn reload_on_sighup(
+    policy: LivePolicy,
+    path: std::path::PathBuf,
+) -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        #[cfg(unix)]
+        {
+            let Ok(mut hangups) = hangups else {
+                tracing::warn!("SIGHUP cannot be caught: the policy will not reload");
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                match policy.reload(&path) {
+                    Ok(agencies) => tracing::info!(agencies, "policy reloaded"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "policy reload refused; the previous policy stays in force"
+                    ),
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (policy, path);
+    }
 }

@@ -78,8 +78,10 @@ pub struct RelayStatus {
 const MARK_EVERY: usize = 512;
 /// Longest wait for a connection to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a stopping relay waits for its last confirms.
+/// How long a stopping relay goes on publishing what is committed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for the broker to acknowledge closing the connection.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Backoff between sessions: first and largest.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 /// How often published events past retention are purged.
@@ -205,12 +207,13 @@ impl OutboxRelay {
             .await;
         // However the session ended, what the broker confirmed is marked.
         let marked = self.mark_all(&mut acked).await;
-        let _ = conn.close(200, "relay stopping".into()).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, "relay stopping".into())).await;
         result.and(marked)
     }
 
     /// Publishes unpublished rows in order, keeping up to `window`
-    /// unconfirmed, until an error or `stop`.
+    /// unconfirmed, until an error; once `stop` is set, goes on until
+    /// everything committed is confirmed or [`DRAIN_TIMEOUT`] has passed.
     async fn pump(
         &self,
         conn: &Connection,
@@ -222,9 +225,13 @@ impl OutboxRelay {
         let mut cursor = 0_u64;
         let mut unsent: VecDeque<OutboxRow> = VecDeque::new();
         let mut in_flight: VecDeque<(u64, PublisherConfirm)> = VecDeque::new();
+        let mut stopping: Option<tokio::time::Instant> = None;
         loop {
-            if *stop.borrow() {
-                return self.drain(&mut in_flight, acked).await;
+            if stopping.is_none() && *stop.borrow() {
+                stopping = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+            }
+            if stopping.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+                return Ok(());
             }
             if unsent.is_empty() && in_flight.len() < self.config.window {
                 unsent = self.read(cursor).await?.into();
@@ -238,9 +245,15 @@ impl OutboxRelay {
             }
             if let Some((seq, confirm)) = in_flight.front_mut() {
                 let seq = *seq;
-                let confirmation = tokio::select! {
-                    confirmation = confirm => confirmation?,
-                    _ = stop.wait_for(|s| *s) => continue,
+                let confirmation = match stopping {
+                    Some(deadline) => match tokio::time::timeout_at(deadline, confirm).await {
+                        Ok(confirmation) => confirmation?,
+                        Err(_) => return Ok(()),
+                    },
+                    None => tokio::select! {
+                        confirmation = confirm => confirmation?,
+                        _ = stop.wait_for(|s| *s) => continue,
+                    },
                 };
                 in_flight.pop_front();
                 match confirmation {
@@ -250,10 +263,14 @@ impl OutboxRelay {
                 if in_flight.is_empty() {
                     self.mark_all(acked).await?;
                 } else if acked.count >= MARK_EVERY {
-                    self.mark_behind(acked)?;
+                    self.mark_behind(acked).await?;
                 }
             } else if unsent.is_empty() {
                 self.mark_all(acked).await?;
+                if stopping.is_some() {
+                    // Everything committed is confirmed and marked.
+                    return Ok(());
+                }
                 if last_purge.is_none_or(|t| t.elapsed() > PURGE_EVERY) {
                     self.purge().await;
                     *last_purge = Some(Instant::now());
@@ -268,22 +285,6 @@ impl OutboxRelay {
                 }
             }
         }
-    }
-
-    /// Waits (bounded) for the confirms of events already sent.
-    async fn drain(
-        &self,
-        in_flight: &mut VecDeque<(u64, PublisherConfirm)>,
-        acked: &mut Acked,
-    ) -> Result<(), SessionError> {
-        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-        while let Some((seq, confirm)) = in_flight.pop_front() {
-            match tokio::time::timeout_at(deadline, confirm).await {
-                Ok(Ok(Confirmation::Ack(_) | Confirmation::NotRequested)) => acked.push(seq),
-                _ => break,
-            }
-        }
-        Ok(())
     }
 
     async fn read(&self, after: u64) -> Result<Vec<OutboxRow>, SessionError> {
@@ -315,17 +316,14 @@ impl OutboxRelay {
     /// Starts marking the confirmed rows published in the background, unless
     /// a mark is still running (the rows wait for the next one then);
     /// reports a failed earlier mark.
-    fn mark_behind(&self, acked: &mut Acked) -> Result<(), SessionError> {
-        if let Some(running) = &acked.marking {
-            if !running.is_finished() {
-                return Ok(());
-            }
-            let done = acked.marking.take().expect("checked");
-            // Finished: the join cannot wait.
-            let through = futures_util::FutureExt::now_or_never(done)
-                .expect("a finished task is ready")
-                .map_err(|_| crate::Error::Task)??;
+    async fn mark_behind(&self, acked: &mut Acked) -> Result<(), SessionError> {
+        if let Some(running) = acked.marking.take_if(|m| m.is_finished()) {
+            // Finished: joining it does not wait.
+            let through = running.await.map_err(|_| crate::Error::Task)??;
             self.confirmed(through);
+        }
+        if acked.marking.is_some() {
+            return Ok(());
         }
         if let Some((from, through)) = acked.take() {
             let outbox = self.outbox.clone();

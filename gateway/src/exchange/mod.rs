@@ -12,7 +12,7 @@ use lienthong_proto::name::NameMatch;
 
 use crate::disclose::{self, Disclosed, Field};
 use crate::error::{Error, Result};
-use crate::policy::{Operation, Policy};
+use crate::policy::{LivePolicy, Operation};
 use crate::registry::PopulationStore;
 use crate::verify::{Claim, Verification, Verifier};
 
@@ -22,7 +22,7 @@ pub const MAX_BATCH: usize = 10_000;
 /// The domain behind `ExchangeService`.
 #[derive(Clone)]
 pub struct Exchange {
-    policy: Arc<Policy>,
+    policy: LivePolicy,
     store: Arc<dyn PopulationStore>,
     verifier: Verifier,
 }
@@ -38,7 +38,7 @@ pub struct Asker<'a> {
 
 impl Exchange {
     /// An exchange answering from `store` under `policy`.
-    pub fn new(policy: Arc<Policy>, store: Arc<dyn PopulationStore>) -> Self {
+    pub fn new(policy: LivePolicy, store: Arc<dyn PopulationStore>) -> Self {
         Self {
             policy,
             verifier: Verifier::new(store.clone()),
@@ -55,6 +55,7 @@ impl Exchange {
         how: NameMatch,
     ) -> Result<Verification> {
         self.policy
+            .current()
             .authorize(asker.agency, asker.purpose, Operation::VerifyIdentity)?;
         let mut answer = self.verifier.verify_many(&[claim], how)?;
         answer.pop().ok_or(Error::Task)
@@ -63,6 +64,7 @@ impl Exchange {
     /// Checks that `asker` may verify a batch of `size` claims.
     pub fn authorize_batch(&self, asker: Asker<'_>, size: usize) -> Result<()> {
         self.policy
+            .current()
             .authorize(asker.agency, asker.purpose, Operation::VerifyBatch)?;
         if size > MAX_BATCH {
             return Err(Error::BatchTooLarge {
@@ -109,6 +111,7 @@ impl Exchange {
             return Err(Error::invalid("fields", "name at least one field"));
         }
         self.policy
+            .current()
             .authorize_fields(asker.agency, asker.purpose, fields)?;
         let citizen = self.store.get(pid)?.ok_or(Error::CitizenNotFound)?;
         Ok(disclose::disclose(&citizen, fields))

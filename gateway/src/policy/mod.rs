@@ -13,6 +13,11 @@
 //!
 //! An agency not in the file, a purpose it has no grant for, an operation or
 //! a field its grant does not list: each is refused with its own reason.
+//! [`LivePolicy`] holds the policy in force; SIGHUP reloads it.
+
+mod live;
+
+pub use live::LivePolicy;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -157,16 +157,14 @@ fn parent(
     Ok(parent)
 }
 
-/// The next free Pid for a province, sex and birth year.
+/// A free Pid for a province, sex and birth year: the next serial, or the
+/// first gap once the last serial is taken.
 fn next_pid(scope: &mut dyn WriteScope, province: u16, sex: Sex, year: i32) -> Result<Pid> {
     let bound = |serial| {
         Pid::from_parts(province, sex, year, serial)
             .ok_or_else(|| Error::invalid("date_of_birth", "year outside 1800–2299"))
     };
-    let (lowest, highest) = (bound(0)?, bound(LAST_SERIAL)?);
-    match scope.highest_within(lowest, highest)? {
-        None => Ok(lowest),
-        Some(p) if p.serial() < LAST_SERIAL => bound(p.serial() + 1),
-        Some(_) => Err(Error::PidSpaceExhausted),
-    }
+    scope
+        .free_within(bound(0)?, bound(LAST_SERIAL)?)?
+        .ok_or(Error::PidSpaceExhausted)
 }

@@ -36,7 +36,7 @@ use tokio::sync::Notify;
 
 use crate::clock;
 use crate::error::{Error, Reason, Result};
-use crate::policy::{Policy, Role};
+use crate::policy::{LivePolicy, Role};
 use crate::registry::{OutboxEvent, Planned, PopulationStore, RequestKey, WriteScope, Written};
 
 /// Longest `request_id` accepted.
@@ -79,14 +79,14 @@ pub struct WriteRequest {
 /// The domain behind `RegistryService`.
 #[derive(Clone)]
 pub struct Registrar {
-    policy: Arc<Policy>,
+    policy: LivePolicy,
     store: Arc<dyn PopulationStore>,
     committed: Arc<Notify>,
 }
 
 impl Registrar {
     /// A registrar writing to `store` under `policy`.
-    pub fn new(policy: Arc<Policy>, store: Arc<dyn PopulationStore>) -> Self {
+    pub fn new(policy: LivePolicy, store: Arc<dyn PopulationStore>) -> Self {
         Self {
             policy,
             store,
@@ -106,7 +106,9 @@ impl Registrar {
         request: WriteRequest,
         change: C,
     ) -> Result<Written> {
-        self.policy.authorize_role(agency, C::ROLE, C::OPERATION)?;
+        self.policy
+            .current()
+            .authorize_role(agency, C::ROLE, C::OPERATION)?;
         check_request_id(&request.request_id)?;
         let store = self.store.clone();
         let agency = agency.to_owned();

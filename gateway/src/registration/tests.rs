@@ -8,6 +8,7 @@ use lienthong_proto::{Citizen, Date, Pid, Sex};
 
 use super::*;
 use crate::error::Reason;
+use crate::policy::Policy;
 use crate::registry::{Outbox, SqliteRegistry, seed};
 
 const POLICY: &str = r#"
@@ -36,7 +37,7 @@ impl Fixture {
         let store = Arc::new(SqliteRegistry::open(dir.path().join("registry.db")).unwrap());
         let population = Population::new(7, 2_000).unwrap();
         seed(&store, &population, None, |_| {}).unwrap();
-        let policy = Arc::new(Policy::parse(POLICY).unwrap());
+        let policy = LivePolicy::new(Policy::parse(POLICY).unwrap());
         Self {
             registrar: Registrar::new(policy, store.clone()),
             store,

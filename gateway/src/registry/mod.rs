@@ -57,8 +57,10 @@ pub trait WriteScope {
     /// The current record of `pid`.
     fn get(&mut self, pid: Pid) -> Result<Option<Citizen>>;
 
-    /// The highest Pid on the register within `lowest..=highest`.
-    fn highest_within(&mut self, lowest: Pid, highest: Pid) -> Result<Option<Pid>>;
+    /// A Pid within `lowest..=highest` that no citizen has: the one after
+    /// the highest taken while there is one, else the lowest free one; `None`
+    /// when all are taken.
+    fn free_within(&mut self, lowest: Pid, highest: Pid) -> Result<Option<Pid>>;
 }
 
 /// What a registry write changes: the records to store and its one event.

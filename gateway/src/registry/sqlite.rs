@@ -262,15 +262,32 @@ impl WriteScope for Scope<'_> {
         found.transpose()
     }
 
-    fn highest_within(&mut self, lowest: Pid, highest: Pid) -> Result<Option<Pid>> {
-        let found: Option<i64> = self
+    fn free_within(&mut self, lowest: Pid, highest: Pid) -> Result<Option<Pid>> {
+        let (lo, hi) = (lowest.as_u64() as i64, highest.as_u64() as i64);
+        let top: Option<i64> = self
             .tx
             .prepare_cached("SELECT max(pid) FROM citizen WHERE pid BETWEEN ?1 AND ?2")?
-            .query_row([lowest.as_u64() as i64, highest.as_u64() as i64], |r| {
-                r.get(0)
-            })?;
-        found
-            .map(|p| Pid::from_u64(p as u64).map_err(|_| Error::Corrupt))
+            .query_row([lo, hi], |r| r.get(0))?;
+        let free = match top {
+            None => Some(lo),
+            Some(top) if top < hi => Some(top + 1),
+            // The top serial is taken: the first gap from the bottom (one
+            // index walk over the bucket; rare, and only for births).
+            Some(_) => self
+                .tx
+                .prepare_cached(
+                    "SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM citizen WHERE pid = ?1)
+                     UNION ALL
+                     SELECT * FROM (SELECT c.pid + 1 FROM citizen c
+                      WHERE c.pid BETWEEN ?1 AND ?2 - 1
+                        AND NOT EXISTS (SELECT 1 FROM citizen n WHERE n.pid = c.pid + 1)
+                      ORDER BY c.pid LIMIT 1)
+                     LIMIT 1",
+                )?
+                .query_row([lo, hi], |r| r.get(0))
+                .optional()?,
+        };
+        free.map(|p: i64| Pid::from_u64(p as u64).map_err(|_| Error::Corrupt))
             .transpose()
     }
 }
@@ -434,6 +451,46 @@ mod tests {
             store.write(&key("r1"), &mut |_| unreachable!()).unwrap(),
             Written::Replayed(r) if r == *first.receipt()
         ));
+    }
+
+    #[test]
+    fn a_free_pid_is_found_even_when_the_top_serial_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteRegistry::open(dir.path().join("registry.db")).unwrap();
+        let pid = |serial| Pid::from_parts(1, lienthong_proto::Sex::Female, 2026, serial).unwrap();
+        let (lo, hi) = (pid(0), pid(999_999));
+        let free_after = |taken: &[u32], request_id: &str| {
+            let mut found = None;
+            let records: Vec<Citizen> = taken
+                .iter()
+                .map(|&s| Citizen {
+                    pid: pid(s).as_u64(),
+                    ..Citizen::default()
+                })
+                .collect();
+            store
+                .write(&key(request_id), &mut |scope| {
+                    found = scope.free_within(lo, hi)?;
+                    Ok(Planned {
+                        records: records.clone(),
+                        event: event(request_id, lo, "2026-11-23T00:00:00.000000Z"),
+                    })
+                })
+                .unwrap();
+            found.map(|p| p.serial())
+        };
+        assert_eq!(
+            free_after(&[5], "a"),
+            Some(0),
+            "an empty bucket starts at 0"
+        );
+        assert_eq!(free_after(&[999_999], "b"), Some(6), "after the highest");
+        assert_eq!(
+            free_after(&[0, 1, 2, 3, 4], "c"),
+            Some(0),
+            "the lowest free"
+        );
+        assert_eq!(free_after(&[], "d"), Some(6), "the first gap");
     }
 
     #[test]

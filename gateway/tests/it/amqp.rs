@@ -149,6 +149,47 @@ impl EventTap {
     }
 }
 
+/// Binds to `exchange` a queue that refuses every message, so the broker
+/// nacks whatever is routed to it; returns the queue's name.
+pub async fn bind_refusing_queue(exchange: &str) -> String {
+    let queue = unique("lienthong-test-refuse");
+    let mut args = expires_when_unused();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    let conn = connect().await;
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let _ = conn.close(200, "declared".into()).await;
+    queue
+}
+
+/// Deletes a queue.
+pub async fn delete_queue(queue: &str) {
+    let conn = connect().await;
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let _ = conn.close(200, "deleted".into()).await;
+}
+
 /// Queue arguments: a test's queue that outlives its test (a panic skips
 /// [`EventTap::delete`]) goes away after ten minutes without a consumer.
 fn expires_when_unused() -> FieldTable {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lienthong_proto::v1::{self, exchange_service_client::ExchangeServiceClient};
 
-use crate::support::{BIN, connect, spawn_serve};
+use crate::support::{BIN, connect, spawn_serve, spawn_serve_logged};
 
 fn run(args: &[&str]) -> std::process::Output {
     std::process::Command::new(BIN).args(args).output().unwrap()
@@ -228,4 +228,105 @@ async fn serve_alone_prepares_an_empty_data_directory() {
         panic!("a verification")
     };
     assert_eq!(v.verdict(), v1::Verdict::Match);
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_policy_and_a_bad_file_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_s = dir.path().to_str().unwrap();
+    let (child, addr, log) = spawn_serve_logged(&[
+        "serve",
+        "--data-dir",
+        data_s,
+        "--listen",
+        "127.0.0.1:0",
+        "--citizens",
+        "2000",
+        "--amqp-url",
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+    ])
+    .await;
+    let pki = dir.path().join("pki");
+    let channel = connect(
+        addr,
+        &pki.join("ca.pem"),
+        Some((
+            &pki.join("agencies/vietcombank.pem"),
+            &pki.join("agencies/vietcombank.key"),
+        )),
+    )
+    .await
+    .unwrap();
+    let mut client = ExchangeServiceClient::new(channel);
+    let pid = std::fs::read_to_string(dir.path().join("sample.jsonl")).unwrap()[8..20].to_owned();
+    let ask = |purpose: &str| v1::VerifyIdentityRequest {
+        purpose: purpose.into(),
+        claim: Some(v1::IdentityClaim {
+            pid: pid.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let err = client
+        .verify_identity(ask("AML_SCREENING"))
+        .await
+        .unwrap_err();
+    assert_eq!(crate::support::reason(&err), "PURPOSE_NOT_PERMITTED");
+
+    let hangup = || {
+        let pid = child.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let logged = |what: &str| log.lock().unwrap().iter().any(|l| l.contains(what));
+    let policy_path = dir.path().join("policy.toml");
+    let policy = std::fs::read_to_string(&policy_path).unwrap();
+    let kyc =
+        "purpose = \"KYC_ONBOARDING\"\noperations = [\"verify_identity\", \"verify_batch\"]\n";
+    assert!(policy.contains(kyc));
+    let granted = policy.replace(
+        kyc,
+        &format!("{kyc}\n[[agencies.vietcombank.grants]]\npurpose = \"AML_SCREENING\"\noperations = [\"verify_identity\"]\n"),
+    );
+    std::fs::write(&policy_path, granted).unwrap();
+    hangup();
+    // The same connection gets the new grant once the reload is done.
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while client.verify_identity(ask("AML_SCREENING")).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the reload takes effect"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logged("policy reloaded"));
+
+    std::fs::write(
+        &policy_path,
+        "[agencies.vietcombank]\nname = \"V\"\nrolez = []\n",
+    )
+    .unwrap();
+    hangup();
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !logged("policy reload refused") {
+        assert!(tokio::time::Instant::now() < until, "the refusal is logged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refusal = log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("policy reload refused"))
+        .cloned()
+        .unwrap();
+    assert!(refusal.contains("line 3"), "{refusal}");
+    client
+        .verify_identity(ask("AML_SCREENING"))
+        .await
+        .expect("the previous policy stays in force");
 }

@@ -10,7 +10,7 @@ use lienthong_proto::citizen::LifeStatus;
 use lienthong_proto::population::Population;
 use lienthong_proto::v1::{self, registry_service_client::RegistryServiceClient};
 
-use crate::amqp::{BROKER, EventTap, rabbitmqctl, unique};
+use crate::amqp::{BROKER, EventTap, bind_refusing_queue, delete_queue, rabbitmqctl, unique};
 use crate::registry::move_to;
 use crate::support::{BIN, TestGateway, connect, spawn_serve};
 
@@ -260,5 +260,52 @@ async fn events_of_acknowledged_writes_survive_a_sigkill() {
     })
     .await;
     assert!(report(&format!("last event seq      {n}\n")));
+    tap.delete().await;
+}
+
+#[tokio::test]
+async fn refused_events_stay_unpublished_until_the_broker_takes_them() {
+    let _shared = BROKER.read().await;
+    let exchange = unique("lienthong.events.test");
+    let tap = EventTap::start(&exchange).await;
+    let refusing = bind_refusing_queue(&exchange).await;
+    let gw = TestGateway::with_events(&exchange).await;
+    let mut relay = gw.relay.clone().unwrap();
+    let mut police = gw.registry("police").await;
+    let person = gw.find(|c| c.life_status() != LifeStatus::Deceased);
+    for i in 0..3 {
+        police
+            .change_residence(move_to(format!("n-{i}"), person.pid, i))
+            .await
+            .unwrap();
+    }
+    // The broker nacks every attempt (the tap's queue gets copies); the relay
+    // publishes the same events again on a new session, and marks nothing.
+    tap.wait_until(Duration::from_secs(30), "a second attempt", |r| {
+        r.iter().filter(|m| m.seq() == 1).count() >= 2
+    })
+    .await;
+    let unpublished = |path: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(unpublished(&gw.registry_path()), 3);
+    assert_eq!(relay.borrow().confirmed_through, 0);
+
+    delete_queue(&refusing).await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        relay.wait_for(|s| s.confirmed_through == 3),
+    )
+    .await
+    .expect("once the broker takes them, all three are confirmed")
+    .unwrap();
+    assert_eq!(unpublished(&gw.registry_path()), 0);
     tap.delete().await;
 }

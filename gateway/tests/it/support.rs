@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use lienthong_gateway::api::Services;
 use lienthong_gateway::events::{OutboxRelay, RelayConfig, RelayStatus};
-use lienthong_gateway::policy::Policy;
+use lienthong_gateway::policy::{LivePolicy, Policy};
 use lienthong_gateway::registry::{SqliteRegistry, seed};
 use lienthong_gateway::tls::{PkiLayout, ensure_pki, server_config};
 use lienthong_proto::population::Population;
@@ -85,9 +85,9 @@ impl TestGateway {
 
     async fn serve(relay: Option<RelayConfig>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let policy = Arc::new(Policy::parse(POLICY).unwrap());
+        let policy = LivePolicy::new(Policy::parse(POLICY).unwrap());
         let pki = PkiLayout::under(dir.path());
-        ensure_pki(&pki, policy.agencies.keys().map(String::as_str)).unwrap();
+        ensure_pki(&pki, policy.current().agencies.keys().map(String::as_str)).unwrap();
         let store = Arc::new(SqliteRegistry::open(dir.path().join("registry.db")).unwrap());
         let population = Population::new(SEED, CITIZENS).unwrap();
         seed(&store, &population, None, |_| {}).unwrap();
@@ -219,6 +219,15 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_lienthong");
 /// Starts `lienthong` with `args` (which listen on 127.0.0.1:0) and waits
 /// for the log line that names the address.
 pub async fn spawn_serve(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
+    let (child, addr, _) = spawn_serve_logged(args).await;
+    (child, addr)
+}
+
+/// The log lines a spawned `lienthong` has written so far.
+pub type Log = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`spawn_serve`], keeping the log lines.
+pub async fn spawn_serve_logged(args: &[&str]) -> (tokio::process::Child, SocketAddr, Log) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(BIN)
         .args(args)
@@ -227,9 +236,11 @@ pub async fn spawn_serve(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let log: Log = Arc::default();
     let addr = tokio::time::timeout(std::time::Duration::from_secs(60), async {
-        while let Some(line) = log.next_line().await.unwrap() {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            log.lock().unwrap().push(line.clone());
             if let Some(rest) = line.split("listen=").nth(1) {
                 return rest.split_whitespace().next().unwrap().parse().unwrap();
             }
@@ -238,7 +249,12 @@ pub async fn spawn_serve(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
     })
     .await
     .expect("serve listens within 60 s");
-    // Keep draining the log so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
-    (child, addr)
+    // Keep reading the log so the child never blocks on a full pipe.
+    let kept = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    (child, addr, log)
 }

@@ -43,6 +43,8 @@ pub enum Reason {
     /// No personal identification number is left for a birth's province, sex
     /// and year.
     PidSpaceExhausted,
+    /// The agency is over its request rate.
+    RateLimited,
     /// Something inside the gateway failed; retrying will not help.
     Internal,
 }
@@ -67,6 +69,7 @@ impl Reason {
             Self::ParentNotFound => "PARENT_NOT_FOUND",
             Self::ParentInvalid => "PARENT_INVALID",
             Self::PidSpaceExhausted => "PID_SPACE_EXHAUSTED",
+            Self::RateLimited => "RATE_LIMITED",
             Self::Internal => "INTERNAL",
         }
     }
@@ -128,6 +131,12 @@ pub enum Error {
         subject: &'static str,
         /// What prevents the change (no personal data).
         description: &'static str,
+    },
+    /// The agency is over its request rate.
+    #[error("agency {agency:?} is over its request rate; retry in {:.3} s", retry_after.as_secs_f64())]
+    RateLimited {
+        agency: String,
+        retry_after: std::time::Duration,
     },
     /// Every serial number for a province, sex and birth year is taken.
     #[error("no personal identification number is left for this province, sex and birth year")]
@@ -198,6 +207,7 @@ impl Error {
             Self::RequestIdReused { .. } => Reason::RequestIdReused,
             Self::Conflict { reason, .. } => *reason,
             Self::PidSpaceExhausted => Reason::PidSpaceExhausted,
+            Self::RateLimited { .. } => Reason::RateLimited,
             Self::Store(_) => Reason::StoreUnavailable,
             Self::Corrupt
             | Self::SchemaTooNew { .. }

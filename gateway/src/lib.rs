@@ -5,6 +5,7 @@
 //! - [`disclose`]: granted fields with their provenance.
 //! - [`registry`]: the population store and its embedded backend, seeding.
 //! - [`policy`]: who may do what, for which purpose.
+//! - [`limits`]: per-agency request rates.
 //! - [`exchange`]: the domain behind `ExchangeService`.
 //! - [`registration`]: registry writes, the domain behind `RegistryService`.
 //! - [`events`]: population change events and the relay that publishes them.
@@ -20,6 +21,7 @@ pub mod disclose;
 pub mod error;
 pub mod events;
 pub mod exchange;
+pub mod limits;
 pub mod policy;
 pub mod registration;
 pub mod registry;

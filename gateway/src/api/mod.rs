@@ -6,6 +6,7 @@
 
 mod convert;
 mod exchange;
+mod rate_limit;
 mod registry;
 mod status;
 
@@ -24,6 +25,7 @@ use tonic::{Request, Status};
 
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
+use crate::limits::AgencyRates;
 use crate::policy::LivePolicy;
 use crate::registration::Registrar;
 use crate::registry::PopulationStore;
@@ -50,6 +52,8 @@ pub struct Services {
     pub exchange: Exchange,
     /// Behind `RegistryService`.
     pub registrar: Registrar,
+    /// Per-agency request rates, in front of both.
+    pub rates: Arc<AgencyRates>,
 }
 
 impl Services {
@@ -57,7 +61,8 @@ impl Services {
     pub fn new(policy: LivePolicy, store: Arc<dyn PopulationStore>) -> Self {
         Self {
             exchange: Exchange::new(policy.clone(), store.clone()),
-            registrar: Registrar::new(policy, store),
+            registrar: Registrar::new(policy.clone(), store),
+            rates: Arc::new(AgencyRates::new(policy)),
         }
     }
 }
@@ -104,6 +109,7 @@ pub async fn serve(
             .await;
     };
     Server::builder()
+        .layer(rate_limit::RateLimitLayer::new(services.rates))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -31,7 +31,7 @@ fn code(reason: Reason) -> Code {
         | Reason::AlreadyMarried
         | Reason::ParentNotFound
         | Reason::ParentInvalid => Code::FailedPrecondition,
-        Reason::PidSpaceExhausted => Code::ResourceExhausted,
+        Reason::PidSpaceExhausted | Reason::RateLimited => Code::ResourceExhausted,
         Reason::StoreUnavailable => Code::Unavailable,
         Reason::Unauthenticated => Code::Unauthenticated,
         Reason::Internal => Code::Internal,
@@ -68,6 +68,9 @@ impl From<Error> for Status {
             }
             Error::RequestIdReused { .. } => {
                 details.add_bad_request_violation("request_id", err.to_string());
+            }
+            Error::RateLimited { retry_after, .. } => {
+                details.set_retry_info(Some(*retry_after));
             }
             Error::BatchTooLarge { .. } => {
                 details.add_bad_request_violation("claims", err.to_string());

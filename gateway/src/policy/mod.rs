@@ -13,7 +13,8 @@
 //!
 //! An agency not in the file, a purpose it has no grant for, an operation or
 //! a field its grant does not list: each is refused with its own reason.
-//! [`LivePolicy`] holds the policy in force; SIGHUP reloads it.
+//! [`LivePolicy`] holds the policy in force; SIGHUP reloads it. An agency may
+//! have a `rate_limit = { requests_per_second = 200.0, burst = 400 }`.
 
 mod live;
 
@@ -85,6 +86,16 @@ pub struct Grant {
     pub fields: Vec<Field>,
 }
 
+/// How many requests an agency may make: a sustained rate and a burst.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second (a `VerifyBatch` stream is one request).
+    pub requests_per_second: f64,
+    /// Requests allowed at once after a quiet spell.
+    pub burst: u32,
+}
+
 /// An agency: its display name, roles and grants.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +105,9 @@ pub struct Agency {
     /// Roles.
     #[serde(default)]
     pub roles: Vec<Role>,
+    /// Its request rate; unlimited when absent.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
     /// Grants by purpose.
     #[serde(default)]
     pub grants: Vec<Grant>,
@@ -130,6 +144,16 @@ impl Policy {
             {
                 return Err(format!(
                     "line {line}: agency id {id:?} must be 1–64 characters of a-z, 0-9 and '-'"
+                ));
+            }
+            if let Some(limit) = agency.rate_limit
+                && (!limit.requests_per_second.is_finite()
+                    || limit.requests_per_second <= 0.0
+                    || limit.burst == 0)
+            {
+                return Err(format!(
+                    "line {}: agency {id:?}: rate_limit needs requests_per_second > 0 and burst ≥ 1",
+                    line_of(text, "rate_limit").max(line)
                 ));
             }
             let mut purposes = Vec::new();
@@ -297,6 +321,10 @@ fields = ["full_name", "date_of_birth"]
                 "line 6",
             ),
             ("\n[agencies.Bad_Id]\nname = \"A\"\n", "line 2"),
+            (
+                "[agencies.a]\nname = \"A\"\nrate_limit = { requests_per_second = 0.0, burst = 1 }\n",
+                "line 3",
+            ),
             (
                 "[agencies.a]\nname = \"A\"\n[[agencies.a.grants]]\npurpose = \"lower\"\noperations = [\"get_citizen\"]\n",
                 "line 4",

@@ -372,3 +372,35 @@ async fn a_field_not_granted_refuses_the_whole_request() {
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(reason(&status), "CITIZEN_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn an_agency_over_its_rate_is_refused_and_others_are_not() {
+    let gw = TestGateway::start().await;
+    let mut metered = gw.client("metered").await;
+    let mut bank = gw.client("bank").await;
+    let pid = gw.population.pid(0).to_string();
+    let ask = || v1::VerifyIdentityRequest {
+        purpose: "KYC_ONBOARDING".into(),
+        claim: Some(v1::IdentityClaim {
+            pid: pid.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // Its burst of 3 passes; the 4th is refused with when to retry (one
+    // request per 1,000 s is its sustained rate).
+    for _ in 0..3 {
+        metered.verify_identity(ask()).await.unwrap();
+    }
+    let err = metered.verify_identity(ask()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(reason(&err), "RATE_LIMITED");
+    let retry = tonic_types::StatusExt::get_details_retry_info(&err)
+        .and_then(|r| r.retry_delay)
+        .expect("RetryInfo");
+    assert!(retry.as_secs() > 900, "{retry:?}");
+    // Another agency is not slowed by it.
+    for _ in 0..20 {
+        bank.verify_identity(ask()).await.unwrap();
+    }
+}

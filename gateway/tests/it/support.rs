@@ -41,6 +41,14 @@ roles = ["consumer"]
 purpose = "SUBSCRIBER_VERIFICATION"
 operations = ["verify_batch"]
 
+[agencies.metered]
+name = "A bank on a tight rate"
+roles = ["consumer"]
+rate_limit = { requests_per_second = 0.001, burst = 3 }
+[[agencies.metered.grants]]
+purpose = "KYC_ONBOARDING"
+operations = ["verify_identity"]
+
 [agencies.civil]
 name = "A civil registry office"
 roles = ["civil_registry"]

@@ -179,6 +179,16 @@ pub async fn bind_refusing_queue(exchange: &str) -> String {
     queue
 }
 
+/// Deletes an exchange (one a test's gateway declared).
+pub async fn delete_exchange(exchange: &str) {
+    let conn = connect().await;
+    let channel = conn.create_channel().await.unwrap();
+    let _ = channel
+        .exchange_delete(exchange.into(), Default::default())
+        .await;
+    let _ = conn.close(200, "deleted".into()).await;
+}
+
 /// Deletes a queue.
 pub async fn delete_queue(queue: &str) {
     let conn = connect().await;

@@ -11,5 +11,6 @@ mod batch;
 mod cli;
 mod events;
 mod exchange;
+mod privacy;
 mod registry;
 mod tls;

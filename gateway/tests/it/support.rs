@@ -231,15 +231,27 @@ pub async fn spawn_serve(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
     (child, addr)
 }
 
-/// The log lines a spawned `lienthong` has written so far.
+/// The log lines a spawned `lienthong` has written so far; [`LOG_END`] last
+/// once it has closed its log.
 pub type Log = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// The line a [`Log`] ends with once the process closed stderr.
+pub const LOG_END: &str = "(end of log)";
 
 /// [`spawn_serve`], keeping the log lines.
 pub async fn spawn_serve_logged(args: &[&str]) -> (tokio::process::Child, SocketAddr, Log) {
+    spawn_serve_at(args, "info").await
+}
+
+/// [`spawn_serve_logged`] with `LIENTHONG_LOG=filter`.
+pub async fn spawn_serve_at(
+    args: &[&str],
+    filter: &str,
+) -> (tokio::process::Child, SocketAddr, Log) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(BIN)
         .args(args)
-        .env("LIENTHONG_LOG", "info")
+        .env("LIENTHONG_LOG", filter)
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -263,6 +275,7 @@ pub async fn spawn_serve_logged(args: &[&str]) -> (tokio::process::Child, Socket
         while let Ok(Some(line)) = lines.next_line().await {
             kept.lock().unwrap().push(line);
         }
+        kept.lock().unwrap().push(LOG_END.to_owned());
     });
     (child, addr, log)
 }

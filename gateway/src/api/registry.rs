@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 use v1::registry_service_server::RegistryService;
 
-use super::{caller, convert};
+use super::caller;
+use super::convert::{self, pid};
 use crate::error::{Error, Result};
 use crate::registration::{
     Birth, CardIssue, Change, Death, Marriage, NameChange, Registrar, ResidenceChange,
@@ -57,10 +58,6 @@ fn receipt(r: &Receipt) -> v1::RegistryReceipt {
         seq: r.seq,
         recorded_at: r.recorded_at.clone(),
     }
-}
-
-fn pid(text: &str, field: &str) -> Result<Pid> {
-    convert::pid(text, field)
 }
 
 /// An optional Pid: empty means none.

@@ -84,16 +84,7 @@ impl EventTap {
             )
             .await
             .unwrap();
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                exchange.into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        bind_all(&channel, &queue, exchange).await;
         let _ = conn.close(200, "declared".into()).await;
         let received = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(consume(queue.clone(), received.clone()));
@@ -165,9 +156,16 @@ pub async fn bind_refusing_queue(exchange: &str) -> String {
         .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
         .await
         .unwrap();
+    bind_all(&channel, &queue, exchange).await;
+    let _ = conn.close(200, "declared".into()).await;
+    queue
+}
+
+/// Binds `queue` to every routing key of `exchange`.
+async fn bind_all(channel: &lapin::Channel, queue: &str, exchange: &str) {
     channel
         .queue_bind(
-            queue.as_str().into(),
+            queue.into(),
             exchange.into(),
             "#".into(),
             QueueBindOptions::default(),
@@ -175,8 +173,6 @@ pub async fn bind_refusing_queue(exchange: &str) -> String {
         )
         .await
         .unwrap();
-    let _ = conn.close(200, "declared".into()).await;
-    queue
 }
 
 /// Deletes an exchange (one a test's gateway declared).

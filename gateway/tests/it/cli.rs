@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use lienthong_proto::v1::{self, exchange_service_client::ExchangeServiceClient};
 
-use crate::support::{BIN, connect, spawn_serve, spawn_serve_logged};
+use lienthong_gateway::tls::PkiLayout;
+
+use crate::support::{BIN, connect_as, spawn_serve, spawn_serve_logged, wait_for};
 
 fn run(args: &[&str]) -> std::process::Output {
     std::process::Command::new(BIN).args(args).output().unwrap()
@@ -114,16 +116,12 @@ async fn certs_seed_serve_and_query_a_sample_record() {
         spawn_serve(&["serve", "--data-dir", data_s, "--listen", "127.0.0.1:0"]).await;
 
     let record = &lines[0];
-    let channel = connect(
+    let channel = connect_as(
         addr,
-        &pki.join("ca.pem"),
-        Some((
-            &pki.join("agencies/vietcombank.pem"),
-            &pki.join("agencies/vietcombank.key"),
-        )),
+        &PkiLayout::under(pki.parent().unwrap()),
+        "vietcombank",
     )
-    .await
-    .unwrap();
+    .await;
     let dob: Vec<i32> = record["date_of_birth"]
         .as_str()
         .unwrap()
@@ -197,16 +195,7 @@ async fn serve_alone_prepares_an_empty_data_directory() {
     let sample = std::fs::read_to_string(data.join("sample.jsonl")).unwrap();
     let first: serde_json::Value = serde_json::from_str(sample.lines().next().unwrap()).unwrap();
     let pki = data.join("pki");
-    let channel = connect(
-        addr,
-        &pki.join("ca.pem"),
-        Some((
-            &pki.join("agencies/viettel.pem"),
-            &pki.join("agencies/viettel.key"),
-        )),
-    )
-    .await
-    .unwrap();
+    let channel = connect_as(addr, &PkiLayout::under(pki.parent().unwrap()), "viettel").await;
     let mut answers = ExchangeServiceClient::new(channel)
         .verify_batch(tokio_stream::iter(vec![v1::VerifyBatchRequest {
             batch_id: "first".into(),
@@ -247,16 +236,12 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_it() {
     ])
     .await;
     let pki = dir.path().join("pki");
-    let channel = connect(
+    let channel = connect_as(
         addr,
-        &pki.join("ca.pem"),
-        Some((
-            &pki.join("agencies/vietcombank.pem"),
-            &pki.join("agencies/vietcombank.key"),
-        )),
+        &PkiLayout::under(pki.parent().unwrap()),
+        "vietcombank",
     )
-    .await
-    .unwrap();
+    .await;
     let mut client = ExchangeServiceClient::new(channel);
     let pid = std::fs::read_to_string(dir.path().join("sample.jsonl")).unwrap()[8..20].to_owned();
     let ask = |purpose: &str| v1::VerifyIdentityRequest {
@@ -312,11 +297,10 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_it() {
     )
     .unwrap();
     hangup();
-    let until = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !logged("policy reload refused") {
-        assert!(tokio::time::Instant::now() < until, "the refusal is logged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(Duration::from_secs(30), "the refusal logged", || {
+        logged("policy reload refused")
+    })
+    .await;
     let refusal = log
         .lock()
         .unwrap()

@@ -12,7 +12,7 @@ use lienthong_proto::v1::{self, registry_service_client::RegistryServiceClient};
 
 use crate::amqp::{BROKER, EventTap, bind_refusing_queue, delete_queue, rabbitmqctl, unique};
 use crate::registry::move_to;
-use crate::support::{BIN, TestGateway, connect, spawn_serve};
+use crate::support::{BIN, TestGateway, connect_as, spawn_serve, wait_for};
 
 /// The outbox as committed: seq → event id.
 fn outbox(path: &std::path::Path) -> BTreeMap<u64, String> {
@@ -26,18 +26,6 @@ fn outbox(path: &std::path::Path) -> BTreeMap<u64, String> {
         .unwrap()
         .map(Result::unwrap)
         .collect()
-}
-
-/// Waits until `ok()` holds, checking every 50 ms, or panics after `deadline`.
-async fn wait_for(deadline: Duration, what: &str, mut ok: impl FnMut() -> bool) {
-    let until = tokio::time::Instant::now() + deadline;
-    while !ok() {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "{what}: not within {deadline:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,16 +173,7 @@ async fn events_of_acknowledged_writes_survive_a_sigkill() {
     let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut writers = Vec::new();
     for w in 0..8_u64 {
-        let channel = connect(
-            addr,
-            &pki.ca_cert(),
-            Some((
-                &pki.agency_cert("residence-police"),
-                &pki.agency_key("residence-police"),
-            )),
-        )
-        .await
-        .unwrap();
+        let channel = connect_as(addr, &pki, "residence-police").await;
         let (people, acked) = (people.clone(), acked.clone());
         writers.push(tokio::spawn(async move {
             let mut client = RegistryServiceClient::new(channel);

@@ -9,7 +9,7 @@ use lienthong_proto::v1::{
     registry_service_client::RegistryServiceClient,
 };
 
-use crate::support::{LOG_END, connect, spawn_serve_at};
+use crate::support::{LOG_END, connect_as, spawn_serve_at, wait_for};
 
 #[tokio::test]
 async fn a_workload_logs_no_name_date_or_address() {
@@ -45,22 +45,8 @@ async fn a_workload_logs_no_name_date_or_address() {
     let name = sample["full_name"].as_str().unwrap().to_owned();
     let dob = sample["date_of_birth"].as_str().unwrap().to_owned();
     let d: Vec<i32> = dob.split('-').map(|p| p.parse().unwrap()).collect();
-    let pki = dir.path().join("pki");
-    let channel = |agency: &'static str| {
-        let pki = pki.clone();
-        async move {
-            connect(
-                addr,
-                &pki.join("ca.pem"),
-                Some((
-                    &pki.join(format!("agencies/{agency}.pem")),
-                    &pki.join(format!("agencies/{agency}.key")),
-                )),
-            )
-            .await
-            .unwrap()
-        }
-    };
+    let pki = lienthong_gateway::tls::PkiLayout::under(dir.path());
+    let channel = |agency: &'static str| connect_as(addr, &pki, agency);
     let new_name = "Lê Thị Bảo Mật";
     let address = "99 Đường Riêng Tư, Phường Kín";
     let wrong_name = "Nguyễn Văn Saitên";
@@ -156,11 +142,10 @@ async fn a_workload_logs_no_name_date_or_address() {
         .unwrap()
         .unwrap();
     // Everything it wrote, up to the end of its log.
-    let until = tokio::time::Instant::now() + Duration::from_secs(30);
-    while log.lock().unwrap().last().map(String::as_str) != Some(LOG_END) {
-        assert!(tokio::time::Instant::now() < until, "the log ends");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(Duration::from_secs(30), "the end of the log", || {
+        log.lock().unwrap().last().map(String::as_str) == Some(LOG_END)
+    })
+    .await;
     let lines = log.lock().unwrap().clone();
     assert!(
         lines.len() > 20,

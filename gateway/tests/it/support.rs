@@ -143,13 +143,7 @@ impl TestGateway {
 
     /// A channel authenticated as `agency`.
     pub async fn channel(&self, agency: &str) -> Channel {
-        connect(
-            self.addr,
-            &self.pki.ca_cert(),
-            Some((&self.pki.agency_cert(agency), &self.pki.agency_key(agency))),
-        )
-        .await
-        .expect("an agency of the policy connects")
+        connect_as(self.addr, &self.pki, agency).await
     }
 
     /// An ExchangeService client authenticated as `agency`.
@@ -178,6 +172,29 @@ impl TestGateway {
             .iter()
             .find(|c| pred(c))
             .expect("the test population has one")
+    }
+}
+
+/// Connects to `addr` as `agency`, with its certificate from `pki`.
+pub async fn connect_as(addr: SocketAddr, pki: &PkiLayout, agency: &str) -> Channel {
+    connect(
+        addr,
+        &pki.ca_cert(),
+        Some((&pki.agency_cert(agency), &pki.agency_key(agency))),
+    )
+    .await
+    .expect("an agency of the policy connects")
+}
+
+/// Waits until `ok()` holds, checking every 20 ms, or panics after `deadline`.
+pub async fn wait_for(deadline: std::time::Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let until = tokio::time::Instant::now() + deadline;
+    while !ok() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{what}: not within {deadline:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "lienthong/v1/common.proto",
     "lienthong/v1/exchange.proto",
     "lienthong/v1/registry.proto",
+    "lienthong/v1/citizen.proto",
     "lienthong/adapter/v1/adapter.proto",
 ];
 

@@ -10,6 +10,10 @@
 //! p50, p99); VerifyBatch with batches of 10,000 claims over 2 streams, 2
 //! batches in flight on each (records/s). The registry is seeded once per size under
 //! `target/bench-data/` and reused.
+//!
+//! The gateway audits every request into a fresh, durable audit log (as
+//! `serve` does); a second gateway with the audit off (`AuditLog::off`) over
+//! the same registry measures what the audit costs.
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -18,8 +22,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
 use lienthong_gateway::api::Services;
+use lienthong_gateway::audit::AuditLog;
 use lienthong_gateway::policy::{LivePolicy, Policy};
 use lienthong_gateway::registry::{PopulationStore, SqliteRegistry, seed};
+use lienthong_gateway::signing::SigningKey;
 use lienthong_gateway::tls::{PkiLayout, ensure_pki, server_config};
 use lienthong_proto::population::Population;
 use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
@@ -371,21 +377,40 @@ fn main() {
     let client_rt = runtime("bench-client");
     let gateway_rt = runtime("gw-server");
     let echo_rt = runtime("echo-server");
+    let unaudited_rt = runtime("gw-unaudited");
 
-    let store: Arc<dyn PopulationStore> = Arc::new(store);
-    let services = Services::new(LivePolicy::new(Policy::parse(POLICY).unwrap()), store);
-    let tls = server_config(&pki).unwrap();
-    let gateway_addr = gateway_rt.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(lienthong_gateway::api::serve(
-            listener,
-            tls,
-            services,
-            std::future::pending(),
-        ));
-        addr
-    });
+    let store = Arc::new(store);
+    let policy = LivePolicy::new(Policy::parse(POLICY).unwrap());
+    let key = Arc::new(SigningKey::ephemeral());
+    let audit_path = data.join("audit-bench.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", audit_path.display()));
+    }
+    let (audit, _writer) = AuditLog::open(&audit_path, key.clone()).unwrap();
+    let services = Services::new(
+        policy.clone(),
+        store.clone(),
+        audit,
+        &audit_path,
+        key.clone(),
+    );
+    let unaudited = Services::new(policy, store, AuditLog::off(), &audit_path, key);
+    let start_gateway = |rt: &tokio::runtime::Runtime, services: Services| {
+        let tls = server_config(&pki).unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(lienthong_gateway::api::serve(
+                listener,
+                tls,
+                services,
+                std::future::pending(),
+            ));
+            addr
+        })
+    };
+    let gateway_addr = start_gateway(&gateway_rt, services);
+    let unaudited_addr = start_gateway(&unaudited_rt, unaudited);
     // The baseline runs behind the very same TLS acceptor and certificates,
     // so the difference is the gateway's own work.
     let echo_tls = server_config(&pki).unwrap();
@@ -406,6 +431,7 @@ fn main() {
 
     client_rt.block_on(async move {
         let gw = client(gateway_addr, &pki).await;
+        let gw_unaudited = client(unaudited_addr, &pki).await;
         let echo = client(echo_addr, &pki).await;
         println!(
             "registry: {} citizens; {} s per phase after 1 s warm-up; loopback, mTLS (TLS 1.3); \
@@ -416,9 +442,10 @@ fn main() {
         );
         if o.phase != "batch" {
             let e = unary(echo.clone(), claims.clone(), run, "echo-server").await;
+            let n = unary(gw_unaudited.clone(), claims.clone(), run, "gw-unaudited").await;
             let g = unary(gw.clone(), claims.clone(), run, "gw-server").await;
             println!("VerifyIdentity, {IN_FLIGHT} in flight:");
-            for (name, u) in [("echo", &e), ("gateway", &g)] {
+            for (name, u) in [("echo", &e), ("no audit", &n), ("gateway", &g)] {
                 println!(
                     "  {name:<8} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.1} µs/req",
                     u.rps,
@@ -428,16 +455,21 @@ fn main() {
                 );
             }
             println!("  ratio    {:.2} of the echo's rate", g.rps / e.rps);
+            println!(
+                "  audit    {:.2} of the rate with the audit off (server CPU excludes the audit writer thread)",
+                g.rps / n.rps
+            );
         }
         if o.phase == "unary" {
             return;
         }
         let eb = batch(echo, claims.clone(), run, "echo-server").await;
+        let nb = batch(gw_unaudited, claims.clone(), run, "gw-unaudited").await;
         let gb = batch(gw, claims, run, "gw-server").await;
         println!(
             "VerifyBatch, {BATCH} claims a batch, {STREAMS} streams, {BATCHES_IN_FLIGHT} batches in flight each:"
         );
-        for (name, (rate, cpu)) in [("echo", eb), ("gateway", gb)] {
+        for (name, (rate, cpu)) in [("echo", eb), ("no audit", nb), ("gateway", gb)] {
             println!(
                 "  {name:<8} {rate:>9.0} records/s  server CPU {:>5.2} µs/record \
                  (→ {:.0} records/s on {} dedicated cores)",
@@ -447,6 +479,7 @@ fn main() {
             );
         }
         println!("  ratio    {:.2} of the echo's rate", gb.0 / eb.0);
+        println!("  audit    {:.2} of the rate with the audit off", gb.0 / nb.0);
     });
 }
 

@@ -45,11 +45,56 @@ pub enum Reason {
     PidSpaceExhausted,
     /// The agency is over its request rate.
     RateLimited,
+    /// The agency has used its daily quota.
+    QuotaExceeded,
+    /// Consent-gated fields were asked for without a consent token.
+    ConsentRequired,
+    /// The consent token is malformed, forged, or unknown to the gateway.
+    ConsentInvalid,
+    /// The consent token has expired.
+    ConsentExpired,
+    /// The citizen revoked the consent.
+    ConsentRevoked,
+    /// The consent token is for another citizen.
+    ConsentWrongCitizen,
+    /// The consent token was granted to another agency.
+    ConsentWrongAgency,
+    /// The consent token was granted for another purpose.
+    ConsentWrongPurpose,
+    /// The consent token does not cover every consent-gated field asked for.
+    ConsentFieldsNotCovered,
+    /// The citizen has no consent with this id.
+    ConsentNotFound,
+    /// The audit log could not record the request, so no answer is given.
+    AuditUnavailable,
     /// Something inside the gateway failed; retrying will not help.
     Internal,
 }
 
 impl Reason {
+    /// Whether the policy, a consent check or a limit refused the request
+    /// (rather than it being allowed and then failing).
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Self::PurposeNotPermitted
+                | Self::FieldNotPermitted
+                | Self::AgencyUnknown
+                | Self::Unauthenticated
+                | Self::RoleNotPermitted
+                | Self::RateLimited
+                | Self::QuotaExceeded
+                | Self::ConsentRequired
+                | Self::ConsentInvalid
+                | Self::ConsentExpired
+                | Self::ConsentRevoked
+                | Self::ConsentWrongCitizen
+                | Self::ConsentWrongAgency
+                | Self::ConsentWrongPurpose
+                | Self::ConsentFieldsNotCovered
+        )
+    }
+
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -70,6 +115,17 @@ impl Reason {
             Self::ParentInvalid => "PARENT_INVALID",
             Self::PidSpaceExhausted => "PID_SPACE_EXHAUSTED",
             Self::RateLimited => "RATE_LIMITED",
+            Self::QuotaExceeded => "QUOTA_EXCEEDED",
+            Self::ConsentRequired => "CONSENT_REQUIRED",
+            Self::ConsentInvalid => "CONSENT_INVALID",
+            Self::ConsentExpired => "CONSENT_EXPIRED",
+            Self::ConsentRevoked => "CONSENT_REVOKED",
+            Self::ConsentWrongCitizen => "CONSENT_WRONG_CITIZEN",
+            Self::ConsentWrongAgency => "CONSENT_WRONG_AGENCY",
+            Self::ConsentWrongPurpose => "CONSENT_WRONG_PURPOSE",
+            Self::ConsentFieldsNotCovered => "CONSENT_FIELDS_NOT_COVERED",
+            Self::ConsentNotFound => "CONSENT_NOT_FOUND",
+            Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Self::Internal => "INTERNAL",
         }
     }
@@ -138,6 +194,31 @@ pub enum Error {
         agency: String,
         retry_after: std::time::Duration,
     },
+    /// The agency has used its requests for the day.
+    #[error("agency {agency:?} has used its daily quota; retry in {} s", retry_after.as_secs())]
+    QuotaExceeded {
+        agency: String,
+        retry_after: std::time::Duration,
+    },
+    /// Consent-gated fields were asked for without a token.
+    #[error("these fields need the citizen's consent token: {}", fields.join(", "))]
+    ConsentRequired { fields: Vec<&'static str> },
+    /// The consent token does not allow this request.
+    #[error("{description}")]
+    Consent {
+        /// One of the `Consent*` reasons.
+        reason: Reason,
+        description: &'static str,
+    },
+    /// The citizen has no consent with this id.
+    #[error("the citizen has no consent with this id")]
+    ConsentNotFound,
+    /// The audit log failed; the request is not answered.
+    #[error("audit log: {0}")]
+    Audit(String),
+    /// The gateway's signing key is missing or invalid.
+    #[error("signing key: {0}")]
+    Key(String),
     /// Every serial number for a province, sex and birth year is taken.
     #[error("no personal identification number is left for this province, sex and birth year")]
     PidSpaceExhausted,
@@ -208,11 +289,17 @@ impl Error {
             Self::Conflict { reason, .. } => *reason,
             Self::PidSpaceExhausted => Reason::PidSpaceExhausted,
             Self::RateLimited { .. } => Reason::RateLimited,
+            Self::QuotaExceeded { .. } => Reason::QuotaExceeded,
+            Self::ConsentRequired { .. } => Reason::ConsentRequired,
+            Self::Consent { reason, .. } => *reason,
+            Self::ConsentNotFound => Reason::ConsentNotFound,
+            Self::Audit(_) => Reason::AuditUnavailable,
             Self::Store(_) => Reason::StoreUnavailable,
             Self::Corrupt
             | Self::SchemaTooNew { .. }
             | Self::Policy { .. }
             | Self::Tls(_)
+            | Self::Key(_)
             | Self::Io { .. }
             | Self::Population(_)
             | Self::Server(_)

@@ -5,6 +5,9 @@
 //! - [`disclose`]: granted fields with their provenance.
 //! - [`registry`]: the population store and its embedded backend, seeding.
 //! - [`policy`]: who may do what, for which purpose.
+//! - [`consent`]: citizens' consent tokens, granted, revoked and checked.
+//! - [`audit`]: the hash-chained audit log, its checkpoints and verification.
+//! - [`signing`]: the gateway's Ed25519 key (consent tokens, checkpoints).
 //! - [`limits`]: per-agency request rates.
 //! - [`exchange`]: the domain behind `ExchangeService`.
 //! - [`registration`]: registry writes, the domain behind `RegistryService`.
@@ -15,8 +18,10 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 mod clock;
 pub mod cmd;
+pub mod consent;
 pub mod disclose;
 pub mod error;
 pub mod events;
@@ -25,6 +30,7 @@ pub mod limits;
 pub mod policy;
 pub mod registration;
 pub mod registry;
+pub mod signing;
 pub mod tls;
 pub mod verify;
 

@@ -37,11 +37,21 @@ enum Command {
     /// Show how far event publishing is behind the registry: events waiting
     /// for the broker's confirm, and for how long.
     Outbox(DirArgs),
+    /// Work with the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain and the signed checkpoints: reports the first
+    /// record edited, removed or moved, or a cut tail; exits 1 if any.
+    Verify(DirArgs),
 }
 
 #[derive(Args, Clone)]
 struct DirArgs {
-    /// Data directory: policy.toml, registry.db, pki/.
+    /// Data directory: policy.toml, registry.db, audit.db, keys/, pki/.
     #[arg(long, env = "LIENTHONG_DATA_DIR", default_value = "lienthong-data")]
     data_dir: PathBuf,
 }
@@ -183,6 +193,29 @@ fn run(command: Command) -> anyhow::Result<()> {
             if let Some(age) = report.oldest_waiting_for {
                 println!("oldest waiting for  {:.1} s", age.as_secs_f64());
             }
+        }
+        Command::Audit(AuditCommand::Verify(args)) => {
+            let dir = DataDir::new(&args.data_dir);
+            let (report, key) = cmd::audit_verify(&dir)?;
+            if let Some(problem) = report.problem {
+                anyhow::bail!(
+                    "audit log {} failed verification: {problem}",
+                    dir.audit().display()
+                );
+            }
+            println!(
+                "audit log verified: {} records, {} signed checkpoints",
+                report.records, report.checkpoints
+            );
+            println!(
+                "the last checkpoint covers record {}{}",
+                report.checkpointed,
+                match report.records - report.checkpointed {
+                    0 => String::new(),
+                    n => format!(" ({n} later records are chained but not yet signed)"),
+                }
+            );
+            println!("signing key (Ed25519, public) {key}");
         }
         Command::Certs(args) => {
             let dir = DataDir::new(&args.data_dir);

@@ -47,7 +47,13 @@ async fn gateway(dir: &Path) -> (std::net::SocketAddr, PkiLayout) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let tls = server_config(&pki).unwrap();
-    let services = Services::new(LivePolicy::new(policy), Arc::new(store));
+    let (services, _audit) = Services::open(
+        LivePolicy::new(policy),
+        Arc::new(store),
+        &dir.join("audit.db"),
+        &dir.join("keys/signing.pk8"),
+    )
+    .unwrap();
     tokio::spawn(lienthong_gateway::api::serve(
         listener,
         tls,

@@ -1,4 +1,5 @@
-//! `lienthong.v1.ExchangeService`: decode, call the [`Exchange`], encode.
+//! `lienthong.v1.ExchangeService`: decode, call the [`Exchange`], encode;
+//! every answer (each record of a batch too) passes the audit step first.
 
 use std::pin::Pin;
 
@@ -6,8 +7,9 @@ use futures_util::{Stream, StreamExt};
 use lienthong_proto::v1::{self, exchange_service_server::ExchangeService};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::audited::{Access, Audited, hash_message};
 use super::{caller, convert};
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::exchange::{Asker, Exchange};
 
 /// Batches of one stream being verified at once: enough to overlap decoding,
@@ -17,12 +19,58 @@ const BATCHES_IN_FLIGHT: usize = 2;
 /// The tonic service over an [`Exchange`].
 pub struct ExchangeApi {
     exchange: Exchange,
+    audited: Audited,
 }
 
 impl ExchangeApi {
-    /// Serves `exchange`.
-    pub fn new(exchange: Exchange) -> Self {
-        Self { exchange }
+    /// Serves `exchange`, auditing through `audited`.
+    pub(crate) fn new(exchange: Exchange, audited: Audited) -> Self {
+        Self { exchange, audited }
+    }
+
+    fn verify_identity(
+        &self,
+        agency: &str,
+        req: v1::VerifyIdentityRequest,
+    ) -> Result<v1::VerifyIdentityResponse> {
+        let how = convert::match_options(req.r#match.as_ref())?;
+        let mut wire_claim = req
+            .claim
+            .ok_or_else(|| Error::invalid("claim", "a claim is required"))?;
+        let claim =
+            convert::take_claim(&mut wire_claim).map_err(|e| convert::within("claim", e))?;
+        let asker = Asker {
+            agency,
+            purpose: &req.purpose,
+        };
+        let verification = self.exchange.verify_identity(asker, &claim, how)?;
+        Ok(v1::VerifyIdentityResponse {
+            verification: Some(convert::verification(
+                wire_claim.reference,
+                &wire_claim.predicates,
+                verification,
+            )),
+        })
+    }
+
+    fn get_citizen(
+        &self,
+        agency: &str,
+        req: &v1::GetCitizenRequest,
+    ) -> Result<v1::GetCitizenResponse> {
+        let pid = convert::pid(&req.pid, "pid")?;
+        let fields = convert::fields(&req.fields)?;
+        let asker = Asker {
+            agency,
+            purpose: &req.purpose,
+        };
+        let disclosed = self
+            .exchange
+            .get_citizen(asker, pid, &fields, &req.consent_token)?;
+        Ok(v1::GetCitizenResponse {
+            pid: pid.to_string(),
+            values: disclosed.into_iter().map(convert::disclosed).collect(),
+        })
     }
 }
 
@@ -36,24 +84,14 @@ impl ExchangeService for ExchangeApi {
     ) -> Result<Response<v1::VerifyIdentityResponse>, Status> {
         let peer = caller(&request)?;
         let req = request.into_inner();
-        let how = convert::match_options(req.r#match.as_ref())?;
-        let mut wire_claim = req
-            .claim
-            .ok_or_else(|| Error::invalid("claim", "a claim is required"))?;
-        let claim =
-            convert::take_claim(&mut wire_claim).map_err(|e| convert::within("claim", e))?;
-        let asker = Asker {
-            agency: &peer.agency,
-            purpose: &req.purpose,
-        };
-        let verification = self.exchange.verify_identity(asker, &claim, how)?;
-        Ok(Response::new(v1::VerifyIdentityResponse {
-            verification: Some(convert::verification(
-                wire_claim.reference,
-                &wire_claim.predicates,
-                verification,
-            )),
-        }))
+        let request_hash = hash_message(&req);
+        let access = Access::new("verify_identity")
+            .purpose(&req.purpose)
+            .pid(req.claim.as_ref().map_or("", |c| &c.pid));
+        let answer = self.verify_identity(&peer.agency, req);
+        self.audited
+            .seal(&peer.agency, access, request_hash, answer)
+            .await
     }
 
     type VerifyBatchStream = BatchStream;
@@ -64,6 +102,7 @@ impl ExchangeService for ExchangeApi {
     ) -> Result<Response<Self::VerifyBatchStream>, Status> {
         let peer = caller(&request)?;
         let exchange = self.exchange.clone();
+        let audited = self.audited.clone();
         // `buffered` reads the next batch only while fewer than
         // BATCHES_IN_FLIGHT are being verified, and yields answers in order:
         // the client's sending is throttled by our answering (flow control).
@@ -71,10 +110,11 @@ impl ExchangeService for ExchangeApi {
             .into_inner()
             .map(move |batch| {
                 let exchange = exchange.clone();
+                let audited = audited.clone();
                 let agency = peer.agency.clone();
                 async move {
                     let batch = batch?;
-                    verify_one_batch(&exchange, &agency, batch).await
+                    verify_one_batch(&exchange, &audited, &agency, batch).await
                 }
             })
             .buffered(BATCHES_IN_FLIGHT);
@@ -87,56 +127,95 @@ impl ExchangeService for ExchangeApi {
     ) -> Result<Response<v1::GetCitizenResponse>, Status> {
         let peer = caller(&request)?;
         let req = request.into_inner();
-        let pid = convert::pid(&req.pid, "pid")?;
-        let fields = convert::fields(&req.fields)?;
-        let asker = Asker {
-            agency: &peer.agency,
-            purpose: &req.purpose,
-        };
-        let disclosed = self.exchange.get_citizen(asker, pid, &fields)?;
-        Ok(Response::new(v1::GetCitizenResponse {
-            pid: pid.to_string(),
-            values: disclosed.into_iter().map(convert::disclosed).collect(),
-        }))
+        let access = Access::new("get_citizen")
+            .purpose(&req.purpose)
+            .pid(&req.pid)
+            .fields(
+                convert::fields(&req.fields)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|f| f.name()),
+            );
+        let answer = self.get_citizen(&peer.agency, &req);
+        self.audited
+            .seal(&peer.agency, access, hash_message(&req), answer)
+            .await
     }
 }
 
 /// Verifies one batch: a batch the agency may not send fails the stream; a
-/// bad claim is a per-claim error.
+/// bad claim is a per-claim error. Each claim is one audit record (its
+/// reference as the request id), all appended together before the answer.
 async fn verify_one_batch(
     exchange: &Exchange,
+    audited: &Audited,
     agency: &str,
     mut batch: v1::VerifyBatchRequest,
 ) -> Result<v1::VerifyBatchResponse, Status> {
+    let accesses: Vec<(Access, [u8; 32])> = batch
+        .claims
+        .iter()
+        .map(|c| {
+            let access = Access::new("verify_batch")
+                .purpose(&batch.purpose)
+                .pid(&c.pid)
+                .request_id(&c.reference);
+            (access, hash_message(c))
+        })
+        .collect();
     let asker = Asker {
         agency,
         purpose: &batch.purpose,
     };
-    exchange.authorize_batch(asker, batch.claims.len())?;
-    let how = convert::match_options(batch.r#match.as_ref())?;
+    let allowed = exchange
+        .authorize_batch(asker, batch.claims.len())
+        .and_then(|()| convert::match_options(batch.r#match.as_ref()));
+    let how = match allowed {
+        Ok(how) => how,
+        Err(refused) => {
+            let entries = accesses
+                .into_iter()
+                .map(|(access, hash)| audited.entry(agency, access, hash, Err(&refused)))
+                .collect();
+            audited.append(entries).await?;
+            return Err(refused.into());
+        }
+    };
     let claims = batch.claims.iter_mut().map(convert::take_claim).collect();
     let verified = exchange.verify_batch(claims, how).await?;
+    let mut entries = Vec::with_capacity(accesses.len());
     let results = batch
         .claims
         .into_iter()
         .zip(verified)
-        .map(|(claim, outcome)| {
+        .zip(accesses)
+        .map(|((claim, outcome), (access, request_hash))| {
             use v1::claim_result::Outcome;
             let reference = claim.reference;
-            let outcome = match outcome {
-                Ok(v) => Outcome::Verification(convert::verification(
-                    reference.clone(),
-                    &claim.predicates,
-                    v,
-                )),
-                Err(e) => Outcome::Error(convert::claim_error(&e)),
+            let (wire, failed) = match outcome {
+                Ok(v) => (
+                    Outcome::Verification(convert::verification(
+                        reference.clone(),
+                        &claim.predicates,
+                        v,
+                    )),
+                    None,
+                ),
+                Err(e) => (Outcome::Error(convert::claim_error(&e)), Some(e)),
             };
-            v1::ClaimResult {
+            let result = v1::ClaimResult {
                 reference,
-                outcome: Some(outcome),
-            }
+                outcome: Some(wire),
+            };
+            let answer = match &failed {
+                None => Ok(hash_message(&result)),
+                Some(e) => Err(e),
+            };
+            entries.push(audited.entry(agency, access, request_hash, answer));
+            result
         })
         .collect();
+    audited.append(entries).await?;
     Ok(v1::VerifyBatchResponse {
         batch_id: batch.batch_id,
         results,

@@ -2,33 +2,43 @@
 //!
 //! [`serve`] runs every service on one port over mutual TLS:
 //! `lienthong.v1.ExchangeService`, `lienthong.v1.RegistryService`,
-//! `grpc.health.v1.Health` and server reflection (v1 and v1alpha).
+//! `lienthong.v1.CitizenService`, `grpc.health.v1.Health` and server
+//! reflection (v1 and v1alpha). In front of the lienthong services: the
+//! rate-limit layer; behind each of their handlers: the audit step.
 
+mod audited;
+mod citizen;
 mod convert;
 mod exchange;
 mod rate_limit;
 mod registry;
 mod status;
 
+pub use citizen::CitizenApi;
 pub use exchange::ExchangeApi;
 pub use registry::RegistryApi;
 pub use status::DOMAIN;
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 
+use lienthong_proto::v1::citizen_service_server::CitizenServiceServer;
 use lienthong_proto::v1::exchange_service_server::ExchangeServiceServer;
 use lienthong_proto::v1::registry_service_server::RegistryServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::{Request, Status};
 
+use crate::audit::{AccessList, AuditLog, AuditWriter};
+use crate::consent::{ConsentBook, Consents};
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::limits::AgencyRates;
 use crate::policy::LivePolicy;
 use crate::registration::Registrar;
 use crate::registry::PopulationStore;
+use crate::signing::SigningKey;
 use crate::tls::{self, Peer};
 
 /// Largest message accepted: a full batch of 10,000 claims with long
@@ -52,18 +62,52 @@ pub struct Services {
     pub exchange: Exchange,
     /// Behind `RegistryService`.
     pub registrar: Registrar,
-    /// Per-agency request rates, in front of both.
+    /// Behind `CitizenService`'s consent calls (and checking tokens for the
+    /// exchange).
+    pub consents: Consents,
+    /// Behind `CitizenService.ListAccesses`.
+    pub accesses: AccessList,
+    /// Per-agency request rates and quotas, in front of every service.
     pub rates: Arc<AgencyRates>,
+    audited: audited::Audited,
 }
 
 impl Services {
-    /// Every service over one registry, under one policy.
-    pub fn new(policy: LivePolicy, store: Arc<dyn PopulationStore>) -> Self {
+    /// Every service over one `registry` (citizens and consents), under one
+    /// policy, auditing into `audit` (the log at `audit_path`); `key` signs
+    /// consent tokens.
+    pub fn new<R: PopulationStore + ConsentBook>(
+        policy: LivePolicy,
+        registry: Arc<R>,
+        audit: AuditLog,
+        audit_path: &Path,
+        key: Arc<SigningKey>,
+    ) -> Self {
+        let store: Arc<dyn PopulationStore> = registry.clone();
+        let consents = Consents::new(policy.clone(), registry, store.clone(), key);
         Self {
-            exchange: Exchange::new(policy.clone(), store.clone()),
+            exchange: Exchange::new(policy.clone(), store.clone(), consents.clone()),
             registrar: Registrar::new(policy.clone(), store),
-            rates: Arc::new(AgencyRates::new(policy)),
+            consents,
+            accesses: AccessList::new(policy.clone(), audit_path),
+            rates: Arc::new(AgencyRates::new(policy.clone())),
+            audited: audited::Audited::new(audit, policy),
         }
+    }
+
+    /// [`Services::new`] with the audit log at `audit_path` and the signing
+    /// key at `key_path` (created if missing), as `serve` runs them. The
+    /// [`AuditWriter`] signs the last checkpoint once the services are
+    /// dropped.
+    pub fn open<R: PopulationStore + ConsentBook>(
+        policy: LivePolicy,
+        registry: Arc<R>,
+        audit_path: &Path,
+        key_path: &Path,
+    ) -> Result<(Self, AuditWriter)> {
+        let key = Arc::new(SigningKey::load_or_create(key_path)?);
+        let (audit, writer) = AuditLog::open(audit_path, key.clone())?;
+        Ok((Self::new(policy, registry, audit, audit_path, key), writer))
     }
 }
 
@@ -82,6 +126,9 @@ pub async fn serve(
     health
         .set_serving::<RegistryServiceServer<RegistryApi>>()
         .await;
+    health
+        .set_serving::<CitizenServiceServer<CitizenApi>>()
+        .await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(lienthong_proto::FILE_DESCRIPTOR_SET)
@@ -94,10 +141,17 @@ pub async fn serve(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| Error::Server(format!("reflection: {e}")))?;
-    let exchange = ExchangeServiceServer::new(ExchangeApi::new(services.exchange))
+    let audited = services.audited;
+    let exchange = ExchangeServiceServer::new(ExchangeApi::new(services.exchange, audited.clone()))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    let registry = RegistryServiceServer::new(RegistryApi::new(services.registrar));
+    let registry =
+        RegistryServiceServer::new(RegistryApi::new(services.registrar, audited.clone()));
+    let citizen = CitizenServiceServer::new(CitizenApi::new(
+        services.consents,
+        services.accesses,
+        audited.clone(),
+    ));
 
     let shutdown = async move {
         shutdown.await;
@@ -107,14 +161,18 @@ pub async fn serve(
         health
             .set_not_serving::<RegistryServiceServer<RegistryApi>>()
             .await;
+        health
+            .set_not_serving::<CitizenServiceServer<CitizenApi>>()
+            .await;
     };
     Server::builder()
-        .layer(rate_limit::RateLimitLayer::new(services.rates))
+        .layer(rate_limit::RateLimitLayer::new(services.rates, audited))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(exchange)
         .add_service(registry)
+        .add_service(citizen)
         .serve_with_incoming_shutdown(tls::incoming(listener, tls), shutdown)
         .await
         .map_err(|e| Error::Server(e.to_string()))

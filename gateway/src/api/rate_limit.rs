@@ -1,10 +1,13 @@
-//! The per-agency rate limit as a tower layer, in front of every lienthong
-//! service (health and reflection are not counted).
+//! The per-agency rate limit and daily quota as a tower layer, in front of
+//! every lienthong service (health and reflection are not counted).
 //!
 //! Over its limit an agency gets `RESOURCE_EXHAUSTED` with
-//! `ErrorInfo.reason = RATE_LIMITED` and `RetryInfo` saying when to retry;
-//! the request never reaches a service.
+//! `ErrorInfo.reason = RATE_LIMITED` (or `QUOTA_EXCEEDED`) and `RetryInfo`
+//! saying when to retry; the request never reaches a service. The refusal
+//! is audited like any other (operation from the path; the body is not
+//! read, so its hash is all zeros).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -13,7 +16,7 @@ use tonic::body::Body;
 use tonic::codegen::http;
 use tower::{Layer, Service};
 
-use crate::error::Error;
+use super::audited::{Access, Audited};
 use crate::limits::AgencyRates;
 use crate::tls::Peer;
 
@@ -22,14 +25,15 @@ const LIMITED: &str = "/lienthong.";
 
 /// Wraps services with [`RateLimit`].
 #[derive(Clone)]
-pub struct RateLimitLayer {
+pub(crate) struct RateLimitLayer {
     rates: Arc<AgencyRates>,
+    audited: Audited,
 }
 
 impl RateLimitLayer {
-    /// Limits by `rates`.
-    pub fn new(rates: Arc<AgencyRates>) -> Self {
-        Self { rates }
+    /// Limits by `rates`, auditing refusals through `audited`.
+    pub(crate) fn new(rates: Arc<AgencyRates>, audited: Audited) -> Self {
+        Self { rates, audited }
     }
 }
 
@@ -40,28 +44,30 @@ impl<S> Layer<S> for RateLimitLayer {
         RateLimit {
             inner,
             rates: self.rates.clone(),
+            audited: self.audited.clone(),
         }
     }
 }
 
 /// Refuses an agency's requests over its rate; passes the others on.
 #[derive(Clone)]
-pub struct RateLimit<S> {
+pub(crate) struct RateLimit<S> {
     inner: S,
     rates: Arc<AgencyRates>,
+    audited: Audited,
 }
+
+type Refusal<E> = Pin<Box<dyn Future<Output = Result<http::Response<Body>, E>> + Send>>;
 
 impl<S, B> Service<http::Request<B>> for RateLimit<S>
 where
     S: Service<http::Request<B>, Response = http::Response<Body>>,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = futures_util::future::Either<
-        S::Future,
-        std::future::Ready<Result<http::Response<Body>, S::Error>>,
-    >;
+    type Future = futures_util::future::Either<S::Future, Refusal<S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -70,14 +76,54 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if request.uri().path().starts_with(LIMITED)
             && let Some(peer) = request.extensions().get::<Peer>()
-            && let Err(retry_after) = self.rates.take(&peer.agency)
+            && let Err(refused) = self.rates.take(&peer.agency)
         {
-            let status = Status::from(Error::RateLimited {
-                agency: peer.agency.to_string(),
-                retry_after,
-            });
-            return futures_util::future::Either::Right(std::future::ready(Ok(status.into_http())));
+            let access = Access::new(operation(request.uri().path()));
+            let entry = self
+                .audited
+                .entry(&peer.agency, access, [0; 32], Err(&refused));
+            let audited = self.audited.clone();
+            return futures_util::future::Either::Right(Box::pin(async move {
+                let status = match audited.append(vec![entry]).await {
+                    Ok(()) => Status::from(refused),
+                    Err(unaudited) => unaudited,
+                };
+                Ok(status.into_http())
+            }));
         }
         futures_util::future::Either::Left(self.inner.call(request))
+    }
+}
+
+/// The audit's name for the RPC at `path`: `/pkg.Service/VerifyIdentity` →
+/// `verify_identity`, as the services name their operations.
+fn operation(path: &str) -> String {
+    let method = path.rsplit('/').next().unwrap_or("");
+    let mut name = String::with_capacity(method.len() + 4);
+    for c in method.chars() {
+        if c.is_ascii_uppercase() {
+            if !name.is_empty() {
+                name.push('_');
+            }
+            name.push(c.to_ascii_lowercase());
+        } else {
+            name.push(c);
+        }
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn operations_are_named_as_the_services_name_them() {
+        assert_eq!(
+            super::operation("/lienthong.v1.ExchangeService/VerifyIdentity"),
+            "verify_identity"
+        );
+        assert_eq!(
+            super::operation("/lienthong.v1.CitizenService/ListAccesses"),
+            "list_accesses"
+        );
     }
 }

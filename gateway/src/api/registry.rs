@@ -1,16 +1,16 @@
 //! `lienthong.v1.RegistryService`: decode, call the [`Registrar`], encode.
 //!
-//! Every RPC is the same three steps: decode the request into a
-//! [`Change`], record it under the request's id and fingerprint (SHA-256 of
-//! the request as received), answer with the receipt.
+//! Every RPC is the same steps: decode the request into a [`Change`],
+//! record it under the request's id and fingerprint (SHA-256 of the request
+//! as received), pass the audit step, answer with the receipt.
 
 use lienthong_proto::citizen::Address;
 use lienthong_proto::{Date, Pid, name, v1};
 use prost::Message;
-use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 use v1::registry_service_server::RegistryService;
 
+use super::audited::{Access, Audited, hash_message};
 use super::caller;
 use super::convert::{self, pid};
 use crate::error::{Error, Result};
@@ -23,31 +23,77 @@ use crate::registry::Receipt;
 /// The tonic service over a [`Registrar`].
 pub struct RegistryApi {
     registrar: Registrar,
+    audited: Audited,
+}
+
+/// A registry write request: its idempotency key and the citizens it names.
+trait WriteMessage: Message {
+    fn request_id(&self) -> &str;
+    fn subjects(&self) -> Vec<&str>;
 }
 
 impl RegistryApi {
-    /// Serves `registrar`.
-    pub fn new(registrar: Registrar) -> Self {
-        Self { registrar }
+    /// Serves `registrar`, auditing through `audited`.
+    pub(crate) fn new(registrar: Registrar, audited: Audited) -> Self {
+        Self { registrar, audited }
     }
 
-    /// Decodes `request` with `decode`, records the change, returns the receipt.
-    async fn record<M: Message, C: Change>(
+    /// Decodes `request` with `decode`, records the change, audits, and
+    /// answers with the receipt wrapped by `answer`.
+    async fn record<M: WriteMessage, C: Change, R: Message>(
         &self,
         request: Request<M>,
-        request_id: impl FnOnce(&M) -> &str,
         decode: impl FnOnce(&M) -> Result<C>,
-    ) -> Result<v1::RegistryReceipt, Status> {
+        answer: impl FnOnce(v1::RegistryReceipt) -> R,
+    ) -> Result<Response<R>, Status> {
         let peer = caller(&request)?;
         let message = request.into_inner();
-        let change = decode(&message)?;
-        let write = WriteRequest {
-            request_id: request_id(&message).to_owned(),
-            fingerprint: Sha256::digest(message.encode_to_vec()).into(),
+        let request_hash = hash_message(&message);
+        let mut access = Access::new(C::OPERATION).request_id(message.request_id());
+        for subject in message.subjects() {
+            access = access.pid(subject);
+        }
+        let written = match decode(&message) {
+            Ok(change) => {
+                let write = WriteRequest {
+                    request_id: message.request_id().to_owned(),
+                    fingerprint: request_hash,
+                };
+                self.registrar.record(&peer.agency, write, change).await
+            }
+            Err(e) => Err(e),
         };
-        let written = self.registrar.record(&peer.agency, write, change).await?;
-        Ok(receipt(written.receipt()))
+        let result = written.map(|w| {
+            let r = receipt(w.receipt());
+            access = std::mem::take(&mut access).pid(&r.pid);
+            answer(r)
+        });
+        self.audited
+            .seal(&peer.agency, access, request_hash, result)
+            .await
     }
+}
+
+macro_rules! write_message {
+    ($($message:ty => [$($pid:ident),*];)*) => {$(
+        impl WriteMessage for $message {
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn subjects(&self) -> Vec<&str> {
+                vec![$(&self.$pid),*]
+            }
+        }
+    )*};
+}
+
+write_message! {
+    v1::RegisterBirthRequest => [father_pid, mother_pid];
+    v1::RecordDeathRequest => [pid];
+    v1::ChangeResidenceRequest => [pid];
+    v1::ChangeNameRequest => [pid];
+    v1::RecordMarriageRequest => [pid, spouse_pid];
+    v1::IssueCardRequest => [pid];
 }
 
 fn receipt(r: &Receipt) -> v1::RegistryReceipt {
@@ -149,116 +195,96 @@ impl RegistryService for RegistryApi {
         &self,
         request: Request<v1::RegisterBirthRequest>,
     ) -> Result<Response<v1::RegisterBirthResponse>, Status> {
-        let receipt = self.record(request, |r| &r.request_id, birth).await?;
-        Ok(Response::new(v1::RegisterBirthResponse {
-            receipt: Some(receipt),
-        }))
+        self.record(request, birth, |r| v1::RegisterBirthResponse {
+            receipt: Some(r),
+        })
+        .await
     }
 
     async fn record_death(
         &self,
         request: Request<v1::RecordDeathRequest>,
     ) -> Result<Response<v1::RecordDeathResponse>, Status> {
-        let receipt = self
-            .record(
-                request,
-                |r| &r.request_id,
-                |r| {
-                    Ok(Death {
-                        pid: pid(&r.pid, "pid")?,
-                        died_on: required_date(r.date_of_death.as_ref(), "date_of_death")?,
-                    })
-                },
-            )
-            .await?;
-        Ok(Response::new(v1::RecordDeathResponse {
-            receipt: Some(receipt),
-        }))
+        self.record(
+            request,
+            |r| {
+                Ok(Death {
+                    pid: pid(&r.pid, "pid")?,
+                    died_on: required_date(r.date_of_death.as_ref(), "date_of_death")?,
+                })
+            },
+            |r| v1::RecordDeathResponse { receipt: Some(r) },
+        )
+        .await
     }
 
     async fn change_residence(
         &self,
         request: Request<v1::ChangeResidenceRequest>,
     ) -> Result<Response<v1::ChangeResidenceResponse>, Status> {
-        let receipt = self
-            .record(
-                request,
-                |r| &r.request_id,
-                |r| {
-                    Ok(ResidenceChange {
-                        pid: pid(&r.pid, "pid")?,
-                        kind: residence_kind(r.kind)?,
-                        residence: address(r.residence.as_ref(), "residence")?,
-                    })
-                },
-            )
-            .await?;
-        Ok(Response::new(v1::ChangeResidenceResponse {
-            receipt: Some(receipt),
-        }))
+        self.record(
+            request,
+            |r| {
+                Ok(ResidenceChange {
+                    pid: pid(&r.pid, "pid")?,
+                    kind: residence_kind(r.kind)?,
+                    residence: address(r.residence.as_ref(), "residence")?,
+                })
+            },
+            |r| v1::ChangeResidenceResponse { receipt: Some(r) },
+        )
+        .await
     }
 
     async fn change_name(
         &self,
         request: Request<v1::ChangeNameRequest>,
     ) -> Result<Response<v1::ChangeNameResponse>, Status> {
-        let receipt = self
-            .record(
-                request,
-                |r| &r.request_id,
-                |r| {
-                    Ok(NameChange {
-                        pid: pid(&r.pid, "pid")?,
-                        full_name: full_name(&r.full_name, "full_name")?,
-                    })
-                },
-            )
-            .await?;
-        Ok(Response::new(v1::ChangeNameResponse {
-            receipt: Some(receipt),
-        }))
+        self.record(
+            request,
+            |r| {
+                Ok(NameChange {
+                    pid: pid(&r.pid, "pid")?,
+                    full_name: full_name(&r.full_name, "full_name")?,
+                })
+            },
+            |r| v1::ChangeNameResponse { receipt: Some(r) },
+        )
+        .await
     }
 
     async fn record_marriage(
         &self,
         request: Request<v1::RecordMarriageRequest>,
     ) -> Result<Response<v1::RecordMarriageResponse>, Status> {
-        let receipt = self
-            .record(
-                request,
-                |r| &r.request_id,
-                |r| {
-                    Ok(Marriage {
-                        pid: pid(&r.pid, "pid")?,
-                        spouse: pid(&r.spouse_pid, "spouse_pid")?,
-                        married_on: required_date(r.married_on.as_ref(), "married_on")?,
-                    })
-                },
-            )
-            .await?;
-        Ok(Response::new(v1::RecordMarriageResponse {
-            receipt: Some(receipt),
-        }))
+        self.record(
+            request,
+            |r| {
+                Ok(Marriage {
+                    pid: pid(&r.pid, "pid")?,
+                    spouse: pid(&r.spouse_pid, "spouse_pid")?,
+                    married_on: required_date(r.married_on.as_ref(), "married_on")?,
+                })
+            },
+            |r| v1::RecordMarriageResponse { receipt: Some(r) },
+        )
+        .await
     }
 
     async fn issue_card(
         &self,
         request: Request<v1::IssueCardRequest>,
     ) -> Result<Response<v1::IssueCardResponse>, Status> {
-        let receipt = self
-            .record(
-                request,
-                |r| &r.request_id,
-                |r| {
-                    Ok(CardIssue {
-                        pid: pid(&r.pid, "pid")?,
-                        issued_on: required_date(r.issued_on.as_ref(), "issued_on")?,
-                    })
-                },
-            )
-            .await?;
-        Ok(Response::new(v1::IssueCardResponse {
-            receipt: Some(receipt),
-        }))
+        self.record(
+            request,
+            |r| {
+                Ok(CardIssue {
+                    pid: pid(&r.pid, "pid")?,
+                    issued_on: required_date(r.issued_on.as_ref(), "issued_on")?,
+                })
+            },
+            |r| v1::IssueCardResponse { receipt: Some(r) },
+        )
+        .await
     }
 }

@@ -25,14 +25,25 @@ fn code(reason: Reason) -> Code {
         Reason::PurposeNotPermitted
         | Reason::FieldNotPermitted
         | Reason::AgencyUnknown
-        | Reason::RoleNotPermitted => Code::PermissionDenied,
+        | Reason::RoleNotPermitted
+        | Reason::ConsentRequired
+        | Reason::ConsentInvalid
+        | Reason::ConsentExpired
+        | Reason::ConsentRevoked
+        | Reason::ConsentWrongCitizen
+        | Reason::ConsentWrongAgency
+        | Reason::ConsentWrongPurpose
+        | Reason::ConsentFieldsNotCovered => Code::PermissionDenied,
+        Reason::ConsentNotFound => Code::NotFound,
         Reason::RequestIdReused => Code::AlreadyExists,
         Reason::CitizenDeceased
         | Reason::AlreadyMarried
         | Reason::ParentNotFound
         | Reason::ParentInvalid => Code::FailedPrecondition,
-        Reason::PidSpaceExhausted | Reason::RateLimited => Code::ResourceExhausted,
-        Reason::StoreUnavailable => Code::Unavailable,
+        Reason::PidSpaceExhausted | Reason::RateLimited | Reason::QuotaExceeded => {
+            Code::ResourceExhausted
+        }
+        Reason::StoreUnavailable | Reason::AuditUnavailable => Code::Unavailable,
         Reason::Unauthenticated => Code::Unauthenticated,
         Reason::Internal => Code::Internal,
     }
@@ -41,7 +52,10 @@ fn code(reason: Reason) -> Code {
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let reason = err.reason();
-        if matches!(reason, Reason::StoreUnavailable | Reason::Internal) {
+        if matches!(
+            reason,
+            Reason::StoreUnavailable | Reason::AuditUnavailable | Reason::Internal
+        ) {
             tracing::error!(error = %err, "request failed inside the gateway");
         }
         let mut details = ErrorDetails::with_error_info(reason.as_str(), DOMAIN, HashMap::new());
@@ -69,13 +83,24 @@ impl From<Error> for Status {
             Error::RequestIdReused { .. } => {
                 details.add_bad_request_violation("request_id", err.to_string());
             }
-            Error::RateLimited { retry_after, .. } => {
+            Error::RateLimited { retry_after, .. } | Error::QuotaExceeded { retry_after, .. } => {
                 details.set_retry_info(Some(*retry_after));
+            }
+            Error::ConsentRequired { fields } => {
+                for f in fields {
+                    details.add_bad_request_violation(
+                        "consent_token",
+                        format!("{f} needs the citizen's consent"),
+                    );
+                }
+            }
+            Error::Consent { description, .. } => {
+                details.add_bad_request_violation("consent_token", *description);
             }
             Error::BatchTooLarge { .. } => {
                 details.add_bad_request_violation("claims", err.to_string());
             }
-            _ if reason == Reason::StoreUnavailable => {
+            _ if matches!(reason, Reason::StoreUnavailable | Reason::AuditUnavailable) => {
                 details.set_retry_info(Some(Duration::from_secs(1)));
             }
             _ => {}

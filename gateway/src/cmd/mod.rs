@@ -7,14 +7,20 @@
 //! DIR/policy.toml     who may do what (the shipped default on first use)
 //! DIR/registry.db     the population registry, its outbox and the
 //!                     registry writes' receipts (SQLite)
+//! DIR/audit.db        the audit log: hash-chained records, signed
+//!                     checkpoints (SQLite)
+//! DIR/keys/signing.pk8  the gateway's Ed25519 key: consent tokens and
+//!                     audit checkpoints (created on first start, 0600)
 //! DIR/pki/            development CA, gateway and agency certificates
 //! ```
 
+mod audit;
 mod certs;
 mod outbox;
 mod seed;
 mod serve;
 
+pub use audit::audit_verify;
 pub use certs::certs;
 pub use outbox::{OutboxReport, outbox};
 pub use seed::{SeedOptions, seed};
@@ -46,6 +52,16 @@ impl DataDir {
     /// The registry database.
     pub fn registry(&self) -> PathBuf {
         self.root.join("registry.db")
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> PathBuf {
+        self.root.join("audit.db")
+    }
+
+    /// The gateway's signing key.
+    pub fn signing_key(&self) -> PathBuf {
+        self.root.join("keys").join("signing.pk8")
     }
 
     /// The policy file.

@@ -21,6 +21,9 @@ use crate::policy::LivePolicy;
 use crate::registry::{Outbox, PopulationStore, SqliteRegistry};
 use crate::tls::{ensure_pki, server_config};
 
+/// How long to wait for the audit log's last checkpoint on shutdown.
+const AUDIT_CLOSE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How to serve.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -62,8 +65,7 @@ pub async fn serve(
         tracing::info!(seconds = started.elapsed().as_secs_f32(), "seeded");
     }
     let registry = Arc::new(SqliteRegistry::open(dir.registry())?);
-    let store: Arc<dyn PopulationStore> = registry.clone();
-    let outbox: Arc<dyn Outbox> = registry;
+    let outbox: Arc<dyn Outbox> = registry.clone();
     let agencies = policy.agencies.len();
     let policy = LivePolicy::new(policy);
     let reloads = tokio::spawn(reload_on_sighup(policy.clone(), dir.policy()));
@@ -79,7 +81,8 @@ pub async fn serve(
         agencies,
         "lienthong gateway serving (mTLS; health and reflection on the same port)"
     );
-    let services = Services::new(policy, store);
+    let (services, audit_writer) =
+        Services::open(policy, registry, &dir.audit(), &dir.signing_key())?;
     let relay = OutboxRelay::new(outbox, services.registrar.committed(), opts.relay.clone());
     let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
     let relay = tokio::spawn(relay.run(async {
@@ -90,6 +93,9 @@ pub async fn serve(
     let _ = stop_relay.send(());
     if let Err(e) = relay.await {
         tracing::error!(error = %e, "event relay task failed");
+    }
+    if !audit_writer.finished(AUDIT_CLOSE).await {
+        tracing::warn!("the audit log did not close in time: its last checkpoint may be missing");
     }
     served
 }

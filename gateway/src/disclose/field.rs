@@ -4,7 +4,9 @@ use std::fmt;
 
 /// A field of the citizen record, as named in policies (`snake_case`) and on
 /// the wire (`CITIZEN_FIELD_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Field {
     FullName,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use lienthong_proto::Pid;
 use lienthong_proto::name::NameMatch;
 
+use crate::consent::Consents;
 use crate::disclose::{self, Disclosed, Field};
 use crate::error::{Error, Result};
 use crate::policy::{LivePolicy, Operation};
@@ -25,6 +26,7 @@ pub struct Exchange {
     policy: LivePolicy,
     store: Arc<dyn PopulationStore>,
     verifier: Verifier,
+    consents: Consents,
 }
 
 /// Who asks, and for what purpose.
@@ -37,12 +39,14 @@ pub struct Asker<'a> {
 }
 
 impl Exchange {
-    /// An exchange answering from `store` under `policy`.
-    pub fn new(policy: LivePolicy, store: Arc<dyn PopulationStore>) -> Self {
+    /// An exchange answering from `store` under `policy`, checking consent
+    /// tokens with `consents`.
+    pub fn new(policy: LivePolicy, store: Arc<dyn PopulationStore>, consents: Consents) -> Self {
         Self {
             policy,
             verifier: Verifier::new(store.clone()),
             store,
+            consents,
         }
     }
 
@@ -100,19 +104,24 @@ impl Exchange {
     }
 
     /// The granted `fields` of the citizen `pid`, each with its provenance;
-    /// any field not granted refuses the whole request.
+    /// any field not granted refuses the whole request, and fields the
+    /// policy gates on consent need a valid `consent_token` covering them.
     pub fn get_citizen(
         &self,
         asker: Asker<'_>,
         pid: Pid,
         fields: &[Field],
+        consent_token: &str,
     ) -> Result<Vec<Disclosed>> {
         if fields.is_empty() {
             return Err(Error::invalid("fields", "name at least one field"));
         }
-        self.policy
+        let gated = self
+            .policy
             .current()
             .authorize_fields(asker.agency, asker.purpose, fields)?;
+        self.consents
+            .check(consent_token, pid, asker.agency, asker.purpose, &gated)?;
         let citizen = self.store.get(pid)?.ok_or(Error::CitizenNotFound)?;
         Ok(disclose::disclose(&citizen, fields))
     }

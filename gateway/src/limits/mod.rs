@@ -1,24 +1,40 @@
-//! Per-agency request rates: a token bucket per agency, sized by the policy
-//! in force.
+//! Per-agency request rates and daily quotas, sized by the policy in force.
 //!
 //! ```text
 //! bucket: up to `burst` tokens, refilled at `requests_per_second`;
 //!         a request takes one token, or is refused with the time until one
+//! quota:  `daily_quota` requests per calendar day in Vietnam (UTC+7);
+//!         the count starts again at midnight
 //! ```
 //!
-//! Each agency has its own bucket, so one agency over its limit never slows
-//! another. A policy reload applies new sizes to the existing buckets.
+//! Each agency has its own bucket and count, so one agency over its limit
+//! never slows another. A policy reload applies new sizes to the existing
+//! buckets. A request the rate refuses does not count against the quota.
+//! Counts live in memory: a restart starts the day's count again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::error::Error;
 use crate::policy::{LivePolicy, RateLimit};
+
+/// Vietnam's offset from UTC, where quota days begin.
+const DAY_OFFSET_SECS: u64 = 7 * 3600;
+const DAY_SECS: u64 = 86_400;
 
 /// The request rates of every agency.
 pub struct AgencyRates {
     policy: LivePolicy,
     buckets: Mutex<HashMap<String, Bucket>>,
+    days: Mutex<HashMap<String, DayCount>>,
+}
+
+/// Requests counted on one quota day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DayCount {
+    day: u64,
+    used: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -33,24 +49,62 @@ impl AgencyRates {
         Self {
             policy,
             buckets: Mutex::new(HashMap::new()),
+            days: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes one request from `agency`'s allowance, or says how long until
-    /// one is available. Agencies without a limit (or not in the policy,
-    /// which the services refuse anyway) are not counted.
-    pub fn take(&self, agency: &str) -> Result<(), Duration> {
+    /// Takes one request from `agency`'s allowance, or refuses it with
+    /// `RateLimited` or `QuotaExceeded` saying how long until one is
+    /// available. Agencies without limits (or not in the policy, which the
+    /// services refuse anyway) are not counted.
+    pub fn take(&self, agency: &str) -> Result<(), Error> {
         let policy = self.policy.current();
-        let Some(limit) = policy.agencies.get(agency).and_then(|a| a.rate_limit) else {
+        let Some(a) = policy.agencies.get(agency) else {
             return Ok(());
         };
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets.entry(agency.to_owned()).or_insert(Bucket {
-            tokens: limit.burst as f64,
-            at: now,
-        });
-        take(bucket, limit, now)
+        if let Some(limit) = a.rate_limit {
+            let now = Instant::now();
+            let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+            let bucket = buckets.entry(agency.to_owned()).or_insert(Bucket {
+                tokens: limit.burst as f64,
+                at: now,
+            });
+            take(bucket, limit, now).map_err(|retry_after| Error::RateLimited {
+                agency: agency.to_owned(),
+                retry_after,
+            })?;
+        }
+        if let Some(quota) = a.daily_quota {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let mut days = self.days.lock().unwrap_or_else(|e| e.into_inner());
+            let count = days
+                .entry(agency.to_owned())
+                .or_insert(DayCount { day: 0, used: 0 });
+            count_one(count, quota, now).map_err(|retry_after| Error::QuotaExceeded {
+                agency: agency.to_owned(),
+                retry_after,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts one request at unix time `now` against `quota`, or says how long
+/// until the next quota day.
+fn count_one(count: &mut DayCount, quota: u64, now: u64) -> Result<(), Duration> {
+    let local = now + DAY_OFFSET_SECS;
+    let day = local / DAY_SECS;
+    if count.day != day {
+        *count = DayCount { day, used: 0 };
+    }
+    if count.used < quota {
+        count.used += 1;
+        Ok(())
+    } else {
+        Err(Duration::from_secs(DAY_SECS - local % DAY_SECS))
     }
 }
 
@@ -71,6 +125,21 @@ fn take(bucket: &mut Bucket, limit: RateLimit, now: Instant) -> Result<(), Durat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quota_day_ends_at_midnight_in_vietnam() {
+        // 2026-11-23T16:59:59Z is 23:59:59 in Hà Nội.
+        let before_midnight = 1_795_453_199;
+        let mut c = DayCount { day: 0, used: 0 };
+        assert_eq!(count_one(&mut c, 2, before_midnight - 60), Ok(()));
+        assert_eq!(count_one(&mut c, 2, before_midnight - 30), Ok(()));
+        assert_eq!(
+            count_one(&mut c, 2, before_midnight),
+            Err(Duration::from_secs(1))
+        );
+        assert_eq!(count_one(&mut c, 2, before_midnight + 1), Ok(()));
+        assert_eq!(c.used, 1);
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {

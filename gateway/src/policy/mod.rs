@@ -8,13 +8,19 @@
 //! [[agencies.vietcombank.grants]]
 //! purpose = "KYC_ONBOARDING"             # purpose code the agency states
 //! operations = ["verify_identity", "verify_batch"]
-//! fields = []                            # GetCitizen fields, for get_citizen
+//! fields = ["full_name"]                 # GetCitizen fields, for get_citizen
+//! consent_fields = ["full_name"]         # of those, the ones that need the
+//!                                        # citizen's consent token
+//! sector_queries = ["banking.kyc_status"] # QuerySector queries, sector.query
+//! hidden_for_days = 180                  # confidential: the citizen sees these
+//!                                        # accesses only after this many days
 //! ```
 //!
 //! An agency not in the file, a purpose it has no grant for, an operation or
 //! a field its grant does not list: each is refused with its own reason.
 //! [`LivePolicy`] holds the policy in force; SIGHUP reloads it. An agency may
-//! have a `rate_limit = { requests_per_second = 200.0, burst = 400 }`.
+//! have a `rate_limit = { requests_per_second = 200.0, burst = 400 }` and a
+//! `daily_quota = 100000` (requests per calendar day, Vietnam time).
 
 mod live;
 
@@ -36,6 +42,7 @@ pub enum Operation {
     VerifyIdentity,
     VerifyBatch,
     GetCitizen,
+    QuerySector,
 }
 
 impl Operation {
@@ -45,6 +52,7 @@ impl Operation {
             Self::VerifyIdentity => "verify_identity",
             Self::VerifyBatch => "verify_batch",
             Self::GetCitizen => "get_citizen",
+            Self::QuerySector => "query_sector",
         }
     }
 }
@@ -84,6 +92,16 @@ pub struct Grant {
     /// Fields `get_citizen` may return for this purpose.
     #[serde(default)]
     pub fields: Vec<Field>,
+    /// Of `fields`, those returned only with the citizen's consent token.
+    #[serde(default)]
+    pub consent_fields: Vec<Field>,
+    /// `query_sector` queries, as `sector.query` (e.g. `health.insurance_card`).
+    #[serde(default)]
+    pub sector_queries: Vec<String>,
+    /// A confidential purpose (an investigation): the citizen sees these
+    /// accesses in `ListAccesses` only this many days after they happened.
+    #[serde(default)]
+    pub hidden_for_days: Option<u32>,
 }
 
 /// How many requests an agency may make: a sustained rate and a burst.
@@ -108,6 +126,9 @@ pub struct Agency {
     /// Its request rate; unlimited when absent.
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Requests per calendar day (Vietnam time); unlimited when absent.
+    #[serde(default)]
+    pub daily_quota: Option<u64>,
     /// Grants by purpose.
     #[serde(default)]
     pub grants: Vec<Grant>,
@@ -146,6 +167,12 @@ impl Policy {
                     "line {line}: agency id {id:?} must be 1–64 characters of a-z, 0-9 and '-'"
                 ));
             }
+            if agency.daily_quota == Some(0) {
+                return Err(format!(
+                    "line {}: agency {id:?}: daily_quota must be at least 1 (leave it out for no quota)",
+                    line_of(text, "daily_quota").max(line)
+                ));
+            }
             if let Some(limit) = agency.rate_limit
                 && (!limit.requests_per_second.is_finite()
                     || limit.requests_per_second <= 0.0
@@ -178,6 +205,29 @@ impl Policy {
                 if grant.operations.is_empty() {
                     return Err(format!(
                         "line {line}: agency {id:?}: the grant for {p:?} lists no operations"
+                    ));
+                }
+                if let Some(f) = grant
+                    .consent_fields
+                    .iter()
+                    .find(|f| !grant.fields.contains(f))
+                {
+                    return Err(format!(
+                        "line {}: agency {id:?}: consent field {:?} of purpose {p:?} is not among its fields",
+                        line_of(text, "consent_fields").max(line),
+                        f.name()
+                    ));
+                }
+                if let Some(q) = grant.sector_queries.iter().find(|q| !is_sector_query(q)) {
+                    return Err(format!(
+                        "line {}: agency {id:?}: sector query {q:?} must be sector.query, of a-z and '_'",
+                        line_of(text, &format!("\"{q}\"")).max(line)
+                    ));
+                }
+                if grant.hidden_for_days.is_some_and(|d| d == 0 || d > 3650) {
+                    return Err(format!(
+                        "line {}: agency {id:?}: hidden_for_days of purpose {p:?} must be 1–3650",
+                        line_of(text, "hidden_for_days").max(line)
                     ));
                 }
             }
@@ -222,9 +272,31 @@ impl Policy {
         }
     }
 
+    /// The agency's display name, if it is in the policy.
+    pub fn agency_name(&self, agency: &str) -> Option<&str> {
+        self.agencies.get(agency).map(|a| a.name.as_str())
+    }
+
+    /// How long `agency`'s accesses for `purpose` stay hidden from the
+    /// citizen, if the purpose is confidential.
+    pub fn hidden_for(&self, agency: &str, purpose: &str) -> Option<u32> {
+        self.agencies
+            .get(agency)?
+            .grants
+            .iter()
+            .find(|g| g.purpose == purpose)?
+            .hidden_for_days
+    }
+
     /// Allows `get_citizen` of `fields` for `purpose`, or refuses the whole
-    /// request naming every field not granted.
-    pub fn authorize_fields(&self, agency: &str, purpose: &str, fields: &[Field]) -> Result<()> {
+    /// request naming every field not granted. Returns the requested fields
+    /// that need the citizen's consent.
+    pub fn authorize_fields(
+        &self,
+        agency: &str,
+        purpose: &str,
+        fields: &[Field],
+    ) -> Result<Vec<Field>> {
         let grant = self.authorize(agency, purpose, Operation::GetCitizen)?;
         let mut refused: Vec<&'static str> = Vec::new();
         for f in fields.iter().filter(|f| !grant.fields.contains(f)) {
@@ -233,7 +305,13 @@ impl Policy {
             }
         }
         if refused.is_empty() {
-            Ok(())
+            let mut gated: Vec<Field> = Vec::new();
+            for f in fields.iter().filter(|f| grant.consent_fields.contains(f)) {
+                if !gated.contains(f) {
+                    gated.push(*f);
+                }
+            }
+            Ok(gated)
         } else {
             Err(Error::FieldNotPermitted {
                 agency: agency.to_owned(),
@@ -242,6 +320,12 @@ impl Policy {
             })
         }
     }
+}
+
+/// `sector.query`: two names of a-z and '_' joined by a dot.
+fn is_sector_query(q: &str) -> bool {
+    let name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    q.split_once('.').is_some_and(|(s, n)| name(s) && name(n))
 }
 
 /// 1-based line of the first occurrence of `needle`, or 0.

@@ -7,6 +7,7 @@
 //! one transaction ([`PopulationStore::write`]); the relay reads the outbox
 //! through [`Outbox`].
 
+mod consent;
 mod schema;
 mod seed;
 mod sqlite;

@@ -9,6 +9,8 @@
 //! request(agency, request_id, operation, fingerprint, pid, event_id, seq,
 //!         recorded_at)      one row per registry write: its receipt, by the
 //!                           client's idempotency key
+//! consent(id PK, pid, agency, purpose, fields, issued_at, expires_at,
+//!         revoked_at)       consents citizens granted; revoked_at set once
 //! ```
 
 use rusqlite::Connection;
@@ -48,6 +50,18 @@ seq          INTEGER PRIMARY KEY AUTOINCREMENT,
         recorded_at TEXT NOT NULL,
         PRIMARY KEY (agency, request_id)
      ) WITHOUT ROWID;",
+    // 3: citizens' consents.
+    "CREATE TABLE consent (
+        id         TEXT PRIMARY KEY,
+        pid        INTEGER NOT NULL,
+        agency     TEXT NOT NULL,
+        purpose    TEXT NOT NULL,
+        fields     TEXT NOT NULL,
+        issued_at  TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        revoked_at TEXT
+     ) WITHOUT ROWID;
+     CREATE INDEX consent_by_citizen ON consent (pid);",
 ];
 
 /// The schema version this binary writes.

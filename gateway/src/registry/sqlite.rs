@@ -72,6 +72,14 @@ impl SqliteRegistry {
         }
     }
 
+    /// Runs `f` with a read-only connection from the pool.
+    pub(crate) fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.reader()?;
+        let out = f(&conn);
+        self.give_back(conn);
+        out
+    }
+
     /// Runs `f` with the writer connection.
     pub(crate) fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());

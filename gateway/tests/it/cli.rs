@@ -271,8 +271,7 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_it() {
     let logged = |what: &str| log.lock().unwrap().iter().any(|l| l.contains(what));
     let policy_path = dir.path().join("policy.toml");
     let policy = std::fs::read_to_string(&policy_path).unwrap();
-    let kyc =
-        "purpose = \"KYC_ONBOARDING\"\noperations = [\"verify_identity\", \"verify_batch\"]\n";
+    let kyc = "purpose = \"KYC_ONBOARDING\"\noperations = [\"verify_identity\", \"verify_batch\", \"query_sector\"]\nsector_queries = [\"banking.kyc_status\"]\n";
     assert!(policy.contains(kyc));
     let granted = policy.replace(
         kyc,

@@ -177,7 +177,8 @@ async fn events_of_acknowledged_writes_survive_a_sigkill() {
         let (people, acked) = (people.clone(), acked.clone());
         writers.push(tokio::spawn(async move {
             let mut client = RegistryServiceClient::new(channel);
-            for i in (w..).step_by(8) {
+            let mut i = w;
+            loop {
                 let pid = people[(i as usize) % people.len()];
                 match client
                     .change_residence(move_to(format!("k-{i}"), pid, i))
@@ -187,8 +188,17 @@ async fn events_of_acknowledged_writes_survive_a_sigkill() {
                         .lock()
                         .unwrap()
                         .push(r.into_inner().receipt.unwrap().event_id),
+                    // Over the agency's rate: retry the same request (same
+                    // request_id) when the gateway says, as a client should.
+                    Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                        use tonic_types::StatusExt;
+                        let wait = s.get_details_retry_info().and_then(|r| r.retry_delay);
+                        tokio::time::sleep(wait.unwrap_or(Duration::from_millis(10))).await;
+                        continue;
+                    }
                     Err(_) => return, // the gateway was killed
                 }
+                i += 8;
             }
         }));
     }

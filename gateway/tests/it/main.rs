@@ -7,8 +7,10 @@
 mod amqp;
 mod support;
 
+mod audit;
 mod batch;
 mod cli;
+mod consent;
 mod events;
 mod exchange;
 mod privacy;

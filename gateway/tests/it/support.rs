@@ -5,11 +5,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use lienthong_gateway::api::Services;
+use lienthong_gateway::audit::AuditLog;
 use lienthong_gateway::events::{OutboxRelay, RelayConfig, RelayStatus};
 use lienthong_gateway::policy::{LivePolicy, Policy};
 use lienthong_gateway::registry::{SqliteRegistry, seed};
+use lienthong_gateway::signing::SigningKey;
 use lienthong_gateway::tls::{PkiLayout, ensure_pki, server_config};
 use lienthong_proto::population::Population;
+use lienthong_proto::v1::citizen_service_client::CitizenServiceClient;
 use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
 use lienthong_proto::v1::registry_service_client::RegistryServiceClient;
 use tempfile::TempDir;
@@ -56,6 +59,50 @@ roles = ["civil_registry"]
 [agencies.police]
 name = "The residence police"
 roles = ["residence_registry", "card_issuer"]
+
+[agencies.hospital]
+name = "A hospital"
+roles = ["consumer"]
+[[agencies.hospital.grants]]
+purpose = "MEDICAL_TREATMENT"
+operations = ["get_citizen"]
+fields = ["full_name", "blood_type", "spouse"]
+consent_fields = ["blood_type", "spouse"]
+[[agencies.hospital.grants]]
+purpose = "RESEARCH"
+operations = ["get_citizen"]
+fields = ["blood_type"]
+consent_fields = ["blood_type"]
+
+[agencies.hospital-b]
+name = "Another hospital"
+roles = ["consumer"]
+[[agencies.hospital-b.grants]]
+purpose = "MEDICAL_TREATMENT"
+operations = ["get_citizen"]
+fields = ["blood_type"]
+consent_fields = ["blood_type"]
+
+[agencies.idp]
+name = "The identity provider"
+roles = ["identity_provider"]
+
+[agencies.investigator]
+name = "An investigation unit"
+roles = ["consumer"]
+[[agencies.investigator.grants]]
+purpose = "CRIMINAL_INVESTIGATION"
+operations = ["get_citizen"]
+fields = ["full_name"]
+hidden_for_days = 30
+
+[agencies.rationed]
+name = "A caller on a daily quota"
+roles = ["consumer"]
+daily_quota = 2
+[[agencies.rationed.grants]]
+purpose = "KYC_ONBOARDING"
+operations = ["verify_identity"]
 "#;
 
 /// The population every test gateway serves.
@@ -99,7 +146,11 @@ impl TestGateway {
         let store = Arc::new(SqliteRegistry::open(dir.path().join("registry.db")).unwrap());
         let population = Population::new(SEED, CITIZENS).unwrap();
         seed(&store, &population, None, |_| {}).unwrap();
-        let services = Services::new(policy, store.clone());
+        let key =
+            Arc::new(SigningKey::load_or_create(&dir.path().join("keys/signing.pk8")).unwrap());
+        let audit_path = dir.path().join("audit.db");
+        let (audit, _writer) = AuditLog::open(&audit_path, key.clone()).unwrap();
+        let services = Services::new(policy, store.clone(), audit, &audit_path, key);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tls = server_config(&pki).unwrap();
@@ -134,6 +185,16 @@ impl TestGateway {
     /// The registry file.
     pub fn registry_path(&self) -> std::path::PathBuf {
         self.dir.path().join("registry.db")
+    }
+
+    /// The audit log file.
+    pub fn audit_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("audit.db")
+    }
+
+    /// A CitizenService client authenticated as `agency`.
+    pub async fn citizen(&self, agency: &str) -> CitizenServiceClient<Channel> {
+        CitizenServiceClient::new(self.channel(agency).await)
     }
 
     /// A RegistryService client authenticated as `agency`.

@@ -1,0 +1,231 @@
+//! The audit writer: one thread that appends, chains and commits records in
+//! groups, and signs checkpoints.
+//!
+//! ```text
+//! request ─▶ AuditLog::append(entries) ─▶ queue ─▶ writer thread:
+//!              awaits its ack               take every job waiting (one group)
+//!                                           number + chain each record
+//!                                           checkpoint if one is due
+//!                                           one durable commit (fsync)
+//!            ◀──────── ack ─────────────── ack every job of the group
+//! ```
+//!
+//! A request waits for one fsync however many requests share it, so the
+//! cost of durability is spread over everything in flight (group commit).
+//! Each caller waits for its own ack, so the queue holds at most what the
+//! server has in flight. A checkpoint is signed at most every
+//! [`CHECKPOINT_EVERY`] while records arrive, and when the log closes.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::record::{AuditEntry, AuditRecord, GENESIS, Hash, checkpoint_message};
+use super::store::{self, Checkpoint};
+use crate::clock;
+use crate::error::{Error, Result};
+use crate::signing::{Context, SigningKey};
+
+/// How often a checkpoint is signed while records arrive.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Most records committed in one group.
+const MAX_GROUP: usize = 50_000;
+
+struct Job {
+    entries: Vec<AuditEntry>,
+    done: oneshot::Sender<Result<u64, String>>,
+}
+
+/// The handle requests append through; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    /// `None` for [`AuditLog::off`].
+    jobs: Option<mpsc::Sender<Job>>,
+}
+
+/// The writer thread, to wait for its last checkpoint when serving stops.
+pub struct AuditWriter {
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl AuditLog {
+    /// Opens (creating if needed) the log at `path` and starts its writer,
+    /// which signs checkpoints with `key`. The writer stops, after a last
+    /// checkpoint, once every `AuditLog` clone is dropped.
+    pub fn open(path: &Path, key: Arc<SigningKey>) -> Result<(Self, AuditWriter)> {
+        let conn = store::open_writer(path)?;
+        let head = store::head(&conn)?;
+        let checkpointed = store::checkpoints(&conn)?.last().map_or(0, |c| c.seq);
+        let (jobs, queue) = mpsc::channel();
+        let mut writer = Writer {
+            conn,
+            key,
+            head: head.unwrap_or((0, GENESIS)),
+            checkpointed,
+            last_checkpoint: Instant::now(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("lienthong-audit".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|e| Error::Audit(format!("cannot start the writer: {e}")))?;
+        Ok((Self { jobs: Some(jobs) }, AuditWriter { thread }))
+    }
+
+    /// A log that records nothing: only for measuring what the audit costs
+    /// (the benchmark's baseline). `lienthong serve` never uses it.
+    pub fn off() -> Self {
+        Self { jobs: None }
+    }
+
+    /// Appends `entries` (in order, adjacent) and returns once they are
+    /// durable, with the last one's number.
+    pub async fn append(&self, entries: Vec<AuditEntry>) -> Result<u64> {
+        let Some(jobs) = &self.jobs else {
+            return Ok(0);
+        };
+        let (done, ack) = oneshot::channel();
+        jobs.send(Job { entries, done })
+            .map_err(|_| Error::Audit("the audit writer has stopped".into()))?;
+        ack.await
+            .map_err(|_| Error::Audit("the audit writer has stopped".into()))?
+            .map_err(Error::Audit)
+    }
+}
+
+impl AuditWriter {
+    /// Waits up to `limit` for the writer to sign its last checkpoint and
+    /// stop (every [`AuditLog`] must have been dropped); whether it did.
+    pub async fn finished(self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while !self.thread.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.thread.join().is_ok()
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    key: Arc<SigningKey>,
+    /// The last record's number and hash.
+    head: (u64, Hash),
+    /// The last record a checkpoint covers.
+    checkpointed: u64,
+    last_checkpoint: Instant,
+}
+
+impl Writer {
+    fn run(&mut self, queue: mpsc::Receiver<Job>) {
+        loop {
+            let first = match queue.recv_timeout(CHECKPOINT_EVERY) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.checkpoint_alone();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut group = vec![first];
+            let mut records = group[0].entries.len();
+            while records < MAX_GROUP {
+                match queue.try_recv() {
+                    Ok(job) => {
+                        records += job.entries.len();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+        self.checkpoint_alone();
+    }
+
+    /// Appends every job of `group` in one transaction, then acks each.
+    fn commit(&mut self, group: Vec<Job>) {
+        let before = self.head;
+        let mut lasts = Vec::with_capacity(group.len());
+        let mut jobs = Vec::with_capacity(group.len());
+        let mut entries_of = Vec::with_capacity(group.len());
+        for job in group {
+            entries_of.push(job.entries);
+            jobs.push(job.done);
+        }
+        let outcome = (|| -> Result<Option<Checkpoint>> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let time = clock::now();
+            for entries in entries_of {
+                for entry in entries {
+                    let record =
+                        AuditRecord::chain(self.head.0 + 1, time.clone(), entry, self.head.1);
+                    store::insert(&tx, &record)?;
+                    self.head = (record.seq, record.hash);
+                }
+                lasts.push(self.head.0);
+            }
+            let checkpoint = (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
+                .then(|| sign(&self.key, self.head, &time));
+            if let Some(c) = &checkpoint {
+                store::insert_checkpoint(&tx, c)?;
+            }
+            tx.commit()?;
+            Ok(checkpoint)
+        })();
+        match outcome {
+            Ok(checkpoint) => {
+                if let Some(c) = checkpoint {
+                    self.checkpointed = c.seq;
+                    self.last_checkpoint = Instant::now();
+                }
+                for (done, last) in jobs.into_iter().zip(lasts) {
+                    let _ = done.send(Ok(last));
+                }
+            }
+            Err(e) => {
+                self.head = before;
+                tracing::error!(error = %e, "audit append failed; the requests are not answered");
+                for done in jobs {
+                    let _ = done.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Signs a checkpoint for records not yet covered, on its own.
+    fn checkpoint_alone(&mut self) {
+        if self.head.0 == self.checkpointed {
+            return;
+        }
+        let c = sign(&self.key, self.head, &clock::now());
+        match store::insert_checkpoint(&self.conn, &c) {
+            Ok(()) => {
+                tracing::debug!(seq = c.seq, "audit checkpoint signed");
+                self.checkpointed = c.seq;
+                self.last_checkpoint = Instant::now();
+            }
+            Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
+        }
+    }
+}
+
+/// A checkpoint of the log up to `head`, signed with `key`.
+fn sign(key: &SigningKey, (seq, hash): (u64, Hash), time: &str) -> Checkpoint {
+    Checkpoint {
+        seq,
+        hash,
+        time: time.to_owned(),
+        signature: key
+            .sign(Context::Checkpoint, &checkpoint_message(seq, &hash, time))
+            .to_vec(),
+    }
+}

@@ -1,0 +1,209 @@
+//! One audit record and the hash that chains it to the one before.
+//!
+//! ```text
+//! hash = SHA-256( "lienthong audit v1\0"
+//!                 ‖ u64be(seq) ‖ str(time) ‖ str(agency) ‖ str(operation)
+//!                 ‖ str(purpose) ‖ str(pids) ‖ str(fields) ‖ str(decision)
+//!                 ‖ str(outcome) ‖ str(request_id) ‖ request_hash[32]
+//!                 ‖ response_hash[32] ‖ str(hidden_until or "") ‖ prev_hash[32] )
+//! str(s) = u32be(byte length) ‖ UTF-8 bytes
+//! prev_hash of record 1 = 32 zero bytes
+//! ```
+//!
+//! Every stored column is in the hash, the sequence number too: editing a
+//! record, removing one or moving one breaks the chain at that record.
+
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 digest.
+pub type Hash = [u8; 32];
+
+/// The `prev_hash` of the first record.
+pub const GENESIS: Hash = [0; 32];
+
+/// Whether the policy let a request through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed (its outcome says how it ended).
+    Granted,
+    /// Refused by the policy, a consent check or a limit.
+    Refused,
+}
+
+impl Decision {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Granted => "granted",
+            Self::Refused => "refused",
+        }
+    }
+
+    /// The decision spelled `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "granted" => Some(Self::Granted),
+            "refused" => Some(Self::Refused),
+            _ => None,
+        }
+    }
+}
+
+/// What the gateway records about one request (or one record of a batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// The calling agency (certificate CN).
+    pub agency: String,
+    /// The operation, e.g. `get_citizen`, `register_birth`.
+    pub operation: String,
+    /// The purpose the agency stated (empty where none applies).
+    pub purpose: String,
+    /// The citizens concerned, as 12-digit Pids, space-separated.
+    pub pids: String,
+    /// The fields asked for, comma-separated.
+    pub fields: String,
+    /// Granted or refused.
+    pub decision: Decision,
+    /// `OK` or the `ErrorInfo.reason` it ended with.
+    pub outcome: String,
+    /// The request's id: the client's `request_id`, a batch's reference.
+    pub request_id: String,
+    /// SHA-256 of the request as received (protobuf bytes).
+    pub request_hash: Hash,
+    /// SHA-256 of the answer as sent, or of the error's reason and message.
+    pub response_hash: Hash,
+    /// Until then the citizen does not see this access (confidential).
+    pub hidden_until: Option<String>,
+}
+
+/// An entry as appended: numbered, timed and chained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Position in the log, from 1, without gaps.
+    pub seq: u64,
+    /// When it was appended (registry timestamp).
+    pub time: String,
+    /// What was recorded.
+    pub entry: AuditEntry,
+    /// The previous record's hash.
+    pub prev_hash: Hash,
+    /// This record's hash.
+    pub hash: Hash,
+}
+
+impl AuditRecord {
+    /// Numbers, times and chains `entry` after `prev_hash`.
+    pub fn chain(seq: u64, time: String, entry: AuditEntry, prev_hash: Hash) -> Self {
+        let hash = hash(seq, &time, &entry, &prev_hash);
+        Self {
+            seq,
+            time,
+            entry,
+            prev_hash,
+            hash,
+        }
+    }
+
+    /// The hash its contents should have.
+    pub fn expected_hash(&self) -> Hash {
+        hash(self.seq, &self.time, &self.entry, &self.prev_hash)
+    }
+}
+
+fn hash(seq: u64, time: &str, e: &AuditEntry, prev: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update(b"lienthong audit v1\0");
+    h.update(seq.to_be_bytes());
+    for s in [
+        time,
+        &e.agency,
+        &e.operation,
+        &e.purpose,
+        &e.pids,
+        &e.fields,
+        e.decision.as_str(),
+        &e.outcome,
+        &e.request_id,
+    ] {
+        str(&mut h, s);
+    }
+    h.update(e.request_hash);
+    h.update(e.response_hash);
+    str(&mut h, e.hidden_until.as_deref().unwrap_or(""));
+    h.update(prev);
+    h.finalize().into()
+}
+
+fn str(h: &mut Sha256, s: &str) {
+    h.update((s.len() as u32).to_be_bytes());
+    h.update(s.as_bytes());
+}
+
+/// What a checkpoint signs: the log's length and its last hash, at a time.
+///
+/// ```text
+/// u64be(seq) ‖ hash[32] ‖ str(time)
+/// ```
+pub fn checkpoint_message(seq: u64, hash: &Hash, time: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(8 + 32 + 4 + time.len());
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(hash);
+    m.extend_from_slice(&(time.len() as u32).to_be_bytes());
+    m.extend_from_slice(time.as_bytes());
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn entry(n: u8) -> AuditEntry {
+        AuditEntry {
+            agency: "bank".into(),
+            operation: "verify_identity".into(),
+            purpose: "KYC".into(),
+            pids: "001089000001".into(),
+            fields: String::new(),
+            decision: Decision::Granted,
+            outcome: "OK".into(),
+            request_id: String::new(),
+            request_hash: [n; 32],
+            response_hash: [n; 32],
+            hidden_until: None,
+        }
+    }
+
+    #[test]
+    fn every_column_is_in_the_hash() {
+        let base = AuditRecord::chain(1, "t".into(), entry(1), GENESIS);
+        let mut changed: Vec<AuditRecord> = Vec::new();
+        let edits: [fn(&mut AuditRecord); 14] = [
+            |r| r.seq = 2,
+            |r| r.time.push('x'),
+            |r| r.entry.agency.push('x'),
+            |r| r.entry.operation.push('x'),
+            |r| r.entry.purpose.push('x'),
+            |r| r.entry.pids.push('1'),
+            |r| r.entry.fields.push('x'),
+            |r| r.entry.decision = Decision::Refused,
+            |r| r.entry.outcome.push('x'),
+            |r| r.entry.request_id.push('x'),
+            |r| r.entry.request_hash[0] ^= 1,
+            |r| r.entry.response_hash[0] ^= 1,
+            |r| r.entry.hidden_until = Some(String::new() + "x"),
+            |r| r.prev_hash[0] ^= 1,
+        ];
+        for edit in edits {
+            let mut r = base.clone();
+            edit(&mut r);
+            assert_ne!(r.expected_hash(), base.hash);
+            changed.push(r);
+        }
+        assert_eq!(base.expected_hash(), base.hash);
+        // Moving bytes between adjacent strings changes the hash too.
+        let mut a = base.clone();
+        a.entry.agency = "ban".into();
+        a.entry.operation = "kverify_identity".into();
+        assert_ne!(a.expected_hash(), base.hash);
+    }
+}

@@ -1,0 +1,166 @@
+//! `lienthong audit verify`: walks the chain and the checkpoints and names
+//! the first record that was edited, removed or moved, or a cut tail.
+//!
+//! ```text
+//! for each record in seq order:  seq = previous + 1        else removed
+//!                                prev_hash = previous hash else removed/moved
+//!                                hash = SHA-256(contents)  else edited/moved
+//! for each checkpoint:           signature is the gateway's   else forged
+//!                                seq ≤ last record            else tail cut
+//!                                hash = that record's hash    else rewritten
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use super::record::{GENESIS, Hash, checkpoint_message};
+use super::store;
+use crate::error::Result;
+use crate::signing::{Context, VerifyingKey};
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Records read.
+    pub records: u64,
+    /// Checkpoints read.
+    pub checkpoints: usize,
+    /// The last record a valid checkpoint covers.
+    pub checkpointed: u64,
+    /// The first problem, if any.
+    pub problem: Option<Problem>,
+}
+
+/// The first thing wrong with a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Record `seq`'s contents do not match its hash.
+    Edited { seq: u64 },
+    /// Record `expected` is missing: the next one stored is `found`.
+    Missing { expected: u64, found: u64 },
+    /// Record `seq` does not follow the record stored before it.
+    Unchained { seq: u64 },
+    /// A row is not a well-formed record.
+    Unreadable { seq: Option<i64> },
+    /// The checkpoint at `seq` is not signed by this gateway's key.
+    CheckpointForged { seq: u64 },
+    /// A signed checkpoint covers record `seq` but the log ends at `last`.
+    TailCut { seq: u64, last: u64 },
+    /// The log was rewritten: the hash of record `seq` differs from the one
+    /// its signed checkpoint holds.
+    Rewritten { seq: u64 },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Edited { seq } => write!(
+                f,
+                "record {seq} was edited or moved: its contents do not match its hash"
+            ),
+            Self::Missing { expected, found } => write!(
+                f,
+                "record {expected} was removed: the record stored after {} is {found}",
+                expected - 1
+            ),
+            Self::Unchained { seq } => write!(
+                f,
+                "record {seq} does not follow record {}: a record was removed or the order changed",
+                seq - 1
+            ),
+            Self::Unreadable { seq: Some(seq) } => {
+                write!(f, "record {seq} was edited: a column does not read")
+            }
+            Self::Unreadable { seq: None } => write!(f, "a record's seq was edited"),
+            Self::CheckpointForged { seq } => write!(
+                f,
+                "the checkpoint at record {seq} is not signed by this gateway's key"
+            ),
+            Self::TailCut { seq, last } => write!(
+                f,
+                "the tail was cut: a signed checkpoint covers record {seq} but the log ends at record {last}"
+            ),
+            Self::Rewritten { seq } => write!(
+                f,
+                "the log was rewritten up to record {seq}: its hash differs from the signed checkpoint's"
+            ),
+        }
+    }
+}
+
+/// Verifies the log at `path` against the gateway's public `key`.
+pub fn verify(path: &Path, key: &VerifyingKey) -> Result<AuditReport> {
+    let conn = store::open_reader(path)?;
+    let checkpoints = store::checkpoints(&conn)?;
+    let wanted: HashMap<u64, Hash> = checkpoints.iter().map(|c| (c.seq, c.hash)).collect();
+    let mut seen: HashMap<u64, Hash> = HashMap::new();
+    let mut report = AuditReport {
+        records: 0,
+        checkpoints: checkpoints.len(),
+        checkpointed: 0,
+        problem: None,
+    };
+    let mut last: (u64, Hash) = (0, GENESIS);
+    store::each_record(&conn, |read| {
+        let record = match read {
+            Ok(r) => r,
+            Err(bad) => {
+                report.problem = Some(Problem::Unreadable { seq: bad.seq });
+                return false;
+            }
+        };
+        report.records += 1;
+        let problem = if record.seq != last.0 + 1 {
+            Some(if record.seq > last.0 + 1 {
+                Problem::Missing {
+                    expected: last.0 + 1,
+                    found: record.seq,
+                }
+            } else {
+                Problem::Edited { seq: record.seq }
+            })
+        } else if record.expected_hash() != record.hash {
+            Some(Problem::Edited { seq: record.seq })
+        } else if record.prev_hash != last.1 {
+            Some(Problem::Unchained { seq: record.seq })
+        } else {
+            None
+        };
+        if problem.is_some() {
+            report.problem = problem;
+            return false;
+        }
+        if wanted.contains_key(&record.seq) {
+            seen.insert(record.seq, record.hash);
+        }
+        last = (record.seq, record.hash);
+        true
+    })?;
+    if report.problem.is_some() {
+        return Ok(report);
+    }
+    for c in &checkpoints {
+        if !key.verify(
+            Context::Checkpoint,
+            &checkpoint_message(c.seq, &c.hash, &c.time),
+            &c.signature,
+        ) {
+            report.problem = Some(Problem::CheckpointForged { seq: c.seq });
+            return Ok(report);
+        }
+        if c.seq > last.0 {
+            report.problem = Some(Problem::TailCut {
+                seq: c.seq,
+                last: last.0,
+            });
+            return Ok(report);
+        }
+        if seen.get(&c.seq) != Some(&c.hash) {
+            report.problem = Some(Problem::Rewritten { seq: c.seq });
+            return Ok(report);
+        }
+        report.checkpointed = c.seq;
+    }
+    Ok(report)
+}

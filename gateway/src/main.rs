@@ -215,6 +215,10 @@ fn run(command: Command) -> anyhow::Result<()> {
                     n => format!(" ({n} later records are chained but not yet signed)"),
                 }
             );
+            if let Some(hash) = report.checkpointed_hash {
+                let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+                println!("its hash                      {hex}");
+            }
             println!("signing key (Ed25519, public) {key}");
         }
         Command::Certs(args) => {

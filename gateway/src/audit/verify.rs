@@ -28,6 +28,8 @@ pub struct AuditReport {
     pub checkpoints: usize,
     /// The last record a valid checkpoint covers.
     pub checkpointed: u64,
+    /// That record's hash, as the checkpoint signs it (to keep elsewhere).
+    pub checkpointed_hash: Option<Hash>,
     /// The first problem, if any.
     pub problem: Option<Problem>,
 }
@@ -99,6 +101,7 @@ pub fn verify(path: &Path, key: &VerifyingKey) -> Result<AuditReport> {
         records: 0,
         checkpoints: checkpoints.len(),
         checkpointed: 0,
+        checkpointed_hash: None,
         problem: None,
     };
     let mut last: (u64, Hash) = (0, GENESIS);
@@ -161,6 +164,7 @@ pub fn verify(path: &Path, key: &VerifyingKey) -> Result<AuditReport> {
             return Ok(report);
         }
         report.checkpointed = c.seq;
+        report.checkpointed_hash = Some(c.hash);
     }
     Ok(report)
 }

@@ -5,17 +5,9 @@
 use std::time::Duration;
 
 use lienthong_proto::v1;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tonic::Code;
 
-use crate::support::{TestGateway, reason};
-
-fn in_secs(s: i64) -> String {
-    (OffsetDateTime::now_utc() + time::Duration::seconds(s))
-        .format(&Rfc3339)
-        .unwrap()
-}
+use crate::support::{TestGateway, in_secs, reason};
 
 fn ask(
     pid: &str,

@@ -1,15 +1,16 @@
 //! No personal field in the logs: the real binary at trace level, a workload
 //! that carries names, dates and addresses in both directions, and a search
-//! of everything it logged.
+//! of everything it logged — its audit log too.
 
 use std::time::Duration;
 
 use lienthong_proto::v1::{
-    self, exchange_service_client::ExchangeServiceClient,
+    self, citizen_service_client::CitizenServiceClient,
+    exchange_service_client::ExchangeServiceClient,
     registry_service_client::RegistryServiceClient,
 };
 
-use crate::support::{LOG_END, connect_as, spawn_serve_at, wait_for};
+use crate::support::{LOG_END, connect_as, in_secs, spawn_serve_at, wait_for};
 
 #[tokio::test]
 async fn a_workload_logs_no_name_date_or_address() {
@@ -131,6 +132,43 @@ async fn a_workload_logs_no_name_date_or_address() {
         })
         .await;
 
+    // Consent: granted through the identity provider, used, listed.
+    let mut idp = CitizenServiceClient::new(channel("vneid").await);
+    let token = idp
+        .grant_consent(v1::GrantConsentRequest {
+            citizen_pid: pid.clone(),
+            agency: "vietcombank".into(),
+            purpose: "CREDIT_APPLICATION".into(),
+            fields: vec![v1::CitizenField::CurrentResidence as i32],
+            expires_at: in_secs(30 * 86_400),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    bank.get_citizen(v1::GetCitizenRequest {
+        purpose: "CREDIT_APPLICATION".into(),
+        pid: pid.clone(),
+        fields: vec![
+            v1::CitizenField::FullName as i32,
+            v1::CitizenField::DateOfBirth as i32,
+            v1::CitizenField::CurrentResidence as i32,
+        ],
+        consent_token: token,
+    })
+    .await
+    .unwrap();
+    let accesses = idp
+        .list_accesses(v1::ListAccessesRequest {
+            citizen_pid: pid.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .accesses;
+    assert!(accesses.len() >= 8, "{accesses:?}");
+
     // Stop cleanly so the shutdown path logs too.
     let id = child.id().unwrap().to_string();
     std::process::Command::new("kill")
@@ -161,6 +199,16 @@ async fn a_workload_logs_no_name_date_or_address() {
                 "{secret:?} (without diacritics) is in the log: {line}"
             );
         }
+    }
+    // The audit log records Pids, agencies and outcomes; never the data.
+    let mut audit = std::fs::read(dir.path().join("audit.db")).unwrap();
+    if let Ok(wal) = std::fs::read(dir.path().join("audit.db-wal")) {
+        audit.extend(wal);
+    }
+    let audit = String::from_utf8_lossy(&audit);
+    assert!(audit.contains(&pid), "the audit names the citizen by Pid");
+    for secret in [name.as_str(), wrong_name, new_name, address, dob.as_str()] {
+        assert!(!audit.contains(secret), "{secret:?} is in the audit log");
     }
     crate::amqp::delete_exchange(&exchange).await;
 }

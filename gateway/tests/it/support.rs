@@ -281,6 +281,13 @@ pub async fn connect(
         .await
 }
 
+/// An RFC 3339 time `s` seconds from now (negative: in the past).
+pub fn in_secs(s: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(s))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
 /// The `ErrorInfo.reason` of a status.
 pub fn reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt;

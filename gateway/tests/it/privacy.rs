@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use lienthong_proto::v1::{
     self, citizen_service_client::CitizenServiceClient,
-    exchange_service_client::ExchangeServiceClient,
-    registry_service_client::RegistryServiceClient,
+    exchange_service_client::ExchangeServiceClient, registry_service_client::RegistryServiceClient,
 };
 
 use crate::support::{LOG_END, connect_as, in_secs, spawn_serve_at, wait_for};

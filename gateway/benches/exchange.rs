@@ -3,7 +3,7 @@
 //! same TLS acceptor) measured in the same run.
 //!
 //! ```text
-//! cargo bench -p lienthong-gateway --bench exchange -- [--citizens N] [--seconds S]
+//! cargo bench -p lienthong-gateway --bench exchange -- [--citizens N] [--seconds S] [--phase unary|batch|all] [--in-flight N]
 //! ```
 //!
 //! Phases: VerifyIdentity with 64 calls in flight on one channel (requests/s,
@@ -44,7 +44,6 @@ roles = ["consumer"]
 purpose = "BENCH"
 operations = ["verify_identity", "verify_batch"]
 "#;
-const IN_FLIGHT: usize = 64;
 const BATCH: usize = 10_000;
 const BATCHES_IN_FLIGHT: usize = 2;
 /// Concurrent VerifyBatch streams (as a verification job runs them).
@@ -55,6 +54,8 @@ struct Options {
     seconds: u64,
     /// `unary`, `batch` or `all`.
     phase: String,
+    /// VerifyIdentity calls in flight on the one channel.
+    in_flight: usize,
 }
 
 fn options() -> Options {
@@ -62,6 +63,7 @@ fn options() -> Options {
         citizens: 1_000_000,
         seconds: 10,
         phase: "all".into(),
+        in_flight: 64,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -70,6 +72,7 @@ fn options() -> Options {
             "--citizens" => o.citizens = args[i + 1].parse().expect("--citizens N"),
             "--seconds" => o.seconds = args[i + 1].parse().expect("--seconds S"),
             "--phase" => o.phase = args[i + 1].clone(),
+            "--in-flight" => o.in_flight = args[i + 1].parse().expect("--in-flight N"),
             _ => {
                 i += 1;
                 continue;
@@ -209,12 +212,13 @@ async fn unary(
     client: ExchangeServiceClient<Channel>,
     claims: Arc<Vec<v1::IdentityClaim>>,
     run: Duration,
+    in_flight: usize,
     server: &'static str,
 ) -> Unary {
     let warmup = Instant::now() + Duration::from_secs(1);
     let deadline = warmup + run;
     let cpu = meter(server, warmup, deadline);
-    let tasks: Vec<_> = (0..IN_FLIGHT)
+    let tasks: Vec<_> = (0..in_flight)
         .map(|t| {
             let mut client = client.clone();
             let claims = claims.clone();
@@ -239,7 +243,7 @@ async fn unary(
                     if start >= warmup {
                         latencies.push(start.elapsed());
                     }
-                    i += IN_FLIGHT;
+                    i += in_flight;
                 }
             })
         })
@@ -441,10 +445,11 @@ fn main() {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         if o.phase != "batch" {
-            let e = unary(echo.clone(), claims.clone(), run, "echo-server").await;
-            let n = unary(gw_unaudited.clone(), claims.clone(), run, "gw-unaudited").await;
-            let g = unary(gw.clone(), claims.clone(), run, "gw-server").await;
-            println!("VerifyIdentity, {IN_FLIGHT} in flight:");
+            let k = o.in_flight;
+            let e = unary(echo.clone(), claims.clone(), run, k, "echo-server").await;
+            let n = unary(gw_unaudited.clone(), claims.clone(), run, k, "gw-unaudited").await;
+            let g = unary(gw.clone(), claims.clone(), run, k, "gw-server").await;
+            println!("VerifyIdentity, {k} in flight:");
             for (name, u) in [("echo", &e), ("no audit", &n), ("gateway", &g)] {
                 println!(
                     "  {name:<8} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.1} µs/req",

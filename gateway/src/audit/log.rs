@@ -12,6 +12,8 @@
 //!
 //! A request waits for one fsync however many requests share it, so the
 //! cost of durability is spread over everything in flight (group commit).
+//! It never waits for the citizen index: a thread of its own
+//! ([`super::index`]) brings that up to date every half second.
 //! Each caller waits for its own ack, so the queue holds at most what the
 //! server has in flight. A checkpoint is signed at most every
 //! [`CHECKPOINT_EVERY`] while records arrive, and when the log closes.
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
+use super::index::Indexer;
 use super::record::{AuditEntry, AuditRecord, GENESIS, Hash, checkpoint_message};
 use super::store::{self, Checkpoint};
 use crate::clock;
@@ -48,19 +51,24 @@ pub struct AuditLog {
     jobs: Option<mpsc::Sender<Job>>,
 }
 
-/// The writer thread, to wait for its last checkpoint when serving stops.
+/// The writer and index threads, to wait for the last checkpoint and the
+/// index's last catch-up when serving stops.
 pub struct AuditWriter {
+    /// The writer's thread, which ends after the indexer's.
     thread: std::thread::JoinHandle<()>,
 }
 
 impl AuditLog {
-    /// Opens (creating if needed) the log at `path` and starts its writer,
-    /// which signs checkpoints with `key`. The writer stops, after a last
-    /// checkpoint, once every `AuditLog` clone is dropped.
+    /// Opens (creating if needed) the log at `path` and its index, and
+    /// starts the writer, which signs checkpoints with `key`, and the
+    /// indexer. The writer stops, after a last checkpoint, once every
+    /// `AuditLog` clone is dropped; the indexer then catches up and stops.
     pub fn open(path: &Path, key: Arc<SigningKey>) -> Result<(Self, AuditWriter)> {
         let conn = store::open_writer(path)?;
         let head = store::head(&conn)?;
         let checkpointed = store::checkpoints(&conn)?.last().map_or(0, |c| c.seq);
+        let indexer = Indexer::open(path)?;
+        let (stop_indexer, stopped) = mpsc::channel();
         let (jobs, queue) = mpsc::channel();
         let mut writer = Writer {
             conn,
@@ -69,11 +77,29 @@ impl AuditLog {
             checkpointed,
             last_checkpoint: Instant::now(),
         };
-        let thread = std::thread::Builder::new()
-            .name("lienthong-audit".into())
-            .spawn(move || writer.run(queue))
-            .map_err(|e| Error::Audit(format!("cannot start the writer: {e}")))?;
-        Ok((Self { jobs: Some(jobs) }, AuditWriter { thread }))
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(run)
+                .map_err(|e| Error::Audit(format!("cannot start {name}: {e}")))
+        };
+        let indexing = spawn(
+            "lienthong-audit-index",
+            Box::new(move || indexer.run(stopped)),
+        )?;
+        let writing = spawn(
+            "lienthong-audit",
+            Box::new(move || {
+                writer.run(queue);
+                // The index catches up with the last records, then the
+                // writer's connection closes last, folding the WAL into the
+                // file.
+                drop(stop_indexer);
+                let _ = indexing.join();
+                drop(writer);
+            }),
+        )?;
+        Ok((Self { jobs: Some(jobs) }, AuditWriter { thread: writing }))
     }
 
     /// A log that records nothing: only for measuring what the audit costs
@@ -99,16 +125,11 @@ impl AuditLog {
 
 impl AuditWriter {
     /// Waits up to `limit` for the writer to sign its last checkpoint and
-    /// stop (every [`AuditLog`] must have been dropped); whether it did.
+    /// the index to catch up (every [`AuditLog`] must have been dropped);
+    /// whether they did.
     pub async fn finished(self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while !self.thread.is_finished() {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.thread.join().is_ok()
+        let joined = tokio::task::spawn_blocking(move || self.thread.join().is_ok());
+        matches!(tokio::time::timeout(limit, joined).await, Ok(Ok(true)))
     }
 }
 

@@ -5,17 +5,21 @@
 //! - [`record`]: what a record holds and how it is chained.
 //! - [`log`]: the writer ([`AuditLog`]): group commit and signed checkpoints.
 //! - [`store`]: the SQLite file beside the registry.
+//! - [`index`]: which records concern which citizen, kept up to date off
+//!   the request path.
 //! - [`verify()`]: the chain and checkpoint walk behind `lienthong audit verify`.
 //! - [`AccessList`]: a citizen's view, behind `CitizenService.ListAccesses`.
 //!
 //! The log holds Pids, agencies, purposes, field names and outcomes — never a
 //! name, a date of birth or an address.
 
+mod index;
 mod log;
 mod record;
 mod store;
 mod verify;
 
+pub use index::index_path;
 pub use log::{AuditLog, AuditWriter, CHECKPOINT_EVERY};
 pub use record::{AuditEntry, AuditRecord, Decision, Hash};
 pub use store::{Checkpoint, StoredAccess};
@@ -31,8 +35,9 @@ use crate::clock;
 use crate::error::{Error, Result};
 use crate::policy::{LivePolicy, Role};
 
-/// `CitizenService` operations: the citizen's own acts through the identity
-/// provider, not accesses by others, so `ListAccesses` leaves them out.
+/// `CitizenService` operations: granted, they are the citizen's own acts
+/// through the identity provider, not accesses by others, so `ListAccesses`
+/// leaves them out; refused, they are someone else trying, and are shown.
 pub const CITIZEN_OPERATIONS: [&str; 3] = ["grant_consent", "revoke_consent", "list_accesses"];
 
 /// Accesses per page when the caller does not say.
@@ -91,12 +96,12 @@ impl AccessList {
         };
         let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         if reader.is_none() {
-            *reader = Some(store::open_reader(&self.path)?);
+            *reader = Some(index::open_reader(&self.path)?);
         }
         let conn = reader.as_ref().ok_or(Error::Task)?;
         let mut rows = store::accesses(
             conn,
-            citizen.as_u64() as i64,
+            citizen,
             before.unwrap_or(u64::MAX),
             limit + 1,
             &CITIZEN_OPERATIONS,

@@ -5,16 +5,18 @@
 //! audit(seq INTEGER PRIMARY KEY, time, agency, operation, purpose, pids,
 //!       fields, decision, outcome, request_id, request_hash, response_hash,
 //!       hidden_until, prev_hash, hash)                  append-only, chained
-//! audit_pid(pid, seq)       which records concern a citizen (ListAccesses)
 //! checkpoint(seq PK, hash, time, signature)   signed (seq, hash, time)
 //! ```
 //!
 //! Commits are durable (`synchronous = FULL`): a record the writer has
-//! acknowledged survives a crash or a power cut.
+//! acknowledged survives a crash or a power cut. Which records concern which
+//! citizen is kept apart, in the index ([`super::index`]).
 
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+
+use lienthong_proto::Pid;
 
 use super::record::{AuditEntry, AuditRecord, Decision, Hash};
 use crate::error::{Error, Result};
@@ -38,11 +40,6 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash     BLOB NOT NULL,
     hash          BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS audit_pid (
-    pid INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    PRIMARY KEY (pid, seq)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoint (
     seq       INTEGER PRIMARY KEY,
     hash      BLOB NOT NULL,
@@ -134,11 +131,6 @@ pub(crate) fn insert(conn: &Connection, r: &AuditRecord) -> Result<()> {
         &r.prev_hash[..],
         &r.hash[..],
     ])?;
-    let mut by_pid =
-        conn.prepare_cached("INSERT OR IGNORE INTO audit_pid (pid, seq) VALUES (?1, ?2)")?;
-    for pid in e.pids.split(' ').filter_map(|p| p.parse::<i64>().ok()) {
-        by_pid.execute(params![pid, r.seq as i64])?;
-    }
     Ok(())
 }
 
@@ -220,30 +212,43 @@ pub struct StoredAccess {
 }
 
 /// Up to `limit` accesses to `pid` before record `before`, newest first,
-/// leaving out the operations in `exclude` and records hidden at `now`.
+/// leaving out records hidden at `now` and the citizen's own acts through
+/// the identity provider (granted operations in `own_acts`; a refused one
+/// is someone trying, and is shown). `conn` is an [`super::index::open_reader`]
+/// connection: records up to the index's `through` are found through it,
+/// later ones by scanning the log's tail, in one snapshot.
 pub(crate) fn accesses(
     conn: &Connection,
-    pid: i64,
+    pid: Pid,
     before: u64,
     limit: usize,
-    exclude: &[&str],
+    own_acts: &[&str],
     now: &str,
 ) -> Result<Vec<StoredAccess>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT a.seq, a.time, a.agency, a.operation, a.purpose, a.fields, a.decision, a.outcome
-         FROM audit_pid p JOIN audit a ON a.seq = p.seq
-         WHERE p.pid = ?1 AND p.seq < ?2
-           AND (a.hidden_until IS NULL OR a.hidden_until <= ?3)
-           AND a.operation NOT IN (SELECT value FROM json_each(?4))
-         ORDER BY p.seq DESC LIMIT ?5",
+        "WITH bound(t) AS (SELECT coalesce((SELECT through FROM idx.indexed WHERE id = 1), 0))
+         SELECT a.seq, a.time, a.agency, a.operation, a.purpose, a.fields, a.decision, a.outcome
+         FROM audit a
+         WHERE a.seq IN (
+                 SELECT p.seq FROM idx.audit_pid p
+                 WHERE p.pid = ?1 AND p.seq < ?2 AND p.seq <= (SELECT t FROM bound)
+                 UNION ALL
+                 SELECT s.seq FROM audit s
+                 WHERE s.seq > (SELECT t FROM bound) AND s.seq < ?2
+                   AND instr(' ' || s.pids || ' ', ?3) > 0)
+           AND (a.hidden_until IS NULL OR a.hidden_until <= ?4)
+           AND NOT (a.decision = 'granted'
+                    AND a.operation IN (SELECT value FROM json_each(?5)))
+         ORDER BY a.seq DESC LIMIT ?6",
     )?;
-    let exclude = serde_json::to_string(exclude).map_err(|_| Error::Task)?;
+    let own_acts = serde_json::to_string(own_acts).map_err(|_| Error::Task)?;
     let rows = stmt.query_map(
         params![
-            pid,
+            pid.as_u64() as i64,
             before.min(i64::MAX as u64) as i64,
+            format!(" {pid} "),
             now,
-            exclude,
+            own_acts,
             limit as i64
         ],
         |r| {

@@ -158,8 +158,10 @@ async fn each_kind_of_tampering_is_named() {
 async fn a_citizen_sees_accesses_newest_first_and_confidential_ones_only_later() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
-    let (log, _writer) = AuditLog::open(&path, Arc::new(SigningKey::ephemeral())).unwrap();
+    let (log, writer) = AuditLog::open(&path, Arc::new(SigningKey::ephemeral())).unwrap();
     let me = "001089000001";
+    let mut refused_listing = entry(me, "list_accesses", None);
+    refused_listing.decision = Decision::Refused;
     log.append(vec![
         entry(me, "verify_identity", None),
         entry("001089000002", "verify_identity", None),
@@ -167,6 +169,7 @@ async fn a_citizen_sees_accesses_newest_first_and_confidential_ones_only_later()
         entry(me, "get_citizen", Some("2999-01-01T00:00:00.000000Z")),
         entry(me, "list_accesses", None),
         entry(&format!("{me} 001089000002"), "record_marriage", None),
+        refused_listing,
     ])
     .await
     .unwrap();
@@ -176,19 +179,71 @@ async fn a_citizen_sees_accesses_newest_first_and_confidential_ones_only_later()
     );
     let list = AccessList::new(policy, &path);
     let pid: Pid = me.parse().unwrap();
-    let page = list.list("idp", pid, 2, None).unwrap();
-    let seqs: Vec<u64> = page.accesses.iter().map(|(a, _)| a.seq).collect();
+    let pages = || {
+        let page = list.list("idp", pid, 2, None).unwrap();
+        let rest = list.list("idp", pid, 2, page.next).unwrap();
+        assert_eq!(page.accesses[1].1, "Bank");
+        let seqs = |p: &AccessPage| p.accesses.iter().map(|(a, _)| a.seq).collect::<Vec<_>>();
+        (seqs(&page), seqs(&rest), rest.next)
+    };
+    // Just appended: found by scanning the log past the index.
+    let expected = (vec![7, 6], vec![3, 1], None);
     assert_eq!(
-        seqs,
-        [6, 3],
-        "newest first; own acts and still-hidden ones left out"
+        pages(),
+        expected,
+        "newest first; own acts and still-hidden ones left out, someone else's refused listing shown"
     );
-    assert_eq!(page.accesses[0].1, "Bank");
-    let rest = list.list("idp", pid, 2, page.next).unwrap();
-    let seqs: Vec<u64> = rest.accesses.iter().map(|(a, _)| a.seq).collect();
-    assert_eq!((seqs, rest.next), (vec![1], None));
+    // Once the index has caught up (it does when the log closes), through it.
+    drop(log);
+    assert!(writer.finished(Duration::from_secs(10)).await);
+    let through: i64 = Connection::open(index_path(&path))
+        .unwrap()
+        .query_row("SELECT through FROM indexed", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(through, 7);
+    assert_eq!(pages(), expected);
     assert!(matches!(
         list.list("bank", pid, 2, None),
         Err(Error::RoleNotPermitted { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_a_citizen_index_that_hides_or_invents_accesses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, key) = written_log(dir.path(), 40).await;
+    assert_eq!(problem(&path, &key), None);
+    let index = index_path(&path);
+    let pristine = std::fs::read(&index).unwrap();
+    let tamper = |sql: &str| {
+        std::fs::write(&index, &pristine).unwrap();
+        Connection::open(&index)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        problem(&path, &key)
+    };
+    assert_eq!(
+        tamper("DELETE FROM audit_pid WHERE seq = 12"),
+        Some(Problem::IndexIncomplete {
+            expected: 40,
+            found: 39
+        })
+    );
+    assert_eq!(
+        tamper("UPDATE audit_pid SET pid = 1089000999 WHERE seq = 13"),
+        Some(Problem::IndexForeign { seq: 13 })
+    );
+    // A missing index is no problem of the log's: it is rebuilt, whole.
+    std::fs::remove_file(&index).unwrap();
+    assert_eq!(problem(&path, &key), None);
+    let (log, writer) = AuditLog::open(&path, key.clone()).unwrap();
+    drop(log);
+    assert!(writer.finished(Duration::from_secs(10)).await);
+    assert_eq!(problem(&path, &key), None);
+    let entries: i64 = Connection::open(&index)
+        .unwrap()
+        .query_row("SELECT count(*) FROM audit_pid", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(entries, 40);
 }

@@ -8,12 +8,18 @@
 //! for each checkpoint:           signature is the gateway's   else forged
 //!                                seq ≤ last record            else tail cut
 //!                                hash = that record's hash    else rewritten
+//! the citizen index, up to the last record it covers:
+//!                                every entry is a Pid its record names,
+//!                                and none is missing      else tampered
 //! ```
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
+use rusqlite::{Connection, OptionalExtension};
+
+use super::index::{self, index_path, pids_of};
 use super::record::{GENESIS, Hash, checkpoint_message};
 use super::store;
 use crate::error::Result;
@@ -47,11 +53,17 @@ pub enum Problem {
     Unreadable { seq: Option<i64> },
     /// The checkpoint at `seq` is not signed by this gateway's key.
     CheckpointForged { seq: u64 },
-    /// A signed checkpoint covers record `seq` but the log ends at `last`.
+    /// A signed checkpoint (or the citizen index) covers record `seq` but
+    /// the log ends at `last`.
     TailCut { seq: u64, last: u64 },
     /// The log was rewritten: the hash of record `seq` differs from the one
     /// its signed checkpoint holds.
     Rewritten { seq: u64 },
+    /// The citizen index lists record `seq` for a citizen it does not name.
+    IndexForeign { seq: u64 },
+    /// The citizen index lacks entries the log implies: citizens would not
+    /// see some accesses.
+    IndexIncomplete { expected: u64, found: u64 },
 }
 
 impl fmt::Display for Problem {
@@ -81,19 +93,79 @@ impl fmt::Display for Problem {
             ),
             Self::TailCut { seq, last } => write!(
                 f,
-                "the tail was cut: a signed checkpoint covers record {seq} but the log ends at record {last}"
+                "the tail was cut: record {seq} was recorded (a signed checkpoint or the citizen index covers it) but the log ends at record {last}"
             ),
             Self::Rewritten { seq } => write!(
                 f,
                 "the log was rewritten up to record {seq}: its hash differs from the signed checkpoint's"
             ),
+            Self::IndexForeign { seq } => write!(
+                f,
+                "the citizen index lists record {seq} for a citizen the record does not name"
+            ),
+            Self::IndexIncomplete { expected, found } => write!(
+                f,
+                "the citizen index holds {found} entries where the log implies {expected}: \
+                 entries were removed, hiding accesses from citizens"
+            ),
         }
     }
 }
 
-/// Verifies the log at `path` against the gateway's public `key`.
+/// What the citizen index holds, read before the walk.
+struct IndexState {
+    /// The last record it covers.
+    through: u64,
+    /// Its entries up to there.
+    entries: u64,
+    /// A record it lists for a citizen the record does not name.
+    foreign: Option<u64>,
+}
+
+/// Reads the index attached to `conn` (inside its read transaction).
+fn index_state(conn: &Connection) -> Result<IndexState> {
+    let through: i64 = conn.query_row("SELECT through FROM idx.indexed WHERE id = 1", [], |r| {
+        r.get(0)
+    })?;
+    let entries: i64 = conn.query_row(
+        "SELECT count(*) FROM idx.audit_pid WHERE seq <= ?1",
+        [through],
+        |r| r.get(0),
+    )?;
+    let foreign: Option<i64> = conn
+        .query_row(
+            "SELECT p.seq FROM idx.audit_pid p LEFT JOIN audit a ON a.seq = p.seq
+             WHERE p.seq > ?1 OR a.seq IS NULL
+                OR instr(' ' || a.pids || ' ', printf(' %012d ', p.pid)) = 0
+             LIMIT 1",
+            [through],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(IndexState {
+        through: through as u64,
+        entries: entries as u64,
+        foreign: foreign.map(|s| s as u64),
+    })
+}
+
+/// Verifies the log at `path` against the gateway's public `key`, and the
+/// citizen index beside it if there is one (a missing index is rebuilt from
+/// the log when the gateway starts).
 pub fn verify(path: &Path, key: &VerifyingKey) -> Result<AuditReport> {
-    let conn = store::open_reader(path)?;
+    let conn = if index_path(path).exists() {
+        index::open_reader(path)?
+    } else {
+        store::open_reader(path)?
+    };
+    // One snapshot for the index and the log, while a gateway may append.
+    conn.execute_batch("BEGIN")?;
+    let index = if index_path(path).exists() {
+        Some(index_state(&conn)?)
+    } else {
+        None
+    };
+    let mut implied = 0u64;
     let checkpoints = store::checkpoints(&conn)?;
     let wanted: HashMap<u64, Hash> = checkpoints.iter().map(|c| (c.seq, c.hash)).collect();
     let mut seen: HashMap<u64, Hash> = HashMap::new();
@@ -137,6 +209,9 @@ pub fn verify(path: &Path, key: &VerifyingKey) -> Result<AuditReport> {
         if wanted.contains_key(&record.seq) {
             seen.insert(record.seq, record.hash);
         }
+        if index.as_ref().is_some_and(|i| record.seq <= i.through) {
+            implied += pids_of(&record.entry.pids).len() as u64;
+        }
         last = (record.seq, record.hash);
         true
     })?;
@@ -165,6 +240,23 @@ pub fn verify(path: &Path, key: &VerifyingKey) -> Result<AuditReport> {
         }
         report.checkpointed = c.seq;
         report.checkpointed_hash = Some(c.hash);
+    }
+    if let Some(index) = index {
+        report.problem = if index.through > last.0 {
+            Some(Problem::TailCut {
+                seq: index.through,
+                last: last.0,
+            })
+        } else if let Some(seq) = index.foreign {
+            Some(Problem::IndexForeign { seq })
+        } else if index.entries != implied {
+            Some(Problem::IndexIncomplete {
+                expected: implied,
+                found: index.entries,
+            })
+        } else {
+            None
+        };
     }
     Ok(report)
 }

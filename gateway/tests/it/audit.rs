@@ -361,7 +361,7 @@ async fn audit_verify_finds_an_edit_a_removal_a_reordering_and_a_cut_tail() {
         ),
         (
             "DELETE FROM audit WHERE seq >= 29",
-            "the tail was cut: a signed checkpoint covers record 31 but the log ends at record 28",
+            "the tail was cut: record 31 was recorded (a signed checkpoint or the citizen index covers it) but the log ends at record 28",
         ),
     ] {
         let (ok, text) = tampered(sql);
@@ -369,5 +369,20 @@ async fn audit_verify_finds_an_edit_a_removal_a_reordering_and_a_cut_tail() {
         assert!(text.contains(expected), "{sql}: {text}");
     }
     std::fs::write(&audit, &pristine).unwrap();
+    // The citizen index: an access removed from it would hide it from the
+    // citizen.
+    let index = lienthong_gateway::audit::index_path(&audit);
+    let pristine_index = std::fs::read(&index).unwrap();
+    Connection::open(&index)
+        .unwrap()
+        .execute_batch("DELETE FROM audit_pid WHERE seq = 7")
+        .unwrap();
+    let (ok, text) = audit_verify(&data);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("the citizen index holds 30 entries where the log implies 31"),
+        "{text}"
+    );
+    std::fs::write(&index, &pristine_index).unwrap();
     assert!(audit_verify(&data).0, "the untouched log verifies again");
 }

@@ -116,6 +116,12 @@ impl CitizenService for CitizenApi {
                     .map(|f| f.name()),
             );
         let answer = self.grant(&peer.agency, &r);
+        // The consent's id, so that its revocation's record (whose request
+        // id it is) can be matched to this one.
+        let access = match &answer {
+            Ok(granted) => access.request_id(&granted.consent_id),
+            Err(_) => access,
+        };
         self.audited
             .seal(&peer.agency, access, hash_message(&r), answer)
             .await

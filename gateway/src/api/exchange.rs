@@ -143,6 +143,33 @@ impl ExchangeService for ExchangeApi {
     }
 }
 
+/// Records a batch that failed whole (refused, or the look-up failed): one
+/// record per claim, or one for the batch if it has none; the stream then
+/// ends with `error`.
+async fn audit_failed_batch(
+    audited: &Audited,
+    agency: &str,
+    batch: &v1::VerifyBatchRequest,
+    accesses: Vec<(Access, [u8; 32])>,
+    error: Error,
+) -> Status {
+    let entries: Vec<_> = if accesses.is_empty() {
+        let access = Access::new("verify_batch")
+            .purpose(&batch.purpose)
+            .request_id(&batch.batch_id);
+        vec![audited.entry(agency, access, hash_message(batch), Err(&error))]
+    } else {
+        accesses
+            .into_iter()
+            .map(|(access, hash)| audited.entry(agency, access, hash, Err(&error)))
+            .collect()
+    };
+    match audited.append(entries).await {
+        Ok(()) => error.into(),
+        Err(unaudited) => unaudited,
+    }
+}
+
 /// Verifies one batch: a batch the agency may not send fails the stream; a
 /// bad claim is a per-claim error. Each claim is one audit record (its
 /// reference as the request id), all appended together before the answer.
@@ -173,16 +200,16 @@ async fn verify_one_batch(
     let how = match allowed {
         Ok(how) => how,
         Err(refused) => {
-            let entries = accesses
-                .into_iter()
-                .map(|(access, hash)| audited.entry(agency, access, hash, Err(&refused)))
-                .collect();
-            audited.append(entries).await?;
-            return Err(refused.into());
+            return Err(audit_failed_batch(audited, agency, &batch, accesses, refused).await);
         }
     };
     let claims = batch.claims.iter_mut().map(convert::take_claim).collect();
-    let verified = exchange.verify_batch(claims, how).await?;
+    let verified = match exchange.verify_batch(claims, how).await {
+        Ok(verified) => verified,
+        Err(failed) => {
+            return Err(audit_failed_batch(audited, agency, &batch, accesses, failed).await);
+        }
+    };
     let mut entries = Vec::with_capacity(accesses.len());
     let results = batch
         .claims

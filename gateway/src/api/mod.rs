@@ -85,12 +85,18 @@ impl Services {
     ) -> Self {
         let store: Arc<dyn PopulationStore> = registry.clone();
         let consents = Consents::new(policy.clone(), registry, store.clone(), key);
+        let rates = Arc::new(AgencyRates::new(policy.clone()));
         Self {
-            exchange: Exchange::new(policy.clone(), store.clone(), consents.clone()),
+            exchange: Exchange::new(
+                policy.clone(),
+                store.clone(),
+                consents.clone(),
+                rates.clone(),
+            ),
             registrar: Registrar::new(policy.clone(), store),
             consents,
             accesses: AccessList::new(policy.clone(), audit_path),
-            rates: Arc::new(AgencyRates::new(policy.clone())),
+            rates,
             audited: audited::Audited::new(audit, policy),
         }
     }

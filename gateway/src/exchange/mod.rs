@@ -13,6 +13,7 @@ use lienthong_proto::name::NameMatch;
 use crate::consent::Consents;
 use crate::disclose::{self, Disclosed, Field};
 use crate::error::{Error, Result};
+use crate::limits::AgencyRates;
 use crate::policy::{LivePolicy, Operation};
 use crate::registry::PopulationStore;
 use crate::verify::{Claim, Verification, Verifier};
@@ -27,6 +28,8 @@ pub struct Exchange {
     store: Arc<dyn PopulationStore>,
     verifier: Verifier,
     consents: Consents,
+    /// Charges each claim of a batch against the agency's daily quota.
+    rates: Arc<AgencyRates>,
 }
 
 /// Who asks, and for what purpose.
@@ -40,10 +43,16 @@ pub struct Asker<'a> {
 
 impl Exchange {
     /// An exchange answering from `store` under `policy`, checking consent
-    /// tokens with `consents`.
-    pub fn new(policy: LivePolicy, store: Arc<dyn PopulationStore>, consents: Consents) -> Self {
+    /// tokens with `consents` and batches against the quotas in `rates`.
+    pub fn new(
+        policy: LivePolicy,
+        store: Arc<dyn PopulationStore>,
+        consents: Consents,
+        rates: Arc<AgencyRates>,
+    ) -> Self {
         Self {
             policy,
+            rates,
             verifier: Verifier::new(store.clone()),
             store,
             consents,
@@ -65,7 +74,8 @@ impl Exchange {
         answer.pop().ok_or(Error::Task)
     }
 
-    /// Checks that `asker` may verify a batch of `size` claims.
+    /// Checks that `asker` may verify a batch of `size` claims, and counts
+    /// them against its daily quota.
     pub fn authorize_batch(&self, asker: Asker<'_>, size: usize) -> Result<()> {
         self.policy
             .current()
@@ -76,7 +86,7 @@ impl Exchange {
                 limit: MAX_BATCH,
             });
         }
-        Ok(())
+        self.rates.charge(asker.agency, size as u64)
     }
 
     /// Verifies a batch whose claims were parsed one by one: a claim that

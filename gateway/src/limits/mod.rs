@@ -4,7 +4,8 @@
 //! bucket: up to `burst` tokens, refilled at `requests_per_second`;
 //!         a request takes one token, or is refused with the time until one
 //! quota:  `daily_quota` requests per calendar day in Vietnam (UTC+7);
-//!         the count starts again at midnight
+//!         the count starts again at midnight; each claim of a
+//!         VerifyBatch counts as one request (and the stream as one more)
 //! ```
 //!
 //! Each agency has its own bucket and count, so one agency over its limit
@@ -74,34 +75,41 @@ impl AgencyRates {
                 retry_after,
             })?;
         }
-        if let Some(quota) = a.daily_quota {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            let mut days = self.days.lock().unwrap_or_else(|e| e.into_inner());
-            let count = days
-                .entry(agency.to_owned())
-                .or_insert(DayCount { day: 0, used: 0 });
-            count_one(count, quota, now).map_err(|retry_after| Error::QuotaExceeded {
-                agency: agency.to_owned(),
-                retry_after,
-            })?;
-        }
-        Ok(())
+        self.charge(agency, 1)
+    }
+
+    /// Counts `requests` more from `agency` (a batch's claims) against its
+    /// daily quota, all or none, or refuses them with `QuotaExceeded`.
+    pub fn charge(&self, agency: &str, requests: u64) -> Result<(), Error> {
+        let policy = self.policy.current();
+        let Some(quota) = policy.agencies.get(agency).and_then(|a| a.daily_quota) else {
+            return Ok(());
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut days = self.days.lock().unwrap_or_else(|e| e.into_inner());
+        let count = days
+            .entry(agency.to_owned())
+            .or_insert(DayCount { day: 0, used: 0 });
+        count_many(count, quota, requests, now).map_err(|retry_after| Error::QuotaExceeded {
+            agency: agency.to_owned(),
+            retry_after,
+        })
     }
 }
 
-/// Counts one request at unix time `now` against `quota`, or says how long
+/// Counts `n` requests at unix time `now` against `quota`, or says how long
 /// until the next quota day.
-fn count_one(count: &mut DayCount, quota: u64, now: u64) -> Result<(), Duration> {
+fn count_many(count: &mut DayCount, quota: u64, n: u64, now: u64) -> Result<(), Duration> {
     let local = now + DAY_OFFSET_SECS;
     let day = local / DAY_SECS;
     if count.day != day {
         *count = DayCount { day, used: 0 };
     }
-    if count.used < quota {
-        count.used += 1;
+    if count.used.saturating_add(n) <= quota {
+        count.used += n;
         Ok(())
     } else {
         Err(Duration::from_secs(DAY_SECS - local % DAY_SECS))
@@ -131,13 +139,13 @@ mod tests {
         // 2026-11-23T16:59:59Z is 23:59:59 in Hà Nội.
         let before_midnight = 1_795_453_199;
         let mut c = DayCount { day: 0, used: 0 };
-        assert_eq!(count_one(&mut c, 2, before_midnight - 60), Ok(()));
-        assert_eq!(count_one(&mut c, 2, before_midnight - 30), Ok(()));
+        assert_eq!(count_many(&mut c, 2, 1, before_midnight - 60), Ok(()));
+        assert_eq!(count_many(&mut c, 2, 1, before_midnight - 30), Ok(()));
         assert_eq!(
-            count_one(&mut c, 2, before_midnight),
+            count_many(&mut c, 2, 1, before_midnight),
             Err(Duration::from_secs(1))
         );
-        assert_eq!(count_one(&mut c, 2, before_midnight + 1), Ok(()));
+        assert_eq!(count_many(&mut c, 2, 1, before_midnight + 1), Ok(()));
         assert_eq!(c.used, 1);
     }
 

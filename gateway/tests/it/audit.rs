@@ -262,6 +262,68 @@ async fn limits_refuse_with_their_reasons_and_the_refusals_are_audited() {
     assert_eq!(refusals, 1);
 }
 
+#[tokio::test]
+async fn each_claim_of_a_batch_counts_against_the_daily_quota() {
+    let gw = TestGateway::start().await;
+    let me = format!("{:012}", gw.find(|_| true).pid);
+    let batch = |id: &str| v1::VerifyBatchRequest {
+        batch_id: id.into(),
+        purpose: "KYC_ONBOARDING".into(),
+        claims: (0..3)
+            .map(|i| {
+                verify_request("", &me)
+                    .claim
+                    .map(|mut c| {
+                        c.reference = format!("{id}-{i}");
+                        c
+                    })
+                    .unwrap()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    // Quota 5: the stream is one request, the first batch three more; the
+    // second batch's three would make seven.
+    let mut answers = gw
+        .client("rationed-batch")
+        .await
+        .verify_batch(tokio_stream::iter(vec![batch("first"), batch("second")]))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = answers.message().await.unwrap().unwrap();
+    assert_eq!(first.results.len(), 3);
+    let s = answers.message().await.unwrap_err();
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (Code::ResourceExhausted, "QUOTA_EXCEEDED")
+    );
+    let log = Connection::open(gw.audit_path()).unwrap();
+    let outcomes: Vec<(String, String)> = log
+        .prepare(
+            "SELECT request_id, outcome FROM audit WHERE agency = 'rationed-batch'
+             ORDER BY request_id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<(String, String)> = [
+        ("first-0", "OK"),
+        ("first-1", "OK"),
+        ("first-2", "OK"),
+        ("second-0", "QUOTA_EXCEEDED"),
+        ("second-1", "QUOTA_EXCEEDED"),
+        ("second-2", "QUOTA_EXCEEDED"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    // Two batches are verified at once, so their records may interleave.
+    assert_eq!(outcomes, expected, "every claim is in the log");
+}
+
 /// Runs `lienthong audit verify` on `data`: its exit success and output.
 fn audit_verify(data: &Path) -> (bool, String) {
     let out = std::process::Command::new(BIN)

@@ -103,6 +103,14 @@ daily_quota = 2
 [[agencies.rationed.grants]]
 purpose = "KYC_ONBOARDING"
 operations = ["verify_identity"]
+
+[agencies.rationed-batch]
+name = "A batch caller on a daily quota"
+roles = ["consumer"]
+daily_quota = 5
+[[agencies.rationed-batch.grants]]
+purpose = "KYC_ONBOARDING"
+operations = ["verify_batch"]
 "#;
 
 /// The population every test gateway serves.

@@ -3,7 +3,8 @@
 //! same TLS acceptor) measured in the same run.
 //!
 //! ```text
-//! cargo bench -p lienthong-gateway --bench exchange -- [--citizens N] [--seconds S] [--phase unary|batch|all] [--in-flight N]
+//! cargo bench -p lienthong-gateway --bench exchange -- [--citizens N] [--seconds S] [--phase unary|batch|all]
+//!     [--in-flight N] [--rounds N]
 //! ```
 //!
 //! Phases: VerifyIdentity with 64 calls in flight on one channel (requests/s,
@@ -56,6 +57,14 @@ struct Options {
     phase: String,
     /// VerifyIdentity calls in flight on the one channel.
     in_flight: usize,
+    /// Rounds of every phase, one after the other (the medians are printed).
+    rounds: usize,
+}
+
+/// The median of `values`.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn options() -> Options {
@@ -64,6 +73,7 @@ fn options() -> Options {
         seconds: 10,
         phase: "all".into(),
         in_flight: 64,
+        rounds: 1,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -73,6 +83,7 @@ fn options() -> Options {
             "--seconds" => o.seconds = args[i + 1].parse().expect("--seconds S"),
             "--phase" => o.phase = args[i + 1].clone(),
             "--in-flight" => o.in_flight = args[i + 1].parse().expect("--in-flight N"),
+            "--rounds" => o.rounds = args[i + 1].parse().expect("--rounds N"),
             _ => {
                 i += 1;
                 continue;
@@ -444,47 +455,70 @@ fn main() {
             o.seconds,
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
-        if o.phase != "batch" {
-            let k = o.in_flight;
-            let e = unary(echo.clone(), claims.clone(), run, k, "echo-server").await;
-            let n = unary(gw_unaudited.clone(), claims.clone(), run, k, "gw-unaudited").await;
-            let g = unary(gw.clone(), claims.clone(), run, k, "gw-server").await;
-            println!("VerifyIdentity, {k} in flight:");
-            for (name, u) in [("echo", &e), ("no audit", &n), ("gateway", &g)] {
+        let mut unary_ratios = Vec::new();
+        let mut batch_ratios = Vec::new();
+        for round in 1..=o.rounds {
+            if o.rounds > 1 {
+                println!("round {round} of {}", o.rounds);
+            }
+            if o.phase != "batch" {
+                let k = o.in_flight;
+                let e = unary(echo.clone(), claims.clone(), run, k, "echo-server").await;
+                let n = unary(gw_unaudited.clone(), claims.clone(), run, k, "gw-unaudited").await;
+                let g = unary(gw.clone(), claims.clone(), run, k, "gw-server").await;
+                println!("VerifyIdentity, {k} in flight:");
+                for (name, u) in [("echo", &e), ("no audit", &n), ("gateway", &g)] {
+                    println!(
+                        "  {name:<8} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.1} µs/req",
+                        u.rps,
+                        u.p50.as_secs_f64() * 1e3,
+                        u.p99.as_secs_f64() * 1e3,
+                        u.cpu_per_item * 1e6,
+                    );
+                }
+                println!("  ratio    {:.2} of the echo's rate", g.rps / e.rps);
                 println!(
-                    "  {name:<8} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.1} µs/req",
-                    u.rps,
-                    u.p50.as_secs_f64() * 1e3,
-                    u.p99.as_secs_f64() * 1e3,
-                    u.cpu_per_item * 1e6,
+                    "  audit    {:.2} of the rate with the audit off (the gateway's server CPU includes the audit threads)",
+                    g.rps / n.rps
+                );
+                unary_ratios.push((g.rps / e.rps, g.rps / n.rps));
+            }
+            if o.phase == "unary" {
+                continue;
+            }
+            let eb = batch(echo.clone(), claims.clone(), run, "echo-server").await;
+            let nb = batch(gw_unaudited.clone(), claims.clone(), run, "gw-unaudited").await;
+            let gb = batch(gw.clone(), claims.clone(), run, "gw-server").await;
+            println!(
+                "VerifyBatch, {BATCH} claims a batch, {STREAMS} streams, {BATCHES_IN_FLIGHT} batches in flight each:"
+            );
+            for (name, (rate, cpu)) in [("echo", eb), ("no audit", nb), ("gateway", gb)] {
+                println!(
+                    "  {name:<8} {rate:>9.0} records/s  server CPU {:>5.2} µs/record \
+                     (→ {:.0} records/s on {} dedicated cores)",
+                    cpu * 1e6,
+                    cores() / cpu,
+                    cores()
                 );
             }
-            println!("  ratio    {:.2} of the echo's rate", g.rps / e.rps);
-            println!(
-                "  audit    {:.2} of the rate with the audit off (the gateway's server CPU includes the audit threads)",
-                g.rps / n.rps
-            );
+            println!("  ratio    {:.2} of the echo's rate", gb.0 / eb.0);
+            println!("  audit    {:.2} of the rate with the audit off", gb.0 / nb.0);
+            batch_ratios.push((gb.0 / eb.0, gb.0 / nb.0));
         }
-        if o.phase == "unary" {
-            return;
+        if o.rounds > 1 {
+            for (what, ratios) in [("VerifyIdentity", unary_ratios), ("VerifyBatch", batch_ratios)] {
+                if ratios.is_empty() {
+                    continue;
+                }
+                let (mut echo, mut audit): (Vec<f64>, Vec<f64>) = ratios.into_iter().unzip();
+                println!(
+                    "{what}, median of {} rounds: {:.2} of the echo's rate, {:.2} of the rate with the audit off",
+                    o.rounds,
+                    median(&mut echo),
+                    median(&mut audit)
+                );
+            }
         }
-        let eb = batch(echo, claims.clone(), run, "echo-server").await;
-        let nb = batch(gw_unaudited, claims.clone(), run, "gw-unaudited").await;
-        let gb = batch(gw, claims, run, "gw-server").await;
-        println!(
-            "VerifyBatch, {BATCH} claims a batch, {STREAMS} streams, {BATCHES_IN_FLIGHT} batches in flight each:"
-        );
-        for (name, (rate, cpu)) in [("echo", eb), ("no audit", nb), ("gateway", gb)] {
-            println!(
-                "  {name:<8} {rate:>9.0} records/s  server CPU {:>5.2} µs/record \
-                 (→ {:.0} records/s on {} dedicated cores)",
-                cpu * 1e6,
-                cores() / cpu,
-                cores()
-            );
-        }
-        println!("  ratio    {:.2} of the echo's rate", gb.0 / eb.0);
-        println!("  audit    {:.2} of the rate with the audit off", gb.0 / nb.0);
     });
 }
 

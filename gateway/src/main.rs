@@ -8,8 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use lienthong_gateway::audit::Anchor;
 use lienthong_gateway::cmd::{self, DataDir, SeedOptions, ServeOptions};
 use lienthong_gateway::events::RelayConfig;
+use lienthong_gateway::signing::{VerifyingKey, parse_hex32};
 
 /// lienthong: verified population data for social insurance, health,
 /// education, telecom and banking, over gRPC with mutual TLS.
@@ -46,7 +48,35 @@ enum Command {
 enum AuditCommand {
     /// Walk the hash chain and the signed checkpoints: reports the first
     /// record edited, removed or moved, or a cut tail; exits 1 if any.
-    Verify(DirArgs),
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Args, Clone)]
+struct AuditVerifyArgs {
+    #[command(flatten)]
+    dir: DirArgs,
+    /// The gateway's public key (64 hex digits, as this command prints it),
+    /// kept off the machine; by default the public half of
+    /// DIR/keys/signing.pk8.
+    #[arg(long, value_name = "HEX")]
+    public_key: Option<VerifyingKey>,
+    /// A record's number and hash from an earlier run of this command
+    /// (`SEQ:HASH`), kept off the machine: the log must still hold it. This
+    /// finds a tail cut together with its checkpoints.
+    #[arg(long, value_name = "SEQ:HASH", value_parser = parse_anchor)]
+    checkpoint: Option<Anchor>,
+}
+
+/// `SEQ:HASH`, as `audit verify` prints the last checkpoint.
+fn parse_anchor(text: &str) -> Result<Anchor, String> {
+    let (seq, hash) = text
+        .split_once(':')
+        .ok_or("expected SEQ:HASH, e.g. 48213:9f1c…")?;
+    let seq = seq
+        .parse()
+        .map_err(|_| format!("{seq:?} is not a record number"))?;
+    let hash = parse_hex32(hash).ok_or("the hash is 64 hex digits")?;
+    Ok((seq, hash))
 }
 
 #[derive(Args, Clone)]
@@ -195,8 +225,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Audit(AuditCommand::Verify(args)) => {
-            let dir = DataDir::new(&args.data_dir);
-            let (report, key) = cmd::audit_verify(&dir)?;
+            let dir = DataDir::new(&args.dir.data_dir);
+            let (report, key) = cmd::audit_verify(&dir, args.public_key, args.checkpoint)?;
             if let Some(problem) = report.problem {
                 anyhow::bail!(
                     "audit log {} failed verification: {problem}",
@@ -218,6 +248,10 @@ fn run(command: Command) -> anyhow::Result<()> {
             if let Some(hash) = report.checkpointed_hash {
                 let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
                 println!("its hash                      {hex}");
+                println!(
+                    "keep off the machine: --checkpoint {}:{hex} --public-key {key}",
+                    report.checkpointed
+                );
             }
             println!("signing key (Ed25519, public) {key}");
         }

@@ -120,6 +120,30 @@ impl std::fmt::Display for VerifyingKey {
     }
 }
 
+impl std::str::FromStr for VerifyingKey {
+    type Err = &'static str;
+
+    /// The hex [`Display`](std::fmt::Display) prints.
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        parse_hex32(text)
+            .map(Self)
+            .ok_or("an Ed25519 public key is 64 hex digits")
+    }
+}
+
+/// 32 bytes written as 64 hex digits.
+pub fn parse_hex32(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 impl VerifyingKey {
     /// Whether `signature` is the gateway's over `message` for `context`.
     pub fn verify(&self, context: Context, message: &[u8], signature: &[u8]) -> bool {
@@ -169,5 +193,8 @@ mod tests {
         assert!(!public.verify(Context::Consent, b"claimz", &sig));
         let other = SigningKey::ephemeral().verifying_key();
         assert!(!other.verify(Context::Consent, b"claims", &sig));
+        assert_eq!(public.to_string().parse::<VerifyingKey>(), Ok(public));
+        assert!("abc".parse::<VerifyingKey>().is_err());
+        assert!("zz".repeat(32).parse::<VerifyingKey>().is_err());
     }
 }

@@ -23,7 +23,7 @@ pub use index::index_path;
 pub use log::{AuditLog, AuditWriter, CHECKPOINT_EVERY};
 pub use record::{AuditEntry, AuditRecord, Decision, Hash};
 pub use store::{Checkpoint, StoredAccess};
-pub use verify::{AuditReport, Problem, verify};
+pub use verify::{Anchor, AuditReport, Problem, verify, verify_anchored};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -53,11 +53,11 @@ pub enum Problem {
     Unreadable { seq: Option<i64> },
     /// The checkpoint at `seq` is not signed by this gateway's key.
     CheckpointForged { seq: u64 },
-    /// A signed checkpoint (or the citizen index) covers record `seq` but
-    /// the log ends at `last`.
+    /// A signed checkpoint (or the citizen index, or the anchor given)
+    /// covers record `seq` but the log ends at `last`.
     TailCut { seq: u64, last: u64 },
     /// The log was rewritten: the hash of record `seq` differs from the one
-    /// its signed checkpoint holds.
+    /// its signed checkpoint (or the anchor given) holds.
     Rewritten { seq: u64 },
     /// The citizen index lists record `seq` for a citizen it does not name.
     IndexForeign { seq: u64 },
@@ -93,11 +93,11 @@ impl fmt::Display for Problem {
             ),
             Self::TailCut { seq, last } => write!(
                 f,
-                "the tail was cut: record {seq} was recorded (a signed checkpoint or the citizen index covers it) but the log ends at record {last}"
+                "the tail was cut: record {seq} was recorded (a signed checkpoint, the citizen index or the anchor covers it) but the log ends at record {last}"
             ),
             Self::Rewritten { seq } => write!(
                 f,
-                "the log was rewritten up to record {seq}: its hash differs from the signed checkpoint's"
+                "the log was rewritten up to record {seq}: its hash differs from the signed checkpoint's or the anchor's"
             ),
             Self::IndexForeign { seq } => write!(
                 f,
@@ -149,10 +149,26 @@ fn index_state(conn: &Connection) -> Result<IndexState> {
     })
 }
 
+/// A record's number and hash kept away from the machine (from an earlier
+/// `audit verify`): checks what signed checkpoints in the file cannot,
+/// that nobody removed the tail together with its checkpoints.
+pub type Anchor = (u64, Hash);
+
 /// Verifies the log at `path` against the gateway's public `key`, and the
 /// citizen index beside it if there is one (a missing index is rebuilt from
 /// the log when the gateway starts).
 pub fn verify(path: &Path, key: &VerifyingKey) -> Result<AuditReport> {
+    verify_anchored(path, key, None)
+}
+
+/// [`verify`], and checks that the log still holds record `anchor.0` with
+/// hash `anchor.1`.
+pub fn verify_anchored(
+    path: &Path,
+    key: &VerifyingKey,
+    anchor: Option<Anchor>,
+) -> Result<AuditReport> {
+    let mut anchored: Option<Hash> = None;
     let conn = if index_path(path).exists() {
         index::open_reader(path)?
     } else {
@@ -209,6 +225,9 @@ pub fn verify(path: &Path, key: &VerifyingKey) -> Result<AuditReport> {
         if wanted.contains_key(&record.seq) {
             seen.insert(record.seq, record.hash);
         }
+        if anchor.is_some_and(|(seq, _)| seq == record.seq) {
+            anchored = Some(record.hash);
+        }
         if index.as_ref().is_some_and(|i| record.seq <= i.through) {
             implied += pids_of(&record.entry.pids).len() as u64;
         }
@@ -240,6 +259,16 @@ pub fn verify(path: &Path, key: &VerifyingKey) -> Result<AuditReport> {
         }
         report.checkpointed = c.seq;
         report.checkpointed_hash = Some(c.hash);
+    }
+    if let Some((seq, hash)) = anchor {
+        if seq > last.0 {
+            report.problem = Some(Problem::TailCut { seq, last: last.0 });
+            return Ok(report);
+        }
+        if anchored != Some(hash) {
+            report.problem = Some(Problem::Rewritten { seq });
+            return Ok(report);
+        }
     }
     if let Some(index) = index {
         report.problem = if index.through > last.0 {

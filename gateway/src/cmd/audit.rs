@@ -2,13 +2,22 @@
 //! gateway's signing key.
 
 use super::DataDir;
-use crate::audit::{self, AuditReport};
+use crate::audit::{self, Anchor, AuditReport};
 use crate::error::Result;
 use crate::signing::{SigningKey, VerifyingKey};
 
-/// Verifies `dir`'s audit log; also returns the public key it checked
-/// against, for the operator to compare with the one on record.
-pub fn audit_verify(dir: &DataDir) -> Result<(AuditReport, VerifyingKey)> {
-    let key = SigningKey::load(&dir.signing_key())?.verifying_key();
-    Ok((audit::verify(&dir.audit(), &key)?, key))
+/// Verifies `dir`'s audit log against `public_key` (by default the public
+/// half of the gateway's own key), and against `anchor` if given; also
+/// returns the public key it checked against, for the operator to compare
+/// with the one on record.
+pub fn audit_verify(
+    dir: &DataDir,
+    public_key: Option<VerifyingKey>,
+    anchor: Option<Anchor>,
+) -> Result<(AuditReport, VerifyingKey)> {
+    let key = match public_key {
+        Some(key) => key,
+        None => SigningKey::load(&dir.signing_key())?.verifying_key(),
+    };
+    Ok((audit::verify_anchored(&dir.audit(), &key, anchor)?, key))
 }

@@ -326,8 +326,14 @@ async fn each_claim_of_a_batch_counts_against_the_daily_quota() {
 
 /// Runs `lienthong audit verify` on `data`: its exit success and output.
 fn audit_verify(data: &Path) -> (bool, String) {
+    audit_verify_with(data, &[])
+}
+
+/// [`audit_verify`] with `extra` arguments.
+fn audit_verify_with(data: &Path, extra: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(BIN)
         .args(["audit", "verify", "--data-dir", data.to_str().unwrap()])
+        .args(extra)
         .output()
         .unwrap();
     let text = format!(
@@ -400,6 +406,19 @@ async fn audit_verify_finds_an_edit_a_removal_a_reordering_and_a_cut_tail() {
         "{text}"
     );
 
+    // What the operator keeps off the machine.
+    let kept: Vec<String> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("keep off the machine: "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+    assert_eq!(kept[0], "--checkpoint");
+    assert!(kept[1].starts_with("31:"), "{kept:?}");
+    assert!(audit_verify_with(&data, &kept).0);
+
     let audit = data.join("audit.db");
     let pristine = std::fs::read(&audit).unwrap();
     let tampered = |sql: &str| {
@@ -423,18 +442,41 @@ async fn audit_verify_finds_an_edit_a_removal_a_reordering_and_a_cut_tail() {
         ),
         (
             "DELETE FROM audit WHERE seq >= 29",
-            "the tail was cut: record 31 was recorded (a signed checkpoint or the citizen index covers it) but the log ends at record 28",
+            "the tail was cut: record 31 was recorded (a signed checkpoint, the citizen index or the anchor covers it) but the log ends at record 28",
         ),
     ] {
         let (ok, text) = tampered(sql);
         assert!(!ok, "{sql}: {text}");
         assert!(text.contains(expected), "{sql}: {text}");
     }
+    // The tail cut with its checkpoints (and the index, which would tell):
+    // only what was kept off the machine finds it.
+    let index = lienthong_gateway::audit::index_path(&audit);
+    let pristine_index = std::fs::read(&index).unwrap();
+    let (ok, text) = tampered("DELETE FROM audit WHERE seq >= 29; DELETE FROM checkpoint;");
+    std::fs::remove_file(&index).unwrap();
+    let (ok_without_index, _) = audit_verify(&data);
+    let (ok_anchored, anchored) = audit_verify_with(&data, &kept);
+    assert!(!ok, "the index covers record 31: {text}");
+    assert!(ok_without_index, "nothing in the file itself tells");
+    assert!(!ok_anchored, "{anchored}");
+    assert!(
+        anchored.contains("record 31 was recorded") && anchored.contains("ends at record 28"),
+        "{anchored}"
+    );
+    // Checked against the public key kept, a key swapped on the machine
+    // (and every checkpoint re-signed with it) is found.
+    std::fs::write(&audit, &pristine).unwrap();
+    std::fs::write(&index, &pristine_index).unwrap();
+    let other = lienthong_gateway::signing::SigningKey::ephemeral().verifying_key();
+    let (ok, text) = audit_verify_with(&data, &["--public-key", &other.to_string()]);
+    assert!(
+        !ok && text.contains("is not signed by this gateway's key"),
+        "{text}"
+    );
     std::fs::write(&audit, &pristine).unwrap();
     // The citizen index: an access removed from it would hide it from the
     // citizen.
-    let index = lienthong_gateway::audit::index_path(&audit);
-    let pristine_index = std::fs::read(&index).unwrap();
     Connection::open(&index)
         .unwrap()
         .execute_batch("DELETE FROM audit_pid WHERE seq = 7")

@@ -14,6 +14,9 @@
 //!                         no later one
 //! ```
 //!
+//! The same thread also copies the log's WAL back into its file (a passive
+//! checkpoint), which would otherwise stall a group commit now and then.
+//!
 //! Readers take the index up to `through` and scan the log past it (at most
 //! a few seconds of records), in one snapshot: nothing is missed while the
 //! index catches up. A missing or stale index is rebuilt from the log, and
@@ -66,6 +69,9 @@ pub(crate) fn pids_of(pids: &str) -> Vec<i64> {
 pub(crate) struct Indexer {
     /// Reads the log (the writer appends meanwhile).
     log: Connection,
+    /// Copies the log's WAL back into its file, so that the writer never
+    /// stalls a group commit to do it.
+    checkpointer: Connection,
     /// Owns the index file.
     index: Connection,
 }
@@ -83,7 +89,12 @@ impl Indexer {
              PRAGMA busy_timeout = 5000;",
         )?;
         index.execute_batch(SCHEMA)?;
-        let indexer = Self { log, index };
+        let checkpointer = store::open_writer(log_path)?;
+        let indexer = Self {
+            log,
+            checkpointer,
+            index,
+        };
         let head = store::head(&indexer.log)?.map_or(0, |(seq, _)| seq);
         if indexer.through()? > head {
             tracing::warn!("the audit index is ahead of the log; rebuilding it");
@@ -153,8 +164,8 @@ impl Indexer {
         Ok(())
     }
 
-    /// Catches up every [`INDEX_EVERY`] until `stop` is dropped, then once
-    /// more.
+    /// Catches up (and checkpoints the log's WAL) every [`INDEX_EVERY`]
+    /// until `stop` is dropped, then once more.
     pub(crate) fn run(mut self, stop: mpsc::Receiver<()>) {
         loop {
             let last = matches!(
@@ -163,6 +174,9 @@ impl Indexer {
             );
             if let Err(e) = self.catch_up() {
                 tracing::error!(error = %e, "the audit index could not catch up");
+            }
+            if let Err(e) = store::checkpoint(&self.checkpointer) {
+                tracing::warn!(error = %e, "the audit log's WAL checkpoint failed");
             }
             if last {
                 return;

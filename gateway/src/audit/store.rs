@@ -62,13 +62,16 @@ pub struct Checkpoint {
     pub signature: Vec<u8>,
 }
 
-/// Opens the log for appending, creating it if needed.
+/// Opens the log for appending, creating it if needed. The writer never
+/// copies the WAL back into the file itself (that would stall a group
+/// commit): [`checkpoint`] does, from another thread.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA busy_timeout = 5000;",
+         PRAGMA busy_timeout = 5000;
+         PRAGMA wal_autocheckpoint = 0;",
     )?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > 1 {
@@ -79,6 +82,14 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
     }
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
+}
+
+/// Copies what the WAL holds back into the file, without blocking the
+/// writer (a passive checkpoint), on a connection of its own (`conn`, opened
+/// with [`open_writer`]).
+pub(crate) fn checkpoint(conn: &Connection) -> Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    Ok(())
 }
 
 /// Opens the log to read it (the writer may be appending meanwhile).

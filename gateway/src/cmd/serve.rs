@@ -70,6 +70,10 @@ pub async fn serve(
     let policy = LivePolicy::new(policy);
     let reloads = tokio::spawn(reload_on_sighup(policy.clone(), dir.policy()));
     let tls = server_config(&dir.pki())?;
+    // The signing key and the audit log open before the port is bound: a
+    // gateway that cannot audit never accepts a request.
+    let (services, audit_writer) =
+        Services::open(policy, registry, &dir.audit(), &dir.signing_key())?;
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(Error::io(opts.listen.to_string()))?;
@@ -81,8 +85,6 @@ pub async fn serve(
         agencies,
         "lienthong gateway serving (mTLS; health and reflection on the same port)"
     );
-    let (services, audit_writer) =
-        Services::open(policy, registry, &dir.audit(), &dir.signing_key())?;
     let relay = OutboxRelay::new(outbox, services.registrar.committed(), opts.relay.clone());
     let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
     let relay = tokio::spawn(relay.run(async {

@@ -20,7 +20,8 @@
 //! a field its grant does not list: each is refused with its own reason.
 //! [`LivePolicy`] holds the policy in force; SIGHUP reloads it. An agency may
 //! have a `rate_limit = { requests_per_second = 200.0, burst = 400 }` and a
-//! `daily_quota = 100000` (requests per calendar day, Vietnam time).
+//! `daily_quota = 100000` (requests per calendar day, Vietnam time; each
+//! claim of a batch counts as one).
 
 mod live;
 
@@ -156,7 +157,10 @@ impl Policy {
     pub fn parse(text: &str) -> Result<Self, String> {
         let policy: Policy = toml::from_str(text).map_err(|e| e.to_string())?;
         for (id, agency) in &policy.agencies {
-            let line = line_of(text, &format!("[agencies.{id}"));
+            let line = match line_after(text, &format!("[agencies.{id}]"), 1) {
+                0 => line_after(text, &format!("agencies.{id}"), 1),
+                n => n,
+            };
             if id.is_empty()
                 || id.len() > 64
                 || !id
@@ -170,7 +174,7 @@ impl Policy {
             if agency.daily_quota == Some(0) {
                 return Err(format!(
                     "line {}: agency {id:?}: daily_quota must be at least 1 (leave it out for no quota)",
-                    line_of(text, "daily_quota").max(line)
+                    line_after(text, "daily_quota", line).max(line)
                 ));
             }
             if let Some(limit) = agency.rate_limit
@@ -180,12 +184,13 @@ impl Policy {
             {
                 return Err(format!(
                     "line {}: agency {id:?}: rate_limit needs requests_per_second > 0 and burst ≥ 1",
-                    line_of(text, "rate_limit").max(line)
+                    line_after(text, "rate_limit", line).max(line)
                 ));
             }
             let mut purposes = Vec::new();
             for grant in &agency.grants {
                 let p = &grant.purpose;
+                let grant_line = line_after(text, &format!("\"{p}\""), line).max(line);
                 if p.is_empty()
                     || !p
                         .bytes()
@@ -193,18 +198,19 @@ impl Policy {
                 {
                     return Err(format!(
                         "line {}: agency {id:?}: purpose {p:?} must be of A-Z, 0-9 and '_'",
-                        line_of(text, &format!("\"{p}\""))
+                        grant_line
                     ));
                 }
                 if purposes.contains(&p) {
                     return Err(format!(
-                        "line {line}: agency {id:?} has two grants for purpose {p:?}"
+                        "line {}: agency {id:?} has two grants for purpose {p:?}",
+                        line_after(text, &format!("\"{p}\""), grant_line + 1).max(grant_line)
                     ));
                 }
                 purposes.push(p);
                 if grant.operations.is_empty() {
                     return Err(format!(
-                        "line {line}: agency {id:?}: the grant for {p:?} lists no operations"
+                        "line {grant_line}: agency {id:?}: the grant for {p:?} lists no operations"
                     ));
                 }
                 if let Some(f) = grant
@@ -214,20 +220,20 @@ impl Policy {
                 {
                     return Err(format!(
                         "line {}: agency {id:?}: consent field {:?} of purpose {p:?} is not among its fields",
-                        line_of(text, "consent_fields").max(line),
+                        line_after(text, "consent_fields", grant_line).max(grant_line),
                         f.name()
                     ));
                 }
                 if let Some(q) = grant.sector_queries.iter().find(|q| !is_sector_query(q)) {
                     return Err(format!(
                         "line {}: agency {id:?}: sector query {q:?} must be sector.query, of a-z and '_'",
-                        line_of(text, &format!("\"{q}\"")).max(line)
+                        line_after(text, &format!("\"{q}\""), grant_line).max(grant_line)
                     ));
                 }
                 if grant.hidden_for_days.is_some_and(|d| d == 0 || d > 3650) {
                     return Err(format!(
                         "line {}: agency {id:?}: hidden_for_days of purpose {p:?} must be 1–3650",
-                        line_of(text, "hidden_for_days").max(line)
+                        line_after(text, "hidden_for_days", grant_line).max(grant_line)
                     ));
                 }
             }
@@ -329,9 +335,18 @@ fn is_sector_query(q: &str) -> bool {
 }
 
 /// 1-based line of the first occurrence of `needle`, or 0.
-fn line_of(text: &str, needle: &str) -> usize {
-    text.find(needle).map_or(0, |at| {
-        text[..at].bytes().filter(|&b| b == b'\n').count() + 1
+/// The (1-based) line of the first `needle` at or after line `from`; 0 if
+/// there is none.
+fn line_after(text: &str, needle: &str, from: usize) -> usize {
+    let start = if from <= 1 {
+        0
+    } else {
+        text.match_indices('\n')
+            .nth(from - 2)
+            .map_or(text.len(), |(at, _)| at + 1)
+    };
+    text[start..].find(needle).map_or(0, |at| {
+        text[..start + at].bytes().filter(|&b| b == b'\n').count() + 1
     })
 }
 
@@ -412,6 +427,16 @@ fields = ["full_name", "date_of_birth"]
             (
                 "[agencies.a]\nname = \"A\"\n[[agencies.a.grants]]\npurpose = \"lower\"\noperations = [\"get_citizen\"]\n",
                 "line 4",
+            ),
+            // The key of the agency at fault, not the first in the file; an
+            // id that begins another's is not mistaken for it.
+            (
+                "[agencies.ab]\nname = \"AB\"\ndaily_quota = 5\n[agencies.a]\nname = \"A\"\ndaily_quota = 0\n",
+                "line 6",
+            ),
+            (
+                "[agencies.a]\nname = \"A\"\n[[agencies.a.grants]]\npurpose = \"P\"\noperations = [\"get_citizen\"]\nhidden_for_days = 3\n[[agencies.a.grants]]\npurpose = \"Q\"\noperations = [\"get_citizen\"]\nhidden_for_days = 0\n",
+                "line 10",
             ),
         ];
         for (text, want) in cases {

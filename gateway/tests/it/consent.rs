@@ -256,6 +256,37 @@ async fn only_the_identity_provider_grants_and_only_what_the_policy_grants() {
         (Code::PermissionDenied, "ROLE_NOT_PERMITTED")
     );
     let mut idp = gw.citizen("idp").await;
+    // Nor may anyone else withdraw a citizen's consent.
+    let granted = idp
+        .grant_consent(grant(
+            &me,
+            "hospital",
+            "MEDICAL_TREATMENT",
+            &[Spouse],
+            in_secs(60),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let not_idp = gw
+        .citizen("hospital")
+        .await
+        .revoke_consent(v1::RevokeConsentRequest {
+            citizen_pid: me.clone(),
+            consent_id: granted.consent_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (not_idp.code(), reason(&not_idp).as_str()),
+        (Code::PermissionDenied, "ROLE_NOT_PERMITTED")
+    );
+    let still_good = gw
+        .client("hospital")
+        .await
+        .get_citizen(ask(&me, "MEDICAL_TREATMENT", &[Spouse], &granted.token))
+        .await;
+    assert!(still_good.is_ok(), "{still_good:?}");
     for (request, field) in [
         (
             grant(

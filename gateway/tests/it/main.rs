@@ -15,4 +15,5 @@ mod events;
 mod exchange;
 mod privacy;
 mod registry;
+mod shutdown;
 mod tls;

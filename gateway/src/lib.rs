@@ -9,6 +9,7 @@
 //! - [`audit`]: the hash-chained audit log, its checkpoints and verification.
 //! - [`signing`]: the gateway's Ed25519 key (consent tokens, checkpoints).
 //! - [`limits`]: per-agency request rates.
+//! - [`telemetry`]: Prometheus metrics and their scrape endpoint.
 //! - [`exchange`]: the domain behind `ExchangeService`.
 //! - [`registration`]: registry writes, the domain behind `RegistryService`.
 //! - [`events`]: population change events and the relay that publishes them.
@@ -31,6 +32,7 @@ pub mod policy;
 pub mod registration;
 pub mod registry;
 pub mod signing;
+pub mod telemetry;
 pub mod tls;
 pub mod verify;
 

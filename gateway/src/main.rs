@@ -67,6 +67,19 @@ struct AuditVerifyArgs {
     checkpoint: Option<Anchor>,
 }
 
+/// Where the metrics are served, or nowhere.
+#[derive(Clone, Copy)]
+struct MetricsListen(Option<SocketAddr>);
+
+fn parse_metrics_listen(text: &str) -> Result<MetricsListen, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(MetricsListen(None));
+    }
+    text.parse()
+        .map(|addr| MetricsListen(Some(addr)))
+        .map_err(|_| format!("{text:?} is neither HOST:PORT nor off"))
+}
+
 /// `SEQ:HASH`, as `audit verify` prints the last checkpoint.
 fn parse_anchor(text: &str) -> Result<Anchor, String> {
     let (seq, hash) = text
@@ -93,6 +106,16 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "LIENTHONG_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
+    /// Where Prometheus scrapes the metrics (plain HTTP, GET /metrics; no
+    /// personal data); `off` for none.
+    #[arg(
+        long,
+        env = "LIENTHONG_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464",
+        value_name = "HOST:PORT|off",
+        value_parser = parse_metrics_listen
+    )]
+    metrics_listen: MetricsListen,
     /// Citizens to seed on first start.
     #[arg(long, env = "LIENTHONG_CITIZENS", default_value_t = 1_000_000)]
     citizens: u64,
@@ -185,6 +208,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     retention: Duration::from_secs(args.outbox_retention_days * 86_400),
                     ..RelayConfig::default()
                 },
+                metrics: args.metrics_listen.0,
             };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(cmd::serve(&dir, &opts, shutdown_signal()))?;

@@ -23,6 +23,7 @@ use crate::audit::{AuditEntry, AuditLog, Decision, Hash};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::policy::LivePolicy;
+use crate::telemetry::REQUESTS;
 
 /// What one request (or one record of a batch) was about, as decoded.
 #[derive(Debug, Clone, Default)]
@@ -132,6 +133,13 @@ impl Audited {
                     OffsetDateTime::now_utc() + Duration::from_secs(u64::from(days) * 86_400),
                 )
             });
+        metrics::counter!(
+            REQUESTS,
+            "agency" => agency.to_owned(),
+            "operation" => access.operation.clone(),
+            "outcome" => outcome.clone(),
+        )
+        .increment(1);
         AuditEntry {
             agency: agency.to_owned(),
             operation: access.operation,

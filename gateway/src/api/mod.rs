@@ -3,8 +3,10 @@
 //! [`serve`] runs every service on one port over mutual TLS:
 //! `lienthong.v1.ExchangeService`, `lienthong.v1.RegistryService`,
 //! `lienthong.v1.CitizenService`, `grpc.health.v1.Health` and server
-//! reflection (v1 and v1alpha). In front of the lienthong services: the
-//! rate-limit layer; behind each of their handlers: the audit step.
+//! reflection (v1 and v1alpha). In front of every service: request timing
+//! (metrics), then the rate-limit layer for the lienthong services; behind
+//! each of their handlers: the audit step, which also counts requests by
+//! agency, operation and outcome.
 
 mod audited;
 mod citizen;
@@ -13,6 +15,7 @@ mod exchange;
 mod rate_limit;
 mod registry;
 mod status;
+mod timing;
 
 pub use citizen::CitizenApi;
 pub use exchange::ExchangeApi;
@@ -172,6 +175,9 @@ pub async fn serve(
             .await;
     };
     Server::builder()
+        // Outermost: the time a caller waits, refusals included.
+        .layer(timing::TimingLayer)
+        // Then the agency's rate and quota, before any decoding.
         .layer(rate_limit::RateLimitLayer::new(services.rates, audited))
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -32,6 +32,7 @@ use super::store::{self, Checkpoint};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::signing::{Context, SigningKey};
+use crate::telemetry::{AUDIT_COMMIT, AUDIT_RECORDS};
 
 /// How often a checkpoint is signed while records arrive.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -172,6 +173,7 @@ impl Writer {
 
     /// Appends every job of `group` in one transaction, then acks each.
     fn commit(&mut self, group: Vec<Job>) {
+        let started = Instant::now();
         let before = self.head;
         let mut lasts = Vec::with_capacity(group.len());
         let mut jobs = Vec::with_capacity(group.len());
@@ -204,6 +206,8 @@ impl Writer {
         })();
         match outcome {
             Ok(checkpoint) => {
+                metrics::histogram!(AUDIT_COMMIT).record(started.elapsed().as_secs_f64());
+                metrics::counter!(AUDIT_RECORDS).increment(self.head.0 - before.0);
                 if let Some(c) = checkpoint {
                     self.checkpointed = c.seq;
                     self.last_checkpoint = Instant::now();

@@ -9,20 +9,25 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
 use super::{DataDir, SeedOptions};
 use crate::api::Services;
+use crate::clock;
 use crate::error::{Error, Result};
 use crate::events::{OutboxRelay, RelayConfig};
 use crate::policy::LivePolicy;
 use crate::registry::{Outbox, PopulationStore, SqliteRegistry};
+use crate::telemetry;
 use crate::tls::{ensure_pki, server_config};
 
+/// How often the outbox gauges are read.
+const OUTBOX_GAUGES_EVERY: Duration = Duration::from_secs(1);
+
 /// How long to wait for the audit log's last checkpoint on shutdown.
-const AUDIT_CLOSE: std::time::Duration = std::time::Duration::from_secs(5);
+const AUDIT_CLOSE: Duration = Duration::from_secs(5);
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -33,6 +38,9 @@ pub struct ServeOptions {
     pub first_start: SeedOptions,
     /// Where and how population change events are published.
     pub relay: RelayConfig,
+    /// Where Prometheus scrapes the metrics (`GET /metrics`); `None`: no
+    /// metrics.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Prepares the data directory (first start included), binds and serves
@@ -74,6 +82,10 @@ pub async fn serve(
     // gateway that cannot audit never accepts a request.
     let (services, audit_writer) =
         Services::open(policy, registry, &dir.audit(), &dir.signing_key())?;
+    let metrics = match opts.metrics {
+        Some(addr) => Some(start_metrics(addr, outbox.clone()).await?),
+        None => None,
+    };
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(Error::io(opts.listen.to_string()))?;
@@ -92,6 +104,9 @@ pub async fn serve(
     }));
     let served = crate::api::serve(listener, tls, services, shutdown).await;
     reloads.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     let _ = stop_relay.send(());
     if let Err(e) = relay.await {
         tracing::error!(error = %e, "event relay task failed");
@@ -100,6 +115,41 @@ pub async fn serve(
         tracing::warn!("the audit log did not close in time: its last checkpoint may be missing");
     }
     served
+}
+
+/// Installs the metrics recorder, binds `addr` and answers scrapes there;
+/// keeps the outbox gauges current. The task runs until aborted.
+async fn start_metrics(
+    addr: SocketAddr,
+    outbox: Arc<dyn Outbox>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let handle = telemetry::install()?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(Error::io(format!("metrics on {addr}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(Error::io(format!("metrics on {addr}")))?;
+    tracing::info!(metrics = %local, "metrics for Prometheus at GET /metrics");
+    Ok(tokio::spawn(async move {
+        let gauges = async {
+            let mut every = tokio::time::interval(OUTBOX_GAUGES_EVERY);
+            loop {
+                every.tick().await;
+                let outbox = outbox.clone();
+                if let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || outbox.lag()).await {
+                    metrics::gauge!(telemetry::OUTBOX_WAITING).set(lag.waiting as f64);
+                    let oldest = lag.oldest_waiting.as_deref().and_then(clock::age);
+                    metrics::gauge!(telemetry::OUTBOX_OLDEST)
+                        .set(oldest.map_or(0.0, |d| d.as_secs_f64()));
+                }
+            }
+        };
+        tokio::join!(
+            gauges,
+            telemetry::serve_metrics(listener, handle, std::future::pending())
+        );
+    }))
 }
 
 /// Reloads the policy from `path` on every SIGHUP. The handler is installed

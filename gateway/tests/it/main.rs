@@ -13,6 +13,7 @@ mod cli;
 mod consent;
 mod events;
 mod exchange;
+mod metrics;
 mod privacy;
 mod registry;
 mod shutdown;

@@ -345,6 +345,8 @@ pub async fn spawn_serve_at(
     let mut child = tokio::process::Command::new(BIN)
         .args(args)
         .env("LIENTHONG_LOG", filter)
+        // Every spawned gateway scrapes on a port of its own.
+        .env("LIENTHONG_METRICS_LISTEN", "127.0.0.1:0")
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

@@ -1,0 +1,81 @@
+//! Metrics in the Prometheus text format, on a port of their own.
+//!
+//! ```text
+//! lienthong_requests_total{agency,operation,outcome}   counter: every audited
+//!     request, and every claim of a batch; outcome is OK or the ErrorInfo
+//!     reason (RATE_LIMITED counts the rate-limit refusals)
+//! lienthong_request_duration_seconds{method}           histogram: from the
+//!     request's arrival to its answer (for VerifyBatch, its first answer)
+//! lienthong_audit_commit_seconds                       histogram: one group
+//!     commit of the audit log, fsync included
+//! lienthong_audit_records_total                        counter
+//! lienthong_outbox_waiting                             gauge: events not yet
+//!     confirmed by the broker
+//! lienthong_outbox_oldest_waiting_seconds              gauge
+//! ```
+//!
+//! Labels hold agency ids, operation and method names and reasons — never a
+//! Pid, a name, a date or an address. The library records through the
+//! `metrics` facade (a no-op until a recorder is installed); `serve`
+//! installs the Prometheus recorder ([`install`]) and answers scrapes
+//! ([`endpoint::serve_metrics`]).
+
+mod endpoint;
+
+pub use endpoint::serve_metrics;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::error::{Error, Result};
+
+/// Requests (and records of a batch) by agency, operation and outcome.
+pub const REQUESTS: &str = "lienthong_requests_total";
+/// Time from a request's arrival to its answer, by gRPC method.
+pub const REQUEST_DURATION: &str = "lienthong_request_duration_seconds";
+/// One group commit of the audit log.
+pub const AUDIT_COMMIT: &str = "lienthong_audit_commit_seconds";
+/// Audit records appended.
+pub const AUDIT_RECORDS: &str = "lienthong_audit_records_total";
+/// Events waiting for the broker.
+pub const OUTBOX_WAITING: &str = "lienthong_outbox_waiting";
+/// Age of the oldest event waiting for the broker.
+pub const OUTBOX_OLDEST: &str = "lienthong_outbox_oldest_waiting_seconds";
+
+/// Histogram buckets, in seconds: 0.5 ms to 10 s.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
+
+/// Installs the process-wide Prometheus recorder and describes the metrics;
+/// the handle renders them. Call once per process.
+pub fn install() -> Result<PrometheusHandle> {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets(&BUCKETS)
+        .map_err(|e| Error::Server(format!("metrics: {e}")))?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)
+        .map_err(|_| Error::Server("metrics: a recorder is already installed".into()))?;
+    metrics::describe_counter!(
+        REQUESTS,
+        "Requests, and records of a batch, by agency, operation and outcome (OK or the reason)"
+    );
+    metrics::describe_histogram!(
+        REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Time from a request's arrival to its answer, by gRPC method"
+    );
+    metrics::describe_histogram!(
+        AUDIT_COMMIT,
+        metrics::Unit::Seconds,
+        "One group commit of the audit log, fsync included"
+    );
+    metrics::describe_counter!(AUDIT_RECORDS, "Audit records appended");
+    metrics::describe_gauge!(OUTBOX_WAITING, "Events not yet confirmed by the broker");
+    metrics::describe_gauge!(
+        OUTBOX_OLDEST,
+        metrics::Unit::Seconds,
+        "Age of the oldest event waiting for the broker"
+    );
+    Ok(handle)
+}

@@ -1,0 +1,166 @@
+//! The Prometheus endpoint of the real binary reports a known workload's
+//! counts exactly, and no personal data.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use lienthong_proto::v1::{self, exchange_service_client::ExchangeServiceClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{connect_as, spawn_serve_logged};
+
+/// `GET path` on the metrics port: the status line and the body.
+async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// The value of the sample named `name` whose labels include every one of
+/// `labels` (`key="value"`), if there is one.
+fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            let (series, _) = l.rsplit_once(' ').unwrap_or((l, ""));
+            let bare = series.split('{').next() == Some(name);
+            bare && labels.iter().all(|want| series.contains(want))
+        })
+        .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
+}
+
+fn claim(pid: &str, name: &str) -> v1::IdentityClaim {
+    v1::IdentityClaim {
+        reference: "r".into(),
+        pid: pid.into(),
+        full_name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_counts_a_known_workload_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (_serving, addr, log) = spawn_serve_logged(&[
+        "serve",
+        "--data-dir",
+        data,
+        "--listen",
+        "127.0.0.1:0",
+        "--citizens",
+        "2000",
+        "--amqp-url",
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+    ])
+    .await;
+    let metrics: SocketAddr = log
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            l.split("metrics=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("the metrics address is logged");
+    let sample_line = std::fs::read_to_string(dir.path().join("sample.jsonl")).unwrap();
+    let person: serde_json::Value =
+        serde_json::from_str(sample_line.lines().next().unwrap()).unwrap();
+    let pid = person["pid"].as_str().unwrap();
+    let name = person["full_name"].as_str().unwrap();
+
+    let pki = lienthong_gateway::tls::PkiLayout::under(dir.path());
+    let mut bank = ExchangeServiceClient::new(connect_as(addr, &pki, "vietcombank").await);
+    for purpose in [
+        "KYC_ONBOARDING",
+        "KYC_ONBOARDING",
+        "KYC_ONBOARDING",
+        "MARKETING",
+        "MARKETING",
+    ] {
+        let _ = bank
+            .verify_identity(v1::VerifyIdentityRequest {
+                purpose: purpose.into(),
+                claim: Some(claim(pid, name)),
+                r#match: None,
+            })
+            .await;
+    }
+    let batch = v1::VerifyBatchRequest {
+        batch_id: "b".into(),
+        purpose: "KYC_ONBOARDING".into(),
+        claims: (0..4).map(|_| claim(pid, name)).collect(),
+        ..Default::default()
+    };
+    let mut answers = bank
+        .verify_batch(tokio_stream::iter(vec![batch]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answers.message().await.unwrap().unwrap().results.len(), 4);
+
+    let (status, body) = get(metrics, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let requests = |operation: &str, outcome: &str| {
+        sample(
+            &body,
+            "lienthong_requests_total",
+            &[
+                "agency=\"vietcombank\"",
+                &format!("operation=\"{operation}\""),
+                &format!("outcome=\"{outcome}\""),
+            ],
+        )
+    };
+    assert_eq!(requests("verify_identity", "OK"), Some(3.0), "{body}");
+    assert_eq!(
+        requests("verify_identity", "PURPOSE_NOT_PERMITTED"),
+        Some(2.0),
+        "{body}"
+    );
+    assert_eq!(requests("verify_batch", "OK"), Some(4.0), "{body}");
+    assert_eq!(
+        sample(
+            &body,
+            "lienthong_request_duration_seconds_count",
+            &["method=\"/lienthong.v1.ExchangeService/VerifyIdentity\""]
+        ),
+        Some(5.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "lienthong_audit_records_total", &[]),
+        Some(9.0),
+        "{body}"
+    );
+    assert!(
+        sample(&body, "lienthong_audit_commit_seconds_count", &[]).is_some_and(|n| n >= 1.0),
+        "{body}"
+    );
+    // Nothing was written, so nothing waits for the broker (the gauge is
+    // read once a second, the first time as the gateway starts).
+    assert_eq!(
+        sample(&body, "lienthong_outbox_waiting", &[]),
+        Some(0.0),
+        "{body}"
+    );
+    // No personal data in any label.
+    for secret in [pid, name] {
+        assert!(!body.contains(secret), "{secret:?} is in the metrics");
+    }
+    let (status, _) = get(metrics, "/elsewhere").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+}

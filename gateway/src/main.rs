@@ -164,14 +164,18 @@ struct SeedArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    // Logs go to stderr: human-readable, or one JSON object a line with
+    // LIENTHONG_LOG_FORMAT=json; LIENTHONG_LOG filters (default info).
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LIENTHONG_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match std::env::var("LIENTHONG_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().init(),
+        _ => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve(cli.serve));
     match run(command) {

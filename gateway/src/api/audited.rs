@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tonic::{Response, Status};
 
+use super::request_id;
 use crate::audit::{AuditEntry, AuditLog, Decision, Hash};
 use crate::clock;
 use crate::error::{Error, Result};
@@ -142,6 +143,9 @@ impl Audited {
         .increment(1);
         AuditEntry {
             agency: agency.to_owned(),
+            trace_id: request_id::current()
+                .map(|id| id.as_str().to_owned())
+                .unwrap_or_default(),
             operation: access.operation,
             purpose: access.purpose,
             pids: access
@@ -160,13 +164,27 @@ impl Audited {
         }
     }
 
-    /// Appends `entries` and waits until they are durable.
+    /// Appends `entries` (one call's records) and waits until they are
+    /// durable; then logs the call's one line: its id, agency, operation and
+    /// outcome (for a batch, how many records and how many not OK) — never a
+    /// Pid or any other personal field.
     pub(crate) async fn append(&self, entries: Vec<AuditEntry>) -> Result<(), Status> {
-        self.log
-            .append(entries)
-            .await
-            .map(drop)
-            .map_err(Status::from)
+        let (Some(first), records) = (entries.first(), entries.len()) else {
+            return Ok(());
+        };
+        let agency = first.agency.clone();
+        let operation = first.operation.clone();
+        let outcome = first.outcome.clone();
+        let not_ok = entries.iter().filter(|e| e.outcome != "OK").count();
+        let request_id = first.trace_id.clone();
+        self.log.append(entries).await.map_err(Status::from)?;
+        let ms = request_id::current().map_or(0.0, |id| (id.elapsed_ms() * 100.0).round() / 100.0);
+        if records == 1 {
+            tracing::info!(request_id = %request_id, agency = %agency, operation = %operation, outcome = %outcome, ms, "request");
+        } else {
+            tracing::info!(request_id = %request_id, agency = %agency, operation = %operation, records, not_ok, ms, "batch");
+        }
+        Ok(())
     }
 }
 

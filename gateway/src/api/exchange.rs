@@ -8,7 +8,7 @@ use lienthong_proto::v1::{self, exchange_service_server::ExchangeService};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::audited::{Access, Audited, hash_message};
-use super::{caller, convert};
+use super::{caller, convert, request_id};
 use crate::error::{Error, Result};
 use crate::exchange::{Asker, Exchange};
 
@@ -103,6 +103,9 @@ impl ExchangeService for ExchangeApi {
         let peer = caller(&request)?;
         let exchange = self.exchange.clone();
         let audited = self.audited.clone();
+        // The answers are made after this returns, outside the call's scope:
+        // they carry its request id along.
+        let request_id = request_id::current();
         // `buffered` reads the next batch only while fewer than
         // BATCHES_IN_FLIGHT are being verified, and yields answers in order:
         // the client's sending is throttled by our answering (flow control).
@@ -112,9 +115,14 @@ impl ExchangeService for ExchangeApi {
                 let exchange = exchange.clone();
                 let audited = audited.clone();
                 let agency = peer.agency.clone();
+                let request_id = request_id.clone();
                 async move {
                     let batch = batch?;
-                    verify_one_batch(&exchange, &audited, &agency, batch).await
+                    let verified = verify_one_batch(&exchange, &audited, &agency, batch);
+                    match request_id {
+                        Some(id) => id.scope(verified).await,
+                        None => verified.await,
+                    }
                 }
             })
             .buffered(BATCHES_IN_FLIGHT);

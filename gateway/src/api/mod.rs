@@ -3,8 +3,9 @@
 //! [`serve`] runs every service on one port over mutual TLS:
 //! `lienthong.v1.ExchangeService`, `lienthong.v1.RegistryService`,
 //! `lienthong.v1.CitizenService`, `grpc.health.v1.Health` and server
-//! reflection (v1 and v1alpha). In front of every service: request timing
-//! (metrics), then the rate-limit layer for the lienthong services; behind
+//! reflection (v1 and v1alpha). In front of every service: the request id,
+//! request timing (metrics), then the rate-limit layer for the lienthong
+//! services; behind
 //! each of their handlers: the audit step, which also counts requests by
 //! agency, operation and outcome.
 
@@ -14,6 +15,7 @@ mod convert;
 mod exchange;
 mod rate_limit;
 mod registry;
+mod request_id;
 mod status;
 mod timing;
 
@@ -175,7 +177,9 @@ pub async fn serve(
             .await;
     };
     Server::builder()
-        // Outermost: the time a caller waits, refusals included.
+        // Outermost: the call's id, which everything below records.
+        .layer(request_id::RequestIdLayer)
+        // The time a caller waits, refusals included.
         .layer(timing::TimingLayer)
         // Then the agency's rate and quota, before any decoding.
         .layer(rate_limit::RateLimitLayer::new(services.rates, audited))

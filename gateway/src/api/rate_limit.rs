@@ -79,11 +79,11 @@ where
             && let Err(refused) = self.rates.take(&peer.agency)
         {
             let access = Access::new(operation(request.uri().path()));
-            let entry = self
-                .audited
-                .entry(&peer.agency, access, [0; 32], Err(&refused));
+            let agency = peer.agency.clone();
             let audited = self.audited.clone();
             return futures_util::future::Either::Right(Box::pin(async move {
+                // Made here, in the call's future, where its request id is.
+                let entry = audited.entry(&agency, access, [0; 32], Err(&refused));
                 let status = match audited.append(vec![entry]).await {
                     Ok(()) => Status::from(refused),
                     Err(unaudited) => unaudited,

@@ -4,7 +4,7 @@
 //! hash = SHA-256( "lienthong audit v1\0"
 //!                 ‖ u64be(seq) ‖ str(time) ‖ str(agency) ‖ str(operation)
 //!                 ‖ str(purpose) ‖ str(pids) ‖ str(fields) ‖ str(decision)
-//!                 ‖ str(outcome) ‖ str(request_id) ‖ request_hash[32]
+//!                 ‖ str(outcome) ‖ str(request_id) ‖ str(trace_id) ‖ request_hash[32]
 //!                 ‖ response_hash[32] ‖ str(hidden_until or "") ‖ prev_hash[32] )
 //! str(s) = u32be(byte length) ‖ UTF-8 bytes
 //! prev_hash of record 1 = 32 zero bytes
@@ -68,6 +68,9 @@ pub struct AuditEntry {
     pub outcome: String,
     /// The request's id: the client's `request_id`, a batch's reference.
     pub request_id: String,
+    /// The gateway's id for the call (the `x-request-id` the caller got
+    /// back, and the one its log line carries); a batch's claims share it.
+    pub trace_id: String,
     /// SHA-256 of the request as received (protobuf bytes).
     pub request_hash: Hash,
     /// SHA-256 of the answer as sent, or of the error's reason and message.
@@ -124,6 +127,7 @@ fn hash(seq: u64, time: &str, e: &AuditEntry, prev: &Hash) -> Hash {
         e.decision.as_str(),
         &e.outcome,
         &e.request_id,
+        &e.trace_id,
     ] {
         str(&mut h, s);
     }
@@ -167,6 +171,7 @@ mod tests {
             decision: Decision::Granted,
             outcome: "OK".into(),
             request_id: String::new(),
+            trace_id: String::new(),
             request_hash: [n; 32],
             response_hash: [n; 32],
             hidden_until: None,
@@ -177,7 +182,7 @@ mod tests {
     fn every_column_is_in_the_hash() {
         let base = AuditRecord::chain(1, "t".into(), entry(1), GENESIS);
         let mut changed: Vec<AuditRecord> = Vec::new();
-        let edits: [fn(&mut AuditRecord); 14] = [
+        let edits: [fn(&mut AuditRecord); 15] = [
             |r| r.seq = 2,
             |r| r.time.push('x'),
             |r| r.entry.agency.push('x'),
@@ -188,6 +193,7 @@ mod tests {
             |r| r.entry.decision = Decision::Refused,
             |r| r.entry.outcome.push('x'),
             |r| r.entry.request_id.push('x'),
+            |r| r.entry.trace_id.push('x'),
             |r| r.entry.request_hash[0] ^= 1,
             |r| r.entry.response_hash[0] ^= 1,
             |r| r.entry.hidden_until = Some(String::new() + "x"),

@@ -4,7 +4,7 @@
 //! ```text
 //! audit(seq INTEGER PRIMARY KEY, time, agency, operation, purpose, pids,
 //!       fields, decision, outcome, request_id, request_hash, response_hash,
-//!       hidden_until, prev_hash, hash)                  append-only, chained
+//!       hidden_until, prev_hash, hash, trace_id)                  append-only, chained
 //! checkpoint(seq PK, hash, time, signature)   signed (seq, hash, time)
 //! ```
 //!
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS audit (
     response_hash BLOB NOT NULL,
     hidden_until  TEXT,
     prev_hash     BLOB NOT NULL,
-    hash          BLOB NOT NULL
+    hash          BLOB NOT NULL,
+    trace_id      TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS checkpoint (
     seq       INTEGER PRIMARY KEY,
@@ -122,8 +123,8 @@ pub(crate) fn insert(conn: &Connection, r: &AuditRecord) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO audit (seq, time, agency, operation, purpose, pids, fields, decision,
                             outcome, request_id, request_hash, response_hash, hidden_until,
-                            prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                            prev_hash, hash, trace_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         r.seq as i64,
@@ -141,6 +142,7 @@ pub(crate) fn insert(conn: &Connection, r: &AuditRecord) -> Result<()> {
         e.hidden_until,
         &r.prev_hash[..],
         &r.hash[..],
+        e.trace_id,
     ])?;
     Ok(())
 }
@@ -178,7 +180,8 @@ pub(crate) fn each_record(
 ) -> Result<()> {
     let mut stmt = conn.prepare(
         "SELECT seq, time, agency, operation, purpose, pids, fields, decision, outcome,
-                request_id, request_hash, response_hash, hidden_until, prev_hash, hash
+                request_id, request_hash, response_hash, hidden_until, prev_hash, hash,
+                trace_id
          FROM audit ORDER BY seq",
     )?;
     let mut rows = stmt.query([])?;
@@ -293,6 +296,7 @@ fn record(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
             decision: Decision::parse(&decision).ok_or(rusqlite::Error::InvalidQuery)?,
             outcome: r.get(8)?,
             request_id: r.get(9)?,
+            trace_id: r.get(15)?,
             request_hash: hash_col(r, 10)?,
             response_hash: hash_col(r, 11)?,
             hidden_until: r.get(12)?,

@@ -20,6 +20,7 @@ fn entry(pid: &str, operation: &str, hidden_until: Option<&str>) -> AuditEntry {
         decision: Decision::Granted,
         outcome: "OK".into(),
         request_id: String::new(),
+        trace_id: String::new(),
         request_hash: [1; 32],
         response_hash: [2; 32],
         hidden_until: hidden_until.map(str::to_owned),

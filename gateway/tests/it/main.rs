@@ -16,5 +16,6 @@ mod exchange;
 mod metrics;
 mod privacy;
 mod registry;
+mod request_ids;
 mod shutdown;
 mod tls;

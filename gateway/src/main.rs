@@ -42,7 +42,23 @@ enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Validate a data directory without serving it: the policy, the
+    /// certificates it needs (issuer, agency name, validity) and the signing
+    /// key. Says what is wrong; exits 64 if anything is.
+    Check(DirArgs),
 }
+
+/// `check` found problems: bad configuration, exit 64.
+#[derive(Debug)]
+struct CheckFailed(usize);
+
+impl std::fmt::Display for CheckFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the data directory has {} problem(s)", self.0)
+    }
+}
+
+impl std::error::Error for CheckFailed {}
 
 #[derive(Subcommand)]
 enum AuditCommand {
@@ -188,6 +204,7 @@ fn main() -> ExitCode {
                 Some(
                     lienthong_gateway::Error::Policy { .. } | lienthong_gateway::Error::Tls(_),
                 ) => ExitCode::from(64),
+                _ if e.downcast_ref::<CheckFailed>().is_some() => ExitCode::from(64),
                 _ => ExitCode::FAILURE,
             }
         }
@@ -250,6 +267,24 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("waiting for broker  {}", report.waiting);
             if let Some(age) = report.oldest_waiting_for {
                 println!("oldest waiting for  {:.1} s", age.as_secs_f64());
+            }
+        }
+        Command::Check(args) => {
+            let findings = cmd::check(&DataDir::new(&args.data_dir));
+            let mut problems = 0;
+            for finding in &findings {
+                let (word, text) = match finding {
+                    cmd::Finding::Ok(t) => ("ok", t),
+                    cmd::Finding::Warning(t) => ("warning", t),
+                    cmd::Finding::Problem(t) => {
+                        problems += 1;
+                        ("problem", t)
+                    }
+                };
+                println!("{word:<8} {text}");
+            }
+            if problems > 0 {
+                return Err(CheckFailed(problems).into());
             }
         }
         Command::Audit(AuditCommand::Verify(args)) => {

@@ -55,7 +55,11 @@ impl CitizenApi {
         })
     }
 
-    fn list(&self, agency: &str, r: &v1::ListAccessesRequest) -> Result<v1::ListAccessesResponse> {
+    async fn list(
+        &self,
+        agency: &str,
+        r: &v1::ListAccessesRequest,
+    ) -> Result<v1::ListAccessesResponse> {
         let citizen = convert::pid(&r.citizen_pid, "citizen_pid")?;
         let page_size = usize::try_from(r.page_size)
             .map_err(|_| Error::invalid("page_size", "must not be negative"))?;
@@ -68,7 +72,10 @@ impl CitizenApi {
                     .map_err(|_| Error::invalid("page_token", "not a token from ListAccesses"))?,
             )
         };
-        let page = self.accesses.list(agency, citizen, page_size, before)?;
+        let page = self
+            .accesses
+            .list_off_runtime(agency, citizen, page_size, before)
+            .await?;
         Ok(v1::ListAccessesResponse {
             accesses: page
                 .accesses
@@ -151,7 +158,7 @@ impl CitizenService for CitizenApi {
         let peer = caller(&request)?;
         let r = request.into_inner();
         let access = Access::new("list_accesses").pid(&r.citizen_pid);
-        let answer = self.list(&peer.agency, &r);
+        let answer = self.list(&peer.agency, &r).await;
         self.audited
             .seal(&peer.agency, access, hash_message(&r), answer)
             .await

@@ -72,6 +72,22 @@ impl AccessList {
         }
     }
 
+    /// [`AccessList::list`] on the blocking pool: the read may wait for the
+    /// disk, and must not hold up the runtime's workers.
+    pub async fn list_off_runtime(
+        &self,
+        caller: &str,
+        citizen: Pid,
+        page_size: usize,
+        before: Option<u64>,
+    ) -> Result<AccessPage> {
+        let list = self.clone();
+        let caller = caller.to_owned();
+        tokio::task::spawn_blocking(move || list.list(&caller, citizen, page_size, before))
+            .await
+            .map_err(|_| Error::Task)?
+    }
+
     /// Up to `page_size` accesses to `citizen`'s data before record `before`
     /// (the previous page's `next`), for the identity provider `caller`.
     /// Confidential accesses appear once their hidden-until time has passed.

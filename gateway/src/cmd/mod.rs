@@ -9,6 +9,7 @@
 //!                     registry writes' receipts (SQLite)
 //! DIR/audit.db        the audit log: hash-chained records, signed
 //!                     checkpoints (SQLite)
+//! DIR/audit-index.db  which audit records concern which citizen (derived)
 //! DIR/keys/signing.pk8  the gateway's Ed25519 key: consent tokens and
 //!                     audit checkpoints (created on first start, 0600)
 //! DIR/pki/            development CA, gateway and agency certificates
@@ -16,12 +17,14 @@
 
 mod audit;
 mod certs;
+mod check;
 mod outbox;
 mod seed;
 mod serve;
 
 pub use audit::audit_verify;
 pub use certs::certs;
+pub use check::{Finding, check};
 pub use outbox::{OutboxReport, outbox};
 pub use seed::{SeedOptions, seed};
 pub use serve::{ServeOptions, serve};

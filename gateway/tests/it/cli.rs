@@ -313,3 +313,61 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_it() {
         .await
         .expect("the previous policy stays in force");
 }
+
+#[test]
+fn check_says_what_is_wrong_and_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    assert!(run(&["certs", "--data-dir", data]).status.success());
+    let out = run(&["check", "--data-dir", data]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("ok       policy.toml: 9 agencies"), "{said}");
+    assert!(
+        said.contains("ok       pki/agencies/viettel.pem: valid for"),
+        "{said}"
+    );
+    assert!(!said.contains("problem"), "{said}");
+
+    // A missing agency certificate is named.
+    std::fs::remove_file(dir.path().join("pki/agencies/viettel.pem")).unwrap();
+    let out = run(&["check", "--data-dir", data]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        text(&out.stdout)
+            .contains("problem  pki/agencies/viettel.pem: missing (lienthong certs issues it)"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Another agency's certificate in its place: the name does not match.
+    std::fs::copy(
+        dir.path().join("pki/agencies/vss.pem"),
+        dir.path().join("pki/agencies/viettel.pem"),
+    )
+    .unwrap();
+    let out = run(&["check", "--data-dir", data]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        text(&out.stdout)
+            .contains("its subject CN is Some(\"vss\"), the policy's agency is \"viettel\""),
+        "{}",
+        text(&out.stdout)
+    );
+    // A policy that does not validate names its line.
+    let policy = dir.path().join("policy.toml");
+    let original = std::fs::read_to_string(&policy).unwrap();
+    let at = 1 + original
+        .lines()
+        .position(|l| l == "daily_quota = 200000")
+        .unwrap();
+    let broken = original.replacen("daily_quota = 200000", "daily_quota = 0", 1);
+    std::fs::write(&policy, broken).unwrap();
+    let out = run(&["check", "--data-dir", data]);
+    assert_eq!(out.status.code(), Some(64));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("problem  policy")
+            && said.contains(&format!("line {at}: agency \"clinic-bach-mai\"")),
+        "{said}"
+    );
+}

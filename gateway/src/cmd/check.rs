@@ -1,0 +1,151 @@
+//! `lienthong check`: validates a data directory without serving it — the
+//! policy, the certificates the policy needs, the signing key — and says
+//! exactly what is wrong.
+//!
+//! ```text
+//! ok       policy.toml: 9 agencies
+//! problem  pki/agencies/viettel.pem: missing (lienthong certs issues it)
+//! ```
+
+use std::path::Path;
+
+use time::OffsetDateTime;
+use x509_parser::pem::parse_x509_pem;
+
+use super::DataDir;
+use crate::policy::Policy;
+use crate::signing::SigningKey;
+use crate::tls::server_config;
+
+/// A certificate expiring sooner than this is reported.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// One thing checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// Fine, with what was found.
+    Ok(String),
+    /// Works, but needs attention soon.
+    Warning(String),
+    /// Wrong: the gateway would refuse to start, or an agency to connect.
+    Problem(String),
+}
+
+/// Checks `dir`; every finding, in the order checked.
+pub fn check(dir: &DataDir) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let policy = match Policy::load(&dir.policy()) {
+        Ok(p) => {
+            found.push(Finding::Ok(format!(
+                "policy.toml: {} agencies",
+                p.agencies.len()
+            )));
+            Some(p)
+        }
+        Err(e) => {
+            found.push(Finding::Problem(e.to_string()));
+            None
+        }
+    };
+    let pki = dir.pki();
+    match server_config(&pki) {
+        Ok(_) => found.push(Finding::Ok(
+            "pki: the CA and the gateway's certificate and key load (TLS 1.3, client certificates required)".into(),
+        )),
+        Err(e) => found.push(Finding::Problem(format!("pki: {e}"))),
+    }
+    let ca_subject = std::fs::read(pki.ca_cert()).ok().and_then(|pem| {
+        let (_, pem) = parse_x509_pem(&pem).ok()?;
+        let cert = pem.parse_x509().ok()?;
+        Some(cert.subject().to_string())
+    });
+    found.push(certificate(
+        dir,
+        &pki.gateway_cert(),
+        None,
+        ca_subject.as_deref(),
+    ));
+    if let Some(policy) = &policy {
+        let mut agencies: Vec<&String> = policy.agencies.keys().collect();
+        agencies.sort();
+        for agency in agencies {
+            found.push(certificate(
+                dir,
+                &pki.agency_cert(agency),
+                Some(agency),
+                ca_subject.as_deref(),
+            ));
+        }
+    }
+    let key = dir.signing_key();
+    found.push(if key.exists() {
+        match SigningKey::load(&key) {
+            Ok(k) => Finding::Ok(format!(
+                "keys/signing.pk8: Ed25519, public key {}",
+                k.verifying_key()
+            )),
+            Err(e) => Finding::Problem(e.to_string()),
+        }
+    } else {
+        Finding::Ok("keys/signing.pk8: not yet created (serve creates it on first start)".into())
+    });
+    found
+}
+
+/// Checks the certificate at `path`: it reads, was issued by the CA
+/// (`ca_subject`), names `agency` (for an agency's), and is in its validity.
+fn certificate(
+    dir: &DataDir,
+    path: &Path,
+    agency: Option<&str>,
+    ca_subject: Option<&str>,
+) -> Finding {
+    let shown = path
+        .strip_prefix(dir.root())
+        .unwrap_or(path)
+        .display()
+        .to_string();
+    let Ok(pem) = std::fs::read(path) else {
+        return Finding::Problem(format!("{shown}: missing (lienthong certs issues it)"));
+    };
+    let Ok((_, pem)) = parse_x509_pem(&pem) else {
+        return Finding::Problem(format!("{shown}: not a PEM certificate"));
+    };
+    let Ok(cert) = pem.parse_x509() else {
+        return Finding::Problem(format!("{shown}: not an X.509 certificate"));
+    };
+    if let Some(ca) = ca_subject
+        && cert.issuer().to_string() != ca
+    {
+        return Finding::Problem(format!(
+            "{shown}: issued by {}, not by this gateway's CA",
+            cert.issuer()
+        ));
+    }
+    if let Some(agency) = agency {
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok());
+        if cn != Some(agency) {
+            return Finding::Problem(format!(
+                "{shown}: its subject CN is {cn:?}, the policy's agency is {agency:?}"
+            ));
+        }
+    }
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let not_after = cert.validity().not_after.timestamp();
+    if cert.validity().not_before.timestamp() > now {
+        return Finding::Problem(format!("{shown}: not valid yet"));
+    }
+    if not_after <= now {
+        return Finding::Problem(format!("{shown}: expired on {}", cert.validity().not_after));
+    }
+    let days = (not_after - now) / 86_400;
+    if days < EXPIRY_WARNING_DAYS {
+        Finding::Warning(format!("{shown}: expires in {days} days"))
+    } else {
+        Finding::Ok(format!("{shown}: valid for {days} more days"))
+    }
+}

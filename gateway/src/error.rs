@@ -67,6 +67,11 @@ pub enum Reason {
     ConsentNotFound,
     /// The audit log could not record the request, so no answer is given.
     AuditUnavailable,
+    /// The gateway has as many calls in flight as it takes; it sheds this
+    /// one rather than queue it.
+    Overloaded,
+    /// The call did not finish within the server's deadline.
+    DeadlineExceeded,
     /// Something inside the gateway failed; retrying will not help.
     Internal,
 }
@@ -126,6 +131,8 @@ impl Reason {
             Self::ConsentFieldsNotCovered => "CONSENT_FIELDS_NOT_COVERED",
             Self::ConsentNotFound => "CONSENT_NOT_FOUND",
             Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
+            Self::Overloaded => "OVERLOADED",
+            Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::Internal => "INTERNAL",
         }
     }
@@ -213,6 +220,12 @@ pub enum Error {
     /// The citizen has no consent with this id.
     #[error("the citizen has no consent with this id")]
     ConsentNotFound,
+    /// Every admission permit is taken.
+    #[error("the gateway is at its limit of {limit} calls in flight; retry shortly")]
+    Overloaded { limit: usize },
+    /// The server-side deadline passed.
+    #[error("the call did not finish within the server's deadline of {} ms", limit.as_millis())]
+    DeadlineExceeded { limit: std::time::Duration },
     /// The audit log failed; the request is not answered.
     #[error("audit log: {0}")]
     Audit(String),
@@ -293,6 +306,8 @@ impl Error {
             Self::ConsentRequired { .. } => Reason::ConsentRequired,
             Self::Consent { reason, .. } => *reason,
             Self::ConsentNotFound => Reason::ConsentNotFound,
+            Self::Overloaded { .. } => Reason::Overloaded,
+            Self::DeadlineExceeded { .. } => Reason::DeadlineExceeded,
             Self::Audit(_) => Reason::AuditUnavailable,
             Self::Store(_) => Reason::StoreUnavailable,
             Self::Corrupt

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use lienthong_gateway::api::ServerLimits;
 use lienthong_gateway::audit::Anchor;
 use lienthong_gateway::cmd::{self, DataDir, SeedOptions, ServeOptions};
 use lienthong_gateway::events::RelayConfig;
@@ -132,6 +133,24 @@ struct ServeArgs {
         value_parser = parse_metrics_listen
     )]
     metrics_listen: MetricsListen,
+    /// Largest gRPC message received or sent, in bytes.
+    #[arg(long, env = "LIENTHONG_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
+    max_message_bytes: u64,
+    /// Calls in flight across all connections; more are shed at once with
+    /// UNAVAILABLE (OVERLOADED) rather than queued.
+    #[arg(long, env = "LIENTHONG_MAX_IN_FLIGHT", default_value_t = 2_048,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_in_flight: u64,
+    /// Concurrent calls (HTTP/2 streams) one connection may open.
+    #[arg(long, env = "LIENTHONG_MAX_STREAMS_PER_CONNECTION", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_streams_per_connection: u32,
+    /// Time a call has to be answered, in milliseconds (DEADLINE_EXCEEDED
+    /// beyond).
+    #[arg(long, env = "LIENTHONG_DEADLINE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    deadline_ms: u64,
     /// Citizens to seed on first start.
     #[arg(long, env = "LIENTHONG_CITIZENS", default_value_t = 1_000_000)]
     citizens: u64,
@@ -230,6 +249,12 @@ fn run(command: Command) -> anyhow::Result<()> {
                     ..RelayConfig::default()
                 },
                 metrics: args.metrics_listen.0,
+                limits: ServerLimits {
+                    max_message_bytes: args.max_message_bytes as usize,
+                    max_in_flight: args.max_in_flight as usize,
+                    max_streams_per_connection: args.max_streams_per_connection,
+                    deadline: Duration::from_millis(args.deadline_ms),
+                },
             };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(cmd::serve(&dir, &opts, shutdown_signal()))?;

@@ -9,6 +9,7 @@
 //! each of their handlers: the audit step, which also counts requests by
 //! agency, operation and outcome.
 
+mod admission;
 mod audited;
 mod citizen;
 mod convert;
@@ -27,6 +28,7 @@ pub use status::DOMAIN;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lienthong_proto::v1::citizen_service_server::CitizenServiceServer;
 use lienthong_proto::v1::exchange_service_server::ExchangeServiceServer;
@@ -46,9 +48,32 @@ use crate::registry::PopulationStore;
 use crate::signing::SigningKey;
 use crate::tls::{self, Peer};
 
-/// Largest message accepted: a full batch of 10,000 claims with long
-/// addresses fits with room to spare.
-const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// The server's limits, each refused with its own status when exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Largest message received or sent, in bytes (`OUT_OF_RANGE` beyond).
+    /// The default fits a full batch of 10,000 claims with long addresses.
+    pub max_message_bytes: usize,
+    /// lienthong calls in flight across all connections; one more is shed
+    /// at once with `UNAVAILABLE` / `OVERLOADED`.
+    pub max_in_flight: usize,
+    /// Concurrent calls (HTTP/2 streams) one connection may open; the
+    /// client waits for a free one.
+    pub max_streams_per_connection: u32,
+    /// Time a call has to be answered (`DEADLINE_EXCEEDED` beyond).
+    pub deadline: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 * 1024 * 1024,
+            max_in_flight: 2_048,
+            max_streams_per_connection: 256,
+            deadline: Duration::from_secs(30),
+        }
+    }
+}
 
 /// The authenticated caller of a request (set by the TLS acceptor on every
 /// connection, so missing only if the server was wired without it).
@@ -74,6 +99,8 @@ pub struct Services {
     pub accesses: AccessList,
     /// Per-agency request rates and quotas, in front of every service.
     pub rates: Arc<AgencyRates>,
+    /// Message sizes, calls in flight, the deadline.
+    pub limits: ServerLimits,
     audited: audited::Audited,
 }
 
@@ -102,6 +129,7 @@ impl Services {
             consents,
             accesses: AccessList::new(policy.clone(), audit_path),
             rates,
+            limits: ServerLimits::default(),
             audited: audited::Audited::new(audit, policy),
         }
     }
@@ -153,16 +181,22 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| Error::Server(format!("reflection: {e}")))?;
     let audited = services.audited;
+    let limits = services.limits;
+    let max = limits.max_message_bytes;
     let exchange = ExchangeServiceServer::new(ExchangeApi::new(services.exchange, audited.clone()))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     let registry =
-        RegistryServiceServer::new(RegistryApi::new(services.registrar, audited.clone()));
+        RegistryServiceServer::new(RegistryApi::new(services.registrar, audited.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
     let citizen = CitizenServiceServer::new(CitizenApi::new(
         services.consents,
         services.accesses,
         audited.clone(),
-    ));
+    ))
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
 
     let shutdown = async move {
         shutdown.await;
@@ -177,10 +211,17 @@ pub async fn serve(
             .await;
     };
     Server::builder()
+        .max_concurrent_streams(Some(limits.max_streams_per_connection))
         // Outermost: the call's id, which everything below records.
         .layer(request_id::RequestIdLayer)
         // The time a caller waits, refusals included.
         .layer(timing::TimingLayer)
+        // Shed what is over the limit before any other work, and end what
+        // runs past the deadline.
+        .layer(admission::AdmissionLayer::new(
+            limits.max_in_flight,
+            limits.deadline,
+        ))
         // Then the agency's rate and quota, before any decoding.
         .layer(rate_limit::RateLimitLayer::new(services.rates, audited))
         .add_service(health_service)

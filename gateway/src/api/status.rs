@@ -43,7 +43,10 @@ fn code(reason: Reason) -> Code {
         Reason::PidSpaceExhausted | Reason::RateLimited | Reason::QuotaExceeded => {
             Code::ResourceExhausted
         }
-        Reason::StoreUnavailable | Reason::AuditUnavailable => Code::Unavailable,
+        Reason::StoreUnavailable | Reason::AuditUnavailable | Reason::Overloaded => {
+            Code::Unavailable
+        }
+        Reason::DeadlineExceeded => Code::DeadlineExceeded,
         Reason::Unauthenticated => Code::Unauthenticated,
         Reason::Internal => Code::Internal,
     }
@@ -102,6 +105,9 @@ impl From<Error> for Status {
             }
             _ if matches!(reason, Reason::StoreUnavailable | Reason::AuditUnavailable) => {
                 details.set_retry_info(Some(Duration::from_secs(1)));
+            }
+            Error::Overloaded { .. } => {
+                details.set_retry_info(Some(Duration::from_millis(100)));
             }
             _ => {}
         }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 use super::{DataDir, SeedOptions};
-use crate::api::Services;
+use crate::api::{ServerLimits, Services};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::events::{OutboxRelay, RelayConfig};
@@ -41,6 +41,8 @@ pub struct ServeOptions {
     /// Where Prometheus scrapes the metrics (`GET /metrics`); `None`: no
     /// metrics.
     pub metrics: Option<SocketAddr>,
+    /// Message sizes, calls in flight, the deadline.
+    pub limits: ServerLimits,
 }
 
 /// Prepares the data directory (first start included), binds and serves
@@ -80,8 +82,9 @@ pub async fn serve(
     let tls = server_config(&dir.pki())?;
     // The signing key and the audit log open before the port is bound: a
     // gateway that cannot audit never accepts a request.
-    let (services, audit_writer) =
+    let (mut services, audit_writer) =
         Services::open(policy, registry, &dir.audit(), &dir.signing_key())?;
+    services.limits = opts.limits;
     let metrics = match opts.metrics {
         Some(addr) => Some(start_metrics(addr, outbox.clone()).await?),
         None => None,

@@ -12,6 +12,8 @@
 //! lienthong_outbox_waiting                             gauge: events not yet
 //!     confirmed by the broker
 //! lienthong_outbox_oldest_waiting_seconds              gauge
+//! lienthong_shed_total{reason}                         counter: calls refused
+//!     at admission (OVERLOADED) or ended at the deadline (DEADLINE_EXCEEDED)
 //! ```
 //!
 //! Labels hold agency ids, operation and method names and reasons — never a
@@ -40,6 +42,9 @@ pub const AUDIT_RECORDS: &str = "lienthong_audit_records_total";
 pub const OUTBOX_WAITING: &str = "lienthong_outbox_waiting";
 /// Age of the oldest event waiting for the broker.
 pub const OUTBOX_OLDEST: &str = "lienthong_outbox_oldest_waiting_seconds";
+
+/// Calls shed at admission or ended at the server's deadline, by reason.
+pub const SHED: &str = "lienthong_shed_total";
 
 /// Histogram buckets, in seconds: 0.5 ms to 10 s.
 const BUCKETS: [f64; 14] = [
@@ -71,6 +76,10 @@ pub fn install() -> Result<PrometheusHandle> {
         "One group commit of the audit log, fsync included"
     );
     metrics::describe_counter!(AUDIT_RECORDS, "Audit records appended");
+    metrics::describe_counter!(
+        SHED,
+        "Calls shed at admission (OVERLOADED) or ended at the server's deadline (DEADLINE_EXCEEDED)"
+    );
     metrics::describe_gauge!(OUTBOX_WAITING, "Events not yet confirmed by the broker");
     metrics::describe_gauge!(
         OUTBOX_OLDEST,

@@ -13,6 +13,7 @@ mod cli;
 mod consent;
 mod events;
 mod exchange;
+mod limits;
 mod metrics;
 mod privacy;
 mod registry;

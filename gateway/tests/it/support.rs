@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use lienthong_gateway::api::Services;
+use lienthong_gateway::api::{ServerLimits, Services};
 use lienthong_gateway::audit::AuditLog;
 use lienthong_gateway::events::{OutboxRelay, RelayConfig, RelayStatus};
 use lienthong_gateway::policy::{LivePolicy, Policy};
@@ -133,20 +133,28 @@ impl TestGateway {
     /// Seeds a registry, creates a PKI and serves on 127.0.0.1:0 (no event
     /// relay: events stay in the outbox).
     pub async fn start() -> Self {
-        Self::serve(None).await
+        Self::serve(None, ServerLimits::default()).await
+    }
+
+    /// [`TestGateway::start`] with `limits`.
+    pub async fn with_limits(limits: ServerLimits) -> Self {
+        Self::serve(None, limits).await
     }
 
     /// [`TestGateway::start`], publishing events to `exchange` on the local
     /// RabbitMQ.
     pub async fn with_events(exchange: &str) -> Self {
-        Self::serve(Some(RelayConfig {
-            exchange: exchange.to_owned(),
-            ..RelayConfig::default()
-        }))
+        Self::serve(
+            Some(RelayConfig {
+                exchange: exchange.to_owned(),
+                ..RelayConfig::default()
+            }),
+            ServerLimits::default(),
+        )
         .await
     }
 
-    async fn serve(relay: Option<RelayConfig>) -> Self {
+    async fn serve(relay: Option<RelayConfig>, limits: ServerLimits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let policy = LivePolicy::new(Policy::parse(POLICY).unwrap());
         let pki = PkiLayout::under(dir.path());
@@ -158,7 +166,8 @@ impl TestGateway {
             Arc::new(SigningKey::load_or_create(&dir.path().join("keys/signing.pk8")).unwrap());
         let audit_path = dir.path().join("audit.db");
         let (audit, _writer) = AuditLog::open(&audit_path, key.clone()).unwrap();
-        let services = Services::new(policy, store.clone(), audit, &audit_path, key);
+        let mut services = Services::new(policy, store.clone(), audit, &audit_path, key);
+        services.limits = limits;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tls = server_config(&pki).unwrap();

@@ -151,6 +151,10 @@ struct ServeArgs {
     #[arg(long, env = "LIENTHONG_DEADLINE_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     deadline_ms: u64,
+    /// After SIGTERM or Ctrl-C, how long calls in flight (open streams
+    /// included) may take, in milliseconds, before they are cut.
+    #[arg(long, env = "LIENTHONG_SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
+    shutdown_grace_ms: u64,
     /// Citizens to seed on first start.
     #[arg(long, env = "LIENTHONG_CITIZENS", default_value_t = 1_000_000)]
     citizens: u64,
@@ -255,6 +259,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     max_streams_per_connection: args.max_streams_per_connection,
                     deadline: Duration::from_millis(args.deadline_ms),
                 },
+                shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(cmd::serve(&dir, &opts, shutdown_signal()))?;

@@ -45,18 +45,28 @@ struct Job {
     done: oneshot::Sender<Result<u64, String>>,
 }
 
+/// What the writer is sent.
+enum Message {
+    /// Records to append.
+    Append(Job),
+    /// Commit what is queued, sign a last checkpoint and stop; later
+    /// appends fail (their requests get `AUDIT_UNAVAILABLE`).
+    Close,
+}
+
 /// The handle requests append through; cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
     /// `None` for [`AuditLog::off`].
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: Option<mpsc::Sender<Message>>,
 }
 
-/// The writer and index threads, to wait for the last checkpoint and the
-/// index's last catch-up when serving stops.
+/// The writer and index threads, to close the log when serving stops.
 pub struct AuditWriter {
     /// The writer's thread, which ends after the indexer's.
     thread: std::thread::JoinHandle<()>,
+    /// Tells the writer to close.
+    close: mpsc::Sender<Message>,
 }
 
 impl AuditLog {
@@ -100,7 +110,15 @@ impl AuditLog {
                 drop(writer);
             }),
         )?;
-        Ok((Self { jobs: Some(jobs) }, AuditWriter { thread: writing }))
+        Ok((
+            Self {
+                jobs: Some(jobs.clone()),
+            },
+            AuditWriter {
+                thread: writing,
+                close: jobs,
+            },
+        ))
     }
 
     /// A log that records nothing: only for measuring what the audit costs
@@ -116,7 +134,7 @@ impl AuditLog {
             return Ok(0);
         };
         let (done, ack) = oneshot::channel();
-        jobs.send(Job { entries, done })
+        jobs.send(Message::Append(Job { entries, done }))
             .map_err(|_| Error::Audit("the audit writer has stopped".into()))?;
         ack.await
             .map_err(|_| Error::Audit("the audit writer has stopped".into()))?
@@ -125,10 +143,12 @@ impl AuditLog {
 }
 
 impl AuditWriter {
-    /// Waits up to `limit` for the writer to sign its last checkpoint and
-    /// the index to catch up (every [`AuditLog`] must have been dropped);
-    /// whether they did.
-    pub async fn finished(self, limit: Duration) -> bool {
+    /// Closes the log: what is queued is committed, a last checkpoint is
+    /// signed and the index catches up, even while some [`AuditLog`] handles
+    /// remain (requests still in flight then get `AUDIT_UNAVAILABLE`).
+    /// Waits up to `limit`; whether it closed.
+    pub async fn close(self, limit: Duration) -> bool {
+        let _ = self.close.send(Message::Close);
         let joined = tokio::task::spawn_blocking(move || self.thread.join().is_ok());
         matches!(tokio::time::timeout(limit, joined).await, Ok(Ok(true)))
     }
@@ -145,28 +165,45 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&mut self, queue: mpsc::Receiver<Job>) {
-        loop {
+    /// Appends until told to close or every sender is gone; then commits
+    /// what was queued, signs a last checkpoint and drops the queue.
+    fn run(&mut self, queue: mpsc::Receiver<Message>) {
+        let mut closing = false;
+        while !closing {
             let first = match queue.recv_timeout(CHECKPOINT_EVERY) {
-                Ok(job) => job,
+                Ok(Message::Append(job)) => job,
+                Ok(Message::Close) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.checkpoint_alone();
                     continue;
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             let mut group = vec![first];
             let mut records = group[0].entries.len();
             while records < MAX_GROUP {
                 match queue.try_recv() {
-                    Ok(job) => {
+                    Ok(Message::Append(job)) => {
                         records += job.entries.len();
                         group.push(job);
+                    }
+                    Ok(Message::Close) => {
+                        closing = true;
+                        break;
                     }
                     Err(_) => break,
                 }
             }
             self.commit(group);
+        }
+        let queued: Vec<Job> = queue
+            .try_iter()
+            .filter_map(|m| match m {
+                Message::Append(job) => Some(job),
+                Message::Close => None,
+            })
+            .collect();
+        if !queued.is_empty() {
+            self.commit(queued);
         }
         self.checkpoint_alone();
     }

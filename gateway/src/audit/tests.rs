@@ -49,7 +49,7 @@ async fn written_log(dir: &Path, n: usize) -> (PathBuf, Arc<SigningKey>) {
         t.await.unwrap();
     }
     drop(log);
-    assert!(writer.finished(Duration::from_secs(10)).await);
+    assert!(writer.close(Duration::from_secs(10)).await);
     (path, key)
 }
 
@@ -76,7 +76,7 @@ async fn concurrent_appends_chain_without_gaps_and_verify() {
         .unwrap();
     assert_eq!(last, 403);
     drop(log);
-    assert!(writer.finished(Duration::from_secs(10)).await);
+    assert!(writer.close(Duration::from_secs(10)).await);
     let report = verify(&path, &key.verifying_key()).unwrap();
     assert_eq!(
         (report.problem, report.records, report.checkpointed),
@@ -196,7 +196,7 @@ async fn a_citizen_sees_accesses_newest_first_and_confidential_ones_only_later()
     );
     // Once the index has caught up (it does when the log closes), through it.
     drop(log);
-    assert!(writer.finished(Duration::from_secs(10)).await);
+    assert!(writer.close(Duration::from_secs(10)).await);
     let through: i64 = Connection::open(index_path(&path))
         .unwrap()
         .query_row("SELECT through FROM indexed", [], |r| r.get(0))
@@ -240,7 +240,7 @@ async fn verify_finds_a_citizen_index_that_hides_or_invents_accesses() {
     assert_eq!(problem(&path, &key), None);
     let (log, writer) = AuditLog::open(&path, key.clone()).unwrap();
     drop(log);
-    assert!(writer.finished(Duration::from_secs(10)).await);
+    assert!(writer.close(Duration::from_secs(10)).await);
     assert_eq!(problem(&path, &key), None);
     let entries: i64 = Connection::open(&index)
         .unwrap()

@@ -43,11 +43,16 @@ pub struct ServeOptions {
     pub metrics: Option<SocketAddr>,
     /// Message sizes, calls in flight, the deadline.
     pub limits: ServerLimits,
+    /// After the shutdown signal, how long calls in flight (open streams
+    /// included) may take before they are cut.
+    pub shutdown_grace: Duration,
 }
 
 /// Prepares the data directory (first start included), binds and serves
-/// until `shutdown` completes; the event relay runs beside the server and
-/// stops after it, so that the last requests' events are sent too.
+/// until `shutdown` completes and the calls in flight end (or the grace
+/// period does); the event relay runs beside the server and stops after it,
+/// so that the last requests' events are sent too; the audit log closes
+/// last, with a signed checkpoint.
 pub async fn serve(
     dir: &DataDir,
     opts: &ServeOptions,
@@ -105,7 +110,28 @@ pub async fn serve(
     let relay = tokio::spawn(relay.run(async {
         let _ = relay_stopped.await;
     }));
-    let served = crate::api::serve(listener, tls, services, shutdown).await;
+    let (began, shutdown_began) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = began.send(());
+    };
+    let grace = async {
+        if shutdown_began.await.is_ok() {
+            tokio::time::sleep(opts.shutdown_grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let served = tokio::select! {
+        served = crate::api::serve(listener, tls, services, shutdown) => served,
+        () = grace => {
+            tracing::warn!(
+                grace_ms = opts.shutdown_grace.as_millis() as u64,
+                "the shutdown grace period is over: the calls still in flight are cut"
+            );
+            Ok(())
+        }
+    };
     reloads.abort();
     if let Some(metrics) = metrics {
         metrics.abort();
@@ -114,7 +140,7 @@ pub async fn serve(
     if let Err(e) = relay.await {
         tracing::error!(error = %e, "event relay task failed");
     }
-    if !audit_writer.finished(AUDIT_CLOSE).await {
+    if !audit_writer.close(AUDIT_CLOSE).await {
         tracing::warn!("the audit log did not close in time: its last checkpoint may be missing");
     }
     served

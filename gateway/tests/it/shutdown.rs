@@ -153,3 +153,76 @@ async fn sigterm_under_load_publishes_every_acknowledged_event_and_closes_the_au
     );
     tap.delete().await;
 }
+
+#[tokio::test]
+async fn a_stream_still_open_is_cut_after_the_grace_period_and_the_audit_closes() {
+    let data = tempfile::tempdir().unwrap();
+    let data_s = data.path().to_str().unwrap();
+    let (mut child, addr, log) = crate::support::spawn_serve_logged(&[
+        "serve",
+        "--data-dir",
+        data_s,
+        "--listen",
+        "127.0.0.1:0",
+        "--citizens",
+        "2000",
+        "--amqp-url",
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+        "--shutdown-grace-ms",
+        "500",
+    ])
+    .await;
+    let sample = std::fs::read_to_string(data.path().join("sample.jsonl")).unwrap();
+    let person: serde_json::Value = serde_json::from_str(sample.lines().next().unwrap()).unwrap();
+    let pki = lienthong_gateway::tls::PkiLayout::under(data.path());
+    let mut telco = lienthong_proto::v1::exchange_service_client::ExchangeServiceClient::new(
+        connect_as(addr, &pki, "viettel").await,
+    );
+    // A verification job's stream: one batch answered, and it stays open.
+    let (send, batches) = tokio::sync::mpsc::channel(1);
+    send.send(lienthong_proto::v1::VerifyBatchRequest {
+        batch_id: "b".into(),
+        purpose: "SUBSCRIBER_VERIFICATION".into(),
+        claims: vec![lienthong_proto::v1::IdentityClaim {
+            reference: "r".into(),
+            pid: person["pid"].as_str().unwrap().into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut answers = telco
+        .verify_batch(tokio_stream::wrappers::ReceiverStream::new(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answers.message().await.unwrap().is_some());
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the open stream does not hold the gateway past its grace period")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("grace period is over")),
+        "{:#?}",
+        log.lock().unwrap()
+    );
+    drop(send);
+    let records = count(&data.path().join("audit.db"), "SELECT count(*) FROM audit");
+    assert_eq!(records, 1, "the stream's one claim");
+    let (ok, verified) = lienthong(&["audit", "verify"], data_s);
+    assert!(ok, "{verified}");
+    assert!(
+        verified.contains("the last checkpoint covers record 1\n"),
+        "closed with a signed checkpoint although a handle was still held: {verified}"
+    );
+}

@@ -250,6 +250,9 @@ pub enum Error {
     /// The policy file is invalid.
     #[error("policy {path}: {message}")]
     Policy { path: PathBuf, message: String },
+    /// The configuration file is invalid.
+    #[error("configuration {path}: {message}")]
+    Config { path: PathBuf, message: String },
     /// Certificates or keys are missing or invalid.
     #[error("tls: {0}")]
     Tls(String),
@@ -313,6 +316,7 @@ impl Error {
             Self::Corrupt
             | Self::SchemaTooNew { .. }
             | Self::Policy { .. }
+            | Self::Config { .. }
             | Self::Tls(_)
             | Self::Key(_)
             | Self::Io { .. }

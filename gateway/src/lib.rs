@@ -16,12 +16,14 @@
 //! - [`api`]: the gRPC edge (thin: decode, call the domain, encode).
 //! - [`tls`]: mutual TLS, agency identity, the development PKI.
 //! - [`cmd`]: the `lienthong` commands.
+//! - [`config`]: the configuration file.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod audit;
 mod clock;
 pub mod cmd;
+pub mod config;
 pub mod consent;
 pub mod disclose;
 pub mod error;

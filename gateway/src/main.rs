@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use lienthong_gateway::api::ServerLimits;
 use lienthong_gateway::audit::Anchor;
 use lienthong_gateway::cmd::{self, DataDir, SeedOptions, ServeOptions};
+use lienthong_gateway::config::{self, ConfigFile};
 use lienthong_gateway::events::RelayConfig;
 use lienthong_gateway::signing::{VerifyingKey, parse_hex32};
 
@@ -43,10 +45,15 @@ enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Validate a data directory without serving it: the policy, the
-    /// certificates it needs (issuer, agency name, validity) and the signing
-    /// key. Says what is wrong; exits 64 if anything is.
-    Check(DirArgs),
+    /// Validate a data directory without serving it: the configuration
+    /// file, the policy, the certificates it needs (issuer, agency name,
+    /// validity) and the signing key. Says what is wrong; exits 64 if
+    /// anything is.
+    Check(ServeArgs),
+    /// Print the configuration `serve` would run with (the same options,
+    /// environment and configuration file), each value with where it comes
+    /// from; passwords redacted.
+    Config(ServeArgs),
 }
 
 /// `check` found problems: bad configuration, exit 64.
@@ -120,6 +127,11 @@ struct DirArgs {
 struct ServeArgs {
     #[command(flatten)]
     dir: DirArgs,
+    /// Configuration file (TOML, one key per option below, e.g.
+    /// `max_in_flight = 4096`); by default DIR/lienthong.toml if it exists.
+    /// Environment variables and flags override it.
+    #[arg(long, env = "LIENTHONG_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "LIENTHONG_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
@@ -215,9 +227,14 @@ fn main() -> ExitCode {
         Ok("json") => logs.json().init(),
         _ => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
-    let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
-    match run(command) {
+    let (command, sources) = match parse() {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("lienthong: {e:#}");
+            return ExitCode::from(64);
+        }
+    };
+    match run(command, &sources) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lienthong: {e:#}");
@@ -225,7 +242,9 @@ fn main() -> ExitCode {
             // before any port is bound.
             match e.downcast_ref::<lienthong_gateway::Error>() {
                 Some(
-                    lienthong_gateway::Error::Policy { .. } | lienthong_gateway::Error::Tls(_),
+                    lienthong_gateway::Error::Policy { .. }
+                    | lienthong_gateway::Error::Config { .. }
+                    | lienthong_gateway::Error::Tls(_),
                 ) => ExitCode::from(64),
                 _ if e.downcast_ref::<CheckFailed>().is_some() => ExitCode::from(64),
                 _ => ExitCode::FAILURE,
@@ -234,36 +253,144 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+/// What `serve` runs with, from its parsed options.
+fn serve_options(args: &ServeArgs) -> ServeOptions {
+    ServeOptions {
+        listen: args.listen,
+        first_start: SeedOptions {
+            citizens: args.citizens,
+            seed: args.seed,
+            sample_out: Some(args.dir.data_dir.join("sample.jsonl")),
+            sample_size: 1_000,
+        },
+        relay: RelayConfig {
+            url: args.amqp_url.clone(),
+            exchange: args.events_exchange.clone(),
+            retention: Duration::from_secs(args.outbox_retention_days * 86_400),
+            ..RelayConfig::default()
+        },
+        metrics: args.metrics_listen.0,
+        limits: ServerLimits {
+            max_message_bytes: args.max_message_bytes as usize,
+            max_in_flight: args.max_in_flight as usize,
+            max_streams_per_connection: args.max_streams_per_connection,
+            deadline: Duration::from_millis(args.deadline_ms),
+        },
+        shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+    }
+}
+
+/// `lienthong config`: the effective configuration as a configuration file
+/// would spell it, each value with its source.
+fn print_config(args: &ServeArgs, sources: &Sources) {
+    let from = |id: &str| {
+        sources
+            .iter()
+            .find(|(k, _)| k == id)
+            .map_or("default", |(_, s)| *s)
+    };
+    let path = config::file_path(&args.dir.data_dir, args.config.as_deref());
+    println!("# the configuration `lienthong serve` runs with");
+    println!("# data directory: {}", args.dir.data_dir.display());
+    println!(
+        "# configuration file: {}{}",
+        path.display(),
+        if path.exists() { "" } else { " (none)" }
+    );
+    let metrics = args
+        .metrics_listen
+        .0
+        .map_or_else(|| "off".to_owned(), |a| a.to_string());
+    let rows: [(&str, String); 12] = [
+        ("listen", format!("{:?}", args.listen.to_string())),
+        ("metrics_listen", format!("{metrics:?}")),
+        (
+            "amqp_url",
+            format!("{:?}", config::redact_url(&args.amqp_url)),
+        ),
+        ("events_exchange", format!("{:?}", args.events_exchange)),
+        (
+            "outbox_retention_days",
+            args.outbox_retention_days.to_string(),
+        ),
+        ("max_message_bytes", args.max_message_bytes.to_string()),
+        ("max_in_flight", args.max_in_flight.to_string()),
+        (
+            "max_streams_per_connection",
+            args.max_streams_per_connection.to_string(),
+        ),
+        ("deadline_ms", args.deadline_ms.to_string()),
+        ("shutdown_grace_ms", args.shutdown_grace_ms.to_string()),
+        ("citizens", args.citizens.to_string()),
+        ("seed", args.seed.to_string()),
+    ];
+    for (key, value) in rows {
+        let line = format!("{key} = {value}");
+        println!("{line:<58} # {}", from(key));
+    }
+}
+
+/// Where each `serve` option's value came from, by option id.
+type Sources = Vec<(String, &'static str)>;
+
+/// Parses the command line with the configuration file's values as the
+/// options' defaults: default < file < environment < flag.
+fn parse() -> anyhow::Result<(Command, Sources)> {
+    let first = Cli::from_arg_matches(&Cli::command().get_matches())?;
+    let serve = match &first.command {
+        None => &first.serve,
+        Some(Command::Serve(a) | Command::Check(a) | Command::Config(a)) => a,
+        Some(_) => {
+            let command = first.command.unwrap_or(Command::Serve(first.serve));
+            return Ok((command, Vec::new()));
+        }
+    };
+    let path = config::file_path(&serve.dir.data_dir, serve.config.as_deref());
+    let file = ConfigFile::load(&path, serve.config.is_some())?;
+    let values = file.values();
+    let mut cli = Cli::command();
+    for (key, value) in &values {
+        // Read once per process: a default must live as long as the parser.
+        let value: &'static str = Box::leak(value.clone().into_boxed_str());
+        cli = cli.mut_arg(*key, |a| a.default_value(value));
+        for sub in ["serve", "check", "config"] {
+            cli = cli.mut_subcommand(sub, |c| c.mut_arg(*key, |a| a.default_value(value)));
+        }
+    }
+    let matches = cli.get_matches();
+    let parsed = Cli::from_arg_matches(&matches)?;
+    let scope = match matches.subcommand() {
+        Some((_, sub)) => sub,
+        None => &matches,
+    };
+    let sources = scope
+        .ids()
+        .map(|id| {
+            let id = id.as_str().to_owned();
+            let from = match scope.value_source(&id) {
+                Some(ValueSource::CommandLine) => "flag",
+                Some(ValueSource::EnvVariable) => "environment",
+                Some(ValueSource::DefaultValue) if values.iter().any(|(k, _)| *k == id) => "file",
+                _ => "default",
+            };
+            (id, from)
+        })
+        .collect();
+    Ok((
+        parsed.command.unwrap_or(Command::Serve(parsed.serve)),
+        sources,
+    ))
+}
+
+fn run(command: Command, sources: &Sources) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
             let dir = DataDir::new(&args.dir.data_dir);
-            let opts = ServeOptions {
-                listen: args.listen,
-                first_start: SeedOptions {
-                    citizens: args.citizens,
-                    seed: args.seed,
-                    sample_out: Some(args.dir.data_dir.join("sample.jsonl")),
-                    sample_size: 1_000,
-                },
-                relay: RelayConfig {
-                    url: args.amqp_url,
-                    exchange: args.events_exchange,
-                    retention: Duration::from_secs(args.outbox_retention_days * 86_400),
-                    ..RelayConfig::default()
-                },
-                metrics: args.metrics_listen.0,
-                limits: ServerLimits {
-                    max_message_bytes: args.max_message_bytes as usize,
-                    max_in_flight: args.max_in_flight as usize,
-                    max_streams_per_connection: args.max_streams_per_connection,
-                    deadline: Duration::from_millis(args.deadline_ms),
-                },
-                shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
-            };
+            let opts = serve_options(&args);
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(cmd::serve(&dir, &opts, shutdown_signal()))?;
         }
+        Command::Config(args) => print_config(&args, sources),
         Command::Seed(args) => {
             let dir = DataDir::new(&args.dir.data_dir);
             let started = std::time::Instant::now();
@@ -300,7 +427,17 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Check(args) => {
-            let findings = cmd::check(&DataDir::new(&args.data_dir));
+            let path = config::file_path(&args.dir.data_dir, args.config.as_deref());
+            // A file that does not read stopped `parse` already.
+            let keys = ConfigFile::load(&path, false)
+                .map(|f| f.values().len())
+                .unwrap_or(0);
+            let mut findings = vec![cmd::Finding::Ok(if path.exists() {
+                format!("{}: {keys} settings", path.display())
+            } else {
+                format!("{}: none; defaults and environment", path.display())
+            })];
+            findings.extend(cmd::check(&DataDir::new(&args.dir.data_dir)));
             let mut problems = 0;
             for finding in &findings {
                 let (word, text) = match finding {

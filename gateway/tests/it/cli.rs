@@ -371,3 +371,64 @@ fn check_says_what_is_wrong_and_exits_64() {
         "{said}"
     );
 }
+
+#[test]
+fn config_prints_each_value_with_its_source_and_hides_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    std::fs::write(
+        dir.path().join("lienthong.toml"),
+        "max_in_flight = 7\ndeadline_ms = 5000\namqp_url = \"amqp://ops:s3cret@broker:5672/%2f\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "config",
+            "--data-dir",
+            data,
+            "--max-streams-per-connection",
+            "9",
+        ])
+        .env("LIENTHONG_DEADLINE_MS", "1234")
+        .output()
+        .unwrap();
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    let line = |key: &str| {
+        said.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| panic!("{key} missing: {said}"))
+    };
+    // default < file < environment < flag
+    assert_eq!(line("listen"), "listen = \"127.0.0.1:50051\" # default");
+    assert_eq!(line("max_in_flight"), "max_in_flight = 7 # file");
+    assert_eq!(line("deadline_ms"), "deadline_ms = 1234 # environment");
+    assert_eq!(
+        line("max_streams_per_connection"),
+        "max_streams_per_connection = 9 # flag"
+    );
+    assert_eq!(
+        line("amqp_url"),
+        "amqp_url = \"amqp://ops:***@broker:5672/%2f\" # file"
+    );
+    assert!(!said.contains("s3cret"), "{said}");
+
+    // `check` reads the file too; a key it does not know is named with its line.
+    std::fs::write(
+        dir.path().join("lienthong.toml"),
+        "listen = \"127.0.0.1:1\"\nmax_inflight = 7\n",
+    )
+    .unwrap();
+    for command in ["config", "check", "serve"] {
+        let out = run(&[command, "--data-dir", data]);
+        assert_eq!(out.status.code(), Some(64), "{command}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("lienthong.toml")
+                && err.contains("line 2")
+                && err.contains("max_inflight"),
+            "{command}: {err}"
+        );
+    }
+}

@@ -50,10 +50,27 @@ enum Command {
     /// validity) and the signing key. Says what is wrong; exits 64 if
     /// anything is.
     Check(ServeArgs),
+    /// Ask a running gateway whether it serves (grpc.health.v1), presenting
+    /// the probe certificate from the data directory (pki/probe.pem): the
+    /// container's health check. Exits 0 when SERVING, 1 otherwise.
+    Health(HealthArgs),
     /// Print the configuration `serve` would run with (the same options,
     /// environment and configuration file), each value with where it comes
     /// from; passwords redacted.
     Config(ServeArgs),
+}
+
+#[derive(Args, Clone)]
+struct HealthArgs {
+    #[command(flatten)]
+    dir: DirArgs,
+    /// The gateway's address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: SocketAddr,
+    /// One service's status (e.g. lienthong.v1.ExchangeService) instead of
+    /// the gateway's as a whole.
+    #[arg(long, default_value = "")]
+    service: String,
 }
 
 /// `check` found problems: bad configuration, exit 64.
@@ -391,6 +408,15 @@ fn run(command: Command, sources: &Sources) -> anyhow::Result<()> {
             runtime.block_on(cmd::serve(&dir, &opts, shutdown_signal()))?;
         }
         Command::Config(args) => print_config(&args, sources),
+        Command::Health(args) => {
+            let dir = DataDir::new(&args.dir.data_dir);
+            let runtime = tokio::runtime::Runtime::new()?;
+            let status = runtime.block_on(cmd::health(&dir, args.addr, &args.service))?;
+            println!("{}", status.as_str_name());
+            if status != tonic_health::pb::health_check_response::ServingStatus::Serving {
+                anyhow::bail!("{} is not serving", args.addr);
+            }
+        }
         Command::Seed(args) => {
             let dir = DataDir::new(&args.dir.data_dir);
             let started = std::time::Instant::now();

@@ -15,7 +15,7 @@ use x509_parser::pem::parse_x509_pem;
 use super::DataDir;
 use crate::policy::Policy;
 use crate::signing::SigningKey;
-use crate::tls::server_config;
+use crate::tls::{PROBE, server_config};
 
 /// A certificate expiring sooner than this is reported.
 const EXPIRY_WARNING_DAYS: i64 = 30;
@@ -63,6 +63,12 @@ pub fn check(dir: &DataDir) -> Vec<Finding> {
         dir,
         &pki.gateway_cert(),
         None,
+        ca_subject.as_deref(),
+    ));
+    found.push(certificate(
+        dir,
+        &pki.probe_cert(),
+        Some(PROBE),
         ca_subject.as_deref(),
     ));
     if let Some(policy) = &policy {

@@ -18,6 +18,7 @@
 mod audit;
 mod certs;
 mod check;
+mod health;
 mod outbox;
 mod seed;
 mod serve;
@@ -25,6 +26,7 @@ mod serve;
 pub use audit::audit_verify;
 pub use certs::certs;
 pub use check::{Finding, check};
+pub use health::health;
 pub use outbox::{OutboxReport, outbox};
 pub use seed::{SeedOptions, seed};
 pub use serve::{ServeOptions, serve};

@@ -54,6 +54,17 @@ impl PkiLayout {
         self.root.join("gateway.key")
     }
 
+    /// The health probe's client certificate (`lienthong health`): issued
+    /// by the CA to no agency, so it reaches health and reflection only.
+    pub fn probe_cert(&self) -> PathBuf {
+        self.root.join("probe.pem")
+    }
+
+    /// The health probe's key.
+    pub fn probe_key(&self) -> PathBuf {
+        self.root.join("probe.key")
+    }
+
     /// An agency's certificate.
     pub fn agency_cert(&self, agency: &str) -> PathBuf {
         self.root.join("agencies").join(format!("{agency}.pem"))
@@ -64,6 +75,9 @@ impl PkiLayout {
         self.root.join("agencies").join(format!("{agency}.key"))
     }
 }
+
+/// The health probe certificate's subject CN: no agency has it.
+pub const PROBE: &str = "lienthong-health-probe";
 
 /// What [`ensure_pki`] created.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -76,8 +90,9 @@ fn tls_err(e: rcgen::Error) -> Error {
     Error::Tls(e.to_string())
 }
 
-/// Creates whatever is missing of the CA, the gateway certificate and one
-/// client certificate per agency id.
+/// Creates whatever is missing of the CA, the gateway certificate, the
+/// health probe's client certificate and one client certificate per agency
+/// id.
 pub fn ensure_pki<'a>(
     layout: &PkiLayout,
     agencies: impl IntoIterator<Item = &'a str>,
@@ -128,6 +143,12 @@ pub fn ensure_pki<'a>(
             true,
             &mut report,
         )?;
+    }
+
+    if missing(&layout.probe_cert(), &layout.probe_key()) {
+        let (cert, key) = issue_client(&issuer, PROBE)?;
+        write(&layout.probe_cert(), &cert, false, &mut report)?;
+        write(&layout.probe_key(), &key, true, &mut report)?;
     }
 
     for agency in agencies {

@@ -432,3 +432,43 @@ fn config_prints_each_value_with_its_source_and_hides_passwords() {
         );
     }
 }
+
+#[tokio::test]
+async fn health_probes_a_running_gateway_with_its_own_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (_serving, addr) = spawn_serve(&[
+        "serve",
+        "--data-dir",
+        data,
+        "--listen",
+        "127.0.0.1:0",
+        "--citizens",
+        "1000",
+        "--amqp-url",
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+    ])
+    .await;
+    let addr = addr.to_string();
+    for service in ["", "lienthong.v1.ExchangeService"] {
+        let out = run(&[
+            "health",
+            "--data-dir",
+            data,
+            "--addr",
+            &addr,
+            "--service",
+            service,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "SERVING\n");
+    }
+    // Nothing listens there.
+    let out = run(&["health", "--data-dir", data, "--addr", "127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot reach 127.0.0.1:1"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -11,6 +11,7 @@ mod audit;
 mod batch;
 mod cli;
 mod consent;
+mod docker;
 mod events;
 mod exchange;
 mod limits;

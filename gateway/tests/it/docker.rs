@@ -1,0 +1,88 @@
+//! The container files, linted as far as no Docker engine allows: the
+//! compose file parses, names the stack, publishes on loopback only, and
+//! every `lienthong` command and variable it and the Dockerfile use is one
+//! the real binary accepts.
+
+use std::collections::BTreeSet;
+
+use serde_norway::Value;
+
+use crate::support::BIN;
+
+const COMPOSE: &str = include_str!("../../../docker/compose.yaml");
+const DOCKERFILE: &str = include_str!("../../../docker/Dockerfile");
+
+/// Runs the binary with `args`: its exit code (2 is a usage error).
+fn exit_code(args: &[&str]) -> Option<i32> {
+    std::process::Command::new(BIN)
+        .args(args)
+        .env("LIENTHONG_METRICS_LISTEN", "off")
+        .output()
+        .unwrap()
+        .status
+        .code()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_compose_file_runs_the_stack_on_loopback_with_commands_the_binary_accepts() {
+    let compose: Value = serde_norway::from_str(COMPOSE).unwrap();
+    let services = compose["services"].as_mapping().unwrap();
+    let names: BTreeSet<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
+    assert_eq!(names, BTreeSet::from(["certs", "gateway", "rabbitmq"]));
+    for (name, service) in services {
+        for port in service["ports"].as_sequence().into_iter().flatten() {
+            let port = port.as_str().unwrap();
+            assert!(port.starts_with("127.0.0.1:"), "{name:?} publishes {port}");
+        }
+    }
+    // The certs job and the gateway's health check are real commands.
+    let certs = strings(&services["certs"]["command"]);
+    assert_eq!(certs[0], "certs");
+    let probe = strings(&services["gateway"]["healthcheck"]["test"]);
+    assert_eq!(&probe[..3], ["CMD", "lienthong", "health"]);
+    for args in [&certs[..], &probe[2..]] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // Wrong flags exit 2; these may fail for want of a data directory
+        // or a gateway (1), never for their spelling.
+        assert_ne!(exit_code(&args), Some(2), "{args:?}");
+    }
+    let serve = strings(&services["gateway"]["command"]);
+    assert_eq!(serve[0], "serve");
+    // Every variable it sets is one `serve` reads.
+    let help = std::process::Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let help: String = help.split_whitespace().collect();
+    for (var, _) in services["gateway"]["environment"].as_mapping().unwrap() {
+        let var = var.as_str().unwrap();
+        assert!(
+            help.contains(&format!("[env:{var}")),
+            "{var} is not read by serve"
+        );
+    }
+}
+
+#[test]
+fn the_dockerfile_checks_health_with_the_real_probe() {
+    let check = DOCKERFILE
+        .lines()
+        .skip_while(|l| !l.starts_with("HEALTHCHECK"))
+        .nth(1)
+        .expect("a HEALTHCHECK with its CMD on the next line");
+    let args: Vec<String> = serde_json::from_str(check.trim().trim_start_matches("CMD ")).unwrap();
+    assert_eq!(&args[..2], ["lienthong", "health"]);
+    let args: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+    assert_ne!(exit_code(&args), Some(2), "{args:?}");
+    assert!(DOCKERFILE.contains("USER 10001:10001"), "not root");
+    assert!(DOCKERFILE.contains("EXPOSE 50051 9464"));
+}

@@ -14,6 +14,7 @@
 //! max_in_flight = 2048
 //! max_streams_per_connection = 256
 //! deadline_ms = 30000
+//! max_batch_claims = 10000
 //! shutdown_grace_ms = 20000
 //! citizens = 1000000                        # first start only
 //! seed = 1                                  # first start only
@@ -45,6 +46,7 @@ pub struct ConfigFile {
     pub max_in_flight: Option<u64>,
     pub max_streams_per_connection: Option<u32>,
     pub deadline_ms: Option<u64>,
+    pub max_batch_claims: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub citizens: Option<u64>,
     pub seed: Option<u64>,
@@ -93,6 +95,10 @@ impl ConfigFile {
             self.max_streams_per_connection.map(|v| v.to_string()),
         );
         put("deadline_ms", self.deadline_ms.map(|v| v.to_string()));
+        put(
+            "max_batch_claims",
+            self.max_batch_claims.map(|v| v.to_string()),
+        );
         put(
             "shutdown_grace_ms",
             self.shutdown_grace_ms.map(|v| v.to_string()),

@@ -180,6 +180,10 @@ struct ServeArgs {
     #[arg(long, env = "LIENTHONG_DEADLINE_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     deadline_ms: u64,
+    /// Most claims in one VerifyBatch batch (BATCH_TOO_LARGE beyond).
+    #[arg(long, env = "LIENTHONG_MAX_BATCH_CLAIMS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_batch_claims: u64,
     /// After SIGTERM or Ctrl-C, how long calls in flight (open streams
     /// included) may take, in milliseconds, before they are cut.
     #[arg(long, env = "LIENTHONG_SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
@@ -292,6 +296,7 @@ fn serve_options(args: &ServeArgs) -> ServeOptions {
             max_in_flight: args.max_in_flight as usize,
             max_streams_per_connection: args.max_streams_per_connection,
             deadline: Duration::from_millis(args.deadline_ms),
+            max_batch_claims: args.max_batch_claims as usize,
         },
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
     }
@@ -318,7 +323,7 @@ fn print_config(args: &ServeArgs, sources: &Sources) {
         .metrics_listen
         .0
         .map_or_else(|| "off".to_owned(), |a| a.to_string());
-    let rows: [(&str, String); 12] = [
+    let rows: [(&str, String); 13] = [
         ("listen", format!("{:?}", args.listen.to_string())),
         ("metrics_listen", format!("{metrics:?}")),
         (
@@ -337,6 +342,7 @@ fn print_config(args: &ServeArgs, sources: &Sources) {
             args.max_streams_per_connection.to_string(),
         ),
         ("deadline_ms", args.deadline_ms.to_string()),
+        ("max_batch_claims", args.max_batch_claims.to_string()),
         ("shutdown_grace_ms", args.shutdown_grace_ms.to_string()),
         ("citizens", args.citizens.to_string()),
         ("seed", args.seed.to_string()),

@@ -62,6 +62,8 @@ pub struct ServerLimits {
     pub max_streams_per_connection: u32,
     /// Time a call has to be answered (`DEADLINE_EXCEEDED` beyond).
     pub deadline: Duration,
+    /// Most claims in one `VerifyBatch` batch (`BATCH_TOO_LARGE` beyond).
+    pub max_batch_claims: usize,
 }
 
 impl Default for ServerLimits {
@@ -71,6 +73,7 @@ impl Default for ServerLimits {
             max_in_flight: 2_048,
             max_streams_per_connection: 256,
             deadline: Duration::from_secs(30),
+            max_batch_claims: crate::exchange::MAX_BATCH,
         }
     }
 }
@@ -183,7 +186,8 @@ pub async fn serve(
     let audited = services.audited;
     let limits = services.limits;
     let max = limits.max_message_bytes;
-    let exchange = ExchangeServiceServer::new(ExchangeApi::new(services.exchange, audited.clone()))
+    let exchange = services.exchange.with_max_batch(limits.max_batch_claims);
+    let exchange = ExchangeServiceServer::new(ExchangeApi::new(exchange, audited.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let registry =

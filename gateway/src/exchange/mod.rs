@@ -18,7 +18,7 @@ use crate::policy::{LivePolicy, Operation};
 use crate::registry::PopulationStore;
 use crate::verify::{Claim, Verification, Verifier};
 
-/// Most claims one batch may hold.
+/// Most claims one batch may hold, unless configured otherwise.
 pub const MAX_BATCH: usize = 10_000;
 
 /// The domain behind `ExchangeService`.
@@ -30,6 +30,8 @@ pub struct Exchange {
     consents: Consents,
     /// Charges each claim of a batch against the agency's daily quota.
     rates: Arc<AgencyRates>,
+    /// Most claims one batch may hold.
+    max_batch: usize,
 }
 
 /// Who asks, and for what purpose.
@@ -53,10 +55,17 @@ impl Exchange {
         Self {
             policy,
             rates,
+            max_batch: MAX_BATCH,
             verifier: Verifier::new(store.clone()),
             store,
             consents,
         }
+    }
+
+    /// The same exchange, taking batches of at most `claims`.
+    pub fn with_max_batch(mut self, claims: usize) -> Self {
+        self.max_batch = claims;
+        self
     }
 
     /// Verifies one claim. The look-up is a single indexed read, cheaper than
@@ -80,10 +89,10 @@ impl Exchange {
         self.policy
             .current()
             .authorize(asker.agency, asker.purpose, Operation::VerifyBatch)?;
-        if size > MAX_BATCH {
+        if size > self.max_batch {
             return Err(Error::BatchTooLarge {
                 size,
-                limit: MAX_BATCH,
+                limit: self.max_batch,
             });
         }
         self.rates.charge(asker.agency, size as u64)

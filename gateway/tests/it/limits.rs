@@ -78,6 +78,44 @@ async fn an_oversized_message_is_refused_and_the_caller_is_still_served() {
 }
 
 #[tokio::test]
+async fn a_batch_over_the_configured_size_is_refused_with_its_limit() {
+    let gw = TestGateway::with_limits(ServerLimits {
+        max_batch_claims: 5,
+        ..ServerLimits::default()
+    })
+    .await;
+    let me = format!("{:012}", gw.find(|_| true).pid);
+    let mut bank = gw.client("bank").await;
+    let mut answers = bank
+        .verify_batch(tokio_stream::iter(vec![batch(
+            "KYC_ONBOARDING",
+            &me,
+            5,
+            10,
+        )]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answers.message().await.unwrap().unwrap().results.len(), 5);
+    let mut answers = bank
+        .verify_batch(tokio_stream::iter(vec![batch(
+            "KYC_ONBOARDING",
+            &me,
+            6,
+            10,
+        )]))
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = answers.message().await.unwrap_err();
+    assert_eq!(
+        (refused.code(), reason(&refused).as_str()),
+        (Code::InvalidArgument, "BATCH_TOO_LARGE")
+    );
+    assert!(refused.message().contains('5'), "{refused:?}");
+}
+
+#[tokio::test]
 async fn over_the_in_flight_limit_a_call_is_shed_at_once_and_others_resume() {
     let gw = TestGateway::with_limits(ServerLimits {
         max_in_flight: 1,

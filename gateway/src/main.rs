@@ -380,7 +380,19 @@ fn parse() -> anyhow::Result<(Command, Sources)> {
             cli = cli.mut_subcommand(sub, |c| c.mut_arg(*key, |a| a.default_value(value)));
         }
     }
-    let matches = cli.get_matches();
+    // The command line parsed once without the file's values: an error
+    // now is one of the file's values failing the option's validation.
+    let matches = cli.try_get_matches().map_err(|e| match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => e.exit(),
+        _ => lienthong_gateway::Error::Config {
+            path: path.clone(),
+            message: e
+                .to_string()
+                .trim_start_matches("error: ")
+                .trim_end()
+                .to_owned(),
+        },
+    })?;
     let parsed = Cli::from_arg_matches(&matches)?;
     let scope = match matches.subcommand() {
         Some((_, sub)) => sub,
@@ -411,13 +423,19 @@ fn run(command: Command, sources: &Sources) -> anyhow::Result<()> {
             let dir = DataDir::new(&args.dir.data_dir);
             let opts = serve_options(&args);
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(cmd::serve(&dir, &opts, shutdown_signal()))?;
+            let served = runtime.block_on(cmd::serve(&dir, &opts, shutdown_signal()));
+            // Connections still open after the grace period end here.
+            runtime.shutdown_timeout(Duration::from_secs(5));
+            served?;
         }
         Command::Config(args) => print_config(&args, sources),
         Command::Health(args) => {
             let dir = DataDir::new(&args.dir.data_dir);
             let runtime = tokio::runtime::Runtime::new()?;
-            let status = runtime.block_on(cmd::health(&dir, args.addr, &args.service))?;
+            // Any failure is "not healthy" (exit 1), bad certificates too.
+            let status = runtime
+                .block_on(cmd::health(&dir, args.addr, &args.service))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{}", status.as_str_name());
             if status != tonic_health::pb::health_check_response::ServingStatus::Serving {
                 anyhow::bail!("{} is not serving", args.addr);

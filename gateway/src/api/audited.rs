@@ -134,13 +134,6 @@ impl Audited {
                     OffsetDateTime::now_utc() + Duration::from_secs(u64::from(days) * 86_400),
                 )
             });
-        metrics::counter!(
-            REQUESTS,
-            "agency" => agency.to_owned(),
-            "operation" => access.operation.clone(),
-            "outcome" => outcome.clone(),
-        )
-        .increment(1);
         AuditEntry {
             agency: agency.to_owned(),
             trace_id: request_id::current()
@@ -177,12 +170,46 @@ impl Audited {
         let outcome = first.outcome.clone();
         let not_ok = entries.iter().filter(|e| e.outcome != "OK").count();
         let request_id = first.trace_id.clone();
+        // One call's records share agency and operation; count by outcome.
+        let mut tallies: Vec<(String, u64)> = Vec::new();
+        for e in &entries {
+            match tallies.iter_mut().find(|(o, _)| *o == e.outcome) {
+                Some((_, n)) => *n += 1,
+                None => tallies.push((e.outcome.clone(), 1)),
+            }
+        }
         self.log.append(entries).await.map_err(Status::from)?;
+        // Counted once durable: what the callers are answered.
+        for (outcome, n) in tallies {
+            metrics::counter!(
+                REQUESTS,
+                "agency" => agency.clone(),
+                "operation" => operation.clone(),
+                "outcome" => outcome,
+            )
+            .increment(n);
+        }
         let ms = request_id::current().map_or(0.0, |id| (id.elapsed_ms() * 100.0).round() / 100.0);
+        // `%`: as text, unquoted.
         if records == 1 {
-            tracing::info!(request_id = %request_id, agency = %agency, operation = %operation, outcome = %outcome, ms, "request");
+            tracing::info!(
+                request_id = %request_id,
+                agency = %agency,
+                operation = %operation,
+                outcome = %outcome,
+                ms,
+                "request"
+            );
         } else {
-            tracing::info!(request_id = %request_id, agency = %agency, operation = %operation, records, not_ok, ms, "batch");
+            tracing::info!(
+                request_id = %request_id,
+                agency = %agency,
+                operation = %operation,
+                records,
+                not_ok,
+                ms,
+                "batch"
+            );
         }
         Ok(())
     }

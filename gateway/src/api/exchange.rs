@@ -198,13 +198,19 @@ async fn verify_one_batch(
             (access, hash_message(c))
         })
         .collect();
+    let empty_request = batch.claims.is_empty().then(|| hash_message(&batch));
     let asker = Asker {
         agency,
         purpose: &batch.purpose,
     };
     let allowed = exchange
         .authorize_batch(asker, batch.claims.len())
-        .and_then(|()| convert::match_options(batch.r#match.as_ref()));
+        .and_then(|()| convert::match_options(batch.r#match.as_ref()))
+        .and_then(|how| {
+            exchange
+                .charge_batch(asker, batch.claims.len())
+                .map(|()| how)
+        });
     let how = match allowed {
         Ok(how) => how,
         Err(refused) => {
@@ -250,6 +256,17 @@ async fn verify_one_batch(
             result
         })
         .collect();
+    if let Some(request_hash) = empty_request {
+        // An empty batch is a request too: one record for it.
+        let access = Access::new("verify_batch")
+            .purpose(&batch.purpose)
+            .request_id(&batch.batch_id);
+        let answer = v1::VerifyBatchResponse {
+            batch_id: batch.batch_id.clone(),
+            results: Vec::new(),
+        };
+        entries.push(audited.entry(agency, access, request_hash, Ok(hash_message(&answer))));
+    }
     audited.append(entries).await?;
     Ok(v1::VerifyBatchResponse {
         batch_id: batch.batch_id,

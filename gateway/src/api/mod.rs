@@ -25,10 +25,13 @@ pub use exchange::ExchangeApi;
 pub use registry::RegistryApi;
 pub use status::DOMAIN;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+
+use prost::Message;
 
 use lienthong_proto::v1::citizen_service_server::CitizenServiceServer;
 use lienthong_proto::v1::exchange_service_server::ExchangeServiceServer;
@@ -76,6 +79,40 @@ impl Default for ServerLimits {
             max_batch_claims: crate::exchange::MAX_BATCH,
         }
     }
+}
+
+/// The gRPC path of a method this server has (`/lienthong.v1.ExchangeService/VerifyIdentity`,
+/// health, reflection), as a `'static` string; `None` for any other path.
+/// Metrics label and rate-limit by these only, so that no caller can grow
+/// the label set or the audit log with made-up paths. The lienthong methods
+/// are read once from the contract's descriptors: a new RPC needs no entry.
+pub(crate) fn known_method(path: &str) -> Option<&'static str> {
+    static METHODS: LazyLock<HashSet<String>> = LazyLock::new(|| {
+        let mut methods: HashSet<String> = [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        let contract = prost_types::FileDescriptorSet::decode(lienthong_proto::FILE_DESCRIPTOR_SET)
+            .unwrap_or_default();
+        for file in contract.file {
+            let package = file.package();
+            if package != "lienthong.v1" {
+                continue;
+            }
+            for service in &file.service {
+                for method in &service.method {
+                    methods.insert(format!("/{package}.{}/{}", service.name(), method.name()));
+                }
+            }
+        }
+        methods
+    });
+    METHODS.get(path).map(String::as_str)
 }
 
 /// The authenticated caller of a request (set by the TLS acceptor on every

@@ -17,6 +17,7 @@ use tonic::codegen::http;
 use tower::{Layer, Service};
 
 use super::audited::{Access, Audited};
+use super::known_method;
 use crate::limits::AgencyRates;
 use crate::tls::Peer;
 
@@ -74,7 +75,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // A path that names no method goes on to be refused UNIMPLEMENTED,
+        // unlimited and unaudited: made-up paths add nothing to the log.
         if request.uri().path().starts_with(LIMITED)
+            && known_method(request.uri().path()).is_some()
             && let Some(peer) = request.extensions().get::<Peer>()
             && let Err(refused) = self.rates.take(&peer.agency)
         {
@@ -115,6 +119,26 @@ fn operation(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_the_servers_methods_are_known() {
+        use super::known_method;
+        for path in [
+            "/lienthong.v1.ExchangeService/VerifyIdentity",
+            "/lienthong.v1.RegistryService/RecordDeath",
+            "/lienthong.v1.CitizenService/ListAccesses",
+            "/grpc.health.v1.Health/Check",
+        ] {
+            assert_eq!(known_method(path), Some(path));
+        }
+        for path in [
+            "/lienthong.v1.ExchangeService/MadeUp",
+            "/lienthong.adapter.v1.SectorAdapterService/Lookup",
+            "/",
+        ] {
+            assert_eq!(known_method(path), None, "{path}");
+        }
+    }
+
     #[test]
     fn operations_are_named_as_the_services_name_them() {
         assert_eq!(

@@ -2,9 +2,9 @@
 //! caller waits for: rate limit, decoding, the domain and the audit step.
 //!
 //! One histogram sample per request, labelled with the gRPC method's path
-//! (`/lienthong.v1.ExchangeService/VerifyIdentity`); a method the server does
-//! not have (`UNIMPLEMENTED`) is labelled `unknown`, so that no caller can
-//! grow the label set. For a streaming call the time is to its first answer.
+//! (`/lienthong.v1.ExchangeService/VerifyIdentity`); a path that names no
+//! method of this server is labelled `unknown`, so that no caller can grow
+//! the label set. For a streaming call the time is to its first answer.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,10 +14,8 @@ use tonic::body::Body;
 use tonic::codegen::http;
 use tower::{Layer, Service};
 
+use super::known_method;
 use crate::telemetry::REQUEST_DURATION;
-
-/// `grpc-status` of a method the server does not have.
-const UNIMPLEMENTED: &str = "12";
 
 /// Wraps services with [`Timing`].
 #[derive(Clone, Default)]
@@ -55,15 +53,10 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let started = Instant::now();
-        let path = request.uri().path().to_owned();
+        let method = known_method(request.uri().path()).unwrap_or("unknown");
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await?;
-            let known = response
-                .headers()
-                .get("grpc-status")
-                .is_none_or(|s| s != UNIMPLEMENTED);
-            let method = if known { path } else { "unknown".to_owned() };
             metrics::histogram!(REQUEST_DURATION, "method" => method)
                 .record(started.elapsed().as_secs_f64());
             Ok(response)

@@ -158,12 +158,6 @@ impl Indexer {
         Ok(records)
     }
 
-    /// Indexes everything the log holds now.
-    pub(crate) fn catch_up(&mut self) -> Result<()> {
-        while self.step()? == CHUNK {}
-        Ok(())
-    }
-
     /// Catches up (and checkpoints the log's WAL) every [`INDEX_EVERY`]
     /// until `stop` is dropped, then once more.
     pub(crate) fn run(mut self, stop: mpsc::Receiver<()>) {
@@ -172,8 +166,30 @@ impl Indexer {
                 stop.recv_timeout(INDEX_EVERY),
                 Err(mpsc::RecvTimeoutError::Disconnected)
             );
-            if let Err(e) = self.catch_up() {
-                tracing::error!(error = %e, "the audit index could not catch up");
+            // A long catch-up (an index rebuilt from a large log) yields to a
+            // stop between chunks; the next start goes on from `through`.
+            let caught_up = loop {
+                match self.step() {
+                    Ok(n) if n < CHUNK => break Ok(true),
+                    Ok(_)
+                        if last
+                            || matches!(stop.try_recv(), Err(mpsc::TryRecvError::Disconnected)) =>
+                    {
+                        break Ok(false);
+                    }
+                    Ok(_) => continue,
+                    Err(e) => break Err(e),
+                }
+            };
+            match caught_up {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(
+                        "stopping with the audit index behind; it catches up on the next start"
+                    );
+                    return;
+                }
+                Err(e) => tracing::error!(error = %e, "the audit index could not catch up"),
             }
             if let Err(e) = store::checkpoint(&self.checkpointer) {
                 tracing::warn!(error = %e, "the audit log's WAL checkpoint failed");

@@ -112,7 +112,13 @@ fn certificate(
         .display()
         .to_string();
     let Ok(pem) = std::fs::read(path) else {
-        return Finding::Problem(format!("{shown}: missing (lienthong certs issues it)"));
+        let missing = format!("{shown}: missing (lienthong certs issues it)");
+        // Only the probe's absence leaves serving intact.
+        return if agency == Some(PROBE) {
+            Finding::Warning(missing)
+        } else {
+            Finding::Problem(missing)
+        };
     };
     let Ok((_, pem)) = parse_x509_pem(&pem) else {
         return Finding::Problem(format!("{shown}: not a PEM certificate"));

@@ -127,7 +127,8 @@ pub async fn serve(
         () = grace => {
             tracing::warn!(
                 grace_ms = opts.shutdown_grace.as_millis() as u64,
-                "the shutdown grace period is over: the calls still in flight are cut"
+                "the shutdown grace period is over: closing with calls still in flight \
+                 (their answers are refused once the audit log closes; their events wait in the outbox)"
             );
             Ok(())
         }

@@ -83,8 +83,7 @@ impl Exchange {
         answer.pop().ok_or(Error::Task)
     }
 
-    /// Checks that `asker` may verify a batch of `size` claims, and counts
-    /// them against its daily quota.
+    /// Checks that `asker` may verify a batch of `size` claims.
     pub fn authorize_batch(&self, asker: Asker<'_>, size: usize) -> Result<()> {
         self.policy
             .current()
@@ -95,6 +94,12 @@ impl Exchange {
                 limit: self.max_batch,
             });
         }
+        Ok(())
+    }
+
+    /// Counts a batch's `size` claims against `asker`'s daily quota, once it
+    /// is known to be well-formed.
+    pub fn charge_batch(&self, asker: Asker<'_>, size: usize) -> Result<()> {
         self.rates.charge(asker.agency, size as u64)
     }
 

@@ -11,16 +11,20 @@
 //! operator's network only (bind it to loopback or a management interface).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 /// Longest request head read.
 const MAX_HEAD: usize = 8 * 1024;
 /// How long a client has to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Scrapes answered at once.
+const MAX_CONNECTIONS: usize = 16;
 
 /// Answers scrapes on `listener` until `shutdown` completes.
 pub async fn serve_metrics(
@@ -29,14 +33,22 @@ pub async fn serve_metrics(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             () = &mut shutdown => return,
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    // Out of file descriptors, say: do not spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                // Over the limit the connection is closed unanswered.
+                let Ok(permit) = open.clone().try_acquire_owned() else { continue };
                 let handle = handle.clone();
                 tokio::spawn(async move {
                     let _ = tokio::time::timeout(READ_TIMEOUT, answer(stream, &handle)).await;
+                    drop(permit);
                 });
             }
         }

@@ -414,6 +414,16 @@ fn config_prints_each_value_with_its_source_and_hides_passwords() {
     );
     assert!(!said.contains("s3cret"), "{said}");
 
+    // A value the option does not take names the file and the option.
+    std::fs::write(dir.path().join("lienthong.toml"), "max_in_flight = 0\n").unwrap();
+    let out = run(&["config", "--data-dir", data]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("lienthong.toml") && err.contains("--max-in-flight"),
+        "{err}"
+    );
+
     // `check` reads the file too; a key it does not know is named with its line.
     std::fs::write(
         dir.path().join("lienthong.toml"),

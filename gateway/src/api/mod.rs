@@ -3,9 +3,9 @@
 //! [`serve`] runs every service on one port over mutual TLS:
 //! `lienthong.v1.ExchangeService`, `lienthong.v1.RegistryService`,
 //! `lienthong.v1.CitizenService`, `grpc.health.v1.Health` and server
-//! reflection (v1 and v1alpha). In front of every service: the request id,
-//! request timing (metrics), then the rate-limit layer for the lienthong
-//! services; behind
+//! reflection (v1 and v1alpha). In front of every service: the request id
+//! and its timing (metrics), admission, then the rate-limit layer for the
+//! lienthong services; behind
 //! each of their handlers: the audit step, which also counts requests by
 //! agency, operation and outcome.
 
@@ -18,7 +18,6 @@ mod rate_limit;
 mod registry;
 mod request_id;
 mod status;
-mod timing;
 
 pub use citizen::CitizenApi;
 pub use exchange::ExchangeApi;
@@ -253,10 +252,9 @@ pub async fn serve(
     };
     Server::builder()
         .max_concurrent_streams(Some(limits.max_streams_per_connection))
-        // Outermost: the call's id, which everything below records.
+        // Outermost: the call's id, which everything below records, and the
+        // time a caller waits, refusals included.
         .layer(request_id::RequestIdLayer)
-        // The time a caller waits, refusals included.
-        .layer(timing::TimingLayer)
         // Shed what is over the limit before any other work, and end what
         // runs past the deadline.
         .layer(admission::AdmissionLayer::new(

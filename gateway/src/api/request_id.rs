@@ -1,6 +1,9 @@
-//! Request ids as a tower layer, outermost: every call gets an id, returned
-//! to the caller in the `x-request-id` response header, carried by the
-//! call's log line and written to its audit records.
+//! Request ids and timing as a tower layer, outermost: every call gets an
+//! id, returned to the caller in the `x-request-id` response header, carried
+//! by the call's log line and written to its audit records; and its time to
+//! answer goes to the `lienthong_request_duration_seconds` histogram,
+//! labelled by method ([`known_method`], else `unknown`, so that no caller
+//! can grow the label set; for a stream, the time to its opening).
 //!
 //! ```text
 //! x-request-id from the caller, if 1–64 of [A-Za-z0-9._-]   kept
@@ -20,6 +23,9 @@ use std::time::Instant;
 use tonic::body::Body;
 use tonic::codegen::http;
 use tower::{Layer, Service};
+
+use super::known_method;
+use crate::telemetry::REQUEST_DURATION;
 
 /// The header, both ways.
 const HEADER: &str = "x-request-id";
@@ -87,7 +93,7 @@ impl<S> Layer<S> for RequestIdLayer {
     }
 }
 
-/// Gives each call its id.
+/// Gives each call its id, and times it.
 #[derive(Clone)]
 pub(crate) struct RequestIds<S> {
     inner: S,
@@ -115,9 +121,13 @@ where
             started: Instant::now(),
         };
         let value = http::HeaderValue::from_str(id.as_str()).ok();
+        let method = known_method(request.uri().path()).unwrap_or("unknown");
+        let started = id.started;
         let answer = CURRENT.scope(id, self.inner.call(request));
         Box::pin(async move {
             let mut response = answer.await?;
+            metrics::histogram!(REQUEST_DURATION, "method" => method)
+                .record(started.elapsed().as_secs_f64());
             if let Some(value) = value {
                 response.headers_mut().insert(HEADER, value);
             }

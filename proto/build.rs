@@ -7,6 +7,7 @@ use prost::Message;
 
 const PROTOS: &[&str] = &[
     "lienthong/v1/common.proto",
+    "lienthong/v1/sector.proto",
     "lienthong/v1/exchange.proto",
     "lienthong/v1/registry.proto",
     "lienthong/v1/citizen.proto",

@@ -16,6 +16,8 @@
 //! deadline_ms = 30000
 //! max_batch_claims = 10000
 //! shutdown_grace_ms = 20000
+//! sector_endpoints = "health=https://10.0.0.7:50062,banking=https://10.0.0.8:50065"
+//! sector_deadline_ms = 2000
 //! citizens = 1000000                        # first start only
 //! seed = 1                                  # first start only
 //! ```
@@ -48,6 +50,8 @@ pub struct ConfigFile {
     pub deadline_ms: Option<u64>,
     pub max_batch_claims: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
+    pub sector_endpoints: Option<String>,
+    pub sector_deadline_ms: Option<u64>,
     pub citizens: Option<u64>,
     pub seed: Option<u64>,
 }
@@ -102,6 +106,11 @@ impl ConfigFile {
         put(
             "shutdown_grace_ms",
             self.shutdown_grace_ms.map(|v| v.to_string()),
+        );
+        put("sector_endpoints", self.sector_endpoints.clone());
+        put(
+            "sector_deadline_ms",
+            self.sector_deadline_ms.map(|v| v.to_string()),
         );
         put("citizens", self.citizens.map(|v| v.to_string()));
         put("seed", self.seed.map(|v| v.to_string()));

@@ -72,6 +72,13 @@ pub enum Reason {
     Overloaded,
     /// The call did not finish within the server's deadline.
     DeadlineExceeded,
+    /// The agency's grant for this purpose does not name this sector query.
+    SectorQueryNotPermitted,
+    /// The sector's adapter did not answer in time, failed, or is paused
+    /// after repeated failures; retrying later may help.
+    SectorUnavailable,
+    /// The sector holds no record of this citizen.
+    SectorRecordNotFound,
     /// Something inside the gateway failed; retrying will not help.
     Internal,
 }
@@ -97,6 +104,7 @@ impl Reason {
                 | Self::ConsentWrongAgency
                 | Self::ConsentWrongPurpose
                 | Self::ConsentFieldsNotCovered
+                | Self::SectorQueryNotPermitted
         )
     }
 
@@ -133,6 +141,9 @@ impl Reason {
             Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Self::Overloaded => "OVERLOADED",
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Self::SectorQueryNotPermitted => "SECTOR_QUERY_NOT_PERMITTED",
+            Self::SectorUnavailable => "SECTOR_UNAVAILABLE",
+            Self::SectorRecordNotFound => "SECTOR_RECORD_NOT_FOUND",
             Self::Internal => "INTERNAL",
         }
     }
@@ -226,6 +237,23 @@ pub enum Error {
     /// The server-side deadline passed.
     #[error("the call did not finish within the server's deadline of {} ms", limit.as_millis())]
     DeadlineExceeded { limit: std::time::Duration },
+    /// The grant does not name the sector query.
+    #[error("agency {agency:?} may not ask {query:?} for purpose {purpose:?}")]
+    SectorQueryNotPermitted {
+        agency: String,
+        purpose: String,
+        query: String,
+    },
+    /// The sector's adapter cannot answer now.
+    #[error("the {sector} sector is unavailable: {why}")]
+    SectorUnavailable {
+        sector: &'static str,
+        why: String,
+        retry_after: std::time::Duration,
+    },
+    /// The sector has no record of the citizen.
+    #[error("the {sector} sector holds no record of this citizen")]
+    SectorRecordNotFound { sector: &'static str },
     /// The audit log failed; the request is not answered.
     #[error("audit log: {0}")]
     Audit(String),
@@ -311,6 +339,9 @@ impl Error {
             Self::ConsentNotFound => Reason::ConsentNotFound,
             Self::Overloaded { .. } => Reason::Overloaded,
             Self::DeadlineExceeded { .. } => Reason::DeadlineExceeded,
+            Self::SectorQueryNotPermitted { .. } => Reason::SectorQueryNotPermitted,
+            Self::SectorUnavailable { .. } => Reason::SectorUnavailable,
+            Self::SectorRecordNotFound { .. } => Reason::SectorRecordNotFound,
             Self::Audit(_) => Reason::AuditUnavailable,
             Self::Store(_) => Reason::StoreUnavailable,
             Self::Corrupt

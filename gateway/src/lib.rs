@@ -33,6 +33,7 @@ pub mod limits;
 pub mod policy;
 pub mod registration;
 pub mod registry;
+pub mod sector;
 pub mod signing;
 pub mod telemetry;
 pub mod tls;

@@ -14,6 +14,9 @@ use lienthong_gateway::audit::Anchor;
 use lienthong_gateway::cmd::{self, DataDir, SeedOptions, ServeOptions};
 use lienthong_gateway::config::{self, ConfigFile};
 use lienthong_gateway::events::RelayConfig;
+use lienthong_gateway::sector::{
+    DEFAULT_ENDPOINTS, SectorEndpoint, SectorOptions, parse_endpoints,
+};
 use lienthong_gateway::signing::{VerifyingKey, parse_hex32};
 
 /// lienthong: verified population data for social insurance, health,
@@ -34,6 +37,11 @@ enum Command {
     /// directory: writes the default policy, creates development
     /// certificates and seeds a synthetic population.
     Serve(ServeArgs),
+    /// Run the whole system in one process: the gateway and the five sector
+    /// adapters (social insurance, health, education, telecom, banking),
+    /// each on its address in --sector-endpoints with its own store under
+    /// DIR/adapters and its own queue on the broker. First start as `serve`.
+    Up(ServeArgs),
     /// Fill an empty registry with the deterministic synthetic population.
     Seed(SeedArgs),
     /// Create the development CA, the gateway's certificate and one client
@@ -121,6 +129,25 @@ fn parse_metrics_listen(text: &str) -> Result<MetricsListen, String> {
         .map_err(|_| format!("{text:?} is neither HOST:PORT nor off"))
 }
 
+/// The sector adapters' endpoints, as given.
+#[derive(Clone)]
+struct SectorEndpoints(Vec<SectorEndpoint>);
+
+impl std::fmt::Display for SectorEndpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pairs: Vec<String> = self
+            .0
+            .iter()
+            .map(|e| format!("{}={}", e.sector, e.url))
+            .collect();
+        f.write_str(&pairs.join(","))
+    }
+}
+
+fn parse_sector_endpoints(text: &str) -> Result<SectorEndpoints, String> {
+    parse_endpoints(text).map(SectorEndpoints)
+}
+
 /// `SEQ:HASH`, as `audit verify` prints the last checkpoint.
 fn parse_anchor(text: &str) -> Result<Anchor, String> {
     let (seq, hash) = text
@@ -188,6 +215,21 @@ struct ServeArgs {
     /// included) may take, in milliseconds, before they are cut.
     #[arg(long, env = "LIENTHONG_SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
     shutdown_grace_ms: u64,
+    /// The sector adapters QuerySector asks, as SECTOR=URL pairs separated
+    /// by commas (https: mutual TLS; `up` listens on these addresses).
+    #[arg(
+        long,
+        env = "LIENTHONG_SECTOR_ENDPOINTS",
+        default_value = DEFAULT_ENDPOINTS.as_str(),
+        value_name = "SECTOR=URL,…",
+        value_parser = parse_sector_endpoints
+    )]
+    sector_endpoints: SectorEndpoints,
+    /// Time a sector adapter has to answer a look-up, in milliseconds
+    /// (SECTOR_UNAVAILABLE beyond).
+    #[arg(long, env = "LIENTHONG_SECTOR_DEADLINE_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    sector_deadline_ms: u64,
     /// Citizens to seed on first start.
     #[arg(long, env = "LIENTHONG_CITIZENS", default_value_t = 1_000_000)]
     citizens: u64,
@@ -299,6 +341,11 @@ fn serve_options(args: &ServeArgs) -> ServeOptions {
             max_batch_claims: args.max_batch_claims as usize,
         },
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        sectors: SectorOptions {
+            endpoints: args.sector_endpoints.0.clone(),
+            deadline: Duration::from_millis(args.sector_deadline_ms),
+            ..SectorOptions::default()
+        },
     }
 }
 
@@ -323,7 +370,7 @@ fn print_config(args: &ServeArgs, sources: &Sources) {
         .metrics_listen
         .0
         .map_or_else(|| "off".to_owned(), |a| a.to_string());
-    let rows: [(&str, String); 13] = [
+    let rows: [(&str, String); 15] = [
         ("listen", format!("{:?}", args.listen.to_string())),
         ("metrics_listen", format!("{metrics:?}")),
         (
@@ -344,6 +391,11 @@ fn print_config(args: &ServeArgs, sources: &Sources) {
         ("deadline_ms", args.deadline_ms.to_string()),
         ("max_batch_claims", args.max_batch_claims.to_string()),
         ("shutdown_grace_ms", args.shutdown_grace_ms.to_string()),
+        (
+            "sector_endpoints",
+            format!("{:?}", args.sector_endpoints.to_string()),
+        ),
+        ("sector_deadline_ms", args.sector_deadline_ms.to_string()),
         ("citizens", args.citizens.to_string()),
         ("seed", args.seed.to_string()),
     ];
@@ -362,7 +414,7 @@ fn parse() -> anyhow::Result<(Command, Sources)> {
     let first = Cli::from_arg_matches(&Cli::command().get_matches())?;
     let serve = match &first.command {
         None => &first.serve,
-        Some(Command::Serve(a) | Command::Check(a) | Command::Config(a)) => a,
+        Some(Command::Serve(a) | Command::Up(a) | Command::Check(a) | Command::Config(a)) => a,
         Some(_) => {
             let command = first.command.unwrap_or(Command::Serve(first.serve));
             return Ok((command, Vec::new()));
@@ -376,7 +428,7 @@ fn parse() -> anyhow::Result<(Command, Sources)> {
         // Read once per process: a default must live as long as the parser.
         let value: &'static str = Box::leak(value.clone().into_boxed_str());
         cli = cli.mut_arg(*key, |a| a.default_value(value));
-        for sub in ["serve", "check", "config"] {
+        for sub in ["serve", "up", "check", "config"] {
             cli = cli.mut_subcommand(sub, |c| c.mut_arg(*key, |a| a.default_value(value)));
         }
     }
@@ -425,6 +477,14 @@ fn run(command: Command, sources: &Sources) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             let served = runtime.block_on(cmd::serve(&dir, &opts, shutdown_signal()));
             // Connections still open after the grace period end here.
+            runtime.shutdown_timeout(Duration::from_secs(5));
+            served?;
+        }
+        Command::Up(args) => {
+            let dir = DataDir::new(&args.dir.data_dir);
+            let opts = serve_options(&args);
+            let runtime = tokio::runtime::Runtime::new()?;
+            let served = runtime.block_on(cmd::up(&dir, &opts, shutdown_signal()));
             runtime.shutdown_timeout(Duration::from_secs(5));
             served?;
         }

@@ -220,3 +220,13 @@ mod tests {
         assert_eq!(leap.add_years(1).unwrap().to_string(), "2005-02-28");
     }
 }
+
+impl From<Date> for crate::v1::Date {
+    fn from(d: Date) -> Self {
+        Self {
+            year: d.year(),
+            month: d.month() as i32,
+            day: d.day() as i32,
+        }
+    }
+}

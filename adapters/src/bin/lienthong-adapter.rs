@@ -1,13 +1,18 @@
-//! `lienthong-adapter`: sector adapters' command line. For now the telecom
+//! `lienthong-adapter`: sector adapters' command line. `--sector NAME` runs
+//! one sector's adapter alone (as deployments do; `lienthong up` runs all
+//! five beside the gateway); the subcommands are the telecom
 //! SIM-verification job and its synthetic subscriber base.
 
 use std::io::BufWriter;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use lienthong_adapters::framework::{self, AdapterOptions, ConsumerConfig};
+use lienthong_adapters::sectors;
 use lienthong_adapters::telecom::generate::{Rates, generate};
 use lienthong_adapters::telecom::sim_verify::{JobObserver, JobOptions, run};
 use lienthong_adapters::telecom::subscriber::{Format, LineError};
@@ -15,11 +20,61 @@ use lienthong_proto::population::Population;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// lienthong sector adapters and jobs.
+///
+/// `lienthong-adapter --sector health` runs the health adapter: it answers
+/// the gateway's look-ups over mutual TLS and follows population events
+/// from its own RabbitMQ queue. Its certificate comes from the gateway's PKI
+/// (`lienthong certs`); its seed and citizens must be the gateway's.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    adapter: AdapterArgs,
+}
+
+#[derive(Args)]
+struct AdapterArgs {
+    /// The sector to serve: social_insurance, health, education, telecom or
+    /// banking.
+    #[arg(long, env = "LIENTHONG_SECTOR")]
+    sector: Option<String>,
+    /// Address to listen on; by default 127.0.0.1 and the sector's port
+    /// (50061 social_insurance … 50065 banking).
+    #[arg(long, env = "LIENTHONG_ADAPTER_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Where the sector's store (<sector>.db) lives.
+    #[arg(
+        long,
+        env = "LIENTHONG_ADAPTER_DATA_DIR",
+        default_value = "lienthong-data/adapters"
+    )]
+    data_dir: PathBuf,
+    /// The gateway's PKI directory: ca.pem and adapters/<sector>.pem/.key.
+    #[arg(long, env = "LIENTHONG_PKI_DIR", default_value = "lienthong-data/pki")]
+    pki_dir: PathBuf,
+    /// Population seed: the gateway's.
+    #[arg(long, env = "LIENTHONG_SEED", default_value_t = 1)]
+    seed: u64,
+    /// Citizens in the population: the gateway's.
+    #[arg(long, env = "LIENTHONG_CITIZENS", default_value_t = 1_000_000)]
+    citizens: u64,
+    /// RabbitMQ to consume population events from.
+    #[arg(
+        long,
+        env = "LIENTHONG_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    amqp_url: String,
+    /// The topic exchange the gateway publishes events to.
+    #[arg(
+        long,
+        env = "LIENTHONG_EVENTS_EXCHANGE",
+        default_value = "lienthong.events"
+    )]
+    events_exchange: String,
 }
 
 #[derive(Subcommand)]
@@ -243,11 +298,77 @@ fn generate_base(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs one sector's adapter until Ctrl-C or SIGTERM.
+fn serve(args: AdapterArgs) -> anyhow::Result<ExitCode> {
+    let Some(name) = args.sector else {
+        anyhow::bail!(
+            "say which sector to serve: --sector {} (or a subcommand; see --help)",
+            sectors::names().join("|")
+        );
+    };
+    let opts = AdapterOptions {
+        sector: name.clone(),
+        data_dir: args.data_dir,
+        pki_dir: args.pki_dir,
+        seed: args.seed,
+        citizens: args.citizens,
+        events: ConsumerConfig {
+            url: args.amqp_url,
+            exchange: args.events_exchange,
+            prefetch: 32,
+        },
+    };
+    let (adapter, tls) = framework::open(&opts)?;
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], adapter.sector().default_port())));
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("{listen}: {e}"))?;
+        tracing::info!(sector = %name, listen = %listener.local_addr()?, "lienthong adapter serving (mTLS, the gateway only)");
+        framework::run(adapter, listener, tls, opts.events.clone(), shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LIENTHONG_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::SimVerify(args) => verify(args),
-        Command::SimGenerate(args) => generate_base(args),
+        Some(Command::SimVerify(args)) => verify(args),
+        Some(Command::SimGenerate(args)) => generate_base(args),
+        None => serve(cli.adapter),
     };
     result.unwrap_or_else(|e| {
         eprintln!("lienthong-adapter: {e:#}");

@@ -147,11 +147,7 @@ pub(crate) fn within(prefix: &str, err: Error) -> Error {
 }
 
 fn date_out(d: Date) -> v1::Date {
-    v1::Date {
-        year: d.year(),
-        month: d.month() as i32,
-        day: d.day() as i32,
-    }
+    d.into()
 }
 
 fn status_out(s: LifeStatus) -> v1::HolderStatus {

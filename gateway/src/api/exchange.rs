@@ -11,6 +11,7 @@ use super::audited::{Access, Audited, hash_message};
 use super::{caller, convert, request_id};
 use crate::error::{Error, Result};
 use crate::exchange::{Asker, Exchange};
+use crate::sector::{Sectors, query_name};
 
 /// Batches of one stream being verified at once: enough to overlap decoding,
 /// look-ups and sending; few enough to bound memory per stream.
@@ -19,13 +20,38 @@ const BATCHES_IN_FLIGHT: usize = 2;
 /// The tonic service over an [`Exchange`].
 pub struct ExchangeApi {
     exchange: Exchange,
+    sectors: Sectors,
     audited: Audited,
 }
 
 impl ExchangeApi {
-    /// Serves `exchange`, auditing through `audited`.
-    pub(crate) fn new(exchange: Exchange, audited: Audited) -> Self {
-        Self { exchange, audited }
+    /// Serves `exchange`, asking `sectors` for sector queries, auditing
+    /// through `audited`.
+    pub(crate) fn new(exchange: Exchange, sectors: Sectors, audited: Audited) -> Self {
+        Self {
+            exchange,
+            sectors,
+            audited,
+        }
+    }
+
+    async fn query_sector(
+        &self,
+        agency: &str,
+        req: &v1::QuerySectorRequest,
+    ) -> Result<v1::QuerySectorResponse> {
+        let pid = convert::pid(&req.pid, "pid")?;
+        let asker = Asker {
+            agency,
+            purpose: &req.purpose,
+        };
+        self.exchange
+            .authorize_sector(asker, pid, &req.sector, &req.query)?;
+        let answer = self.sectors.lookup(&req.sector, &req.query, pid).await?;
+        Ok(v1::QuerySectorResponse {
+            pid: pid.to_string(),
+            answer: Some(answer),
+        })
     }
 
     fn verify_identity(
@@ -145,6 +171,22 @@ impl ExchangeService for ExchangeApi {
                     .map(|f| f.name()),
             );
         let answer = self.get_citizen(&peer.agency, &req);
+        self.audited
+            .seal(&peer.agency, access, hash_message(&req), answer)
+            .await
+    }
+
+    async fn query_sector(
+        &self,
+        request: Request<v1::QuerySectorRequest>,
+    ) -> Result<Response<v1::QuerySectorResponse>, Status> {
+        let peer = caller(&request)?;
+        let req = request.into_inner();
+        let access = Access::new("query_sector")
+            .purpose(&req.purpose)
+            .pid(&req.pid)
+            .fields(query_name(&req.sector, &req.query));
+        let answer = self.query_sector(&peer.agency, &req).await;
         self.audited
             .seal(&peer.agency, access, hash_message(&req), answer)
             .await

@@ -47,6 +47,7 @@ use crate::limits::AgencyRates;
 use crate::policy::LivePolicy;
 use crate::registration::Registrar;
 use crate::registry::PopulationStore;
+use crate::sector::Sectors;
 use crate::signing::SigningKey;
 use crate::tls::{self, Peer};
 
@@ -140,6 +141,8 @@ pub struct Services {
     pub rates: Arc<AgencyRates>,
     /// Message sizes, calls in flight, the deadline.
     pub limits: ServerLimits,
+    /// The sector adapters `QuerySector` asks; none until connected.
+    pub sectors: Sectors,
     audited: audited::Audited,
 }
 
@@ -169,6 +172,7 @@ impl Services {
             accesses: AccessList::new(policy.clone(), audit_path),
             rates,
             limits: ServerLimits::default(),
+            sectors: Sectors::default(),
             audited: audited::Audited::new(audit, policy),
         }
     }
@@ -223,9 +227,13 @@ pub async fn serve(
     let limits = services.limits;
     let max = limits.max_message_bytes;
     let exchange = services.exchange.with_max_batch(limits.max_batch_claims);
-    let exchange = ExchangeServiceServer::new(ExchangeApi::new(exchange, audited.clone()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let exchange = ExchangeServiceServer::new(ExchangeApi::new(
+        exchange,
+        services.sectors,
+        audited.clone(),
+    ))
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
     let registry =
         RegistryServiceServer::new(RegistryApi::new(services.registrar, audited.clone()))
             .max_decoding_message_size(max)

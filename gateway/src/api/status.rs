@@ -33,8 +33,9 @@ fn code(reason: Reason) -> Code {
         | Reason::ConsentWrongCitizen
         | Reason::ConsentWrongAgency
         | Reason::ConsentWrongPurpose
-        | Reason::ConsentFieldsNotCovered => Code::PermissionDenied,
-        Reason::ConsentNotFound => Code::NotFound,
+        | Reason::ConsentFieldsNotCovered
+        | Reason::SectorQueryNotPermitted => Code::PermissionDenied,
+        Reason::ConsentNotFound | Reason::SectorRecordNotFound => Code::NotFound,
         Reason::RequestIdReused => Code::AlreadyExists,
         Reason::CitizenDeceased
         | Reason::AlreadyMarried
@@ -43,9 +44,10 @@ fn code(reason: Reason) -> Code {
         Reason::PidSpaceExhausted | Reason::RateLimited | Reason::QuotaExceeded => {
             Code::ResourceExhausted
         }
-        Reason::StoreUnavailable | Reason::AuditUnavailable | Reason::Overloaded => {
-            Code::Unavailable
-        }
+        Reason::StoreUnavailable
+        | Reason::AuditUnavailable
+        | Reason::Overloaded
+        | Reason::SectorUnavailable => Code::Unavailable,
         Reason::DeadlineExceeded => Code::DeadlineExceeded,
         Reason::Unauthenticated => Code::Unauthenticated,
         Reason::Internal => Code::Internal,
@@ -86,7 +88,9 @@ impl From<Error> for Status {
             Error::RequestIdReused { .. } => {
                 details.add_bad_request_violation("request_id", err.to_string());
             }
-            Error::RateLimited { retry_after, .. } | Error::QuotaExceeded { retry_after, .. } => {
+            Error::RateLimited { retry_after, .. }
+            | Error::QuotaExceeded { retry_after, .. }
+            | Error::SectorUnavailable { retry_after, .. } => {
                 details.set_retry_info(Some(*retry_after));
             }
             Error::ConsentRequired { fields } => {

@@ -12,7 +12,8 @@
 //! DIR/audit-index.db  which audit records concern which citizen (derived)
 //! DIR/keys/signing.pk8  the gateway's Ed25519 key: consent tokens and
 //!                     audit checkpoints (created on first start, 0600)
-//! DIR/pki/            development CA, gateway and agency certificates
+//! DIR/pki/            development CA, gateway, agency and adapter certificates
+//! DIR/adapters/       the sector adapters' stores, under `lienthong up`
 //! ```
 
 mod audit;
@@ -22,6 +23,7 @@ mod health;
 mod outbox;
 mod seed;
 mod serve;
+mod up;
 
 pub use audit::audit_verify;
 pub use certs::certs;
@@ -30,6 +32,7 @@ pub use health::health;
 pub use outbox::{OutboxReport, outbox};
 pub use seed::{SeedOptions, seed};
 pub use serve::{ServeOptions, serve};
+pub use up::up;
 
 use std::path::{Path, PathBuf};
 

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::events::{OutboxRelay, RelayConfig};
 use crate::policy::LivePolicy;
 use crate::registry::{Outbox, PopulationStore, SqliteRegistry};
+use crate::sector::{SectorOptions, Sectors};
 use crate::telemetry;
 use crate::tls::{ensure_pki, server_config};
 
@@ -46,6 +47,39 @@ pub struct ServeOptions {
     /// After the shutdown signal, how long calls in flight (open streams
     /// included) may take before they are cut.
     pub shutdown_grace: Duration,
+    /// The sector adapters `QuerySector` asks.
+    pub sectors: SectorOptions,
+}
+
+/// Readies the data directory: the policy (the default on first use), the
+/// development PKI and, in an empty registry, the synthetic population.
+/// Returns the policy.
+pub(crate) async fn first_start(
+    dir: &DataDir,
+    seed: &SeedOptions,
+) -> Result<crate::policy::Policy> {
+    let policy = dir.prepare()?;
+    let created = ensure_pki(&dir.pki(), policy.agencies.keys().map(String::as_str))?;
+    if !created.created.is_empty() {
+        tracing::info!(files = created.created.len(), pki = %dir.pki().root.display(), "created development certificates");
+    }
+    let store = SqliteRegistry::open(dir.registry())?;
+    if store.is_empty()? {
+        let started = Instant::now();
+        tracing::info!(
+            citizens = seed.citizens,
+            seed = seed.seed,
+            "first start: seeding the synthetic population"
+        );
+        drop(store);
+        let dir = dir.clone();
+        let seed_opts = seed.clone();
+        tokio::task::spawn_blocking(move || super::seed(&dir, &seed_opts))
+            .await
+            .map_err(|_| Error::Task)??;
+        tracing::info!(seconds = started.elapsed().as_secs_f32(), "seeded");
+    }
+    Ok(policy)
 }
 
 /// Prepares the data directory (first start included), binds and serves
@@ -58,27 +92,7 @@ pub async fn serve(
     opts: &ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let policy = dir.prepare()?;
-    let created = ensure_pki(&dir.pki(), policy.agencies.keys().map(String::as_str))?;
-    if !created.created.is_empty() {
-        tracing::info!(files = created.created.len(), pki = %dir.pki().root.display(), "created development certificates");
-    }
-    let store = SqliteRegistry::open(dir.registry())?;
-    if store.is_empty()? {
-        let started = Instant::now();
-        tracing::info!(
-            citizens = opts.first_start.citizens,
-            seed = opts.first_start.seed,
-            "first start: seeding the synthetic population"
-        );
-        drop(store);
-        let dir = dir.clone();
-        let seed_opts = opts.first_start.clone();
-        tokio::task::spawn_blocking(move || super::seed(&dir, &seed_opts))
-            .await
-            .map_err(|_| Error::Task)??;
-        tracing::info!(seconds = started.elapsed().as_secs_f32(), "seeded");
-    }
+    let policy = first_start(dir, &opts.first_start).await?;
     let registry = Arc::new(SqliteRegistry::open(dir.registry())?);
     let outbox: Arc<dyn Outbox> = registry.clone();
     let agencies = policy.agencies.len();
@@ -90,6 +104,7 @@ pub async fn serve(
     let (mut services, audit_writer) =
         Services::open(policy, registry, &dir.audit(), &dir.signing_key())?;
     services.limits = opts.limits;
+    services.sectors = Sectors::connect(&dir.pki(), &opts.sectors)?;
     let metrics = match opts.metrics {
         Some(addr) => Some(start_metrics(addr, outbox.clone()).await?),
         None => None,

@@ -149,4 +149,38 @@ impl Exchange {
         let citizen = self.store.get(pid)?.ok_or(Error::CitizenNotFound)?;
         Ok(disclose::disclose(&citizen, fields))
     }
+
+    /// Allows `query_sector` of `sector.query` about `pid`: the grant for
+    /// the purpose must name the query, and the Pid must be on the
+    /// register. The adapter is asked only after this.
+    pub fn authorize_sector(
+        &self,
+        asker: Asker<'_>,
+        pid: Pid,
+        sector: &str,
+        query: &str,
+    ) -> Result<()> {
+        for (field, name) in [("sector", sector), ("query", query)] {
+            if name.is_empty()
+                || name.len() > 64
+                || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            {
+                return Err(Error::invalid(field, "1–64 characters of a-z and '_'"));
+            }
+        }
+        let policy = self.policy.current();
+        let grant = policy.authorize(asker.agency, asker.purpose, Operation::QuerySector)?;
+        let wanted = format!("{sector}.{query}");
+        if !grant.sector_queries.contains(&wanted) {
+            return Err(Error::SectorQueryNotPermitted {
+                agency: asker.agency.to_owned(),
+                purpose: asker.purpose.to_owned(),
+                query: wanted,
+            });
+        }
+        if self.store.get(pid)?.is_none() {
+            return Err(Error::CitizenNotFound);
+        }
+        Ok(())
+    }
 }

@@ -171,6 +171,11 @@ impl Policy {
                     "line {line}: agency id {id:?} must be 1–64 characters of a-z, 0-9 and '-'"
                 ));
             }
+            if crate::tls::RESERVED_CNS.contains(&id.as_str()) {
+                return Err(format!(
+                    "line {line}: agency id {id:?} is the name of one of the gateway's own certificates; choose another"
+                ));
+            }
             if agency.daily_quota == Some(0) {
                 return Err(format!(
                     "line {}: agency {id:?}: daily_quota must be at least 1 (leave it out for no quota)",

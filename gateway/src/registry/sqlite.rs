@@ -31,6 +31,19 @@ pub struct SqliteRegistry {
 }
 
 impl SqliteRegistry {
+    /// The synthetic population the registry was seeded with, as
+    /// (seed, citizens); `None` before seeding.
+    pub fn seeded_with(&self) -> Result<Option<(u64, u64)>> {
+        let conn = self.writer.lock().expect("registry writer");
+        let value = |key: &str| -> Result<Option<u64>> {
+            let text: Option<String> = conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?;
+            Ok(text.and_then(|t| t.parse().ok()))
+        };
+        Ok(value("seed")?.zip(value("citizens")?))
+    }
+
     /// Opens (creating if needed) the registry at `path` and migrates it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();

@@ -45,6 +45,10 @@ pub const OUTBOX_OLDEST: &str = "lienthong_outbox_oldest_waiting_seconds";
 
 /// Calls shed at admission or ended at the server's deadline, by reason.
 pub const SHED: &str = "lienthong_shed_total";
+/// Look-ups sent to a sector adapter, by sector and outcome.
+pub const SECTOR_CALLS: &str = "lienthong_sector_calls_total";
+/// Whether a sector adapter is taking calls (1) or its circuit is open (0).
+pub const SECTOR_AVAILABLE: &str = "lienthong_sector_available";
 
 /// Histogram buckets, in seconds: 0.5 ms to 10 s.
 const BUCKETS: [f64; 14] = [
@@ -79,6 +83,14 @@ pub fn install() -> Result<PrometheusHandle> {
     metrics::describe_counter!(
         SHED,
         "Calls shed at admission (OVERLOADED) or ended at the server's deadline (DEADLINE_EXCEEDED)"
+    );
+    metrics::describe_counter!(
+        SECTOR_CALLS,
+        "Look-ups sent to a sector adapter, by sector and outcome (ok, not_found, failed, timeout, refused)"
+    );
+    metrics::describe_gauge!(
+        SECTOR_AVAILABLE,
+        "1 while a sector adapter takes calls, 0 while its circuit is open"
     );
     metrics::describe_gauge!(OUTBOX_WAITING, "Events not yet confirmed by the broker");
     metrics::describe_gauge!(

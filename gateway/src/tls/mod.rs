@@ -10,7 +10,7 @@ mod acceptor;
 mod pki;
 
 pub use acceptor::{AuthenticatedStream, Peer, incoming};
-pub use pki::{PROBE, PkiLayout, PkiReport, ensure_pki, issue_client};
+pub use pki::{PROBE, PkiLayout, PkiReport, RESERVED_CNS, ensure_pki, issue_client};
 
 use std::path::Path;
 use std::sync::Arc;

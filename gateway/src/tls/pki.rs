@@ -4,6 +4,11 @@
 //! DIR/pki/ca.pem, ca.key                 the development CA
 //! DIR/pki/gateway.pem, gateway.key       server: localhost, 127.0.0.1
 //! DIR/pki/agencies/<agency-id>.pem, .key client: CN = agency id
+//! DIR/pki/probe.pem, probe.key           client: the health probe
+//! DIR/pki/gateway-client.pem, .key       client: the gateway calling the
+//!                                        sector adapters (CN lienthong-gateway)
+//! DIR/pki/adapters/<sector>.pem, .key    server: <sector>.adapter.lienthong,
+//!                                        localhost, 127.0.0.1
 //! ```
 //!
 //! Existing files are kept: running it again only adds what is missing (a
@@ -16,6 +21,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
+
+use lienthong_adapters::framework::tls::{GATEWAY_CN, server_name};
 
 use crate::error::{Error, Result};
 
@@ -65,6 +72,26 @@ impl PkiLayout {
         self.root.join("probe.key")
     }
 
+    /// The gateway's client certificate, for calling the adapters.
+    pub fn gateway_client_cert(&self) -> PathBuf {
+        self.root.join("gateway-client.pem")
+    }
+
+    /// The gateway's client key.
+    pub fn gateway_client_key(&self) -> PathBuf {
+        self.root.join("gateway-client.key")
+    }
+
+    /// The server certificate of `sector`'s adapter.
+    pub fn adapter_cert(&self, sector: &str) -> PathBuf {
+        lienthong_adapters::framework::tls::adapter_cert(&self.root, sector)
+    }
+
+    /// The server key of `sector`'s adapter.
+    pub fn adapter_key(&self, sector: &str) -> PathBuf {
+        lienthong_adapters::framework::tls::adapter_key(&self.root, sector)
+    }
+
     /// An agency's certificate.
     pub fn agency_cert(&self, agency: &str) -> PathBuf {
         self.root.join("agencies").join(format!("{agency}.pem"))
@@ -79,6 +106,10 @@ impl PkiLayout {
 /// The health probe certificate's subject CN: no agency has it.
 pub const PROBE: &str = "lienthong-health-probe";
 
+/// Subject CNs that belong to the gateway's own certificates: no agency may
+/// be called so (its certificate would be theirs).
+pub const RESERVED_CNS: [&str; 2] = [PROBE, GATEWAY_CN];
+
 /// What [`ensure_pki`] created.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PkiReport {
@@ -91,7 +122,8 @@ fn tls_err(e: rcgen::Error) -> Error {
 }
 
 /// Creates whatever is missing of the CA, the gateway certificate, the
-/// health probe's client certificate and one client certificate per agency
+/// health probe's client certificate, the gateway's client certificate and
+/// the sector adapters' certificates, and one client certificate per agency
 /// id.
 pub fn ensure_pki<'a>(
     layout: &PkiLayout,
@@ -99,6 +131,7 @@ pub fn ensure_pki<'a>(
 ) -> Result<PkiReport> {
     let mut report = PkiReport::default();
     fs::create_dir_all(layout.root.join("agencies")).map_err(Error::io(&layout.root))?;
+    fs::create_dir_all(layout.root.join("adapters")).map_err(Error::io(&layout.root))?;
 
     let new_ca = !(layout.ca_cert().exists() && layout.ca_key().exists());
     let (ca_key, ca_params) = if !new_ca {
@@ -149,6 +182,31 @@ pub fn ensure_pki<'a>(
         let (cert, key) = issue_client(&issuer, PROBE)?;
         write(&layout.probe_cert(), &cert, false, &mut report)?;
         write(&layout.probe_key(), &key, true, &mut report)?;
+    }
+
+    if missing(&layout.gateway_client_cert(), &layout.gateway_client_key()) {
+        let (cert, key) = issue_client(&issuer, GATEWAY_CN)?;
+        write(&layout.gateway_client_cert(), &cert, false, &mut report)?;
+        write(&layout.gateway_client_key(), &key, true, &mut report)?;
+    }
+
+    for sector in lienthong_adapters::sectors::names() {
+        let (cert_path, key_path) = (layout.adapter_cert(sector), layout.adapter_key(sector));
+        if !missing(&cert_path, &key_path) {
+            continue;
+        }
+        let key = KeyPair::generate().map_err(tls_err)?;
+        let mut params = CertificateParams::new(vec![
+            server_name(sector),
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .map_err(tls_err)?;
+        params.distinguished_name = dn(&format!("lienthong {sector} adapter"));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
+        write(&cert_path, &cert.pem(), false, &mut report)?;
+        write(&key_path, &key.serialize_pem(), true, &mut report)?;
     }
 
     for agency in agencies {

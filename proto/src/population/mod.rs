@@ -230,6 +230,18 @@ impl Population {
             .expect("buckets hold valid provinces and years")
     }
 
+    /// The index of the citizen with `pid`, if the population has one: the
+    /// inverse of [`pid`](Self::pid), without walking the population.
+    pub fn index_of_pid(&self, pid: Pid) -> Option<u64> {
+        let key = Pid::from_parts(pid.province_code(), pid.sex(), pid.birth_year(), 0)?.as_u64();
+        let b = self.buckets.binary_search_by_key(&key, |b| b.key).ok()?;
+        let bucket = &self.buckets[b];
+        let gap = 1_000_000 / bucket.count.max(1);
+        let pos = pid.serial() / gap;
+        let index = bucket.start + u64::from(pos);
+        (pos < bucket.count && self.pid(index) == pid).then_some(index)
+    }
+
     /// Whether the man at `pos` of (province, male, year) is married to the
     /// woman at `pos` of (province, female, year + SPOUSE_GAP); returns both
     /// indexes.
@@ -509,6 +521,26 @@ mod tests {
 
     fn population() -> Population {
         Population::new(7, 50_000).unwrap()
+    }
+
+    #[test]
+    fn index_of_pid_inverts_pid() {
+        let p = population();
+        for index in (0..p.len()).step_by(7) {
+            assert_eq!(p.index_of_pid(p.pid(index)), Some(index));
+        }
+        // A serial next to a citizen's is nobody's (serials are spread out).
+        let pid = p.pid(3);
+        let other = Pid::from_parts(
+            pid.province_code(),
+            pid.sex(),
+            pid.birth_year(),
+            pid.serial() ^ 1,
+        )
+        .unwrap();
+        assert_ne!(p.index_of_pid(other), Some(3));
+        let unknown = Pid::from_parts(1, Sex::Male, 1801, 5).unwrap();
+        assert_eq!(p.index_of_pid(unknown), None);
     }
 
     #[test]

@@ -1,0 +1,85 @@
+//! The adapter framework: what every sector adapter is made of.
+//!
+//! ```text
+//!          gateway ──mTLS (CN lienthong-gateway only)──▶ service: Lookup, Describe
+//!                                                          │
+//!   lienthong.events ──▶ own durable queue ──▶ consumer ──▶ Adapter ──▶ Store (SQLite)
+//!                                │ poison                   │ base records derived
+//!                                ▼                          ▼ from the population seed
+//!                          own dead-letter queue          Sector (one file a sector)
+//! ```
+//!
+//! - [`sector`]: the [`Sector`] trait a sector implements.
+//! - [`adapter`]: a sector over its store and the population.
+//! - [`store`]: the SQLite store (records changed by events, applied event ids).
+//! - [`event`]: the population event as published by the gateway.
+//! - [`consumer`]: the queue, acknowledgement after commit, dead letters.
+//! - [`service`]: the gRPC service; [`tls`]: its mutual TLS.
+//! - [`draw`]: deterministic draws for derived data.
+
+pub mod adapter;
+pub mod consumer;
+pub mod draw;
+pub mod event;
+pub mod sector;
+pub mod service;
+pub mod store;
+pub mod tls;
+
+pub use adapter::Adapter;
+pub use consumer::ConsumerConfig;
+pub use event::{Event, Poison};
+pub use sector::{Base, Records, Sector};
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tonic::transport::ServerTlsConfig;
+
+use crate::error::{Error, Result};
+
+/// How to run one sector's adapter.
+#[derive(Debug, Clone)]
+pub struct AdapterOptions {
+    /// The sector, e.g. `health`.
+    pub sector: String,
+    /// Where the sector's store (`<sector>.db`) lives.
+    pub data_dir: PathBuf,
+    /// The gateway's PKI directory (ca.pem, adapters/<sector>.pem/.key).
+    pub pki_dir: PathBuf,
+    /// The population seed, as the gateway's.
+    pub seed: u64,
+    /// Citizens in the population, as the gateway's.
+    pub citizens: u64,
+    /// The broker and exchange events come from.
+    pub events: ConsumerConfig,
+}
+
+/// Opens the sector's store and certificates: everything that can fail
+/// before a port is bound.
+pub fn open(opts: &AdapterOptions) -> Result<(Arc<Adapter>, ServerTlsConfig)> {
+    let sector = crate::sectors::by_name(&opts.sector)
+        .ok_or_else(|| Error::UnknownSector(opts.sector.clone()))?;
+    let tls = tls::server_tls(&opts.pki_dir, sector.name())?;
+    let adapter = Adapter::open(sector, &opts.data_dir, opts.seed, opts.citizens)?;
+    Ok((Arc::new(adapter), tls))
+}
+
+/// Runs an adapter: serves look-ups on `listener` and consumes events, until
+/// `shutdown` completes. A broker that is down does not stop the look-ups.
+pub async fn run(
+    adapter: Arc<Adapter>,
+    listener: TcpListener,
+    tls: ServerTlsConfig,
+    events: ConsumerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let consumer = tokio::spawn(consumer::consume(adapter.clone(), events, stopped));
+    let served = service::serve(adapter, listener, tls, shutdown).await;
+    let _ = stop.send(true);
+    let _ = consumer.await;
+    served
+}

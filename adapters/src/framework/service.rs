@@ -1,0 +1,109 @@
+//! `lienthong.adapter.v1.SectorAdapterService` over an [`Adapter`]: decode,
+//! look up on the blocking pool, encode. Served with `grpc.health.v1` on one
+//! port, over mutual TLS, to the gateway only.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use lienthong_proto::Pid;
+use lienthong_proto::adapter::v1::sector_adapter_service_server::{
+    SectorAdapterService, SectorAdapterServiceServer,
+};
+use lienthong_proto::adapter::v1::{
+    DescribeRequest, DescribeResponse, LookupRequest, LookupResponse,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Server, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+use super::adapter::Adapter;
+use super::tls::only_the_gateway;
+use crate::error::{Error, Result};
+
+/// The tonic service over an adapter.
+struct AdapterApi {
+    adapter: Arc<Adapter>,
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::UnknownQuery { .. } => Status::invalid_argument(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "adapter look-up failed");
+                Status::unavailable(other.to_string())
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl SectorAdapterService for AdapterApi {
+    async fn lookup(
+        &self,
+        request: Request<LookupRequest>,
+    ) -> Result<Response<LookupResponse>, Status> {
+        let req = request.into_inner();
+        let pid: Pid = req
+            .pid
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("pid: {e}")))?;
+        let adapter = self.adapter.clone();
+        let answer = tokio::task::spawn_blocking(move || adapter.lookup(pid, &req.query))
+            .await
+            .map_err(|_| Error::Task)??;
+        match answer {
+            Some(answer) => Ok(Response::new(LookupResponse {
+                answer: Some(answer),
+            })),
+            None => Err(Status::not_found("the sector has no record of this person")),
+        }
+    }
+
+    async fn describe(
+        &self,
+        _request: Request<DescribeRequest>,
+    ) -> Result<Response<DescribeResponse>, Status> {
+        let adapter = self.adapter.clone();
+        let stats = tokio::task::spawn_blocking(move || adapter.stats())
+            .await
+            .map_err(|_| Error::Task)??;
+        let sector = self.adapter.sector();
+        Ok(Response::new(DescribeResponse {
+            sector: sector.name().to_owned(),
+            queries: sector.queries().iter().map(|q| (*q).to_owned()).collect(),
+            events_applied: stats.applied,
+            duplicates_ignored: stats.duplicates,
+            dead_lettered: stats.dead_lettered,
+            routing_keys: sector
+                .routing_keys()
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect(),
+        }))
+    }
+}
+
+/// Serves `adapter` on `listener` until `shutdown` completes.
+pub async fn serve(
+    adapter: Arc<Adapter>,
+    listener: TcpListener,
+    tls: ServerTlsConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<SectorAdapterServiceServer<AdapterApi>>()
+        .await;
+    let api =
+        SectorAdapterServiceServer::with_interceptor(AdapterApi { adapter }, only_the_gateway);
+    Server::builder()
+        .tls_config(tls)
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .add_service(health_service)
+        .add_service(api)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| Error::Server(e.to_string()))
+}

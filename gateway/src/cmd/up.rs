@@ -1,0 +1,114 @@
+//! `lienthong up`: the whole system in one process — the gateway and the
+//! five sector adapters, on the embedded default.
+//!
+//! ```text
+//! DIR/                       the gateway's data directory (as `serve`)
+//! DIR/adapters/<sector>.db   each adapter's own store
+//! 127.0.0.1:50051            the gateway (agencies)
+//! 127.0.0.1:50061…50065      the adapters (the gateway only), as named by
+//!                            --sector-endpoints
+//! RabbitMQ                   --amqp-url: the gateway publishes, each adapter
+//!                            consumes from its own queue
+//! ```
+//!
+//! Each adapter is the same service `lienthong-adapter --sector …` runs
+//! alone: its own listener, store, broker connection and queue. They start
+//! after the data directory is ready (policy, PKI, population) and stop
+//! after the gateway.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use lienthong_adapters::framework::{self, AdapterOptions, ConsumerConfig};
+use tokio::net::TcpListener;
+
+use super::serve::first_start;
+use super::{DataDir, ServeOptions};
+use crate::error::{Error, Result};
+use crate::registry::SqliteRegistry;
+
+/// Runs the gateway and every adapter in `opts.sectors` until `shutdown`.
+pub async fn up(
+    dir: &DataDir,
+    opts: &ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    first_start(dir, &opts.first_start).await?;
+    // The adapters derive their data from the population the registry
+    // holds, whatever the flags say now.
+    let (seed, citizens) = SqliteRegistry::open(dir.registry())?
+        .seeded_with()?
+        .unwrap_or((opts.first_start.seed, opts.first_start.citizens));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut adapters = Vec::new();
+    for endpoint in &opts.sectors.endpoints {
+        let listen = listen_address(&endpoint.url).ok_or_else(|| Error::Config {
+            path: dir.root().join("lienthong.toml"),
+            message: format!(
+                "sector_endpoints: {}: `up` runs the adapter itself and needs an IP address and port to listen on, not {:?}",
+                endpoint.sector, endpoint.url
+            ),
+        })?;
+        let adapter_opts = AdapterOptions {
+            sector: endpoint.sector.clone(),
+            data_dir: dir.root().join("adapters"),
+            pki_dir: dir.pki().root,
+            seed,
+            citizens,
+            events: ConsumerConfig {
+                url: opts.relay.url.clone(),
+                exchange: opts.relay.exchange.clone(),
+                prefetch: 32,
+            },
+        };
+        let (adapter, tls) =
+            framework::open(&adapter_opts).map_err(|e| Error::Server(e.to_string()))?;
+        let listener = TcpListener::bind(listen).await.map_err(Error::io(format!(
+            "{} adapter on {listen}",
+            endpoint.sector
+        )))?;
+        tracing::info!(sector = %endpoint.sector, listen = %listen, "sector adapter serving");
+        let mut stopped = stopped.clone();
+        let sector = endpoint.sector.clone();
+        adapters.push(tokio::spawn(async move {
+            let until = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = framework::run(adapter, listener, tls, adapter_opts.events, until).await
+            {
+                tracing::error!(sector, error = %e, "sector adapter stopped");
+            }
+        }));
+    }
+    let served = super::serve(dir, opts, shutdown).await;
+    let _ = stop.send(true);
+    for adapter in adapters {
+        let _ = adapter.await;
+    }
+    served
+}
+
+/// `https://127.0.0.1:50062` → 127.0.0.1:50062.
+fn listen_address(url: &str) -> Option<SocketAddr> {
+    let rest = url.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    authority.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listen_address;
+
+    #[test]
+    fn listens_where_the_gateway_dials() {
+        assert_eq!(
+            listen_address("https://127.0.0.1:50062"),
+            Some(([127, 0, 0, 1], 50062).into())
+        );
+        assert_eq!(
+            listen_address("https://[::1]:9/"),
+            Some("[::1]:9".parse().unwrap())
+        );
+        assert_eq!(listen_address("https://adapter-health:50062"), None);
+    }
+}

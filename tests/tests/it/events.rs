@@ -1,0 +1,354 @@
+//! Population events reaching the sectors through RabbitMQ: a death reaches
+//! all five and each reacts, a birth gives the child a health card, a
+//! poison message is dead-lettered with its reason and the queue goes on,
+//! an event delivered twice changes a sector once.
+
+use std::time::Duration;
+
+use lapin::BasicProperties;
+use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::AMQPValue;
+use lienthong_adapters::framework::consumer::REASON_HEADER;
+use lienthong_proto::adapter::v1::DescribeRequest;
+use lienthong_proto::citizen::LifeStatus;
+use lienthong_proto::v1::sector_answer::Answer;
+use lienthong_proto::v1::{
+    self, CardStatus, KycLevel, PensionStatus, RecordDeathRequest, RegisterBirthRequest,
+};
+use lienthong_proto::{Citizen, Date, Pid, Sex};
+
+use crate::support::{System, amqp, eventually, pid_of, query};
+
+/// Waits until `agency`'s answer to `sector.query` about `pid` satisfies
+/// `reacted`, and returns it.
+async fn until_reacted(
+    system: &System,
+    (agency, purpose): (&str, &str),
+    (sector, q): (&str, &str),
+    pid: &str,
+    reacted: impl Fn(&Answer) -> bool,
+) -> Answer {
+    let client = system.exchange_as(agency).await;
+    eventually(
+        Duration::from_secs(20),
+        &format!("{sector}.{q} reacts"),
+        || {
+            let mut client = client.clone();
+            let reacted = &reacted;
+            async move {
+                let answer = query(&mut client, purpose, pid, sector, q).await.ok()?;
+                let answer = answer.answer?;
+                reacted(&answer).then_some(answer)
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_death_reaches_all_five_sectors_and_each_reacts() {
+    let system = System::start().await;
+    // Someone every sector knows: a pensioner with a card, a school record,
+    // SIMs and bank accounts.
+    let person: Citizen = system.find("pensioner known to every sector", |c| {
+        c.life_status() == LifeStatus::Alive
+            && matches!(answer_of(&system, "social_insurance", "record", c),
+                Some(Answer::SocialInsuranceRecord(r)) if r.pension_status == PensionStatus::Receiving as i32)
+            && matches!(answer_of(&system, "health", "insurance_card", c),
+                Some(Answer::HealthInsuranceCard(card)) if card.status == CardStatus::Valid as i32)
+            && answer_of(&system, "education", "record", c).is_some()
+            && matches!(answer_of(&system, "telecom", "subscriptions", c),
+                Some(Answer::TelecomSubscriptions(s)) if s.count > 0)
+            && matches!(answer_of(&system, "banking", "kyc_status", c),
+                Some(Answer::KycStatus(k)) if k.level != KycLevel::None as i32)
+    });
+    let pid = pid_of(&person);
+    let mut registry = system.registry_as("civil-registry-hanoi").await;
+    registry
+        .record_death(RecordDeathRequest {
+            request_id: "death-1".into(),
+            pid: pid.clone(),
+            date_of_death: Some(v1::Date {
+                year: 2026,
+                month: 11,
+                day: 20,
+            }),
+        })
+        .await
+        .unwrap();
+
+    let si = until_reacted(
+        &system,
+        ("vss", "SOCIAL_INSURANCE_ENROLMENT"),
+        ("social_insurance", "record"),
+        &pid,
+        |a| matches!(a, Answer::SocialInsuranceRecord(r) if r.closed),
+    )
+    .await;
+    let Answer::SocialInsuranceRecord(si) = si else {
+        unreachable!()
+    };
+    assert_eq!(si.pension_status, PensionStatus::Stopped as i32);
+    assert!(!si.currently_contributing);
+    assert_eq!(
+        si.closed_on,
+        Some(v1::Date {
+            year: 2026,
+            month: 11,
+            day: 20
+        })
+    );
+    until_reacted(
+        &system,
+        ("clinic-bach-mai", "HEALTH_INSURANCE_CHECK"),
+        ("health", "insurance_card"),
+        &pid,
+        |a| matches!(a, Answer::HealthInsuranceCard(c) if c.status == CardStatus::Invalidated as i32),
+    )
+    .await;
+    until_reacted(
+        &system,
+        ("moet", "SCHOOL_ENROLMENT"),
+        ("education", "record"),
+        &pid,
+        |a| matches!(a, Answer::EducationRecord(r) if r.closed && !r.currently_enrolled),
+    )
+    .await;
+    until_reacted(
+        &system,
+        ("viettel", "SUBSCRIBER_VERIFICATION"),
+        ("telecom", "subscriptions"),
+        &pid,
+        |a| {
+            matches!(a, Answer::TelecomSubscriptions(s)
+            if s.subscriptions.iter().all(|s| s.flagged_for_locking))
+        },
+    )
+    .await;
+    until_reacted(
+        &system,
+        ("vietcombank", "KYC_ONBOARDING"),
+        ("banking", "kyc_status"),
+        &pid,
+        |a| matches!(a, Answer::KycStatus(k) if k.flagged_deceased),
+    )
+    .await;
+    system.clean_up().await;
+}
+
+/// The seeded answer of a sector about a citizen.
+fn answer_of(system: &System, sector: &str, q: &str, c: &Citizen) -> Option<Answer> {
+    system.truth(sector, q, c).and_then(|a| a.answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_birth_gives_the_child_a_free_health_card() {
+    let system = System::start().await;
+    let mother = system.find("mother", |c| {
+        c.female
+            && c.life_status() == LifeStatus::Alive
+            && (1990..2000).contains(&(c.date_of_birth / 10_000))
+    });
+    let mut registry = system.registry_as("civil-registry-hanoi").await;
+    let born = Date::new(2026, 11, 2).unwrap();
+    let receipt = registry
+        .register_birth(RegisterBirthRequest {
+            request_id: "birth-1".into(),
+            full_name: "Nguyễn Thị Bé".into(),
+            date_of_birth: Some(born.into()),
+            sex: v1::Sex::Female as i32,
+            birth_province_code: "001".into(),
+            mother_pid: pid_of(&mother),
+            ..RegisterBirthRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .receipt
+        .unwrap();
+    let child = receipt.pid;
+    let card = until_reacted(
+        &system,
+        ("clinic-bach-mai", "HEALTH_INSURANCE_CHECK"),
+        ("health", "insurance_card"),
+        &child,
+        |_| true,
+    )
+    .await;
+    let Answer::HealthInsuranceCard(card) = card else {
+        panic!("not a card: {card:?}")
+    };
+    let child_pid: Pid = child.parse().unwrap();
+    assert_eq!(
+        card.card_number,
+        format!("TE101{:010}", child_pid.as_u64() % 10_000_000_000)
+    );
+    assert!(card.free_of_charge);
+    assert_eq!(card.benefit_level, 1);
+    assert_eq!(card.status, CardStatus::Valid as i32);
+    assert_eq!(card.valid_from, Some(born.into()));
+    assert_eq!(card.valid_to, Some(Date::new(2032, 11, 1).unwrap().into()));
+    assert_eq!(child_pid.sex(), Sex::Female);
+    system.clean_up().await;
+}
+
+/// Publishes `body` to the system's exchange with `routing_key`, confirmed.
+async fn publish(system: &System, routing_key: &str, id: &str, body: &[u8]) {
+    let conn = amqp().await;
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirm = channel
+        .basic_publish(
+            system.exchange.as_str().into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default()
+                .with_message_id(id.into())
+                .with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack());
+    let _ = conn.close(200, "ok".into()).await;
+}
+
+/// The messages in `queue`, taken off it.
+async fn drain(queue: &str) -> Vec<(Vec<u8>, String)> {
+    let conn = amqp().await;
+    let channel = conn.create_channel().await.unwrap();
+    let mut out = Vec::new();
+    while let Some(message) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        let reason = message
+            .delivery
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get(REASON_HEADER).cloned())
+            .map(|v| match v {
+                AMQPValue::LongString(s) => s.to_string(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default();
+        out.push((message.delivery.data.clone(), reason));
+    }
+    let _ = conn.close(200, "ok".into()).await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_is_dead_lettered_with_its_reason_and_the_queue_goes_on() {
+    let system = System::start().await;
+    let telecom = system.adapter("telecom").await;
+    publish(&system, "citizen.died", "poison-1", b"{ this is not json").await;
+    let bad_pid = br#"{"id":"poison-2","seq":1,"type":"citizen.died","pid":"12","occurred_at":"2026-11-24T00:00:00Z","data":{"date_of_death":"2026-11-20"}}"#;
+    publish(&system, "citizen.died", "poison-2", bad_pid).await;
+    let someone = system.find("subscriber", |c| {
+        matches!(answer_of(&system, "telecom", "subscriptions", c),
+            Some(Answer::TelecomSubscriptions(s)) if s.count > 0)
+            && c.life_status() == LifeStatus::Alive
+    });
+    let no_date = format!(
+        r#"{{"id":"poison-3","seq":2,"type":"citizen.died","pid":"{}","occurred_at":"2026-11-24T00:00:00Z","data":{{}}}}"#,
+        pid_of(&someone)
+    );
+    publish(&system, "citizen.died", "poison-3", no_date.as_bytes()).await;
+    // A good event after the poison is still applied.
+    let good = format!(
+        r#"{{"id":"good-1","seq":3,"type":"citizen.name_changed","pid":"{}","occurred_at":"2026-11-24T00:00:00Z","data":{{"full_name":"x"}}}}"#,
+        pid_of(&someone)
+    );
+    publish(&system, "citizen.name_changed", "good-1", good.as_bytes()).await;
+    until_reacted(
+        &system,
+        ("viettel", "SUBSCRIBER_VERIFICATION"),
+        ("telecom", "subscriptions"),
+        &pid_of(&someone),
+        |a| matches!(a, Answer::TelecomSubscriptions(s)
+            if s.subscriptions.iter().all(|s| s.flagged_for_reverification && !s.flagged_for_locking)),
+    )
+    .await;
+    let stats = eventually(
+        Duration::from_secs(10),
+        "three dead letters counted",
+        || {
+            let mut telecom = telecom.clone();
+            async move {
+                let d = telecom
+                    .describe(DescribeRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                (d.dead_lettered == 3).then_some(d)
+            }
+        },
+    )
+    .await;
+    assert_eq!(stats.events_applied, 1);
+    let dead = drain(&system.dead_letter_queue("telecom")).await;
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    assert_eq!(
+        dead[0].0, b"{ this is not json",
+        "the body is kept as it came"
+    );
+    assert!(dead[0].1.contains("not JSON"), "{}", dead[0].1);
+    assert!(dead[1].1.starts_with("pid:"), "{}", dead[1].1);
+    assert!(dead[2].1.contains("data.date_of_death"), "{}", dead[2].1);
+    // Nothing is left waiting on the sector's own queue.
+    assert!(drain(&system.queue("telecom")).await.is_empty());
+    system.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_delivered_twice_changes_a_sector_once() {
+    let system = System::start().await;
+    let banking = system.adapter("banking").await;
+    let holder = system.find("bank customer", |c| {
+        c.life_status() == LifeStatus::Alive
+            && matches!(answer_of(&system, "banking", "kyc_status", c),
+                Some(Answer::KycStatus(k)) if k.verified_accounts > 0)
+    });
+    let body = format!(
+        r#"{{"id":"twice-1","seq":9,"type":"citizen.died","pid":"{}","occurred_at":"2026-11-24T00:00:00Z","data":{{"date_of_death":"2026-11-21"}}}}"#,
+        pid_of(&holder)
+    );
+    publish(&system, "citizen.died", "twice-1", body.as_bytes()).await;
+    publish(&system, "citizen.died", "twice-1", body.as_bytes()).await;
+    let stats = eventually(Duration::from_secs(10), "both deliveries handled", || {
+        let mut banking = banking.clone();
+        async move {
+            let d = banking
+                .describe(DescribeRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            (d.events_applied + d.duplicates_ignored == 2).then_some(d)
+        }
+    })
+    .await;
+    assert_eq!((stats.events_applied, stats.duplicates_ignored), (1, 1));
+    // The store holds one application of the event and the one record it
+    // changed.
+    let store = rusqlite::Connection::open(system.adapter_store("banking")).unwrap();
+    let count = |sql: &str| -> i64 { store.query_row(sql, ["twice-1"], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT COUNT(*) FROM applied WHERE event_id = ?1"), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM records WHERE event_id = ?1"), 1);
+    until_reacted(
+        &system,
+        ("vietcombank", "KYC_ONBOARDING"),
+        ("banking", "kyc_status"),
+        &pid_of(&holder),
+        |a| matches!(a, Answer::KycStatus(k) if k.flagged_deceased),
+    )
+    .await;
+    system.clean_up().await;
+}

@@ -1,0 +1,215 @@
+//! QuerySector through the gateway: each query returns the seeded truth,
+//! refusals have their reasons, and an adapter that stops is reported
+//! SECTOR_UNAVAILABLE within the deadline and is used again once back.
+
+use std::time::{Duration, Instant};
+
+use lienthong_proto::adapter::v1::{DescribeRequest, LookupRequest};
+use lienthong_proto::citizen::LifeStatus;
+use tonic::Code;
+
+use crate::support::{SECTOR_DEADLINE, System, eventually, pid_of, query, reason};
+
+/// (agency, purpose, sector, query): every query of the five sectors, each
+/// asked by an agency the default policy grants it to.
+const ASKED: [(&str, &str, &str, &str); 6] = [
+    (
+        "vss",
+        "SOCIAL_INSURANCE_ENROLMENT",
+        "social_insurance",
+        "record",
+    ),
+    (
+        "clinic-bach-mai",
+        "HEALTH_INSURANCE_CHECK",
+        "health",
+        "insurance_card",
+    ),
+    (
+        "clinic-bach-mai",
+        "MEDICAL_TREATMENT",
+        "health",
+        "vaccinations",
+    ),
+    ("moet", "SCHOOL_ENROLMENT", "education", "record"),
+    (
+        "viettel",
+        "SUBSCRIBER_VERIFICATION",
+        "telecom",
+        "subscriptions",
+    ),
+    ("vietcombank", "KYC_ONBOARDING", "banking", "kyc_status"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_sector_query_returns_the_seeded_truth() {
+    let system = System::start().await;
+    let mut answered = 0;
+    let mut not_found = 0;
+    for (agency, purpose, sector, q) in ASKED {
+        let mut client = system.exchange_as(agency).await;
+        // A spread of people: every 97th citizen, the living and the dead.
+        for citizen in system.population.iter().step_by(97) {
+            let pid = pid_of(&citizen);
+            let got = query(&mut client, purpose, &pid, sector, q).await;
+            match system.truth(sector, q, &citizen) {
+                Some(truth) => {
+                    assert_eq!(got.unwrap(), truth, "{sector}.{q} of {pid}");
+                    answered += 1;
+                }
+                None => {
+                    let status = got.unwrap_err();
+                    assert_eq!(status.code(), Code::NotFound, "{sector}.{q} of {pid}");
+                    assert_eq!(reason(&status), "SECTOR_RECORD_NOT_FOUND");
+                    not_found += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        answered > 150 && not_found > 5,
+        "{answered} answered, {not_found} not found"
+    );
+    system.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_have_their_reasons_and_only_the_gateway_reaches_an_adapter() {
+    let system = System::start().await;
+    let someone = pid_of(&system.find("adult", |c| c.pid % 2 == 0));
+    let mut bank = system.exchange_as("vietcombank").await;
+    // A query the grant does not name.
+    let status = query(
+        &mut bank,
+        "KYC_ONBOARDING",
+        &someone,
+        "health",
+        "insurance_card",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::PermissionDenied, "SECTOR_QUERY_NOT_PERMITTED")
+    );
+    // A purpose without query_sector.
+    let status = query(
+        &mut bank,
+        "CREDIT_APPLICATION",
+        &someone,
+        "banking",
+        "kyc_status",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(reason(&status), "PURPOSE_NOT_PERMITTED");
+    // A malformed Pid, and one nobody has: the adapter is not asked.
+    let status = query(
+        &mut bank,
+        "KYC_ONBOARDING",
+        "12345",
+        "banking",
+        "kyc_status",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(reason(&status), "PID_MALFORMED");
+    let status = query(
+        &mut bank,
+        "KYC_ONBOARDING",
+        "001899000001",
+        "banking",
+        "kyc_status",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(reason(&status), "CITIZEN_NOT_FOUND");
+    let status = query(
+        &mut bank,
+        "KYC_ONBOARDING",
+        &someone,
+        "Banking",
+        "kyc_status",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(reason(&status), "ARGUMENT_INVALID");
+
+    // An agency's certificate is refused by the adapter itself.
+    let mut direct = system
+        .adapter_as(
+            "banking",
+            system.pki.agency_cert("vietcombank"),
+            system.pki.agency_key("vietcombank"),
+        )
+        .await;
+    let status = direct
+        .lookup(LookupRequest {
+            pid: someone.clone(),
+            query: "kyc_status".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    // The gateway's certificate is taken.
+    let mut adapter = system.adapter("banking").await;
+    let described = adapter
+        .describe(DescribeRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(described.sector, "banking");
+    assert_eq!(described.queries, ["kyc_status"]);
+    system.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_adapter_is_unavailable_fast_and_used_again_once_back() {
+    let mut system = System::start().await;
+    let citizen = system.find("living adult", |c| c.life_status() == LifeStatus::Alive);
+    let pid = pid_of(&citizen);
+    let mut bank = system.exchange_as("vietcombank").await;
+    let mut telco = system.exchange_as("viettel").await;
+    let before = query(&mut bank, "KYC_ONBOARDING", &pid, "banking", "kyc_status")
+        .await
+        .unwrap();
+
+    system.stop_adapter("banking").await;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let status = query(&mut bank, "KYC_ONBOARDING", &pid, "banking", "kyc_status")
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert_eq!(reason(&status), "SECTOR_UNAVAILABLE");
+        assert!(
+            started.elapsed() < SECTOR_DEADLINE + Duration::from_millis(500),
+            "answered after {:?}, past the sector deadline",
+            started.elapsed()
+        );
+        // The other sectors go on meanwhile.
+        query(
+            &mut telco,
+            "SUBSCRIBER_VERIFICATION",
+            &pid,
+            "telecom",
+            "subscriptions",
+        )
+        .await
+        .unwrap();
+    }
+
+    system.restart_adapter("banking").await;
+    let after = eventually(Duration::from_secs(15), "banking answers again", || {
+        let mut bank = bank.clone();
+        let pid = pid.clone();
+        async move {
+            query(&mut bank, "KYC_ONBOARDING", &pid, "banking", "kyc_status")
+                .await
+                .ok()
+        }
+    })
+    .await;
+    assert_eq!(after, before);
+    system.clean_up().await;
+}

@@ -167,6 +167,13 @@ impl ExchangeService for Echo {
     ) -> Result<Response<v1::GetCitizenResponse>, Status> {
         Err(Status::unimplemented("echo"))
     }
+
+    async fn query_sector(
+        &self,
+        _: Request<v1::QuerySectorRequest>,
+    ) -> Result<Response<v1::QuerySectorResponse>, Status> {
+        Err(Status::unimplemented("echo"))
+    }
 }
 
 fn claim(c: &Citizen, reference: usize) -> v1::IdentityClaim {

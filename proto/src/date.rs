@@ -174,6 +174,16 @@ impl serde::Serialize for Date {
     }
 }
 
+impl From<Date> for crate::v1::Date {
+    fn from(d: Date) -> Self {
+        Self {
+            year: d.year(),
+            month: d.month() as i32,
+            day: d.day() as i32,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,15 +228,5 @@ mod tests {
         assert_eq!(born.age_on("2026-11-24".parse().unwrap()), 18);
         let leap: Date = "2004-02-29".parse().unwrap();
         assert_eq!(leap.add_years(1).unwrap().to_string(), "2005-02-28");
-    }
-}
-
-impl From<Date> for crate::v1::Date {
-    fn from(d: Date) -> Self {
-        Self {
-            year: d.year(),
-            month: d.month() as i32,
-            day: d.day() as i32,
-        }
     }
 }

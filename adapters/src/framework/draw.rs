@@ -11,13 +11,13 @@ impl Draw {
     /// The stream for `pid` in the population of `seed`, separated by `salt`.
     pub fn new(seed: u64, pid: Pid, salt: u64) -> Self {
         let mut d = Self(seed ^ 0x6C69_656E_7468_6F6E);
-        d.0 ^= d.next().wrapping_add(pid.as_u64());
-        d.0 ^= d.next().wrapping_add(salt);
+        d.0 ^= d.bits().wrapping_add(pid.as_u64());
+        d.0 ^= d.bits().wrapping_add(salt);
         d
     }
 
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn bits(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -27,12 +27,12 @@ impl Draw {
 
     /// Uniform in `0..n` (`n` > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
+        ((u128::from(self.bits()) * u128::from(n)) >> 64) as u64
     }
 
     /// True with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
+        ((self.bits() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 
     /// One of `items` (not empty).
@@ -58,16 +58,16 @@ mod tests {
         let a: Vec<u64> = (0..4)
             .map({
                 let mut d = Draw::new(1, pid, 7);
-                move |_| d.next()
+                move |_| d.bits()
             })
             .collect();
         let b: Vec<u64> = (0..4)
             .map({
                 let mut d = Draw::new(1, pid, 7);
-                move |_| d.next()
+                move |_| d.bits()
             })
             .collect();
-        let c = Draw::new(1, pid, 8).next();
+        let c = Draw::new(1, pid, 8).bits();
         assert_eq!(a, b);
         assert_ne!(a[0], c);
         let mut d = Draw::new(2, pid, 7);

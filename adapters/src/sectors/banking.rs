@@ -77,7 +77,7 @@ impl Sector for Banking {
         if status.verified_accounts == 0 {
             return Ok(());
         }
-        let mut status = status.clone();
+        let mut status = *status;
         status.flagged_deceased = true;
         records.set(KYC_STATUS, wrap(Answer::KycStatus(status)));
         Ok(())

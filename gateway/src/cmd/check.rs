@@ -1,6 +1,6 @@
 //! `lienthong check`: validates a data directory without serving it — the
-//! policy, the certificates the policy needs, the signing key — and says
-//! exactly what is wrong.
+//! policy, the certificates the policy and the sector adapters need, the
+//! signing key — and says exactly what is wrong.
 //!
 //! ```text
 //! ok       policy.toml: 9 agencies
@@ -16,6 +16,7 @@ use super::DataDir;
 use crate::policy::Policy;
 use crate::signing::SigningKey;
 use crate::tls::{PROBE, server_config};
+use lienthong_adapters::framework::tls::GATEWAY_CN;
 
 /// A certificate expiring sooner than this is reported.
 const EXPIRY_WARNING_DAYS: i64 = 30;
@@ -71,6 +72,20 @@ pub fn check(dir: &DataDir) -> Vec<Finding> {
         Some(PROBE),
         ca_subject.as_deref(),
     ));
+    found.push(certificate(
+        dir,
+        &pki.gateway_client_cert(),
+        Some(GATEWAY_CN),
+        ca_subject.as_deref(),
+    ));
+    for sector in lienthong_adapters::sectors::names() {
+        found.push(certificate(
+            dir,
+            &pki.adapter_cert(sector),
+            None,
+            ca_subject.as_deref(),
+        ));
+    }
     if let Some(policy) = &policy {
         let mut agencies: Vec<&String> = policy.agencies.keys().collect();
         agencies.sort();
@@ -141,9 +156,7 @@ fn certificate(
             .next()
             .and_then(|cn| cn.as_str().ok());
         if cn != Some(agency) {
-            return Finding::Problem(format!(
-                "{shown}: its subject CN is {cn:?}, the policy's agency is {agency:?}"
-            ));
+            return Finding::Problem(format!("{shown}: its subject CN is {cn:?}, not {agency:?}"));
         }
     }
     let now = OffsetDateTime::now_utc().unix_timestamp();

@@ -67,7 +67,7 @@ pub async fn up(
             "{} adapter on {listen}",
             endpoint.sector
         )))?;
-        tracing::info!(sector = %endpoint.sector, listen = %listen, "sector adapter serving");
+        tracing::info!(sector = %endpoint.sector, address = %listen, "sector adapter serving");
         let mut stopped = stopped.clone();
         let sector = endpoint.sector.clone();
         adapters.push(tokio::spawn(async move {

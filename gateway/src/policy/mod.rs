@@ -425,6 +425,13 @@ fields = ["full_name", "date_of_birth"]
                 "line 6",
             ),
             ("\n[agencies.Bad_Id]\nname = \"A\"\n", "line 2"),
+            // The gateway's own certificates' names: such an agency's
+            // certificate would reach the adapters, or pass for the probe.
+            ("\n\n[agencies.lienthong-gateway]\nname = \"A\"\n", "line 3"),
+            (
+                "[agencies.lienthong-health-probe]\nname = \"A\"\n",
+                "line 1",
+            ),
             (
                 "[agencies.a]\nname = \"A\"\nrate_limit = { requests_per_second = 0.0, burst = 1 }\n",
                 "line 3",

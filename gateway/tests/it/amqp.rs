@@ -208,12 +208,22 @@ fn expires_when_unused() -> FieldTable {
 pub async fn connect() -> Connection {
     let until = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        match Connection::connect(URL, ConnectionProperties::default()).await {
-            Ok(c) => return c,
-            Err(e) if tokio::time::Instant::now() > until => {
+        // A broker still starting may take the TCP connection and never
+        // finish the handshake: each attempt gets five seconds.
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(5),
+            Connection::connect(URL, ConnectionProperties::default()),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(c)) => return c,
+            Ok(Err(e)) if tokio::time::Instant::now() > until => {
                 panic!("RabbitMQ at {URL}: {e} (scripts/test.sh starts it)")
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(_) if tokio::time::Instant::now() > until => {
+                panic!("RabbitMQ at {URL}: no handshake within 5 s (scripts/test.sh starts it)")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
 }

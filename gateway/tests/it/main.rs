@@ -21,3 +21,4 @@ mod registry;
 mod request_ids;
 mod shutdown;
 mod tls;
+mod up;

@@ -372,12 +372,21 @@ where
 pub async fn amqp() -> Connection {
     let until = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        match Connection::connect(AMQP_URL, ConnectionProperties::default()).await {
-            Ok(c) => return c,
-            Err(e) if tokio::time::Instant::now() > until => {
-                panic!("RabbitMQ at {AMQP_URL}: {e} (scripts/test.sh starts it)")
+        // A broker still starting may take the TCP connection and never
+        // finish the handshake: each attempt gets five seconds.
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(5),
+            Connection::connect(AMQP_URL, ConnectionProperties::default()),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(c)) => return c,
+            _ if tokio::time::Instant::now() > until => {
+                panic!(
+                    "RabbitMQ at {AMQP_URL}: no connection within a minute (scripts/test.sh starts it)"
+                )
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
 }

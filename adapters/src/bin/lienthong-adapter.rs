@@ -3,7 +3,7 @@
 //! five beside the gateway); the subcommands are the telecom
 //! SIM-verification job and its synthetic subscriber base.
 
-use std::io::BufWriter;
+use std::io::{BufWriter, IsTerminal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -363,6 +363,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use lienthong_proto::adapter::v1::{DescribeRequest, LookupRequest};
 use lienthong_proto::citizen::LifeStatus;
+use lienthong_proto::v1::{ListAccessesRequest, VerifyIdentityRequest};
 use tonic::Code;
 
 use crate::support::{SECTOR_DEADLINE, System, eventually, pid_of, query, reason};
@@ -135,6 +136,39 @@ async fn refusals_have_their_reasons_and_only_the_gateway_reaches_an_adapter() {
     .unwrap_err();
     assert_eq!(reason(&status), "ARGUMENT_INVALID");
 
+    // Each question is in the audit, refusals too: the citizen sees them.
+    let mut idp = system.citizen_as("vneid").await;
+    let accesses = idp
+        .list_accesses(ListAccessesRequest {
+            citizen_pid: someone.clone(),
+            page_size: 50,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .accesses;
+    let seen: Vec<(&str, &str, Vec<String>)> = accesses
+        .iter()
+        .map(|a| (a.operation.as_str(), a.outcome.as_str(), a.fields.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("query_sector", "ARGUMENT_INVALID", vec![]),
+            (
+                "query_sector",
+                "PURPOSE_NOT_PERMITTED",
+                vec!["banking.kyc_status".to_owned()]
+            ),
+            (
+                "query_sector",
+                "SECTOR_QUERY_NOT_PERMITTED",
+                vec!["health.insurance_card".to_owned()]
+            ),
+        ]
+    );
+
     // An agency's certificate is refused by the adapter itself.
     let mut direct = system
         .adapter_as(
@@ -211,5 +245,82 @@ async fn a_stopped_adapter_is_unavailable_fast_and_used_again_once_back() {
     })
     .await;
     assert_eq!(after, before);
+    system.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_adapter_is_cut_at_the_deadline_and_holds_nothing_else() {
+    let system = System::start_with_stalled("banking").await;
+    let citizen = system.find("living adult", |c| c.life_status() == LifeStatus::Alive);
+    let pid = pid_of(&citizen);
+    let bank = system.exchange_as("vietcombank").await;
+    let mut clinic = system.exchange_as("clinic-bach-mai").await;
+
+    // Calls to the stalled adapter, all at once.
+    let stalled: Vec<_> = (0..8)
+        .map(|_| {
+            let (mut bank, pid) = (bank.clone(), pid.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let status = query(&mut bank, "KYC_ONBOARDING", &pid, "banking", "kyc_status")
+                    .await
+                    .unwrap_err();
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    // Meanwhile the gateway's other work goes on: a verification and
+    // another sector, both answered while the stalled calls still wait.
+    clinic
+        .verify_identity(VerifyIdentityRequest {
+            purpose: "HEALTH_INSURANCE_CHECK".into(),
+            r#match: None,
+            claim: Some(lienthong_proto::v1::IdentityClaim {
+                pid: pid.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    query(
+        &mut clinic,
+        "MEDICAL_TREATMENT",
+        &pid,
+        "health",
+        "vaccinations",
+    )
+    .await
+    .unwrap();
+    assert!(
+        stalled.iter().all(|t| !t.is_finished()),
+        "the other work was answered before the stalled calls' deadline"
+    );
+    for call in stalled {
+        let (status, took) = call.await.unwrap();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert_eq!(reason(&status), "SECTOR_UNAVAILABLE");
+        assert!(
+            took >= SECTOR_DEADLINE - Duration::from_millis(50)
+                && took < SECTOR_DEADLINE + Duration::from_millis(700),
+            "cut after {took:?}, the deadline is {SECTOR_DEADLINE:?}"
+        );
+    }
+    // Those failures opened the circuit: the next call is refused without
+    // waiting for the adapter, with a RetryInfo.
+    let started = Instant::now();
+    let mut bank = bank.clone();
+    let status = query(&mut bank, "KYC_ONBOARDING", &pid, "banking", "kyc_status")
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status), "SECTOR_UNAVAILABLE");
+    assert!(
+        started.elapsed() < SECTOR_DEADLINE / 2,
+        "waited {:?}",
+        started.elapsed()
+    );
+    {
+        use tonic_types::StatusExt;
+        assert!(status.get_details_retry_info().is_some());
+    }
     system.clean_up().await;
 }

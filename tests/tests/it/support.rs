@@ -21,6 +21,7 @@ use lienthong_gateway::signing::SigningKey;
 use lienthong_gateway::tls::{PkiLayout, ensure_pki, server_config};
 use lienthong_proto::adapter::v1::sector_adapter_service_client::SectorAdapterServiceClient;
 use lienthong_proto::population::Population;
+use lienthong_proto::v1::citizen_service_client::CitizenServiceClient;
 use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
 use lienthong_proto::v1::registry_service_client::RegistryServiceClient;
 use lienthong_proto::v1::{QuerySectorRequest, SectorAnswer};
@@ -61,6 +62,16 @@ impl System {
     /// Starts everything and waits until every adapter consumes from its
     /// queue, so no event is published before the queues are bound.
     pub async fn start() -> Self {
+        Self::start_inner(None).await
+    }
+
+    /// [`System::start`], with `sector`'s adapter replaced by a server with
+    /// the adapter's certificate that takes every call and never answers.
+    pub async fn start_with_stalled(sector: &str) -> Self {
+        Self::start_inner(Some(sector)).await
+    }
+
+    async fn start_inner(stalled: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let exchange = format!("lienthong-e2e.{}", uuid::Uuid::now_v7());
         let policy = Policy::parse(DEFAULT_POLICY).unwrap();
@@ -76,13 +87,19 @@ impl System {
             let running = run_adapter(dir.path(), &pki, &exchange, sector, listener);
             system_adapters.insert(sector.to_owned(), running);
         }
-        let endpoints = system_adapters
+        let mut endpoints: Vec<SectorEndpoint> = system_adapters
             .iter()
             .map(|(sector, a)| SectorEndpoint {
                 sector: sector.clone(),
                 url: format!("https://{}", a.addr),
             })
             .collect();
+        if let Some(sector) = stalled {
+            let addr = stalled_adapter(&pki, sector).await;
+            for e in endpoints.iter_mut().filter(|e| e.sector == sector) {
+                e.url = format!("https://{addr}");
+            }
+        }
 
         let key =
             Arc::new(SigningKey::load_or_create(&dir.path().join("keys/signing.pk8")).unwrap());
@@ -218,6 +235,11 @@ impl System {
     /// The exchange client of `agency` (an agency of the default policy).
     pub async fn exchange_as(&self, agency: &str) -> ExchangeServiceClient<Channel> {
         ExchangeServiceClient::new(self.channel_as(agency).await)
+    }
+
+    /// The citizen service client of `agency`.
+    pub async fn citizen_as(&self, agency: &str) -> CitizenServiceClient<Channel> {
+        CitizenServiceClient::new(self.channel_as(agency).await)
     }
 
     /// The registry client of `agency`.
@@ -430,4 +452,47 @@ fn run_adapter(
         stop: Some(stop),
         task,
     }
+}
+
+/// An adapter that stalls: it serves `SectorAdapterService` with `sector`'s
+/// real certificate and holds every call without answering.
+async fn stalled_adapter(pki: &PkiLayout, sector: &str) -> SocketAddr {
+    use lienthong_proto::adapter::v1::sector_adapter_service_server::{
+        SectorAdapterService, SectorAdapterServiceServer,
+    };
+    use lienthong_proto::adapter::v1::{
+        DescribeRequest, DescribeResponse, LookupRequest, LookupResponse,
+    };
+    use tonic::{Request, Response, Status};
+
+    struct Stalled;
+
+    #[tonic::async_trait]
+    impl SectorAdapterService for Stalled {
+        async fn lookup(
+            &self,
+            _: Request<LookupRequest>,
+        ) -> Result<Response<LookupResponse>, Status> {
+            std::future::pending().await
+        }
+
+        async fn describe(
+            &self,
+            _: Request<DescribeRequest>,
+        ) -> Result<Response<DescribeResponse>, Status> {
+            std::future::pending().await
+        }
+    }
+
+    let tls = lienthong_adapters::framework::tls::server_tls(&pki.root, sector).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .tls_config(tls)
+            .unwrap()
+            .add_service(SectorAdapterServiceServer::new(Stalled))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    addr
 }

@@ -1,0 +1,157 @@
+//! One adapter run alone, as deployments run it: the real
+//! `lienthong-adapter --sector health` binary, with the gateway's PKI and no
+//! broker. It answers the gateway's look-ups from the seeded population,
+//! refuses everyone else, and stops cleanly on SIGTERM.
+
+use std::time::Duration;
+
+use lienthong_adapters::framework::Base;
+use lienthong_adapters::framework::tls::server_name;
+use lienthong_gateway::tls::{PkiLayout, ensure_pki};
+use lienthong_proto::Pid;
+use lienthong_proto::adapter::v1::sector_adapter_service_client::SectorAdapterServiceClient;
+use lienthong_proto::adapter::v1::{DescribeRequest, LookupRequest};
+use lienthong_proto::population::Population;
+use tokio::io::AsyncBufReadExt;
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lienthong-adapter");
+
+async fn client(
+    addr: &str,
+    pki: &PkiLayout,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+) -> SectorAdapterServiceClient<Channel> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(pki.ca_cert()).unwrap()))
+        .identity(Identity::from_pem(
+            std::fs::read(cert).unwrap(),
+            std::fs::read(key).unwrap(),
+        ))
+        .domain_name(server_name("health"));
+    let channel = Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    SectorAdapterServiceClient::new(channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_alone_answers_the_gateway_and_nobody_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = PkiLayout::under(dir.path());
+    ensure_pki(&pki, ["vietcombank"]).unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "--sector",
+            "health",
+            "--listen",
+            "127.0.0.1:0",
+            "--citizens",
+            "2000",
+            "--seed",
+            "5",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("adapters"))
+        .arg("--pki-dir")
+        .arg(&pki.root)
+        // No broker: look-ups are served all the same.
+        .env("LIENTHONG_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listen=").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("the adapter exited before listening");
+    })
+    .await
+    .expect("listens within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let mut gateway = client(
+        &addr,
+        &pki,
+        pki.gateway_client_cert(),
+        pki.gateway_client_key(),
+    )
+    .await;
+    let described = gateway
+        .describe(DescribeRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(described.sector, "health");
+    assert_eq!(described.queries, ["insurance_card", "vaccinations"]);
+    assert_eq!(described.routing_keys, ["citizen.born", "citizen.died"]);
+
+    let population = Population::new(5, 2000).unwrap();
+    let base = Base {
+        seed: 5,
+        today: population.reference_date(),
+    };
+    let health = lienthong_adapters::sectors::by_name("health").unwrap();
+    for citizen in population.iter().step_by(50) {
+        let pid = Pid::from_u64(citizen.pid).unwrap().to_string();
+        let got = gateway
+            .lookup(LookupRequest {
+                pid: pid.clone(),
+                query: "insurance_card".into(),
+            })
+            .await;
+        match health.derive("insurance_card", &citizen, &base) {
+            Some(truth) => assert_eq!(got.unwrap().into_inner().answer, Some(truth)),
+            None => assert_eq!(got.unwrap_err().code(), Code::NotFound),
+        }
+    }
+    let status = gateway
+        .lookup(LookupRequest {
+            pid: "001085000123".into(),
+            query: "shoe_size".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("insurance_card"),
+        "{}",
+        status.message()
+    );
+
+    // An agency's certificate, from the same CA, is refused.
+    let mut agency = client(
+        &addr,
+        &pki,
+        pki.agency_cert("vietcombank"),
+        pki.agency_key("vietcombank"),
+    )
+    .await;
+    let status = agency.describe(DescribeRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let id = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &id])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(dir.path().join("adapters/health.db").is_file());
+}

@@ -344,7 +344,9 @@ fn serve_options(args: &ServeArgs) -> ServeOptions {
         sectors: SectorOptions {
             endpoints: args.sector_endpoints.0.clone(),
             deadline: Duration::from_millis(args.sector_deadline_ms),
-            ..SectorOptions::default()
+            // Five stalled adapters together hold at most 5/8 of the calls
+            // the gateway admits: the rest of its work always has room.
+            max_in_flight: (args.max_in_flight as usize / 8).max(1),
         },
     }
 }

@@ -7,15 +7,19 @@
 //!                                         │ x-dead-letter-routing-key ─┐
 //!      delivery ─▶ parse ─▶ apply in one SQLite transaction ─▶ ack     │
 //!        │ duplicate event id ─────────────────────────────────▶ ack   │
-//!        │ poison: copy + x-lienthong-reason ─▶ dead queue,            │
-//!        │         confirmed ─▶ ack   (copy refused ─▶ reject) ────────┤
-//!        │ store failed ─▶ wait, nack + requeue                         ▼
-//!                                       lienthong.events.<sector>.dead (durable)
+//!        │ poison (unreadable, or a stored record corrupt):            │
+//!        │   copy + x-lienthong-reason ─▶ dead queue (mandatory,       │
+//!        │   confirmed) ─▶ ack                                         ▼
+//!        │                        lienthong.events.<sector>.dead (durable)
+//!        │ store failed, or the copy refused: the session ends; the
+//!        │   broker puts every unacknowledged message back, in order,
+//!        │   and a new session starts after a backoff
 //! ```
 //!
 //! Nothing is acknowledged before the store committed it, so a crash
-//! redelivers and the event id makes the redelivery a no-op. A broker that
-//! goes away is reconnected with backoff; look-ups go on meanwhile.
+//! redelivers and the event id makes the redelivery a no-op; a failure never
+//! lets a later event overtake an earlier one. A broker that goes away is
+//! reconnected with backoff; look-ups go on meanwhile.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +27,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{
@@ -66,8 +69,8 @@ impl ConsumerConfig {
 
 /// Backoff between broker sessions.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
-/// Wait before handing back a message the store failed on.
-const STORE_RETRY: Duration = Duration::from_secs(1);
+/// A session that lasted this long was healthy: the backoff starts over.
+const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 
 /// Consumes until `stop` turns true, reconnecting whenever the broker is
 /// unreachable or drops the connection.
@@ -79,16 +82,20 @@ pub async fn consume(
     let sector = adapter.sector().name();
     let mut backoff = BACKOFF.0;
     loop {
-        let session = tokio::select! {
+        let started = std::time::Instant::now();
+        let ended = tokio::select! {
             ended = session(&adapter, &config) => ended,
             _ = stop.wait_for(|s| *s) => return,
         };
-        match session {
-            Ok(()) => backoff = BACKOFF.0,
-            Err(e) => {
-                tracing::warn!(sector, error = %e, retry_in_ms = backoff.as_millis() as u64, "event consumer: broker session ended")
-            }
+        if started.elapsed() >= HEALTHY_SESSION {
+            backoff = BACKOFF.0;
         }
+        tracing::warn!(
+            sector,
+            error = %ended,
+            retry_in_ms = backoff.as_millis() as u64,
+            "event consumer: broker session ended"
+        );
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.wait_for(|s| *s) => return,
@@ -150,28 +157,69 @@ async fn declare(
     Ok(queue)
 }
 
-/// One broker session: consumes until the connection fails.
-async fn session(adapter: &Arc<Adapter>, config: &ConsumerConfig) -> Result<(), String> {
-    let sector = adapter.sector().name();
-    let conn = tokio::time::timeout(
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionEnd {
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("connecting took longer than 10 s")]
+    ConnectTimeout,
+    #[error("the broker closed the consumer")]
+    ConsumerClosed,
+    /// The store failed on an event: it is handed back with everything
+    /// after it by closing the session.
+    #[error("event seq {seq} not applied: {error}")]
+    Store { seq: u64, error: crate::Error },
+    #[error("the dead-letter queue refused a copy; the message stays queued")]
+    DeadLetterRefused,
+}
+
+/// One broker session: consumes until something fails; then closes the
+/// connection, so the broker requeues what was not acknowledged.
+async fn session(adapter: &Arc<Adapter>, config: &ConsumerConfig) -> SessionEnd {
+    let conn = match tokio::time::timeout(
         Duration::from_secs(10),
         Connection::connect(&config.url, ConnectionProperties::default()),
     )
     .await
-    .map_err(|_| "connecting took longer than 10 s".to_owned())?
-    .map_err(|e| e.to_string())?;
-    let channel = conn.create_channel().await.map_err(|e| e.to_string())?;
+    {
+        Err(_) => return SessionEnd::ConnectTimeout,
+        Ok(Err(e)) => return e.into(),
+        Ok(Ok(conn)) => conn,
+    };
+    let ended = consume_on(&conn, adapter, config).await;
+    let _ = conn
+        .close(320, "lienthong adapter session ended".into())
+        .await;
+    ended
+}
+
+/// Declares and consumes on `conn` until something fails.
+async fn consume_on(
+    conn: &Connection,
+    adapter: &Arc<Adapter>,
+    config: &ConsumerConfig,
+) -> SessionEnd {
+    match consume_deliveries(conn, adapter, config).await {
+        Ok(()) => SessionEnd::ConsumerClosed,
+        Err(end) => end,
+    }
+}
+
+async fn consume_deliveries(
+    conn: &Connection,
+    adapter: &Arc<Adapter>,
+    config: &ConsumerConfig,
+) -> Result<(), SessionEnd> {
+    let sector = adapter.sector().name();
+    let channel = conn.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let queue = declare(&channel, config, adapter)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
+    let queue = declare(&channel, config, adapter).await?;
     let dead = config.dead_letter_queue(sector);
     let mut deliveries = channel
         .basic_consume(
@@ -180,25 +228,22 @@ async fn session(adapter: &Arc<Adapter>, config: &ConsumerConfig) -> Result<(), 
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     tracing::info!(sector, queue, "event consumer: connected");
     while let Some(delivery) = deliveries.next().await {
-        let delivery = delivery.map_err(|e| e.to_string())?;
-        handle(adapter, &channel, &dead, &delivery)
-            .await
-            .map_err(|e| e.to_string())?;
+        handle(adapter, &channel, &dead, &delivery?).await?;
     }
-    Err("the broker closed the consumer".to_owned())
+    Ok(())
 }
 
-/// Applies one delivery and settles it.
+/// Applies one delivery and settles it; a store failure ends the session
+/// with the delivery unacknowledged.
 async fn handle(
     adapter: &Arc<Adapter>,
     channel: &Channel,
     dead: &str,
     delivery: &Delivery,
-) -> lapin::Result<bool> {
+) -> Result<(), SessionEnd> {
     let sector = adapter.sector().name();
     let event = match Event::parse(&delivery.data) {
         Ok(event) => event,
@@ -209,49 +254,46 @@ async fn handle(
         let event = event.clone();
         tokio::task::spawn_blocking(move || applying.apply(&event)).await
     };
-    match applied {
+    let poison = match applied {
         Ok(Ok(Ok(Applied::Changed(changed)))) => {
             tracing::info!(sector, seq = event.seq, kind = %event.kind, changed, "event applied");
-            delivery.ack(BasicAckOptions::default()).await
+            delivery.ack(BasicAckOptions::default()).await?;
+            return Ok(());
         }
         Ok(Ok(Ok(Applied::Duplicate))) => {
             tracing::info!(sector, seq = event.seq, kind = %event.kind, "duplicate event ignored");
-            delivery.ack(BasicAckOptions::default()).await
+            delivery.ack(BasicAckOptions::default()).await?;
+            return Ok(());
         }
-        Ok(Ok(Err(poison))) => dead_letter(adapter, channel, dead, delivery, &poison).await,
-        Ok(Err(e)) => {
-            tracing::error!(sector, seq = event.seq, error = %e, "event not applied; it will be delivered again");
-            tokio::time::sleep(STORE_RETRY).await;
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await
+        Ok(Ok(Err(poison))) => poison,
+        // A record the event needs cannot be read: no retry will help.
+        Ok(Err(crate::Error::Corrupt)) => Poison(
+            "a stored record this event changes is corrupt; repair the store, then redeliver"
+                .into(),
+        ),
+        Ok(Err(error)) => {
+            return Err(SessionEnd::Store {
+                seq: event.seq,
+                error,
+            });
         }
-        Err(_) => {
-            tokio::time::sleep(STORE_RETRY).await;
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await
-        }
-    }
+        // The reaction panicked: the same event would again.
+        Err(_) => Poison("applying the event failed inside the adapter".into()),
+    };
+    dead_letter(adapter, channel, dead, delivery, &poison).await
 }
 
 /// Sends a copy of a message that can never be processed to the
-/// dead-letter queue with the reason, then acknowledges it; if the broker
-/// refuses the copy, rejects the message, which the queue dead-letters
-/// itself (without the reason) — either way it is kept, not lost.
+/// dead-letter queue with the reason, then acknowledges it. The copy is
+/// mandatory and confirmed: if the broker cannot route or keep it, the
+/// session ends and the message stays queued — it is kept, not lost.
 async fn dead_letter(
     adapter: &Arc<Adapter>,
     channel: &Channel,
     dead: &str,
     delivery: &Delivery,
     poison: &Poison,
-) -> lapin::Result<bool> {
+) -> Result<(), SessionEnd> {
     let sector = adapter.sector().name();
     tracing::warn!(sector, reason = %poison, "message can never be processed: dead-lettered");
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
@@ -268,18 +310,25 @@ async fn dead_letter(
         .basic_publish(
             "".into(),
             dead.into(),
-            BasicPublishOptions::default(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
             &delivery.data,
             properties,
         )
         .await?
         .await?;
-    let adapter = adapter.clone();
-    let _ = tokio::task::spawn_blocking(move || adapter.count_dead_lettered()).await;
     match confirmed {
-        Confirmation::Ack(_) | Confirmation::NotRequested => {
-            delivery.ack(BasicAckOptions::default()).await
+        Confirmation::Ack(None) => {
+            let adapter = adapter.clone();
+            let _ = tokio::task::spawn_blocking(move || adapter.count_dead_lettered()).await;
+            delivery.ack(BasicAckOptions::default()).await?;
+            Ok(())
         }
-        Confirmation::Nack(_) => delivery.reject(BasicRejectOptions { requeue: false }).await,
+        // Returned (no such queue), refused, or not confirmed.
+        Confirmation::Ack(Some(_)) | Confirmation::Nack(_) | Confirmation::NotRequested => {
+            Err(SessionEnd::DeadLetterRefused)
+        }
     }
 }

@@ -128,7 +128,7 @@ impl Store {
 
     /// The stored answer to `query` for `pid`, protobuf-encoded.
     pub fn answer(&self, pid: Pid, query: &str) -> Result<Option<Vec<u8>>> {
-        let conn = match self.readers.lock().expect("reader pool").pop() {
+        let conn = match self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             Some(conn) => conn,
             None => open_connection(&self.path)?,
         };
@@ -139,7 +139,10 @@ impl Store {
                     .optional()
             })
             .map_err(Error::store(&self.path));
-        self.readers.lock().expect("reader pool").push(conn);
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
         found
     }
 
@@ -156,7 +159,7 @@ impl Store {
         react: impl FnOnce(Vec<(String, Vec<u8>)>) -> Result<Vec<(&'static str, Vec<u8>)>, E>,
     ) -> Result<Result<Applied, E>> {
         let store = Error::store(&self.path);
-        let mut conn = self.writer.lock().expect("writer");
+        let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn.transaction().map_err(Error::store(&self.path))?;
         let seen: bool = tx
             .query_row(
@@ -202,13 +205,13 @@ impl Store {
 
     /// Counts a message sent to the dead-letter queue.
     pub fn count_dead_lettered(&self) -> Result<()> {
-        let conn = self.writer.lock().expect("writer");
+        let conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         bump(&conn, "dead_lettered").map_err(Error::store(&self.path))
     }
 
     /// The totals.
     pub fn stats(&self) -> Result<Stats> {
-        let conn = self.writer.lock().expect("writer");
+        let conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let read = || -> rusqlite::Result<Stats> {
             let counter = |name: &str| -> rusqlite::Result<u64> {
                 conn.query_row(

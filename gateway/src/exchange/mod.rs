@@ -150,9 +150,9 @@ impl Exchange {
         Ok(disclose::disclose(&citizen, fields))
     }
 
-    /// Allows `query_sector` of `sector.query` about `pid`: the grant for
-    /// the purpose must name the query, and the Pid must be on the
-    /// register. The adapter is asked only after this.
+    /// Allows `query_sector` of `sector.query` about `pid`: a sector must
+    /// answer the query, the grant for the purpose must name it, and the Pid
+    /// must be on the register. The adapter is asked only after this.
     pub fn authorize_sector(
         &self,
         asker: Asker<'_>,
@@ -160,13 +160,23 @@ impl Exchange {
         sector: &str,
         query: &str,
     ) -> Result<()> {
-        for (field, name) in [("sector", sector), ("query", query)] {
-            if name.is_empty()
-                || name.len() > 64
-                || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        if crate::sector::query_name(sector, query).is_none() {
+            let known = crate::sector::query_names();
+            let field = if known
+                .iter()
+                .any(|n| n.split_once('.').is_some_and(|(s, _)| s == sector))
             {
-                return Err(Error::invalid(field, "1–64 characters of a-z and '_'"));
-            }
+                "query"
+            } else {
+                "sector"
+            };
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "no sector answers this; the queries are {}",
+                    known.join(", ")
+                ),
+            ));
         }
         let policy = self.policy.current();
         let grant = policy.authorize(asker.agency, asker.purpose, Operation::QuerySector)?;

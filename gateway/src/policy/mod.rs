@@ -231,8 +231,9 @@ impl Policy {
                 }
                 if let Some(q) = grant.sector_queries.iter().find(|q| !is_sector_query(q)) {
                     return Err(format!(
-                        "line {}: agency {id:?}: sector query {q:?} must be sector.query, of a-z and '_'",
-                        line_after(text, &format!("\"{q}\""), grant_line).max(grant_line)
+                        "line {}: agency {id:?}: {q:?} is not a sector query; the sectors answer {}",
+                        line_after(text, &format!("\"{q}\""), grant_line).max(grant_line),
+                        crate::sector::query_names().join(", ")
                     ));
                 }
                 if grant.hidden_for_days.is_some_and(|d| d == 0 || d > 3650) {
@@ -333,10 +334,10 @@ impl Policy {
     }
 }
 
-/// `sector.query`: two names of a-z and '_' joined by a dot.
+/// Whether `q` is a query one of the sectors answers, as `sector.query`.
 fn is_sector_query(q: &str) -> bool {
-    let name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-    q.split_once('.').is_some_and(|(s, n)| name(s) && name(n))
+    q.split_once('.')
+        .is_some_and(|(sector, query)| crate::sector::query_name(sector, query).is_some())
 }
 
 /// 1-based line of the first occurrence of `needle`, or 0.
@@ -431,6 +432,11 @@ fields = ["full_name", "date_of_birth"]
             (
                 "[agencies.lienthong-health-probe]\nname = \"A\"\n",
                 "line 1",
+            ),
+            // A query no sector answers: refused at load, not at the adapter.
+            (
+                "[agencies.a]\nname = \"A\"\n[[agencies.a.grants]]\npurpose = \"P\"\noperations = [\"query_sector\"]\nsector_queries = [\"health.insurance_cards\"]\n",
+                "line 6",
             ),
             (
                 "[agencies.a]\nname = \"A\"\nrate_limit = { requests_per_second = 0.0, burst = 1 }\n",

@@ -115,6 +115,16 @@ impl SectorLink {
                     sector: self.sector,
                 })
             }
+            // The adapter answered, and says the question is wrong: that is
+            // no sign of a sick adapter, and must not open the circuit for
+            // every other caller.
+            Ok(Err(status)) if status.code() == Code::InvalidArgument => {
+                self.report(true, "refused_query");
+                Err(Error::invalid(
+                    "query",
+                    format!("the {} sector does not answer this query", self.sector),
+                ))
+            }
             Ok(Err(status)) if status.code() == Code::DeadlineExceeded => {
                 self.report(false, "timeout");
                 Err(self.unavailable(

@@ -86,7 +86,8 @@ pub struct SectorOptions {
     pub endpoints: Vec<SectorEndpoint>,
     /// Time an adapter has to answer one look-up.
     pub deadline: Duration,
-    /// Look-ups in flight to one adapter; more are refused at once.
+    /// Look-ups in flight to one adapter; more are refused at once
+    /// (`serve` sets an eighth of `--max-in-flight`).
     pub max_in_flight: usize,
 }
 
@@ -106,19 +107,26 @@ pub struct Sectors {
     links: Arc<BTreeMap<&'static str, SectorLink>>,
 }
 
-/// `sector.query` as a `'static` name, for the audit record's fields.
+/// Every query the sectors answer, as `sector.query`.
+pub(crate) fn query_names() -> &'static [&'static str] {
+    &NAMES
+}
+
+static NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    lienthong_adapters::sectors::all()
+        .iter()
+        .flat_map(|s| {
+            s.queries()
+                .iter()
+                .map(|q| &*Box::leak(format!("{}.{q}", s.name()).into_boxed_str()))
+                .collect::<Vec<&'static str>>()
+        })
+        .collect()
+});
+
+/// `sector.query` as a `'static` name (for the audit record's fields), if
+/// a sector answers it.
 pub(crate) fn query_name(sector: &str, query: &str) -> Option<&'static str> {
-    static NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
-        lienthong_adapters::sectors::all()
-            .iter()
-            .flat_map(|s| {
-                s.queries()
-                    .iter()
-                    .map(|q| &*Box::leak(format!("{}.{q}", s.name()).into_boxed_str()))
-                    .collect::<Vec<&'static str>>()
-            })
-            .collect()
-    });
     NAMES
         .iter()
         .copied()

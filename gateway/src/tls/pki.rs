@@ -9,6 +9,9 @@
 //!                                        sector adapters (CN lienthong-gateway)
 //! DIR/pki/adapters/<sector>.pem, .key    server: <sector>.adapter.lienthong,
 //!                                        localhost, 127.0.0.1
+//! DIR/pki/bundles/<sector>/              what that adapter needs and nothing
+//!     ca.pem, adapters/<sector>.pem/.key more (copies): the PKI directory to
+//!                                        give an adapter deployed apart
 //! ```
 //!
 //! Existing files are kept: running it again only adds what is missing (a
@@ -90,6 +93,12 @@ impl PkiLayout {
     /// The server key of `sector`'s adapter.
     pub fn adapter_key(&self, sector: &str) -> PathBuf {
         lienthong_adapters::framework::tls::adapter_key(&self.root, sector)
+    }
+
+    /// The PKI directory an adapter deployed apart gets: the CA's
+    /// certificate and its own certificate and key, no other secret.
+    pub fn adapter_bundle(&self, sector: &str) -> PathBuf {
+        self.root.join("bundles").join(sector)
     }
 
     /// An agency's certificate.
@@ -207,6 +216,27 @@ pub fn ensure_pki<'a>(
         let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
         write(&cert_path, &cert.pem(), false, &mut report)?;
         write(&key_path, &key.serialize_pem(), true, &mut report)?;
+    }
+
+    for sector in lienthong_adapters::sectors::names() {
+        let bundle = PkiLayout {
+            root: layout.adapter_bundle(sector),
+        };
+        fs::create_dir_all(bundle.root.join("adapters")).map_err(Error::io(&bundle.root))?;
+        for (from, to, secret) in [
+            (layout.ca_cert(), bundle.ca_cert(), false),
+            (
+                layout.adapter_cert(sector),
+                bundle.adapter_cert(sector),
+                false,
+            ),
+            (layout.adapter_key(sector), bundle.adapter_key(sector), true),
+        ] {
+            let contents = read(&from)?;
+            if fs::read_to_string(&to).ok().as_deref() != Some(contents.as_str()) {
+                write(&to, &contents, secret, &mut report)?;
+            }
+        }
     }
 
     for agency in agencies {

@@ -230,7 +230,18 @@ pub async fn connect() -> Connection {
 
 async fn consume(queue: String, received: Arc<Mutex<Vec<Received>>>) {
     loop {
-        let conn = connect().await;
+        // A test may keep the broker down for longer than `connect` waits:
+        // the tap waits for it as long as it takes (the test's own
+        // deadlines bound the wait).
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(5),
+            Connection::connect(URL, ConnectionProperties::default()),
+        )
+        .await;
+        let Ok(Ok(conn)) = attempt else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
         let Ok(channel) = conn.create_channel().await else {
             continue;
         };

@@ -68,8 +68,8 @@ fn the_compose_file_runs_the_stack_on_loopback_with_commands_the_binary_accepts(
     assert_eq!(&probe[..3], ["CMD", "lienthong", "health"]);
     // The container's data directory swapped for one of this test's: the
     // commands really run, and must not write outside it.
-    let scratch = tempfile::tempdir().unwrap();
-    let scratch = scratch.path().to_str().unwrap().to_owned();
+    let scratch_dir = tempfile::tempdir().unwrap();
+    let scratch = scratch_dir.path().to_str().unwrap().to_owned();
     for args in [&certs[..], &probe[2..]] {
         let args: Vec<&str> = args
             .iter()
@@ -84,6 +84,33 @@ fn the_compose_file_runs_the_stack_on_loopback_with_commands_the_binary_accepts(
         // Wrong flags exit 2; these may fail for want of a data directory
         // or a gateway (1), never for their spelling.
         assert_ne!(exit_code(&args), Some(2), "{args:?}");
+    }
+    // Each adapter mounts only its bundle from the certs job's volume: the
+    // bundle exists after `certs`, and holds no key but the adapter's own.
+    for (name, service) in services {
+        if !name.as_str().unwrap().starts_with("adapter-") {
+            continue;
+        }
+        let mounts = service["volumes"].as_sequence().unwrap();
+        let pki = mounts
+            .iter()
+            .find(|m| m["source"].as_str() == Some("gateway-data"))
+            .unwrap_or_else(|| panic!("{name:?} mounts no PKI"));
+        assert_eq!(pki["read_only"].as_bool(), Some(true), "{name:?}");
+        let subpath = pki["volume"]["subpath"].as_str().unwrap();
+        let bundle = scratch_dir.path().join(subpath);
+        let mut files: Vec<String> = walk(&bundle);
+        files.sort();
+        let sector = subpath.rsplit('/').next().unwrap();
+        assert_eq!(
+            files,
+            [
+                format!("adapters/{sector}.key"),
+                format!("adapters/{sector}.pem"),
+                "ca.pem".to_owned()
+            ],
+            "{name:?}"
+        );
     }
     let serve = strings(&services["gateway"]["command"]);
     assert_eq!(serve[0], "serve");
@@ -116,4 +143,19 @@ fn the_dockerfile_checks_health_with_the_real_probe() {
     assert_ne!(exit_code(&args), Some(2), "{args:?}");
     assert!(DOCKERFILE.contains("USER 10001:10001"), "not root");
     assert!(DOCKERFILE.contains("EXPOSE 50051 9464"));
+}
+
+/// The files under `dir`, relative to it.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            let sub = path.file_name().unwrap().to_string_lossy().into_owned();
+            out.extend(walk(&path).into_iter().map(|f| format!("{sub}/{f}")));
+        } else {
+            out.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    out
 }

@@ -39,6 +39,8 @@ pub const SEED: u64 = 11;
 pub const CITIZENS: u64 = 3_000;
 /// Time an adapter has to answer the gateway.
 pub const SECTOR_DEADLINE: Duration = Duration::from_millis(800);
+/// Look-ups in flight to one adapter.
+pub const SECTOR_IN_FLIGHT: usize = 4;
 
 /// One running adapter, and how to stop it.
 struct RunningAdapter {
@@ -117,7 +119,7 @@ impl System {
             &SectorOptions {
                 endpoints,
                 deadline: SECTOR_DEADLINE,
-                ..SectorOptions::default()
+                max_in_flight: SECTOR_IN_FLIGHT,
             },
         )
         .unwrap();

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use lienthong_proto::Pid;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::{Error, Result};
 
@@ -160,7 +160,11 @@ impl Store {
     ) -> Result<Result<Applied, E>> {
         let store = Error::store(&self.path);
         let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = conn.transaction().map_err(Error::store(&self.path))?;
+        // Immediate: the write lock is taken first, so another writer makes
+        // this wait (busy_timeout) rather than fail on the upgrade.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(Error::store(&self.path))?;
         let seen: bool = tx
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM applied WHERE event_id = ?1)",

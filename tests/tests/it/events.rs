@@ -9,7 +9,7 @@ use lapin::BasicProperties;
 use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::AMQPValue;
 use lienthong_adapters::framework::consumer::REASON_HEADER;
-use lienthong_proto::adapter::v1::DescribeRequest;
+use lienthong_proto::adapter::v1::{DescribeRequest, LookupRequest};
 use lienthong_proto::citizen::LifeStatus;
 use lienthong_proto::v1::sector_answer::Answer;
 use lienthong_proto::v1::{
@@ -305,6 +305,32 @@ async fn a_poison_message_is_dead_lettered_with_its_reason_and_the_queue_goes_on
     assert!(dead[2].1.contains("data.date_of_death"), "{}", dead[2].1);
     // Nothing is left waiting on the sector's own queue.
     assert!(drain(&system.queue("telecom")).await.is_empty());
+
+    // A stored record that cannot be read: no retry would help, so the
+    // event that needs it is dead-lettered too, with its reason.
+    let store = rusqlite::Connection::open(system.adapter_store("telecom")).unwrap();
+    store
+        .execute(
+            "INSERT INTO records (pid, query, answer, event_id) VALUES (?1, 'subscriptions', x'ffff', 'test') ON CONFLICT (pid, query) DO UPDATE SET answer = x'ffff'",
+            [someone.pid as i64],
+        )
+        .unwrap();
+    let needs_it = format!(
+        r#"{{"id":"corrupt-1","seq":4,"type":"citizen.died","pid":"{}","occurred_at":"2026-11-24T00:00:00Z","data":{{"date_of_death":"2026-11-20"}}}}"#,
+        pid_of(&someone)
+    );
+    publish(&system, "citizen.died", "corrupt-1", needs_it.as_bytes()).await;
+    let dead = eventually(
+        Duration::from_secs(10),
+        "the fourth dead letter",
+        || async {
+            let dead = drain(&system.dead_letter_queue("telecom")).await;
+            (!dead.is_empty()).then_some(dead)
+        },
+    )
+    .await;
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].1.contains("corrupt"), "{}", dead[0].1);
     system.clean_up().await;
 }
 
@@ -350,5 +376,77 @@ async fn an_event_delivered_twice_changes_a_sector_once() {
         |a| matches!(a, Answer::KycStatus(k) if k.flagged_deceased),
     )
     .await;
+    system.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_loses_nothing_and_keeps_the_order() {
+    let system = System::start().await;
+    let health = system.adapter("health").await;
+    // A child the population does not hold: born, then dead. Applied in the
+    // other order, the death would find no card and the card would stay valid.
+    let child = Pid::from_parts(1, Sex::Female, 2026, 999_999).unwrap();
+    assert!(system.population.index_of_pid(child).is_none());
+    let born = format!(
+        r#"{{"id":"order-born","seq":1,"type":"citizen.born","pid":"{child}","occurred_at":"2026-11-24T00:00:00Z","data":{{"date_of_birth":"2026-11-01","birth_province_code":"001","sex":"female"}}}}"#
+    );
+    let died = format!(
+        r#"{{"id":"order-died","seq":2,"type":"citizen.died","pid":"{child}","occurred_at":"2026-11-24T00:00:01Z","data":{{"date_of_death":"2026-11-20"}}}}"#
+    );
+    // Another writer holds the health store, so the adapter cannot commit.
+    let store = system.adapter_store("health");
+    let (locked, release) = (
+        std::sync::mpsc::channel::<()>(),
+        std::sync::mpsc::channel::<()>(),
+    );
+    let (locked_tx, locked_rx) = locked;
+    let (release_tx, release_rx) = release;
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(store).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        locked_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    publish(&system, "citizen.born", "order-born", born.as_bytes()).await;
+    publish(&system, "citizen.died", "order-died", died.as_bytes()).await;
+    // The commit fails (busy past its timeout): the adapter ends its session
+    // and the broker keeps both events.
+    let queue = system.queue("health");
+    system.wait_for_consumers(&queue, |n| n == 0).await;
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    // A new session applies both, in order, once each. (The child is not
+    // on the gateway's register, so the adapter is asked directly.)
+    let card = eventually(Duration::from_secs(20), "the card is invalidated", || {
+        let mut health = health.clone();
+        async move {
+            let answer = health
+                .lookup(LookupRequest {
+                    pid: child.to_string(),
+                    query: "insurance_card".into(),
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .answer?
+                .answer?;
+            matches!(&answer, Answer::HealthInsuranceCard(c) if c.status == CardStatus::Invalidated as i32)
+                .then_some(answer)
+        }
+    })
+    .await;
+    let Answer::HealthInsuranceCard(card) = card else {
+        unreachable!()
+    };
+    assert_eq!(card.valid_to, Some(Date::new(2026, 11, 20).unwrap().into()));
+    let stats = health
+        .clone()
+        .describe(DescribeRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((stats.events_applied, stats.dead_lettered), (2, 0));
     system.clean_up().await;
 }

@@ -190,6 +190,11 @@ impl System {
 
     /// Waits until `queue` has a consumer.
     async fn wait_for_consumer(&self, queue: &str) {
+        self.wait_for_consumers(queue, |n| n > 0).await;
+    }
+
+    /// Waits until `queue`'s number of consumers satisfies `ok`.
+    pub async fn wait_for_consumers(&self, queue: &str, ok: impl Fn(u32) -> bool) {
         let conn = amqp().await;
         let until = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -205,13 +210,13 @@ impl System {
                 )
                 .await;
             if let Ok(q) = declared
-                && q.consumer_count() > 0
+                && ok(q.consumer_count())
             {
                 break;
             }
             assert!(
                 tokio::time::Instant::now() < until,
-                "{queue}: no consumer within 30 s"
+                "{queue}: consumers not as expected within 30 s"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

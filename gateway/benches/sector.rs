@@ -293,6 +293,7 @@ fn main() {
                         let req = LookupRequest {
                             pid,
                             query: "insurance_card".into(),
+                            ..Default::default()
                         };
                         direct.lookup(req).await.expect("the adapter answers");
                     }

@@ -347,6 +347,8 @@ fn serve_options(args: &ServeArgs) -> ServeOptions {
             // Five stalled adapters together hold at most 5/8 of the calls
             // the gateway admits: the rest of its work always has room.
             max_in_flight: (args.max_in_flight as usize / 8).max(1),
+            // Read from the registry when serving.
+            population: None,
         },
     }
 }

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 pub struct Adapter {
     sector: Arc<dyn Sector>,
     population: Population,
+    population_id: PopulationId,
     base: Base,
     store: Store,
 }
@@ -48,13 +49,20 @@ impl Adapter {
             today: population.reference_date(),
         };
         let path = data_dir.join(format!("{}.db", sector.name()));
-        let store = Store::open(&path, sector.name(), PopulationId { seed, citizens })?;
+        let population_id = PopulationId { seed, citizens };
+        let store = Store::open(&path, sector.name(), population_id)?;
         Ok(Self {
             sector,
             population,
+            population_id,
             base,
             store,
         })
+    }
+
+    /// The population the records derive from.
+    pub fn population(&self) -> PopulationId {
+        self.population_id
     }
 
     /// The sector served.

@@ -10,7 +10,7 @@ use lienthong_proto::adapter::v1::sector_adapter_service_server::{
     SectorAdapterService, SectorAdapterServiceServer,
 };
 use lienthong_proto::adapter::v1::{
-    DescribeRequest, DescribeResponse, LookupRequest, LookupResponse,
+    self as wire, DescribeRequest, DescribeResponse, LookupRequest, LookupResponse,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -45,6 +45,16 @@ impl SectorAdapterService for AdapterApi {
         request: Request<LookupRequest>,
     ) -> Result<Response<LookupResponse>, Status> {
         let req = request.into_inner();
+        let ours = self.adapter.population();
+        if let Some(theirs) = &req.population
+            && (theirs.seed, theirs.citizens) != (ours.seed, ours.citizens)
+        {
+            return Err(Status::failed_precondition(format!(
+                "this adapter serves the population of seed {} with {} citizens, \
+                 the gateway's registry that of seed {} with {}",
+                ours.seed, ours.citizens, theirs.seed, theirs.citizens
+            )));
+        }
         let pid: Pid = req
             .pid
             .parse()
@@ -81,6 +91,10 @@ impl SectorAdapterService for AdapterApi {
                 .iter()
                 .map(|k| (*k).to_owned())
                 .collect(),
+            population: Some(wire::Population {
+                seed: self.adapter.population().seed,
+                citizens: self.adapter.population().citizens,
+            }),
         }))
     }
 }

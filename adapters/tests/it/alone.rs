@@ -108,6 +108,7 @@ async fn an_adapter_alone_answers_the_gateway_and_nobody_else() {
             .lookup(LookupRequest {
                 pid: pid.clone(),
                 query: "insurance_card".into(),
+                ..Default::default()
             })
             .await;
         match health.derive("insurance_card", &citizen, &base) {
@@ -119,6 +120,7 @@ async fn an_adapter_alone_answers_the_gateway_and_nobody_else() {
         .lookup(LookupRequest {
             pid: "001085000123".into(),
             query: "shoe_size".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -94,6 +94,7 @@ pub async fn serve(
 ) -> Result<()> {
     let policy = first_start(dir, &opts.first_start).await?;
     let registry = Arc::new(SqliteRegistry::open(dir.registry())?);
+    let seeded_with = registry.seeded_with()?;
     let outbox: Arc<dyn Outbox> = registry.clone();
     let agencies = policy.agencies.len();
     let policy = LivePolicy::new(policy);
@@ -104,7 +105,11 @@ pub async fn serve(
     let (mut services, audit_writer) =
         Services::open(policy, registry, &dir.audit(), &dir.signing_key())?;
     services.limits = opts.limits;
-    services.sectors = Sectors::connect(&dir.pki(), &opts.sectors)?;
+    let sectors = SectorOptions {
+        population: seeded_with,
+        ..opts.sectors.clone()
+    };
+    services.sectors = Sectors::connect(&dir.pki(), &sectors)?;
     let metrics = match opts.metrics {
         Some(addr) => Some(start_metrics(addr, outbox.clone()).await?),
         None => None,

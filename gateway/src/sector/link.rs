@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lienthong_proto::Pid;
-use lienthong_proto::adapter::v1::LookupRequest;
 use lienthong_proto::adapter::v1::sector_adapter_service_client::SectorAdapterServiceClient;
+use lienthong_proto::adapter::v1::{LookupRequest, Population};
 use lienthong_proto::v1::SectorAnswer;
 use tokio::sync::Semaphore;
 use tonic::Code;
@@ -24,6 +24,8 @@ const COOLDOWN: Duration = Duration::from_millis(500);
 /// One adapter.
 pub(crate) struct SectorLink {
     sector: &'static str,
+    /// The registry's population, sent with every look-up.
+    population: Option<Population>,
     client: SectorAdapterServiceClient<Channel>,
     breaker: Mutex<Breaker>,
     permits: Arc<Semaphore>,
@@ -31,15 +33,14 @@ pub(crate) struct SectorLink {
 }
 
 impl SectorLink {
-    pub(crate) fn new(
-        sector: &'static str,
-        channel: Channel,
-        deadline: Duration,
-        max_in_flight: usize,
-    ) -> Self {
+    pub(crate) fn new(sector: &'static str, channel: Channel, opts: &super::SectorOptions) -> Self {
+        let (deadline, max_in_flight) = (opts.deadline, opts.max_in_flight);
         metrics::gauge!(SECTOR_AVAILABLE, "sector" => sector).set(1.0);
         Self {
             sector,
+            population: opts
+                .population
+                .map(|(seed, citizens)| Population { seed, citizens }),
             client: SectorAdapterServiceClient::new(channel),
             breaker: Mutex::new(Breaker::new(FAILURES_TO_OPEN, COOLDOWN)),
             permits: Arc::new(Semaphore::new(max_in_flight)),
@@ -90,6 +91,7 @@ impl SectorLink {
         let mut request = tonic::Request::new(LookupRequest {
             pid: pid.to_string(),
             query: query.to_owned(),
+            population: self.population,
         });
         request.set_timeout(self.deadline);
         let mut client = self.client.clone();
@@ -123,6 +125,15 @@ impl SectorLink {
                 Err(Error::invalid(
                     "query",
                     format!("the {} sector does not answer this query", self.sector),
+                ))
+            }
+            Ok(Err(status)) if status.code() == Code::FailedPrecondition => {
+                self.report(false, "failed");
+                Err(self.unavailable(
+                    "the adapter serves another population than the registry's (seed, citizens); \
+                     restart it with the gateway's"
+                        .into(),
+                    Duration::from_secs(60),
                 ))
             }
             Ok(Err(status)) if status.code() == Code::DeadlineExceeded => {

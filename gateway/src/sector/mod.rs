@@ -89,6 +89,9 @@ pub struct SectorOptions {
     /// Look-ups in flight to one adapter; more are refused at once
     /// (`serve` sets an eighth of `--max-in-flight`).
     pub max_in_flight: usize,
+    /// The registry's synthetic population (seed, citizens), sent with
+    /// every look-up: an adapter serving another one refuses it.
+    pub population: Option<(u64, u64)>,
 }
 
 impl Default for SectorOptions {
@@ -97,6 +100,7 @@ impl Default for SectorOptions {
             endpoints: parse_endpoints(&DEFAULT_ENDPOINTS).unwrap_or_default(),
             deadline: Duration::from_secs(2),
             max_in_flight: 256,
+            population: None,
         }
     }
 }
@@ -160,10 +164,7 @@ impl Sectors {
                 .map_err(|e| Error::Tls(format!("{sector} adapter: {e}")))?
                 .connect_timeout(opts.deadline)
                 .connect_lazy();
-            links.insert(
-                sector,
-                SectorLink::new(sector, channel, opts.deadline, opts.max_in_flight),
-            );
+            links.insert(sector, SectorLink::new(sector, channel, opts));
         }
         Ok(Self {
             links: Arc::new(links),

@@ -426,6 +426,7 @@ async fn a_store_failure_loses_nothing_and_keeps_the_order() {
                 .lookup(LookupRequest {
                     pid: child.to_string(),
                     query: "insurance_card".into(),
+                    ..Default::default()
                 })
                 .await
                 .ok()?

@@ -183,6 +183,7 @@ async fn refusals_have_their_reasons_and_only_the_gateway_reaches_an_adapter() {
         .lookup(LookupRequest {
             pid: someone.clone(),
             query: "kyc_status".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -334,5 +335,54 @@ async fn a_slow_adapter_is_cut_at_the_deadline_and_holds_nothing_else() {
         use tonic_types::StatusExt;
         assert!(status.get_details_retry_info().is_some());
     }
+    system.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_of_another_population_is_refused_not_believed() {
+    let system = System::start_with_other_population("education").await;
+    let pupil = system.find("pupil", |c| {
+        c.life_status() == LifeStatus::Alive && system.truth("education", "record", c).is_some()
+    });
+    let mut moet = system.exchange_as("moet").await;
+    let status = query(
+        &mut moet,
+        "SCHOOL_ENROLMENT",
+        &pid_of(&pupil),
+        "education",
+        "record",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(reason(&status), "SECTOR_UNAVAILABLE");
+    assert!(
+        status.message().contains("another population"),
+        "{}",
+        status.message()
+    );
+    let described = system
+        .adapter("education")
+        .await
+        .describe(DescribeRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let population = described.population.unwrap();
+    assert_eq!(
+        (population.seed, population.citizens),
+        (crate::support::SEED + 1, crate::support::CITIZENS)
+    );
+    // The other sectors, of the registry's population, answer.
+    let mut bank = system.exchange_as("vietcombank").await;
+    query(
+        &mut bank,
+        "KYC_ONBOARDING",
+        &pid_of(&pupil),
+        "banking",
+        "kyc_status",
+    )
+    .await
+    .unwrap();
     system.clean_up().await;
 }

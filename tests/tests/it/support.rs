@@ -64,16 +64,22 @@ impl System {
     /// Starts everything and waits until every adapter consumes from its
     /// queue, so no event is published before the queues are bound.
     pub async fn start() -> Self {
-        Self::start_inner(None).await
+        Self::start_inner(None, None).await
+    }
+
+    /// [`System::start`], with `sector`'s adapter deriving its records from
+    /// another population (seed [`SEED`] + 1) than the registry's.
+    pub async fn start_with_other_population(sector: &str) -> Self {
+        Self::start_inner(None, Some(sector)).await
     }
 
     /// [`System::start`], with `sector`'s adapter replaced by a server with
     /// the adapter's certificate that takes every call and never answers.
     pub async fn start_with_stalled(sector: &str) -> Self {
-        Self::start_inner(Some(sector)).await
+        Self::start_inner(Some(sector), None).await
     }
 
-    async fn start_inner(stalled: Option<&str>) -> Self {
+    async fn start_inner(stalled: Option<&str>, other_population: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let exchange = format!("lienthong-e2e.{}", uuid::Uuid::now_v7());
         let policy = Policy::parse(DEFAULT_POLICY).unwrap();
@@ -86,7 +92,12 @@ impl System {
         let mut system_adapters = BTreeMap::new();
         for sector in lienthong_adapters::sectors::names() {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let running = run_adapter(dir.path(), &pki, &exchange, sector, listener);
+            let seed = if other_population == Some(sector) {
+                SEED + 1
+            } else {
+                SEED
+            };
+            let running = run_adapter(dir.path(), &pki, &exchange, sector, seed, listener);
             system_adapters.insert(sector.to_owned(), running);
         }
         let mut endpoints: Vec<SectorEndpoint> = system_adapters
@@ -120,6 +131,7 @@ impl System {
                 endpoints,
                 deadline: SECTOR_DEADLINE,
                 max_in_flight: SECTOR_IN_FLIGHT,
+                population: Some((SEED, CITIZENS)),
             },
         )
         .unwrap();
@@ -234,7 +246,14 @@ impl System {
     pub async fn restart_adapter(&mut self, sector: &str) {
         let addr = self.adapters[sector].addr;
         let listener = TcpListener::bind(addr).await.unwrap();
-        let running = run_adapter(self.dir.path(), &self.pki, &self.exchange, sector, listener);
+        let running = run_adapter(
+            self.dir.path(),
+            &self.pki,
+            &self.exchange,
+            sector,
+            SEED,
+            listener,
+        );
         self.adapters.insert(sector.to_owned(), running);
         self.wait_for_consumer(&self.queue(sector)).await;
     }
@@ -430,6 +449,7 @@ fn run_adapter(
     pki: &PkiLayout,
     exchange: &str,
     sector: &str,
+    seed: u64,
     listener: TcpListener,
 ) -> RunningAdapter {
     let addr = listener.local_addr().unwrap();
@@ -437,7 +457,7 @@ fn run_adapter(
         sector: sector.to_owned(),
         data_dir: dir.join("adapters"),
         pki_dir: pki.root.clone(),
-        seed: SEED,
+        seed,
         citizens: CITIZENS,
         events: ConsumerConfig {
             url: AMQP_URL.to_owned(),

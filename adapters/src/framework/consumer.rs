@@ -74,17 +74,19 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 
 /// Consumes until `stop` turns true, reconnecting whenever the broker is
 /// unreachable or drops the connection.
+/// `bound` turns true once the queue is declared and bound.
 pub async fn consume(
     adapter: Arc<Adapter>,
     config: ConsumerConfig,
     mut stop: watch::Receiver<bool>,
+    bound: watch::Sender<bool>,
 ) {
     let sector = adapter.sector().name();
     let mut backoff = BACKOFF.0;
     loop {
         let started = std::time::Instant::now();
         let ended = tokio::select! {
-            ended = session(&adapter, &config) => ended,
+            ended = session(&adapter, &config, &bound) => ended,
             _ = stop.wait_for(|s| *s) => return,
         };
         if started.elapsed() >= HEALTHY_SESSION {
@@ -176,7 +178,11 @@ enum SessionEnd {
 
 /// One broker session: consumes until something fails; then closes the
 /// connection, so the broker requeues what was not acknowledged.
-async fn session(adapter: &Arc<Adapter>, config: &ConsumerConfig) -> SessionEnd {
+async fn session(
+    adapter: &Arc<Adapter>,
+    config: &ConsumerConfig,
+    bound: &watch::Sender<bool>,
+) -> SessionEnd {
     let conn = match tokio::time::timeout(
         Duration::from_secs(10),
         Connection::connect(&config.url, ConnectionProperties::default()),
@@ -187,7 +193,7 @@ async fn session(adapter: &Arc<Adapter>, config: &ConsumerConfig) -> SessionEnd 
         Ok(Err(e)) => return e.into(),
         Ok(Ok(conn)) => conn,
     };
-    let ended = consume_on(&conn, adapter, config).await;
+    let ended = consume_on(&conn, adapter, config, bound).await;
     let _ = conn
         .close(320, "lienthong adapter session ended".into())
         .await;
@@ -199,8 +205,9 @@ async fn consume_on(
     conn: &Connection,
     adapter: &Arc<Adapter>,
     config: &ConsumerConfig,
+    bound: &watch::Sender<bool>,
 ) -> SessionEnd {
-    match consume_deliveries(conn, adapter, config).await {
+    match consume_deliveries(conn, adapter, config, bound).await {
         Ok(()) => SessionEnd::ConsumerClosed,
         Err(end) => end,
     }
@@ -210,6 +217,7 @@ async fn consume_deliveries(
     conn: &Connection,
     adapter: &Arc<Adapter>,
     config: &ConsumerConfig,
+    bound: &watch::Sender<bool>,
 ) -> Result<(), SessionEnd> {
     let sector = adapter.sector().name();
     let channel = conn.create_channel().await?;
@@ -220,6 +228,7 @@ async fn consume_deliveries(
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await?;
     let queue = declare(&channel, config, adapter).await?;
+    bound.send_replace(true);
     let dead = config.dead_letter_queue(sector);
     let mut deliveries = channel
         .basic_consume(

@@ -76,8 +76,22 @@ pub async fn run(
     events: ConsumerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    let (bound, _) = tokio::sync::watch::channel(false);
+    run_reporting(adapter, listener, tls, events, bound, shutdown).await
+}
+
+/// [`run`], turning `bound` true once the adapter's queue is declared and
+/// bound on the broker: from then on no event for it is dropped.
+pub async fn run_reporting(
+    adapter: Arc<Adapter>,
+    listener: TcpListener,
+    tls: ServerTlsConfig,
+    events: ConsumerConfig,
+    bound: tokio::sync::watch::Sender<bool>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let consumer = tokio::spawn(consumer::consume(adapter.clone(), events, stopped));
+    let consumer = tokio::spawn(consumer::consume(adapter.clone(), events, stopped, bound));
     let served = service::serve(adapter, listener, tls, shutdown).await;
     let _ = stop.send(true);
     let _ = consumer.await;

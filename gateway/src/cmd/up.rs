@@ -13,11 +13,14 @@
 //!
 //! Each adapter is the same service `lienthong-adapter --sector …` runs
 //! alone: its own listener, store, broker connection and queue. They start
-//! after the data directory is ready (policy, PKI, population) and stop
-//! after the gateway.
+//! after the data directory is ready (policy, PKI, population); the gateway
+//! serves once they have bound their queues (or after 10 s, with a warning,
+//! if the broker is not up), so no event is published before a sector can
+//! receive it; they stop after the gateway.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use lienthong_adapters::framework::{self, AdapterOptions, ConsumerConfig};
 use tokio::net::TcpListener;
@@ -26,6 +29,10 @@ use super::serve::first_start;
 use super::{DataDir, ServeOptions};
 use crate::error::{Error, Result};
 use crate::registry::SqliteRegistry;
+
+/// How long `up` waits for the adapters to bind their queues before the
+/// gateway serves.
+const BIND_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs the gateway and every adapter in `opts.sectors` until `shutdown`.
 pub async fn up(
@@ -41,6 +48,7 @@ pub async fn up(
         .unwrap_or((opts.first_start.seed, opts.first_start.citizens));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut adapters = Vec::new();
+    let mut bindings = Vec::new();
     for endpoint in &opts.sectors.endpoints {
         let listen = listen_address(&endpoint.url).ok_or_else(|| Error::Config {
             path: dir.root().join("lienthong.toml"),
@@ -70,15 +78,33 @@ pub async fn up(
         tracing::info!(sector = %endpoint.sector, address = %listen, "sector adapter serving");
         let mut stopped = stopped.clone();
         let sector = endpoint.sector.clone();
+        let (bound, is_bound) = tokio::sync::watch::channel(false);
+        bindings.push(is_bound);
         adapters.push(tokio::spawn(async move {
             let until = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = framework::run(adapter, listener, tls, adapter_opts.events, until).await
-            {
+            let ran =
+                framework::run_reporting(adapter, listener, tls, adapter_opts.events, bound, until)
+                    .await;
+            if let Err(e) = ran {
                 tracing::error!(sector, error = %e, "sector adapter stopped");
             }
         }));
+    }
+    // Events the gateway publishes before an adapter's queue is bound would
+    // be dropped by the broker: give the adapters a moment to bind first.
+    let all_bound = async {
+        for mut b in bindings {
+            let _ = b.wait_for(|bound| *bound).await;
+        }
+    };
+    if tokio::time::timeout(BIND_WAIT, all_bound).await.is_err() {
+        tracing::warn!(
+            wait_s = BIND_WAIT.as_secs(),
+            "not every adapter has bound its queue (is the broker up?): events published \
+             before it does will not reach it"
+        );
     }
     let served = super::serve(dir, opts, shutdown).await;
     let _ = stop.send(true);

@@ -92,10 +92,12 @@ impl Adapter {
     /// Applies `event` once: a duplicate changes nothing; [`Poison`] changes
     /// nothing and should be dead-lettered.
     pub fn apply(&self, event: &Event) -> Result<Result<Applied, Poison>> {
-        let citizen = self.citizen(event.pid);
         let outcome = self
             .store
             .apply(&event.id, event.seq, &event.kind, event.pid, |stored| {
+                // Only for an event not applied before: a duplicate costs no
+                // derivation.
+                let citizen = self.citizen(event.pid);
                 let mut answers: BTreeMap<&'static str, Option<SectorAnswer>> = BTreeMap::new();
                 for &query in self.sector.queries() {
                     let answer = match stored.iter().find(|(q, _)| q == query) {

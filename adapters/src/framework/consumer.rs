@@ -193,7 +193,10 @@ async fn session(
         Ok(Err(e)) => return e.into(),
         Ok(Ok(conn)) => conn,
     };
-    let ended = consume_on(&conn, adapter, config, bound).await;
+    let ended = consume_deliveries(&conn, adapter, config, bound)
+        .await
+        .err()
+        .unwrap_or(SessionEnd::ConsumerClosed);
     let _ = conn
         .close(320, "lienthong adapter session ended".into())
         .await;
@@ -201,18 +204,6 @@ async fn session(
 }
 
 /// Declares and consumes on `conn` until something fails.
-async fn consume_on(
-    conn: &Connection,
-    adapter: &Arc<Adapter>,
-    config: &ConsumerConfig,
-    bound: &watch::Sender<bool>,
-) -> SessionEnd {
-    match consume_deliveries(conn, adapter, config, bound).await {
-        Ok(()) => SessionEnd::ConsumerClosed,
-        Err(end) => end,
-    }
-}
-
 async fn consume_deliveries(
     conn: &Connection,
     adapter: &Arc<Adapter>,

@@ -158,7 +158,6 @@ impl Store {
         pid: Pid,
         react: impl FnOnce(Vec<(String, Vec<u8>)>) -> Result<Vec<(&'static str, Vec<u8>)>, E>,
     ) -> Result<Result<Applied, E>> {
-        let store = Error::store(&self.path);
         let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         // Immediate: the write lock is taken first, so another writer makes
         // this wait (busy_timeout) rather than fail on the upgrade.
@@ -203,7 +202,7 @@ impl Store {
             params![event_id, seq as i64, kind, key, changes.len() as i64],
         )
         .map_err(Error::store(&self.path))?;
-        tx.commit().map_err(store)?;
+        tx.commit().map_err(Error::store(&self.path))?;
         Ok(Ok(Applied::Changed(changes.len())))
     }
 

@@ -378,19 +378,9 @@ async fn audit_verify_finds_an_edit_a_removal_a_reordering_and_a_cut_tail() {
         .await
         .unwrap_err();
     // A graceful stop signs the last checkpoint.
-    let pid = serving.id().unwrap().to_string();
     assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        tokio::time::timeout(Duration::from_secs(30), serving.wait())
+        crate::support::terminate(&mut serving, Duration::from_secs(30))
             .await
-            .unwrap()
-            .unwrap()
             .success()
     );
     wait_for(Duration::from_secs(5), "the log closes", || {

@@ -153,18 +153,7 @@ async fn certs_seed_serve_and_query_a_sample_record() {
     assert_eq!(v.verdict(), v1::Verdict::Match);
 
     // SIGTERM: a clean exit.
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
+    let status = crate::support::terminate(&mut child, Duration::from_secs(20)).await;
     assert!(status.success(), "{status}");
     assert!(Path::new(&data.join("registry.db")).is_file());
 }

@@ -169,15 +169,7 @@ async fn a_workload_logs_no_name_date_or_address() {
     assert!(accesses.len() >= 8, "{accesses:?}");
 
     // Stop cleanly so the shutdown path logs too.
-    let id = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &id])
-        .status()
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    crate::support::terminate(&mut child, Duration::from_secs(30)).await;
     // Everything it wrote, up to the end of its log.
     wait_for(Duration::from_secs(30), "the end of the log", || {
         log.lock().unwrap().last().map(String::as_str) == Some(LOG_END)

@@ -77,11 +77,7 @@ async fn each_call_has_an_id_returned_logged_and_audited() {
     assert_eq!(answers.message().await.unwrap().unwrap().results.len(), 3);
 
     // Stop, so the log and the audit are complete.
-    std::process::Command::new("kill")
-        .args(["-TERM", &serving.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    serving.wait().await.unwrap();
+    crate::support::terminate(&mut serving, std::time::Duration::from_secs(30)).await;
     wait_for(std::time::Duration::from_secs(10), "the log closes", || {
         log.lock().unwrap().last().map(String::as_str) == Some(LOG_END)
     })

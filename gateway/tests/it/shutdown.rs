@@ -103,14 +103,8 @@ async fn sigterm_under_load_publishes_every_acknowledged_event_and_closes_the_au
         acked.lock().unwrap().len() >= 500
     })
     .await;
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("the gateway stops within its grace period")
-        .unwrap();
+    // The gateway stops within its grace period.
+    let status = crate::support::terminate(&mut child, Duration::from_secs(30)).await;
     assert!(status.success(), "{status:?}");
     for w in writers {
         w.await.unwrap();
@@ -199,14 +193,8 @@ async fn a_stream_still_open_is_cut_after_the_grace_period_and_the_audit_closes(
         .into_inner();
     assert!(answers.message().await.unwrap().is_some());
 
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("the open stream does not hold the gateway past its grace period")
-        .unwrap();
+    // The open stream does not hold the gateway past its grace period.
+    let status = crate::support::terminate(&mut child, Duration::from_secs(20)).await;
     assert!(status.success(), "{status:?}");
     assert!(
         log.lock()

@@ -383,3 +383,23 @@ pub async fn spawn_serve_at(
     });
     (child, addr, log)
 }
+
+/// Sends SIGTERM to `child` and waits up to `within` for it to exit: its
+/// exit status. Panics if it is still running then.
+pub async fn terminate(
+    child: &mut tokio::process::Child,
+    within: std::time::Duration,
+) -> std::process::ExitStatus {
+    let id = child.id().expect("still running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &id])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::timeout(within, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("still running {within:?} after SIGTERM"))
+        .unwrap()
+}

@@ -15,7 +15,7 @@ use lienthong_proto::v1::sector_answer::Answer;
 use lienthong_proto::v1::{self, CardStatus, QuerySectorRequest};
 
 use crate::amqp::{BROKER, delete_exchange, delete_queue, unique};
-use crate::support::{LOG_END, connect_as, spawn_serve_logged, wait_for};
+use crate::support::{LOG_END, connect_as, spawn_serve_logged, terminate, wait_for};
 
 /// Five ports free a moment ago (bound to :0 and released): `up` binds the
 /// adapters where the gateway dials them, so the ports are named up front.
@@ -134,18 +134,7 @@ async fn up_runs_the_gateway_and_the_five_adapters_together() {
     }
     assert!(data.join("adapters/health.db").is_file());
 
-    let id = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &id])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("up exits after SIGTERM")
-        .unwrap();
+    let status = terminate(&mut child, Duration::from_secs(30)).await;
     assert!(status.success(), "{status}");
     for sector in sectors {
         delete_queue(&format!("{exchange}.{sector}")).await;

@@ -615,23 +615,6 @@ fn run(command: Command, sources: &Sources) -> anyhow::Result<()> {
 
 /// Completes on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+    lienthong_adapters::framework::shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
 }

@@ -328,32 +328,10 @@ fn serve(args: AdapterArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|e| anyhow::anyhow!("{listen}: {e}"))?;
         tracing::info!(sector = %name, listen = %listener.local_addr()?, "lienthong adapter serving (mTLS, the gateway only)");
-        framework::run(adapter, listener, tls, opts.events.clone(), shutdown_signal()).await?;
+        framework::run(adapter, listener, tls, opts.events.clone(), framework::shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }
 
 fn main() -> ExitCode {

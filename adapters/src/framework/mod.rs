@@ -16,6 +16,7 @@
 //! - [`consumer`]: the queue, acknowledgement after commit, dead letters.
 //! - [`service`]: the gRPC service; [`tls`]: its mutual TLS.
 //! - [`draw`]: deterministic draws for derived data.
+//! - [`signal`]: Ctrl-C or SIGTERM, the end of serving.
 
 pub mod adapter;
 pub mod consumer;
@@ -23,6 +24,7 @@ pub mod draw;
 pub mod event;
 pub mod sector;
 pub mod service;
+pub mod signal;
 pub mod store;
 pub mod tls;
 
@@ -30,6 +32,7 @@ pub use adapter::Adapter;
 pub use consumer::ConsumerConfig;
 pub use event::{Event, Poison};
 pub use sector::{Base, Records, Sector};
+pub use signal::shutdown_signal;
 
 use std::future::Future;
 use std::path::PathBuf;

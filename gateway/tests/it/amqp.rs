@@ -242,22 +242,32 @@ async fn consume(queue: String, received: Arc<Mutex<Vec<Received>>>) {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        let Ok(channel) = conn.create_channel().await else {
+        // A broker still starting may leave these unanswered: each step
+        // gets five seconds, then the tap starts over.
+        let step = Duration::from_secs(5);
+        let Ok(Ok(channel)) = tokio::time::timeout(step, conn.create_channel()).await else {
             continue;
         };
-        let Ok(mut consumer) = channel
-            .basic_consume(
-                queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-        else {
+        let consuming = channel.basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        );
+        let Ok(Ok(mut consumer)) = tokio::time::timeout(step, consuming).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        while let Some(Ok(delivery)) = consumer.next().await {
+        // The stream may not end when the broker goes away: a quiet second
+        // on a connection no longer connected starts over.
+        loop {
+            let delivery = match tokio::time::timeout(Duration::from_secs(1), consumer.next()).await
+            {
+                Ok(Some(Ok(delivery))) => delivery,
+                Ok(_) => break,
+                Err(_) if conn.status().connected() => continue,
+                Err(_) => break,
+            };
             let p = &delivery.properties;
             let headers = p
                 .headers()

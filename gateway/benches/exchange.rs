@@ -404,10 +404,8 @@ fn main() {
     let store = Arc::new(store);
     let policy = LivePolicy::new(Policy::parse(POLICY).unwrap());
     let key = Arc::new(SigningKey::ephemeral());
-    let audit_path = data.join("audit-bench.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", audit_path.display()));
-    }
+    let audit_path = data.join("audit-bench");
+    let _ = std::fs::remove_dir_all(&audit_path);
     let (audit, _writer) = AuditLog::open(&audit_path, key.clone()).unwrap();
     let services = Services::new(
         policy.clone(),

@@ -162,7 +162,7 @@ fn parse_anchor(text: &str) -> Result<Anchor, String> {
 
 #[derive(Args, Clone)]
 struct DirArgs {
-    /// Data directory: policy.toml, registry.db, audit.db, keys/, pki/.
+    /// Data directory: policy.toml, registry.db, audit/, keys/, pki/.
     #[arg(long, env = "LIENTHONG_DATA_DIR", default_value = "lienthong-data")]
     data_dir: PathBuf,
 }
@@ -571,6 +571,13 @@ fn run(command: Command, sources: &Sources) -> anyhow::Result<()> {
         Command::Audit(AuditCommand::Verify(args)) => {
             let dir = DataDir::new(&args.dir.data_dir);
             let (report, key) = cmd::audit_verify(&dir, args.public_key, args.checkpoint)?;
+            for file in &report.set_aside {
+                eprintln!(
+                    "warning: {} holds bytes the gateway found after the last whole record when it \
+                     started (a write a crash cut short, or an edit) and moved out of the log",
+                    file.display()
+                );
+            }
             if let Some(problem) = report.problem {
                 anyhow::bail!(
                     "audit log {} failed verification: {problem}",

@@ -50,7 +50,7 @@ async fn gateway(dir: &Path) -> (std::net::SocketAddr, PkiLayout) {
     let (services, _audit) = Services::open(
         LivePolicy::new(policy),
         Arc::new(store),
-        &dir.join("audit.db"),
+        &dir.join("audit"),
         &dir.join("keys/signing.pk8"),
     )
     .unwrap();

@@ -148,7 +148,7 @@ pub struct Services {
 
 impl Services {
     /// Every service over one `registry` (citizens and consents), under one
-    /// policy, auditing into `audit` (the log at `audit_path`); `key` signs
+    /// policy, auditing into `audit` (the log in the directory `audit_path`); `key` signs
     /// consent tokens.
     pub fn new<R: PopulationStore + ConsentBook>(
         policy: LivePolicy,
@@ -177,7 +177,7 @@ impl Services {
         }
     }
 
-    /// [`Services::new`] with the audit log at `audit_path` and the signing
+    /// [`Services::new`] with the audit log in the directory `audit_path` and the signing
     /// key at `key_path` (created if missing), as `serve` runs them. The
     /// [`AuditWriter`] signs the last checkpoint once the services are
     /// dropped.

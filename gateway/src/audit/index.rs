@@ -1,34 +1,37 @@
-//! The citizen index: which audit records concern which citizen, so that
-//! `ListAccesses` finds a citizen's accesses without reading the whole log.
+//! The citizen index: which audit records concern which citizen, and
+//! where each record is, so that `ListAccesses` finds a citizen's accesses
+//! without reading the whole log.
 //!
-//! It is derived data, kept in its own file beside the log and brought up
-//! to date by its own thread, off the request path: a request waits for its
-//! record to be durable in the log, never for the index. Appending to the
-//! log stays sequential; the index's random inserts are made in large sorted
-//! batches, where a page touched by many entries is written once.
+//! It is derived data, kept in its own file beside the segments and brought
+//! up to date by its own thread, off the request path: a request waits for
+//! its record to be durable in the log, never for the index. The thread
+//! follows the durable end the writer publishes; its random inserts are
+//! made in large sorted batches, where a page touched by many entries is
+//! written once.
 //!
 //! ```text
-//! audit-index.db
-//!   audit_pid(pid, seq)   PRIMARY KEY (pid, seq)   for every Pid a record names
-//!   indexed(through)      every record up to `through` is in audit_pid, and
-//!                         no later one
+//! audit/index.db
+//!   audit_pid(pid, seq, pos)   PRIMARY KEY (pid, seq)   for every Pid a record
+//!                              names; pos = segment << 40 | offset of its frame
+//!   indexed(through, pos)      every record up to `through` is in audit_pid,
+//!                              and no later one; the next frame starts at `pos`
 //! ```
 //!
-//! The same thread also copies the log's WAL back into its file (a passive
-//! checkpoint), which would otherwise stall a group commit now and then.
-//!
-//! Readers take the index up to `through` and scan the log past it (at most
-//! a few seconds of records), in one snapshot: nothing is missed while the
-//! index catches up. A missing or stale index is rebuilt from the log, and
-//! `audit verify` checks that the index holds exactly what the log implies.
+//! Readers take the index up to `through` and scan the log from `pos` (at
+//! most a few seconds of records), in one snapshot of the index: nothing is
+//! missed while the index catches up. A missing or stale index is rebuilt
+//! from the log, and `audit verify` checks that the index holds exactly
+//! what the log implies.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::store;
+use super::segment::{Cursor, Frame, Position, Step};
 use crate::error::{Error, Result};
 
 /// How often the index catches up with the log.
@@ -41,20 +44,21 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_pid (
     pid INTEGER NOT NULL,
     seq INTEGER NOT NULL,
+    pos INTEGER NOT NULL,
     PRIMARY KEY (pid, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS indexed (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
-    through INTEGER NOT NULL
+    through INTEGER NOT NULL,
+    pos     INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO indexed (id, through) VALUES (1, 0);
+INSERT OR IGNORE INTO indexed (id, through, pos) VALUES (1, 0, 1099511627776);
 PRAGMA user_version = 1;
 ";
 
-/// The index file beside the log at `log`: `audit.db` → `audit-index.db`.
+/// The index file of the log in the directory `log`.
 pub fn index_path(log: &Path) -> PathBuf {
-    let stem = log.file_stem().and_then(|s| s.to_str()).unwrap_or("audit");
-    log.with_file_name(format!("{stem}-index.db"))
+    log.join("index.db")
 }
 
 /// The Pids a record's `pids` column names, each once.
@@ -67,75 +71,81 @@ pub(crate) fn pids_of(pids: &str) -> Vec<i64> {
 
 /// Brings the index up to date with the log.
 pub(crate) struct Indexer {
-    /// Reads the log (the writer appends meanwhile).
-    log: Connection,
-    /// Copies the log's WAL back into its file, so that the writer never
-    /// stalls a group commit to do it.
-    checkpointer: Connection,
+    /// The log's directory.
+    dir: PathBuf,
     /// Owns the index file.
     index: Connection,
+    /// Where the writer's durable frames end ([`Position::pack`]).
+    durable: Arc<AtomicU64>,
 }
 
 impl Indexer {
-    /// Opens (creating if needed) the index of the log at `log_path`. An
-    /// index ahead of the log (the log was replaced) is emptied, to be
-    /// rebuilt.
-    pub(crate) fn open(log_path: &Path) -> Result<Self> {
-        let log = store::open_reader(log_path)?;
-        let index = Connection::open(index_path(log_path))?;
+    /// Opens (creating if needed) the index of the log in `dir`, whose last
+    /// record is `head` and whose durable frames end at `durable`. An index
+    /// ahead of the log (the log was replaced, or its torn end set aside)
+    /// is emptied, to be rebuilt.
+    pub(crate) fn open(dir: &Path, durable: Arc<AtomicU64>, head: u64) -> Result<Self> {
+        let index = Connection::open(index_path(dir))?;
         index.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA busy_timeout = 5000;",
         )?;
         index.execute_batch(SCHEMA)?;
-        let checkpointer = store::open_writer(log_path)?;
         let indexer = Self {
-            log,
-            checkpointer,
+            dir: dir.to_path_buf(),
             index,
+            durable,
         };
-        let head = store::head(&indexer.log)?.map_or(0, |(seq, _)| seq);
-        if indexer.through()? > head {
+        let (through, pos) = indexer.through()?;
+        if through > head || pos.pack() > indexer.durable.load(Ordering::Acquire) {
             tracing::warn!("the audit index is ahead of the log; rebuilding it");
-            indexer
-                .index
-                .execute_batch("DELETE FROM audit_pid; UPDATE indexed SET through = 0;")?;
+            indexer.index.execute(
+                "UPDATE indexed SET through = 0, pos = ?1",
+                params![Position::START.pack() as i64],
+            )?;
+            indexer.index.execute("DELETE FROM audit_pid", [])?;
         }
         Ok(indexer)
     }
 
-    /// The last record indexed.
-    fn through(&self) -> Result<u64> {
-        Ok(self
-            .index
-            .query_row("SELECT through FROM indexed WHERE id = 1", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()?
-            .unwrap_or(0) as u64)
+    /// The last record indexed, and where the next frame starts.
+    fn through(&self) -> Result<(u64, Position)> {
+        indexed(&self.index)
     }
 
-    /// Indexes up to [`CHUNK`] records past the last one indexed, in one
-    /// transaction; how many it indexed.
+    /// Indexes up to [`CHUNK`] durable records past the last one indexed,
+    /// in one transaction; how many it indexed.
     pub(crate) fn step(&mut self) -> Result<usize> {
-        let through = self.through()?;
+        let (mut last, from) = self.through()?;
+        let durable = Position::unpack(self.durable.load(Ordering::Acquire));
+        let mut cursor = Cursor::new(&self.dir, from, Some(durable), 1 << 20);
         let mut entries = Vec::new();
-        let mut last = through;
-        let mut stmt = self
-            .log
-            .prepare_cached("SELECT seq, pids FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-        let mut rows = stmt.query(params![through as i64, CHUNK as i64])?;
         let mut records = 0;
-        while let Some(row) = rows.next()? {
-            let seq: i64 = row.get(0)?;
-            let pids: String = row.get(1)?;
-            entries.extend(pids_of(&pids).into_iter().map(|pid| (pid, seq)));
-            last = seq as u64;
-            records += 1;
+        while records < CHUNK {
+            match cursor.step()? {
+                Step::Frame(at, Frame::Record(r)) => {
+                    let pos = at.pack() as i64;
+                    entries.extend(
+                        pids_of(&r.entry.pids)
+                            .into_iter()
+                            .map(|pid| (pid, r.seq as i64, pos)),
+                    );
+                    last = r.seq;
+                    records += 1;
+                }
+                Step::Frame(_, Frame::Checkpoint(_)) => {}
+                Step::Bad { at, .. } => {
+                    return Err(Error::Audit(format!(
+                        "a durable frame of the audit log does not read (segment {}, byte {})",
+                        at.segment, at.offset
+                    )));
+                }
+                Step::End(_) => break,
+            }
         }
-        drop(rows);
-        if records == 0 {
+        let next = cursor.position();
+        if next == from {
             return Ok(0);
         }
         // Sorted, so that each page of the B-tree is visited once.
@@ -144,22 +154,23 @@ impl Indexer {
             .index
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
-            let mut insert =
-                tx.prepare_cached("INSERT OR IGNORE INTO audit_pid (pid, seq) VALUES (?1, ?2)")?;
-            for (pid, seq) in &entries {
-                insert.execute(params![pid, seq])?;
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO audit_pid (pid, seq, pos) VALUES (?1, ?2, ?3)",
+            )?;
+            for (pid, seq, pos) in &entries {
+                insert.execute(params![pid, seq, pos])?;
             }
             tx.execute(
-                "UPDATE indexed SET through = ?1 WHERE id = 1",
-                params![last as i64],
+                "UPDATE indexed SET through = ?1, pos = ?2 WHERE id = 1",
+                params![last as i64, next.pack() as i64],
             )?;
         }
         tx.commit()?;
         Ok(records)
     }
 
-    /// Catches up (and checkpoints the log's WAL) every [`INDEX_EVERY`]
-    /// until `stop` is dropped, then once more.
+    /// Catches up every [`INDEX_EVERY`] until `stop` is dropped, then once
+    /// more.
     pub(crate) fn run(mut self, stop: mpsc::Receiver<()>) {
         loop {
             let last = matches!(
@@ -191,9 +202,6 @@ impl Indexer {
                 }
                 Err(e) => tracing::error!(error = %e, "the audit index could not catch up"),
             }
-            if let Err(e) = store::checkpoint(&self.checkpointer) {
-                tracing::warn!(error = %e, "the audit log's WAL checkpoint failed");
-            }
             if last {
                 return;
             }
@@ -201,18 +209,26 @@ impl Indexer {
     }
 }
 
-/// Opens the log at `log_path` for reading, with its index attached as
-/// `idx` (read-only too: an attached file takes the connection's flags),
-/// for queries that span the two in one snapshot.
-pub(crate) fn open_reader(log_path: &Path) -> Result<Connection> {
-    let conn = store::open_reader(log_path)?;
-    let index = index_path(log_path);
-    if !index.exists() {
+/// The index's `through` and `pos` on `conn` (the index's own connection,
+/// or a reader's).
+pub(crate) fn indexed(conn: &Connection) -> Result<(u64, Position)> {
+    let row: Option<(i64, i64)> = conn
+        .query_row("SELECT through, pos FROM indexed WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let (through, pos) = row.unwrap_or((0, Position::START.pack() as i64));
+    Ok((through as u64, Position::unpack(pos as u64)))
+}
+
+/// Opens the index of the log in `dir` for reading (the indexer may write
+/// meanwhile).
+pub(crate) fn open_reader(dir: &Path) -> Result<Connection> {
+    let path = index_path(dir);
+    if !path.exists() {
         return Err(Error::Audit("the audit index is missing".into()));
     }
-    let index = index
-        .to_str()
-        .ok_or_else(|| Error::Audit("the audit index's path is not UTF-8".into()))?;
-    conn.execute("ATTACH DATABASE ?1 AS idx", params![index])?;
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
     Ok(conn)
 }

@@ -1,34 +1,46 @@
-//! The audit writer: one thread that appends, chains and commits records in
-//! groups, and signs checkpoints.
+//! The audit writer: one thread that chains records, appends them to the
+//! segments in groups, makes each group durable with one `fdatasync`, and
+//! signs checkpoints.
 //!
 //! ```text
 //! request ─▶ AuditLog::append(entries) ─▶ queue ─▶ writer thread:
-//!              awaits its ack               take every job waiting (one group)
+//!              awaits its ack               under load, let PACE pass since the
+//!                                             last group began
+//!                                           take every job waiting (one group)
 //!                                           number + chain each record
 //!                                           checkpoint if one is due
-//!                                           one durable commit (fsync)
+//!                                           one pwrite, one fdatasync
 //!            ◀──────── ack ─────────────── ack every job of the group
 //! ```
 //!
-//! A request waits for one fsync however many requests share it, so the
-//! cost of durability is spread over everything in flight (group commit).
-//! It never waits for the citizen index: a thread of its own
-//! ([`super::index`]) brings that up to date every half second.
-//! Each caller waits for its own ack, so the queue holds at most what the
-//! server has in flight. A checkpoint is signed at most every
-//! [`CHECKPOINT_EVERY`] while records arrive, and when the log closes.
+//! A request waits for one `fdatasync` however many requests share it, so
+//! the cost of durability is spread over everything in flight (group
+//! commit). Under load (the last group held at least [`PACE_FROM`]
+//! records) the writer lets [`PACE`] pass between the starts of two groups,
+//! so that each wake-up and each sync serves more requests; a lone request
+//! is written at once. It never waits for the citizen index: a thread of
+//! its own ([`super::index`]) follows the durable end. Each caller waits
+//! for its own ack, so the queue holds at most what the server has in
+//! flight. A checkpoint is signed at most every [`CHECKPOINT_EVERY`] while
+//! records arrive, and when the log closes.
+//!
+//! A failed write or sync stops the writer for good (the requests get
+//! `AUDIT_UNAVAILABLE`): after a failed `fdatasync` nothing says what the
+//! disk holds, and the next start reads it back.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::index::Indexer;
-use super::record::{AuditEntry, AuditRecord, GENESIS, Hash, checkpoint_message};
-use super::store::{self, Checkpoint};
+use super::record::{AuditEntry, AuditRecord, Checkpoint, GENESIS, Hash, checkpoint_message};
+use super::segment::{self, Cursor, Frame, Position, Step};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::signing::{Context, SigningKey};
@@ -36,6 +48,11 @@ use crate::telemetry::{AUDIT_COMMIT, AUDIT_RECORDS};
 
 /// How often a checkpoint is signed while records arrive.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Under load, the least time between the starts of two groups.
+pub const PACE: Duration = Duration::from_millis(2);
+/// A group at least this large means load: the next one is paced.
+pub const PACE_FROM: usize = 8;
 
 /// Most records committed in one group.
 const MAX_GROUP: usize = 50_000;
@@ -64,29 +81,33 @@ pub struct AuditLog {
 /// The writer and index threads, to close the log when serving stops.
 pub struct AuditWriter {
     /// The writer's thread, which ends after the indexer's.
-    thread: std::thread::JoinHandle<()>,
+    thread: JoinHandle<()>,
     /// Tells the writer to close.
     close: mpsc::Sender<Message>,
 }
 
 impl AuditLog {
-    /// Opens (creating if needed) the log at `path` and its index, and
-    /// starts the writer, which signs checkpoints with `key`, and the
-    /// indexer. The writer stops, after a last checkpoint, once every
-    /// `AuditLog` clone is dropped; the indexer then catches up and stops.
-    pub fn open(path: &Path, key: Arc<SigningKey>) -> Result<(Self, AuditWriter)> {
-        let conn = store::open_writer(path)?;
-        let head = store::head(&conn)?;
-        let checkpointed = store::checkpoints(&conn)?.last().map_or(0, |c| c.seq);
-        let indexer = Indexer::open(path)?;
+    /// Opens (creating if needed) the log in the directory `dir` and its
+    /// index, and starts the writer, which signs checkpoints with `key`,
+    /// and the indexer. The writer stops, after a last checkpoint, once
+    /// every `AuditLog` clone is dropped; the indexer then catches up and
+    /// stops.
+    pub fn open(dir: &Path, key: Arc<SigningKey>) -> Result<(Self, AuditWriter)> {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        let found = recover(dir)?;
+        let durable = Arc::new(AtomicU64::new(found.end.pack()));
+        let indexer = Indexer::open(dir, durable.clone(), found.head.0)?;
         let (stop_indexer, stopped) = mpsc::channel();
         let (jobs, queue) = mpsc::channel();
         let mut writer = Writer {
-            conn,
+            tail: Tail::new(dir, found.end, found.file),
             key,
-            head: head.unwrap_or((0, GENESIS)),
-            checkpointed,
+            head: found.head,
+            checkpointed: found.checkpointed,
             last_checkpoint: Instant::now(),
+            durable,
+            failed: None,
+            frames: Vec::new(),
         };
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -102,12 +123,9 @@ impl AuditLog {
             "lienthong-audit",
             Box::new(move || {
                 writer.run(queue);
-                // The index catches up with the last records, then the
-                // writer's connection closes last, folding the WAL into the
-                // file.
+                // The index catches up with the last records.
                 drop(stop_indexer);
                 let _ = indexing.join();
-                drop(writer);
             }),
         )?;
         Ok((
@@ -154,14 +172,279 @@ impl AuditWriter {
     }
 }
 
+/// What the log held when it was opened.
+struct Recovered {
+    /// The last record's number and hash.
+    head: (u64, Hash),
+    /// The last record a checkpoint in the last segment covers.
+    checkpointed: u64,
+    /// Where the next frame goes, in `file`.
+    end: Position,
+    file: File,
+}
+
+/// Finds where the log in `dir` ends, creating its first segment if it has
+/// none. Segments past the last begun one hold only zeros (prepared, never
+/// used) and are removed; a write a crash cut short at the end is moved
+/// aside to `torn-SEGMENT-OFFSET.bin` and zeroed, so appending goes on
+/// after the last whole frame and nothing is destroyed.
+fn recover(dir: &Path) -> Result<Recovered> {
+    for entry in std::fs::read_dir(dir).map_err(Error::io(dir))?.flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".seg.tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let numbers = segment::segments(dir)?;
+    let Some(&first) = numbers.first() else {
+        let file = segment::prepare(dir, 1, segment::segment_size(1))?;
+        return Ok(Recovered {
+            head: (0, GENESIS),
+            checkpointed: 0,
+            end: Position::START,
+            file,
+        });
+    };
+    if first != 1 {
+        return Err(Error::Audit(format!(
+            "the audit log's segments before {} are missing",
+            segment::segment_path(dir, first).display()
+        )));
+    }
+    let mut current = first;
+    for (&n, expected) in numbers.iter().zip(first..) {
+        if n != expected {
+            return Err(Error::Audit(format!(
+                "the audit log's segment {} is missing",
+                segment::segment_path(dir, expected).display()
+            )));
+        }
+        let mut head = [0u8; 4];
+        let path = segment::segment_path(dir, n);
+        File::open(&path)
+            .and_then(|f| f.read_exact_at(&mut head, 0))
+            .map_err(Error::io(&path))?;
+        if head != [0; 4] {
+            current = n;
+        }
+    }
+    for &n in numbers.iter().filter(|&&n| n > current) {
+        let path = segment::segment_path(dir, n);
+        let bytes = std::fs::read(&path).map_err(Error::io(&path))?;
+        if bytes.iter().any(|&b| b != 0) {
+            return Err(Error::Audit(format!(
+                "{} holds data after an empty start; run `lienthong audit verify`",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(&path).map_err(Error::io(&path))?;
+    }
+    // The last begun segment, whole frames checked: a record against its
+    // hash (a checkpoint's signature is for `audit verify` to judge: the
+    // key may have changed since).
+    let mut head = None;
+    let mut checkpointed = 0;
+    let start = Position {
+        segment: current,
+        offset: 0,
+    };
+    let mut cursor = Cursor::new(dir, start, None, 1 << 20);
+    let end = loop {
+        match cursor.step()? {
+            Step::Frame(_, Frame::Record(r)) if r.expected_hash() == r.hash => {
+                head = Some((r.seq, r.hash));
+            }
+            Step::Frame(_, Frame::Checkpoint(c)) => {
+                checkpointed = c.seq;
+                head = head.or(Some((c.seq, c.hash)));
+            }
+            Step::Frame(at, _) | Step::Bad { at, .. } | Step::End(at) => break at,
+        }
+    };
+    if end.segment != current {
+        return Err(Error::Audit(
+            "the audit log's segments changed while it was opened".into(),
+        ));
+    }
+    let path = segment::segment_path(dir, current);
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(&path))?;
+    set_aside_torn(dir, &file, &path, end)?;
+    let head = match head {
+        Some(h) => h,
+        None if current == 1 => (0, GENESIS),
+        None => last_of(dir, current - 1)?,
+    };
+    Ok(Recovered {
+        head,
+        checkpointed,
+        end,
+        file,
+    })
+}
+
+/// Moves whatever follows `end` in segment `file` (a torn write) aside and
+/// zeroes it.
+fn set_aside_torn(dir: &Path, file: &File, path: &Path, end: Position) -> Result<()> {
+    let len = file.metadata().map_err(Error::io(path))?.len();
+    let mut rest = vec![0u8; (len - end.offset) as usize];
+    file.read_exact_at(&mut rest, end.offset)
+        .map_err(Error::io(path))?;
+    let Some(last) = rest.iter().rposition(|&b| b != 0) else {
+        return Ok(());
+    };
+    let torn = &rest[..=last];
+    let aside = dir.join(format!("torn-{:08}-{}.bin", end.segment, end.offset));
+    std::fs::write(&aside, torn)
+        .and_then(|()| File::open(&aside)?.sync_all())
+        .map_err(Error::io(&aside))?;
+    segment::sync_dir(dir)?;
+    file.write_all_at(&vec![0; torn.len()], end.offset)
+        .and_then(|()| file.sync_data())
+        .map_err(Error::io(path))?;
+    tracing::warn!(
+        bytes = torn.len(),
+        kept = %aside.display(),
+        "the audit log ended in a write cut short; its bytes are kept aside and the log goes on after the last whole record"
+    );
+    Ok(())
+}
+
+/// The last record's (or checkpoint's) number and hash in segment `n`.
+fn last_of(dir: &Path, n: u32) -> Result<(u64, Hash)> {
+    let start = Position {
+        segment: n,
+        offset: 0,
+    };
+    let mut cursor = Cursor::new(dir, start, None, 1 << 20);
+    let mut head = None;
+    while let Step::Frame(at, frame) = cursor.step()? {
+        if at.segment != n {
+            break;
+        }
+        head = Some(match frame {
+            Frame::Record(r) => (r.seq, r.hash),
+            Frame::Checkpoint(c) => (c.seq, c.hash),
+        });
+    }
+    head.ok_or_else(|| Error::Audit(format!("segment {n} of the audit log holds no frame")))
+}
+
+/// The segment being written, and the next one being prepared.
+struct Tail {
+    dir: PathBuf,
+    number: u32,
+    file: File,
+    capacity: u64,
+    /// Where the next frame goes.
+    at: u64,
+    next: Option<JoinHandle<Result<File>>>,
+}
+
+impl Tail {
+    fn new(dir: &Path, end: Position, file: File) -> Self {
+        let capacity = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut tail = Self {
+            dir: dir.to_path_buf(),
+            number: end.segment,
+            file,
+            capacity,
+            at: end.offset,
+            next: None,
+        };
+        tail.prepare_next();
+        tail
+    }
+
+    /// Starts preparing the segment after this one.
+    fn prepare_next(&mut self) {
+        let dir = self.dir.clone();
+        let n = self.number + 1;
+        self.next = std::thread::Builder::new()
+            .name("lienthong-audit-segment".into())
+            .spawn(move || segment::prepare(&dir, n, segment::segment_size(n)))
+            .ok();
+    }
+
+    /// Writes `frames` (whole frames, `ends` where each ends) at the end of
+    /// the log, moving on to the next segment where one does not fit, and
+    /// makes them durable.
+    fn write(&mut self, frames: &[u8], ends: &[usize]) -> Result<()> {
+        let mut from = 0;
+        let mut upto = 0;
+        for &end in ends {
+            if self.at + (end - from) as u64 > self.capacity {
+                self.put(&frames[from..upto])?;
+                self.sync()?;
+                from = upto;
+                self.advance((end - from) as u64)?;
+            }
+            upto = end;
+        }
+        self.put(&frames[from..upto])?;
+        self.sync()
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all_at(bytes, self.at)
+            .map_err(Error::io(self.path()))?;
+        self.at += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(Error::io(self.path()))
+    }
+
+    /// Moves on to the next segment, which must hold at least `need` bytes.
+    fn advance(&mut self, need: u64) -> Result<()> {
+        let n = self.number + 1;
+        let prepared = match self.next.take().map(JoinHandle::join) {
+            Some(Ok(Ok(file))) => Some(file),
+            Some(Ok(Err(e))) => return Err(e),
+            _ => None,
+        };
+        let file = match prepared {
+            Some(f) if f.metadata().map_or(0, |m| m.len()) >= need => f,
+            _ => segment::prepare(&self.dir, n, need.max(segment::segment_size(n)))?,
+        };
+        self.capacity = file.metadata().map_err(Error::io(self.path()))?.len();
+        self.file = file;
+        self.number = n;
+        self.at = 0;
+        self.prepare_next();
+        Ok(())
+    }
+
+    fn path(&self) -> PathBuf {
+        segment::segment_path(&self.dir, self.number)
+    }
+
+    fn end(&self) -> Position {
+        Position {
+            segment: self.number,
+            offset: self.at,
+        }
+    }
+}
+
 struct Writer {
-    conn: Connection,
+    tail: Tail,
     key: Arc<SigningKey>,
     /// The last record's number and hash.
     head: (u64, Hash),
     /// The last record a checkpoint covers.
     checkpointed: u64,
     last_checkpoint: Instant,
+    /// Where the durable frames end, for the indexer.
+    durable: Arc<AtomicU64>,
+    /// Why the writer stopped writing, once it has.
+    failed: Option<String>,
+    /// Frames of the group being written (kept to reuse its allocation).
+    frames: Vec<u8>,
 }
 
 impl Writer {
@@ -169,6 +452,8 @@ impl Writer {
     /// what was queued, signs a last checkpoint and drops the queue.
     fn run(&mut self, queue: mpsc::Receiver<Message>) {
         let mut closing = false;
+        let mut last_start = Instant::now();
+        let mut last_size = 0;
         while !closing {
             let first = match queue.recv_timeout(CHECKPOINT_EVERY) {
                 Ok(Message::Append(job)) => job,
@@ -178,6 +463,14 @@ impl Writer {
                     continue;
                 }
             };
+            if last_size >= PACE_FROM {
+                let due = last_start + PACE;
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+            }
+            last_start = Instant::now();
             let mut group = vec![first];
             let mut records = group[0].entries.len();
             while records < MAX_GROUP {
@@ -193,6 +486,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            last_size = records;
             self.commit(group);
         }
         let queued: Vec<Job> = queue
@@ -206,76 +500,92 @@ impl Writer {
             self.commit(queued);
         }
         self.checkpoint_alone();
+        // The next segment's preparation ends before the log is closed.
+        if let Some(next) = self.tail.next.take() {
+            let _ = next.join();
+        }
     }
 
-    /// Appends every job of `group` in one transaction, then acks each.
+    /// Appends every job of `group` with one write and one sync, then acks
+    /// each.
     fn commit(&mut self, group: Vec<Job>) {
+        if let Some(why) = &self.failed {
+            for job in group {
+                let _ = job.done.send(Err(why.clone()));
+            }
+            return;
+        }
         let started = Instant::now();
         let before = self.head;
-        let mut lasts = Vec::with_capacity(group.len());
-        let mut jobs = Vec::with_capacity(group.len());
-        let mut entries_of = Vec::with_capacity(group.len());
+        let time = clock::now();
+        let mut frames = std::mem::take(&mut self.frames);
+        frames.clear();
+        let mut ends = Vec::with_capacity(group.len() + 1);
+        let mut acks = Vec::with_capacity(group.len());
         for job in group {
-            entries_of.push(job.entries);
-            jobs.push(job.done);
+            for entry in job.entries {
+                let record = AuditRecord::chain(self.head.0 + 1, time.clone(), entry, self.head.1);
+                segment::encode_record(&record, &mut frames);
+                ends.push(frames.len());
+                self.head = (record.seq, record.hash);
+            }
+            acks.push((job.done, self.head.0));
         }
-        let outcome = (|| -> Result<Option<Checkpoint>> {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let time = clock::now();
-            for entries in entries_of {
-                for entry in entries {
-                    let record =
-                        AuditRecord::chain(self.head.0 + 1, time.clone(), entry, self.head.1);
-                    store::insert(&tx, &record)?;
-                    self.head = (record.seq, record.hash);
-                }
-                lasts.push(self.head.0);
-            }
-            let checkpoint = (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
-                .then(|| sign(&self.key, self.head, &time));
-            if let Some(c) = &checkpoint {
-                store::insert_checkpoint(&tx, c)?;
-            }
-            tx.commit()?;
-            Ok(checkpoint)
-        })();
-        match outcome {
-            Ok(checkpoint) => {
+        let checkpoint = (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
+            .then(|| sign(&self.key, self.head, &time));
+        if let Some(c) = &checkpoint {
+            segment::encode_checkpoint(c, &mut frames);
+            ends.push(frames.len());
+        }
+        let written = self.tail.write(&frames, &ends);
+        self.frames = frames;
+        match written {
+            Ok(()) => {
+                self.durable
+                    .store(self.tail.end().pack(), Ordering::Release);
                 metrics::histogram!(AUDIT_COMMIT).record(started.elapsed().as_secs_f64());
                 metrics::counter!(AUDIT_RECORDS).increment(self.head.0 - before.0);
                 if let Some(c) = checkpoint {
                     self.checkpointed = c.seq;
                     self.last_checkpoint = Instant::now();
                 }
-                for (done, last) in jobs.into_iter().zip(lasts) {
+                for (done, last) in acks {
                     let _ = done.send(Ok(last));
                 }
             }
             Err(e) => {
-                self.head = before;
-                tracing::error!(error = %e, "audit append failed; the requests are not answered");
-                for done in jobs {
+                self.fail(&e);
+                for (done, _) in acks {
                     let _ = done.send(Err(e.to_string()));
                 }
             }
         }
     }
 
+    fn fail(&mut self, e: &Error) {
+        tracing::error!(error = %e, "audit append failed; the audit log takes no more records until the gateway restarts");
+        self.failed = Some(format!(
+            "the audit writer stopped after a failed write: {e}"
+        ));
+    }
+
     /// Signs a checkpoint for records not yet covered, on its own.
     fn checkpoint_alone(&mut self) {
-        if self.head.0 == self.checkpointed {
+        if self.head.0 == self.checkpointed || self.failed.is_some() {
             return;
         }
         let c = sign(&self.key, self.head, &clock::now());
-        match store::insert_checkpoint(&self.conn, &c) {
+        let mut frame = Vec::new();
+        segment::encode_checkpoint(&c, &mut frame);
+        match self.tail.write(&frame, &[frame.len()]) {
             Ok(()) => {
+                self.durable
+                    .store(self.tail.end().pack(), Ordering::Release);
                 tracing::debug!(seq = c.seq, "audit checkpoint signed");
                 self.checkpointed = c.seq;
                 self.last_checkpoint = Instant::now();
             }
-            Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
+            Err(e) => self.fail(&e),
         }
     }
 }

@@ -4,9 +4,10 @@
 //!
 //! - [`record`]: what a record holds and how it is chained.
 //! - [`log`]: the writer ([`AuditLog`]): group commit and signed checkpoints.
-//! - [`store`]: the SQLite file beside the registry.
-//! - [`index`]: which records concern which citizen, kept up to date off
-//!   the request path.
+//! - [`segment`]: the files, `DIR/audit/NNNNNNNN.seg`: records and
+//!   checkpoints as frames, the one place a record is stored.
+//! - [`index`]: which records concern which citizen and where they are,
+//!   kept up to date off the request path.
 //! - [`verify()`]: the chain and checkpoint walk behind `lienthong audit verify`.
 //! - [`AccessList`]: a citizen's view, behind `CitizenService.ListAccesses`.
 //!
@@ -16,20 +17,21 @@
 mod index;
 mod log;
 mod record;
-mod store;
+mod segment;
 mod verify;
 
 pub use index::index_path;
-pub use log::{AuditLog, AuditWriter, CHECKPOINT_EVERY};
-pub use record::{AuditEntry, AuditRecord, Decision, Hash};
-pub use store::{Checkpoint, StoredAccess};
+pub use log::{AuditLog, AuditWriter, CHECKPOINT_EVERY, PACE, PACE_FROM};
+pub use record::{AuditEntry, AuditRecord, Checkpoint, Decision, Hash};
 pub use verify::{Anchor, AuditReport, Problem, verify, verify_anchored};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use lienthong_proto::Pid;
-use rusqlite::Connection;
+use rusqlite::{Connection, params};
+
+use segment::{Cursor, Frame, Position, Step};
 
 use crate::clock;
 use crate::error::{Error, Result};
@@ -44,6 +46,41 @@ pub const CITIZEN_OPERATIONS: [&str; 3] = ["grant_consent", "revoke_consent", "l
 pub const DEFAULT_PAGE: usize = 50;
 /// Most accesses per page.
 pub const MAX_PAGE: usize = 500;
+
+/// One stored access to a citizen's data, as `ListAccesses` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAccess {
+    /// The audit record's number.
+    pub seq: u64,
+    /// When.
+    pub time: String,
+    /// Who.
+    pub agency: String,
+    /// What.
+    pub operation: String,
+    /// Why.
+    pub purpose: String,
+    /// The fields asked for, comma-separated.
+    pub fields: String,
+    /// Granted or refused.
+    pub decision: Decision,
+    /// `OK` or the reason.
+    pub outcome: String,
+}
+
+/// Every record of the log in the directory `dir`, in order, as far as its
+/// frames read (for tools and tests; `audit verify` says whether they
+/// chain).
+pub fn records(dir: &Path) -> Result<Vec<AuditRecord>> {
+    let mut cursor = Cursor::new(dir, Position::START, None, 1 << 20);
+    let mut out = Vec::new();
+    while let Step::Frame(_, frame) = cursor.step()? {
+        if let Frame::Record(r) = frame {
+            out.push(*r);
+        }
+    }
+    Ok(out)
+}
 
 /// One page of a citizen's accesses, newest first.
 #[derive(Debug, Clone)]
@@ -63,7 +100,7 @@ pub struct AccessList {
 }
 
 impl AccessList {
-    /// Reads the log at `path`.
+    /// Reads the log in the directory `path`.
     pub fn new(policy: LivePolicy, path: &Path) -> Self {
         Self {
             policy,
@@ -115,12 +152,12 @@ impl AccessList {
             *reader = Some(index::open_reader(&self.path)?);
         }
         let conn = reader.as_ref().ok_or(Error::Task)?;
-        let mut rows = store::accesses(
+        let mut rows = accesses(
+            &self.path,
             conn,
             citizen,
             before.unwrap_or(u64::MAX),
             limit + 1,
-            &CITIZEN_OPERATIONS,
             &clock::now(),
         )?;
         let next = (rows.len() > limit).then(|| {
@@ -138,6 +175,94 @@ impl AccessList {
             next,
         })
     }
+}
+
+/// Up to `limit` accesses to `pid` before record `before`, newest first,
+/// leaving out records hidden at `now` and the citizen's own acts through
+/// the identity provider (granted [`CITIZEN_OPERATIONS`]; a refused one is
+/// someone trying, and is shown). Records up to the index's `through` are
+/// found through the index (`conn`), later ones by scanning the log's tail
+/// from the index's `pos`, in one snapshot of the index.
+fn accesses(
+    dir: &Path,
+    conn: &Connection,
+    pid: Pid,
+    before: u64,
+    limit: usize,
+    now: &str,
+) -> Result<Vec<StoredAccess>> {
+    conn.execute_batch("BEGIN")?;
+    let found = (|| {
+        let (through, pos) = index::indexed(conn)?;
+        let shown = |r: &AuditRecord| {
+            let e = &r.entry;
+            r.seq < before
+                && e.hidden_until.as_deref().is_none_or(|until| until <= now)
+                && !(e.decision == Decision::Granted
+                    && CITIZEN_OPERATIONS.contains(&e.operation.as_str()))
+        };
+        let wanted = pid.as_u64() as i64;
+        // The tail, past the index, oldest first: whole records only (one
+        // being written does not read yet, or does not hash).
+        let mut tail = Vec::new();
+        let mut cursor = Cursor::new(dir, pos, None, 256 << 10);
+        loop {
+            match cursor.step()? {
+                Step::Frame(_, Frame::Record(r)) => {
+                    if r.expected_hash() != r.hash {
+                        break;
+                    }
+                    if index::pids_of(&r.entry.pids).contains(&wanted) && shown(&r) {
+                        tail.push(*r);
+                    }
+                }
+                Step::Frame(_, Frame::Checkpoint(_)) => {}
+                Step::Bad { .. } | Step::End(_) => break,
+            }
+        }
+        let mut out: Vec<AuditRecord> = tail.into_iter().rev().take(limit).collect();
+        // Then the index, newest first, each record read where it is.
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, pos FROM audit_pid WHERE pid = ?1 AND seq < ?2 AND seq <= ?3
+             ORDER BY seq DESC",
+        )?;
+        let mut rows = stmt.query(params![
+            wanted,
+            before.min(i64::MAX as u64) as i64,
+            through as i64
+        ])?;
+        while out.len() < limit {
+            let Some(row) = rows.next()? else { break };
+            let seq = row.get::<_, i64>(0)? as u64;
+            let at = Position::unpack(row.get::<_, i64>(1)? as u64);
+            let record = segment::record_at(dir, at)?
+                .filter(|r| r.seq == seq)
+                .ok_or_else(|| {
+                    Error::Audit(
+                        "the audit index does not match the log; run `lienthong audit verify`"
+                            .into(),
+                    )
+                })?;
+            if shown(&record) {
+                out.push(record);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| StoredAccess {
+                seq: r.seq,
+                time: r.time,
+                agency: r.entry.agency,
+                operation: r.entry.operation,
+                purpose: r.entry.purpose,
+                fields: r.entry.fields,
+                decision: r.entry.decision,
+                outcome: r.entry.outcome,
+            })
+            .collect())
+    })();
+    conn.execute_batch("COMMIT")?;
+    found
 }
 
 #[cfg(test)]

@@ -143,6 +143,19 @@ fn str(h: &mut Sha256, s: &str) {
     h.update(s.as_bytes());
 }
 
+/// A signed checkpoint: the log's length and last hash at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The last record it covers.
+    pub seq: u64,
+    /// That record's hash.
+    pub hash: Hash,
+    /// When it was signed.
+    pub time: String,
+    /// Ed25519 over [`checkpoint_message`].
+    pub signature: Vec<u8>,
+}
+
 /// What a checkpoint signs: the log's length and its last hash, at a time.
 ///
 /// ```text

@@ -1,10 +1,11 @@
-//! The audit log against a real SQLite file: concurrent appends chain
-//! without gaps, and every kind of tampering is found.
+//! The audit log against real segment files: concurrent appends chain
+//! without gaps, every kind of tampering is found, a torn end is set aside,
+//! and the log goes on across segments.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 use super::*;
 use crate::policy::Policy;
@@ -30,7 +31,7 @@ fn entry(pid: &str, operation: &str, hidden_until: Option<&str>) -> AuditEntry {
 /// A log of `n` records appended by 8 concurrent tasks, closed (so its last
 /// checkpoint is signed); returns its path and key.
 async fn written_log(dir: &Path, n: usize) -> (PathBuf, Arc<SigningKey>) {
-    let path = dir.join("audit.db");
+    let path = dir.join("audit");
     let key = Arc::new(SigningKey::ephemeral());
     let (log, writer) = AuditLog::open(&path, key.clone()).unwrap();
     let mut tasks = Vec::new();
@@ -90,75 +91,204 @@ async fn concurrent_appends_chain_without_gaps_and_verify() {
     ));
 }
 
+/// The frames of segment 1, each whole (length prefix included).
+fn frames(dir: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(segment::segment_path(dir, 1)).unwrap();
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let n = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if n == 0 {
+            return out;
+        }
+        out.push(bytes[at..at + 4 + n].to_vec());
+        at += 4 + n;
+    }
+}
+
+/// Segment 1 rewritten to hold `frames`, then zeros as before.
+fn rewrite(dir: &Path, frames: &[Vec<u8>]) {
+    let path = segment::segment_path(dir, 1);
+    let mut bytes = frames.concat();
+    bytes.resize(std::fs::metadata(&path).unwrap().len() as usize, 0);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The record in frame `bytes`.
+fn record_of(bytes: &[u8]) -> Option<AuditRecord> {
+    match segment::decode(&bytes[4..]) {
+        Ok(Frame::Record(r)) => Some(*r),
+        _ => None,
+    }
+}
+
+fn encoded(r: &AuditRecord) -> Vec<u8> {
+    let mut out = Vec::new();
+    segment::encode_record(r, &mut out);
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_kind_of_tampering_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let (path, key) = written_log(dir.path(), 50).await;
-    let pristine = std::fs::read(&path).unwrap();
-    let tamper = |sql: &str| {
-        std::fs::write(&path, &pristine).unwrap();
-        let _ = std::fs::remove_file(path.with_extension("db-wal"));
-        Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+    let pristine = frames(&path);
+    let at = |seq: u64| {
+        pristine
+            .iter()
+            .position(|f| record_of(f).is_some_and(|r| r.seq == seq))
+            .unwrap()
     };
-    tamper("UPDATE audit SET outcome = 'PURPOSE_NOT_PERMITTED' WHERE seq = 17");
-    assert_eq!(problem(&path, &key), Some(Problem::Edited { seq: 17 }));
-    tamper("UPDATE audit SET decision = 'maybe' WHERE seq = 18");
+    let tampered = |edit: &dyn Fn(&mut Vec<Vec<u8>>)| {
+        let mut frames = pristine.clone();
+        edit(&mut frames);
+        rewrite(&path, &frames);
+        problem(&path, &key)
+    };
     assert_eq!(
-        problem(&path, &key),
-        Some(Problem::Unreadable { seq: Some(18) })
+        tampered(&|f| {
+            let mut r = record_of(&f[at(17)]).unwrap();
+            r.entry.outcome = "PURPOSE_NOT_PERMITTED".into();
+            f[at(17)] = encoded(&r);
+        }),
+        Some(Problem::Edited { seq: 17 })
     );
-    tamper("DELETE FROM audit WHERE seq = 20");
     assert_eq!(
-        problem(&path, &key),
+        tampered(&|f| {
+            let frame = &mut f[at(18)];
+            let i = frame.windows(7).position(|w| w == b"granted").unwrap();
+            frame[i..i + 7].copy_from_slice(b"maybe!!");
+        }),
+        Some(Problem::Unreadable { seq: 18 })
+    );
+    assert_eq!(
+        tampered(&|f| {
+            f.remove(at(20));
+        }),
         Some(Problem::Missing {
             expected: 20,
             found: 21
         })
     );
-    // Reordering: records 30 and 31 swap places.
-    tamper(
-        "UPDATE audit SET seq = -1 WHERE seq = 30;
-         UPDATE audit SET seq = 30 WHERE seq = 31;
-         UPDATE audit SET seq = 31 WHERE seq = -1;",
-    );
-    assert_eq!(problem(&path, &key), Some(Problem::Edited { seq: 30 }));
-    tamper("DELETE FROM audit WHERE seq > 45");
     assert_eq!(
-        problem(&path, &key),
+        tampered(&|f| f.swap(at(30), at(31))),
+        Some(Problem::Moved { seq: 30 })
+    );
+    assert_eq!(
+        tampered(&|f| f.retain(|f| record_of(f).is_none_or(|r| r.seq <= 45))),
         Some(Problem::TailCut { seq: 50, last: 45 })
     );
     // A rewrite that recomputes every hash after an edit still differs
     // from the signed checkpoint.
-    std::fs::write(&path, &pristine).unwrap();
-    {
-        let conn = Connection::open(&path).unwrap();
-        let mut records = Vec::new();
-        store::each_record(&conn, |r| {
-            records.push(r.unwrap());
-            true
-        })
-        .unwrap();
-        let mut prev = record::GENESIS;
-        for mut r in records {
-            if r.seq == 10 {
-                r.entry.agency = "someone-else".into();
+    assert_eq!(
+        tampered(&|f| {
+            let mut prev = record::GENESIS;
+            for frame in f.iter_mut() {
+                let Some(mut r) = record_of(frame) else {
+                    continue;
+                };
+                if r.seq == 10 {
+                    r.entry.agency = "someone-else".into();
+                }
+                let r = AuditRecord::chain(r.seq, r.time, r.entry, prev);
+                prev = r.hash;
+                *frame = encoded(&r);
             }
-            let r = AuditRecord::chain(r.seq, r.time, r.entry, prev);
-            conn.execute(
-                "UPDATE audit SET agency = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
-                params![r.entry.agency, &r.prev_hash[..], &r.hash[..], r.seq as i64],
-            )
-            .unwrap();
-            prev = r.hash;
-        }
+        }),
+        Some(Problem::Rewritten { seq: 50 })
+    );
+    rewrite(&path, &pristine);
+    assert_eq!(problem(&path, &key), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cut_short_is_set_aside_and_the_chain_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, key) = written_log(dir.path(), 20).await;
+    let whole = frames(&path);
+    // A crash in the middle of a group: the frame's first bytes on disk,
+    // the rest still zeros.
+    let mut next = whole.clone();
+    let mut cut = encoded(&AuditRecord::chain(
+        21,
+        "t".into(),
+        entry("001089000001", "verify_identity", None),
+        [0; 32],
+    ));
+    cut.truncate(cut.len() / 2);
+    next.push(cut.clone());
+    rewrite(&path, &next);
+    let (log, writer) = AuditLog::open(&path, key.clone()).unwrap();
+    let last = log
+        .append(vec![entry("001089000002", "get_citizen", None)])
+        .await
+        .unwrap();
+    assert_eq!(last, 21, "the chain goes on after the last whole record");
+    drop(log);
+    assert!(writer.close(Duration::from_secs(10)).await);
+    let report = verify(&path, &key.verifying_key()).unwrap();
+    assert_eq!((report.problem.clone(), report.records), (None, 21));
+    assert_eq!(report.set_aside.len(), 1, "{report:?}");
+    assert_eq!(std::fs::read(&report.set_aside[0]).unwrap(), cut);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_goes_on_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit");
+    let key = Arc::new(SigningKey::ephemeral());
+    let (log, writer) = AuditLog::open(&path, key.clone()).unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..4u64 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for b in 0..20u64 {
+                let batch = (0..100u64)
+                    .map(|i| {
+                        let mut e = entry(
+                            &format!("{:012}", 1_089_000_000 + t * 10_000 + b * 100 + i),
+                            "verify_batch",
+                            None,
+                        );
+                        e.request_id = format!("claim-{t}-{b}-{i}-{}", "x".repeat(100));
+                        e
+                    })
+                    .collect();
+                log.append(batch).await.unwrap();
+            }
+        }));
     }
-    assert_eq!(problem(&path, &key), Some(Problem::Rewritten { seq: 50 }));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    drop(log);
+    assert!(writer.close(Duration::from_secs(30)).await);
+    let used = segment::segments(&path).unwrap();
+    assert!(
+        used.len() >= 3,
+        "8,000 records of ~400 bytes fill 1 + 2 MiB: {used:?}"
+    );
+    let report = verify(&path, &key.verifying_key()).unwrap();
+    assert_eq!((report.problem, report.records), (None, 8_000));
+    assert_eq!(records(&path).unwrap().len(), 8_000);
+    // A citizen whose access is in a later segment finds it through the
+    // index.
+    let policy = LivePolicy::new(
+        Policy::parse("[agencies.idp]\nname = \"IdP\"\nroles = [\"identity_provider\"]\n").unwrap(),
+    );
+    let list = AccessList::new(policy, &path);
+    let pid: Pid = format!("{:012}", 1_089_000_000u64 + 3 * 10_000 + 19 * 100 + 99)
+        .parse()
+        .unwrap();
+    let page = list.list("idp", pid, 10, None).unwrap();
+    assert_eq!(page.accesses.len(), 1);
+    assert_eq!(page.accesses[0].0.operation, "verify_batch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_citizen_sees_accesses_newest_first_and_confidential_ones_only_later() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.db");
+    let path = dir.path().join("audit");
     let (log, writer) = AuditLog::open(&path, Arc::new(SigningKey::ephemeral())).unwrap();
     let me = "001089000001";
     let mut refused_listing = entry(me, "list_accesses", None);

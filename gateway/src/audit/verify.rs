@@ -2,27 +2,32 @@
 //! the first record that was edited, removed or moved, or a cut tail.
 //!
 //! ```text
-//! for each record in seq order:  seq = previous + 1        else removed
-//!                                prev_hash = previous hash else removed/moved
-//!                                hash = SHA-256(contents)  else edited/moved
+//! for each frame, segment by segment:
+//!                                reads as a frame          else unreadable
+//! for each record, in log order: seq = previous + 1        else moved (stored
+//!                                                          later) or removed
+//!                                hash = SHA-256(contents)  else edited
+//!                                prev_hash = previous hash else unchained
 //! for each checkpoint:           signature is the gateway's   else forged
 //!                                seq ≤ last record            else tail cut
 //!                                hash = that record's hash    else rewritten
 //! the citizen index, up to the last record it covers:
 //!                                every entry is a Pid its record names,
+//!                                at the record's place,
 //!                                and none is missing      else tampered
 //! ```
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::index::{self, index_path, pids_of};
-use super::record::{GENESIS, Hash, checkpoint_message};
-use super::store;
-use crate::error::Result;
+use super::index::{self, index_path, indexed, pids_of};
+use super::record::{Checkpoint, GENESIS, Hash, checkpoint_message};
+use super::segment::{Cursor, Frame, Position, Step};
+use crate::error::{Error, Result};
 use crate::signing::{Context, VerifyingKey};
 
 /// What verification found.
@@ -38,6 +43,10 @@ pub struct AuditReport {
     pub checkpointed_hash: Option<Hash>,
     /// The first problem, if any.
     pub problem: Option<Problem>,
+    /// Bytes the gateway found after the last whole record when it started
+    /// (a write a crash cut short, or an edit) and moved aside into these
+    /// files: not in the chain, kept for whoever investigates.
+    pub set_aside: Vec<PathBuf>,
 }
 
 /// The first thing wrong with a log.
@@ -49,8 +58,10 @@ pub enum Problem {
     Missing { expected: u64, found: u64 },
     /// Record `seq` does not follow the record stored before it.
     Unchained { seq: u64 },
-    /// A row is not a well-formed record.
-    Unreadable { seq: Option<i64> },
+    /// Record `seq` is stored after a later record.
+    Moved { seq: u64 },
+    /// The bytes where record `seq` should be are not a well-formed frame.
+    Unreadable { seq: u64 },
     /// The checkpoint at `seq` is not signed by this gateway's key.
     CheckpointForged { seq: u64 },
     /// A signed checkpoint (or the citizen index, or the anchor given)
@@ -83,10 +94,15 @@ impl fmt::Display for Problem {
                 "record {seq} does not follow record {}: a record was removed or the order changed",
                 seq - 1
             ),
-            Self::Unreadable { seq: Some(seq) } => {
-                write!(f, "record {seq} was edited: a column does not read")
-            }
-            Self::Unreadable { seq: None } => write!(f, "a record's seq was edited"),
+            Self::Moved { seq } => write!(
+                f,
+                "record {seq} was moved: it is stored after a later record"
+            ),
+            Self::Unreadable { seq } => write!(
+                f,
+                "record {seq} does not read: it was edited, or a crash cut its write short \
+                 (the gateway sets such bytes aside when it starts)"
+            ),
             Self::CheckpointForged { seq } => write!(
                 f,
                 "the checkpoint at record {seq} is not signed by this gateway's key"
@@ -112,106 +128,111 @@ impl fmt::Display for Problem {
     }
 }
 
-/// What the citizen index holds, read before the walk.
-struct IndexState {
-    /// The last record it covers.
-    through: u64,
-    /// Its entries up to there.
-    entries: u64,
-    /// A record it lists for a citizen the record does not name.
-    foreign: Option<u64>,
-}
-
-/// Reads the index attached to `conn` (inside its read transaction).
-fn index_state(conn: &Connection) -> Result<IndexState> {
-    let through: i64 = conn.query_row("SELECT through FROM idx.indexed WHERE id = 1", [], |r| {
-        r.get(0)
-    })?;
-    let entries: i64 = conn.query_row(
-        "SELECT count(*) FROM idx.audit_pid WHERE seq <= ?1",
-        [through],
-        |r| r.get(0),
-    )?;
-    let foreign: Option<i64> = conn
-        .query_row(
-            "SELECT p.seq FROM idx.audit_pid p LEFT JOIN audit a ON a.seq = p.seq
-             WHERE p.seq > ?1 OR a.seq IS NULL
-                OR instr(' ' || a.pids || ' ', printf(' %012d ', p.pid)) = 0
-             LIMIT 1",
-            [through],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(IndexState {
-        through: through as u64,
-        entries: entries as u64,
-        foreign: foreign.map(|s| s as u64),
-    })
-}
-
 /// A record's number and hash kept away from the machine (from an earlier
 /// `audit verify`): checks what signed checkpoints in the file cannot,
 /// that nobody removed the tail together with its checkpoints.
 pub type Anchor = (u64, Hash);
 
-/// Verifies the log at `path` against the gateway's public `key`, and the
-/// citizen index beside it if there is one (a missing index is rebuilt from
-/// the log when the gateway starts).
-pub fn verify(path: &Path, key: &VerifyingKey) -> Result<AuditReport> {
-    verify_anchored(path, key, None)
+/// Verifies the log in the directory `dir` against the gateway's public
+/// `key`, and the citizen index beside it if there is one (a missing index
+/// is rebuilt from the log when the gateway starts).
+pub fn verify(dir: &Path, key: &VerifyingKey) -> Result<AuditReport> {
+    verify_anchored(dir, key, None)
 }
+
+/// How often a frame that does not read is read again before it counts as
+/// damaged: a gateway appending meanwhile finishes a write in well under
+/// this.
+const REREADS: u32 = 5;
 
 /// [`verify`], and checks that the log still holds record `anchor.0` with
 /// hash `anchor.1`.
 pub fn verify_anchored(
-    path: &Path,
+    dir: &Path,
     key: &VerifyingKey,
     anchor: Option<Anchor>,
 ) -> Result<AuditReport> {
-    let mut anchored: Option<Hash> = None;
-    let conn = if index_path(path).exists() {
-        index::open_reader(path)?
-    } else {
-        store::open_reader(path)?
-    };
-    // One snapshot for the index and the log, while a gateway may append.
-    conn.execute_batch("BEGIN")?;
-    let index = if index_path(path).exists() {
-        Some(index_state(&conn)?)
+    if !dir.is_dir() {
+        return Err(Error::Io {
+            path: dir.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no audit log here"),
+        });
+    }
+    // The index first, in one snapshot: the log only grows, so every
+    // record the snapshot covers is there when the walk reaches it.
+    let index = if index_path(dir).exists() {
+        let conn = index::open_reader(dir)?;
+        conn.execute_batch("BEGIN")?;
+        Some(conn)
     } else {
         None
     };
-    let mut implied = 0u64;
-    let checkpoints = store::checkpoints(&conn)?;
-    let wanted: HashMap<u64, Hash> = checkpoints.iter().map(|c| (c.seq, c.hash)).collect();
-    let mut seen: HashMap<u64, Hash> = HashMap::new();
+    let mut check = match &index {
+        Some(conn) => Some(IndexCheck::new(conn)?),
+        None => None,
+    };
+    let mut stmt = match &index {
+        Some(conn) => Some(
+            conn.prepare("SELECT seq, pid, pos FROM audit_pid WHERE seq <= ?1 ORDER BY seq, pid")?,
+        ),
+        None => None,
+    };
+    let mut rows = match (&mut stmt, &check) {
+        (Some(stmt), Some(c)) => Some(stmt.query([c.through as i64])?),
+        _ => None,
+    };
+
     let mut report = AuditReport {
         records: 0,
-        checkpoints: checkpoints.len(),
+        checkpoints: 0,
         checkpointed: 0,
         checkpointed_hash: None,
         problem: None,
+        set_aside: set_aside(dir)?,
     };
+    let mut checkpoints: Vec<Checkpoint> = Vec::new();
+    let mut seen: HashMap<u64, Hash> = HashMap::new();
+    let mut anchored: Option<Hash> = None;
     let mut last: (u64, Hash) = (0, GENESIS);
-    store::each_record(&conn, |read| {
-        let record = match read {
-            Ok(r) => r,
-            Err(bad) => {
-                report.problem = Some(Problem::Unreadable { seq: bad.seq });
-                return false;
+    let mut cursor = Cursor::new(dir, Position::START, None, 1 << 20);
+    let mut rereads = 0;
+    loop {
+        let (at, frame) = match cursor.step()? {
+            Step::Frame(at, frame) => (at, frame),
+            Step::End(_) => break,
+            Step::Bad { at, .. } if rereads < REREADS => {
+                rereads += 1;
+                std::thread::sleep(Duration::from_millis(50));
+                cursor = Cursor::new(dir, at, None, 1 << 20);
+                continue;
+            }
+            Step::Bad { seq, .. } => {
+                report.problem = Some(Problem::Unreadable {
+                    seq: seq.unwrap_or(last.0 + 1),
+                });
+                return Ok(report);
+            }
+        };
+        rereads = 0;
+        let record = match frame {
+            Frame::Record(r) => r,
+            Frame::Checkpoint(c) => {
+                checkpoints.push(c);
+                continue;
             }
         };
         report.records += 1;
-        let problem = if record.seq != last.0 + 1 {
-            Some(if record.seq > last.0 + 1 {
+        let expected = last.0 + 1;
+        let problem = if record.seq > expected {
+            Some(if stored_later(&mut cursor, expected)? {
+                Problem::Moved { seq: expected }
+            } else {
                 Problem::Missing {
-                    expected: last.0 + 1,
+                    expected,
                     found: record.seq,
                 }
-            } else {
-                Problem::Edited { seq: record.seq }
             })
-        } else if record.expected_hash() != record.hash {
+        } else if record.seq < expected || record.expected_hash() != record.hash {
             Some(Problem::Edited { seq: record.seq })
         } else if record.prev_hash != last.1 {
             Some(Problem::Unchained { seq: record.seq })
@@ -220,23 +241,18 @@ pub fn verify_anchored(
         };
         if problem.is_some() {
             report.problem = problem;
-            return false;
+            return Ok(report);
         }
-        if wanted.contains_key(&record.seq) {
-            seen.insert(record.seq, record.hash);
-        }
+        seen.insert(record.seq, record.hash);
         if anchor.is_some_and(|(seq, _)| seq == record.seq) {
             anchored = Some(record.hash);
         }
-        if index.as_ref().is_some_and(|i| record.seq <= i.through) {
-            implied += pids_of(&record.entry.pids).len() as u64;
+        if let (Some(check), Some(rows)) = (&mut check, &mut rows) {
+            check.record(rows, record.seq, &record.entry.pids, at)?;
         }
         last = (record.seq, record.hash);
-        true
-    })?;
-    if report.problem.is_some() {
-        return Ok(report);
     }
+    report.checkpoints = checkpoints.len();
     for c in &checkpoints {
         if !key.verify(
             Context::Checkpoint,
@@ -270,22 +286,141 @@ pub fn verify_anchored(
             return Ok(report);
         }
     }
-    if let Some(index) = index {
-        report.problem = if index.through > last.0 {
+    if let (Some(mut check), Some(rows)) = (check, rows) {
+        check.rest(rows)?;
+        report.problem = if check.through > last.0 {
             Some(Problem::TailCut {
-                seq: index.through,
+                seq: check.through,
                 last: last.0,
             })
-        } else if let Some(seq) = index.foreign {
+        } else if let Some(seq) = check.foreign {
             Some(Problem::IndexForeign { seq })
-        } else if index.entries != implied {
+        } else if check.entries != check.implied {
             Some(Problem::IndexIncomplete {
-                expected: implied,
-                found: index.entries,
+                expected: check.implied,
+                found: check.entries,
             })
         } else {
             None
         };
     }
     Ok(report)
+}
+
+/// Whether record `seq` comes later in the log (it was moved, not removed).
+fn stored_later(cursor: &mut Cursor, seq: u64) -> Result<bool> {
+    loop {
+        match cursor.step()? {
+            Step::Frame(_, Frame::Record(r)) if r.seq == seq => return Ok(true),
+            Step::Frame(..) => {}
+            Step::Bad { .. } | Step::End(_) => return Ok(false),
+        }
+    }
+}
+
+/// The files the gateway moved a cut-short end of the log into.
+fn set_aside(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(Error::io(dir))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("torn-") && n.ends_with(".bin"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The citizen index against the walk: its entries up to `through`, read
+/// in record order beside the log.
+struct IndexCheck {
+    /// The last record it covers.
+    through: u64,
+    /// Its entries up to there, as read so far.
+    entries: u64,
+    /// The entries the records up to there imply.
+    implied: u64,
+    /// The first record it lists for a citizen the record does not name,
+    /// or at a place the record is not.
+    foreign: Option<u64>,
+    /// An entry read ahead of the walk: (seq, pid, pos).
+    pending: Option<(u64, i64, u64)>,
+}
+
+impl IndexCheck {
+    fn new(conn: &Connection) -> Result<Self> {
+        let (through, _) = indexed(conn)?;
+        let beyond: Option<i64> = conn
+            .query_row(
+                "SELECT seq FROM audit_pid WHERE seq > ?1 ORDER BY seq LIMIT 1",
+                [through as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(Self {
+            through,
+            entries: 0,
+            implied: 0,
+            foreign: beyond.map(|s| s as u64),
+            pending: None,
+        })
+    }
+
+    fn next(&mut self, rows: &mut rusqlite::Rows<'_>) -> Result<Option<(u64, i64, u64)>> {
+        if let Some(row) = self.pending.take() {
+            return Ok(Some(row));
+        }
+        Ok(match rows.next()? {
+            Some(r) => Some((
+                r.get::<_, i64>(0)? as u64,
+                r.get(1)?,
+                r.get::<_, i64>(2)? as u64,
+            )),
+            None => None,
+        })
+    }
+
+    fn foreign(&mut self, seq: u64) {
+        self.foreign = Some(self.foreign.map_or(seq, |s| s.min(seq)));
+    }
+
+    /// Checks the entries for record `seq`, which names `pids` and starts
+    /// at `at`.
+    fn record(
+        &mut self,
+        rows: &mut rusqlite::Rows<'_>,
+        seq: u64,
+        pids: &str,
+        at: Position,
+    ) -> Result<()> {
+        if seq > self.through {
+            return Ok(());
+        }
+        let named = pids_of(pids);
+        self.implied += named.len() as u64;
+        while let Some(row) = self.next(rows)? {
+            let (s, pid, pos) = row;
+            if s > seq {
+                self.pending = Some(row);
+                break;
+            }
+            self.entries += 1;
+            if s < seq || !named.contains(&pid) || pos != at.pack() {
+                self.foreign(s);
+            }
+        }
+        Ok(())
+    }
+
+    /// Entries left once the walk ended list records the log lacks.
+    fn rest(&mut self, mut rows: rusqlite::Rows<'_>) -> Result<()> {
+        while let Some((s, _, _)) = self.next(&mut rows)? {
+            self.entries += 1;
+            self.foreign(s);
+        }
+        Ok(())
+    }
 }

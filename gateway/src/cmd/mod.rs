@@ -7,9 +7,9 @@
 //! DIR/policy.toml     who may do what (the shipped default on first use)
 //! DIR/registry.db     the population registry, its outbox and the
 //!                     registry writes' receipts (SQLite)
-//! DIR/audit.db        the audit log: hash-chained records, signed
-//!                     checkpoints (SQLite)
-//! DIR/audit-index.db  which audit records concern which citizen (derived)
+//! DIR/audit/          the audit log: hash-chained records and signed
+//!                     checkpoints in segments (NNNNNNNN.seg), and
+//!                     index.db, which records concern which citizen (derived)
 //! DIR/keys/signing.pk8  the gateway's Ed25519 key: consent tokens and
 //!                     audit checkpoints (created on first start, 0600)
 //! DIR/pki/            development CA, gateway, agency and adapter certificates
@@ -62,9 +62,9 @@ impl DataDir {
         self.root.join("registry.db")
     }
 
-    /// The audit log.
+    /// The audit log's directory.
     pub fn audit(&self) -> PathBuf {
-        self.root.join("audit.db")
+        self.root.join("audit")
     }
 
     /// The gateway's signing key.

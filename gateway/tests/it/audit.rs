@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use lienthong_gateway::audit::verify;
+use lienthong_gateway::audit::{AuditRecord, Decision, records, verify};
 use lienthong_gateway::signing::SigningKey;
 use lienthong_proto::v1;
 use rusqlite::Connection;
@@ -183,24 +183,16 @@ async fn every_request_is_recorded_and_the_citizen_sees_exactly_the_accesses_mad
     );
     // The log itself holds all of it, the hidden access and the batch's
     // malformed record too, and its chain verifies.
-    let log = Connection::open(gw.audit_path()).unwrap();
-    let count = |sql: &str| -> i64 { log.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let log = records(&gw.audit_path()).unwrap();
+    let count = |keep: &dyn Fn(&AuditRecord) -> bool| log.iter().filter(|r| keep(r)).count();
+    assert_eq!(count(&|r| r.entry.operation == "verify_batch"), 3);
     assert_eq!(
-        count("SELECT count(*) FROM audit WHERE operation = 'verify_batch'"),
-        3
-    );
-    assert_eq!(
-        count("SELECT count(*) FROM audit WHERE agency = 'investigator' AND hidden_until > time"),
+        count(&|r| r.entry.agency == "investigator"
+            && r.entry.hidden_until.as_ref().is_some_and(|h| *h > r.time)),
         1
     );
-    assert_eq!(
-        count("SELECT count(*) FROM audit WHERE decision = 'refused'"),
-        2
-    );
-    assert_eq!(
-        count("SELECT count(*) FROM audit WHERE operation = 'list_accesses'"),
-        3
-    );
+    assert_eq!(count(&|r| r.entry.decision == Decision::Refused), 2);
+    assert_eq!(count(&|r| r.entry.operation == "list_accesses"), 3);
     let key = SigningKey::load(&gw.audit_path().with_file_name("keys/signing.pk8")).unwrap();
     let report = verify(&gw.audit_path(), &key.verifying_key()).unwrap();
     assert_eq!(report.problem, None);
@@ -250,15 +242,17 @@ async fn limits_refuse_with_their_reasons_and_the_refusals_are_audited() {
         retry > Duration::ZERO && retry <= Duration::from_secs(86_400),
         "{retry:?}"
     );
-    let log = Connection::open(gw.audit_path()).unwrap();
-    let refusals: i64 = log
-        .query_row(
-            "SELECT count(*) FROM audit WHERE agency = 'rationed' AND decision = 'refused'
-             AND outcome = 'QUOTA_EXCEEDED' AND operation = 'verify_identity'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let refusals = records(&gw.audit_path())
+        .unwrap()
+        .into_iter()
+        .filter(|r| {
+            let e = &r.entry;
+            e.agency == "rationed"
+                && e.decision == Decision::Refused
+                && e.outcome == "QUOTA_EXCEEDED"
+                && e.operation == "verify_identity"
+        })
+        .count();
     assert_eq!(refusals, 1);
 }
 
@@ -298,17 +292,13 @@ async fn each_claim_of_a_batch_counts_against_the_daily_quota() {
         (s.code(), reason(&s).as_str()),
         (Code::ResourceExhausted, "QUOTA_EXCEEDED")
     );
-    let log = Connection::open(gw.audit_path()).unwrap();
-    let outcomes: Vec<(String, String)> = log
-        .prepare(
-            "SELECT request_id, outcome FROM audit WHERE agency = 'rationed-batch'
-             ORDER BY request_id",
-        )
+    let mut outcomes: Vec<(String, String)> = records(&gw.audit_path())
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .into_iter()
+        .filter(|r| r.entry.agency == "rationed-batch")
+        .map(|r| (r.entry.request_id, r.entry.outcome))
+        .collect();
+    outcomes.sort();
     let expected: Vec<(String, String)> = [
         ("first-0", "OK"),
         ("first-1", "OK"),
@@ -322,6 +312,45 @@ async fn each_claim_of_a_batch_counts_against_the_daily_quota() {
     .collect();
     // Two batches are verified at once, so their records may interleave.
     assert_eq!(outcomes, expected, "every claim is in the log");
+}
+
+/// The frames of the first segment of the audit log in `dir`, each whole,
+/// and the segment's size. As `audit/segment.rs` draws them:
+///
+/// ```text
+/// frame = u32be(n) ‖ body[n]    (n = 0: no more frames)
+/// body  = kind (1 record, 2 checkpoint) ‖ u64be(seq) ‖ …
+/// ```
+fn segment_frames(dir: &Path) -> (Vec<Vec<u8>>, usize) {
+    let bytes = std::fs::read(dir.join("00000001.seg")).unwrap();
+    let mut frames = Vec::new();
+    let mut at = 0;
+    loop {
+        let n = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if n == 0 {
+            return (frames, bytes.len());
+        }
+        frames.push(bytes[at..at + 4 + n].to_vec());
+        at += 4 + n;
+    }
+}
+
+/// The first segment rewritten to hold `frames`, then zeros up to `size`.
+fn write_segment(dir: &Path, frames: &[Vec<u8>], size: usize) {
+    let mut bytes = frames.concat();
+    bytes.resize(size, 0);
+    std::fs::write(dir.join("00000001.seg"), bytes).unwrap();
+}
+
+/// A change to a segment's frames.
+type Edit<'a> = dyn Fn(&mut Vec<Vec<u8>>) + 'a;
+
+/// A frame's kind and record number.
+fn frame_of(frame: &[u8]) -> (u8, u64) {
+    (
+        frame[4],
+        u64::from_be_bytes(frame[5..13].try_into().unwrap()),
+    )
 }
 
 /// Runs `lienthong audit verify` on `data`: its exit success and output.
@@ -409,41 +438,58 @@ async fn audit_verify_finds_an_edit_a_removal_a_reordering_and_a_cut_tail() {
     assert!(kept[1].starts_with("31:"), "{kept:?}");
     assert!(audit_verify_with(&data, &kept).0);
 
-    let audit = data.join("audit.db");
-    let pristine = std::fs::read(&audit).unwrap();
-    let tampered = |sql: &str| {
-        std::fs::write(&audit, &pristine).unwrap();
-        Connection::open(&audit)
+    let audit = data.join("audit");
+    let (pristine, size) = segment_frames(&audit);
+    let at = |seq: u64| {
+        pristine
+            .iter()
+            .position(|f| frame_of(f) == (1, seq))
             .unwrap()
-            .execute_batch(sql)
-            .unwrap();
+    };
+    let tampered = |edit: &Edit<'_>| {
+        let mut frames = pristine.clone();
+        edit(&mut frames);
+        write_segment(&audit, &frames, size);
         audit_verify(&data)
     };
-    for (sql, expected) in [
+    let cases: [(&str, &Edit<'_>, &str); 4] = [
         (
-            "UPDATE audit SET agency = 'someone-else' WHERE seq = 12",
+            "an agency's name edited in record 12",
+            &|f| {
+                let frame = &mut f[at(12)];
+                let i = frame.windows(11).position(|w| w == b"vietcombank").unwrap();
+                frame[i + 10] = b'x';
+            },
             "record 12 was edited",
         ),
-        ("DELETE FROM audit WHERE seq = 20", "record 20 was removed"),
         (
-            "UPDATE audit SET seq = -1 WHERE seq = 5; UPDATE audit SET seq = 5 WHERE seq = 6;
-             UPDATE audit SET seq = 6 WHERE seq = -1;",
-            "record 5 was edited or moved",
+            "record 20 removed",
+            &|f| {
+                f.remove(at(20));
+            },
+            "record 20 was removed",
         ),
         (
-            "DELETE FROM audit WHERE seq >= 29",
+            "records 5 and 6 swapped",
+            &|f| f.swap(at(5), at(6)),
+            "record 5 was moved",
+        ),
+        (
+            "records from 29 on removed, checkpoints kept",
+            &|f| f.retain(|f| frame_of(f).0 != 1 || frame_of(f).1 < 29),
             "the tail was cut: record 31 was recorded (a signed checkpoint, the citizen index or the anchor covers it) but the log ends at record 28",
         ),
-    ] {
-        let (ok, text) = tampered(sql);
-        assert!(!ok, "{sql}: {text}");
-        assert!(text.contains(expected), "{sql}: {text}");
+    ];
+    for (what, edit, expected) in cases {
+        let (ok, text) = tampered(edit);
+        assert!(!ok, "{what}: {text}");
+        assert!(text.contains(expected), "{what}: {text}");
     }
     // The tail cut with its checkpoints (and the index, which would tell):
     // only what was kept off the machine finds it.
     let index = lienthong_gateway::audit::index_path(&audit);
     let pristine_index = std::fs::read(&index).unwrap();
-    let (ok, text) = tampered("DELETE FROM audit WHERE seq >= 29; DELETE FROM checkpoint;");
+    let (ok, text) = tampered(&|f| f.truncate(at(29)));
     std::fs::remove_file(&index).unwrap();
     let (ok_without_index, _) = audit_verify(&data);
     let (ok_anchored, anchored) = audit_verify_with(&data, &kept);
@@ -456,7 +502,7 @@ async fn audit_verify_finds_an_edit_a_removal_a_reordering_and_a_cut_tail() {
     );
     // Checked against the public key kept, a key swapped on the machine
     // (and every checkpoint re-signed with it) is found.
-    std::fs::write(&audit, &pristine).unwrap();
+    write_segment(&audit, &pristine, size);
     std::fs::write(&index, &pristine_index).unwrap();
     let other = lienthong_gateway::signing::SigningKey::ephemeral().verifying_key();
     let (ok, text) = audit_verify_with(&data, &["--public-key", &other.to_string()]);
@@ -464,7 +510,7 @@ async fn audit_verify_finds_an_edit_a_removal_a_reordering_and_a_cut_tail() {
         !ok && text.contains("is not signed by this gateway's key"),
         "{text}"
     );
-    std::fs::write(&audit, &pristine).unwrap();
+    write_segment(&audit, &pristine, size);
     // The citizen index: an access removed from it would hide it from the
     // citizen.
     Connection::open(&index)

@@ -2,7 +2,6 @@
 //! in its audit records (a batch's claims share their stream's).
 
 use lienthong_proto::v1::{self, exchange_service_client::ExchangeServiceClient};
-use rusqlite::{Connection, OpenFlags};
 
 use crate::support::{LOG_END, connect_as, spawn_serve_logged, wait_for};
 
@@ -82,18 +81,12 @@ async fn each_call_has_an_id_returned_logged_and_audited() {
         log.lock().unwrap().last().map(String::as_str) == Some(LOG_END)
     })
     .await;
-    let audit = Connection::open_with_flags(
-        dir.path().join("audit.db"),
-        OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let recorded: Vec<(String, String, String)> = audit
-        .prepare("SELECT trace_id, operation, outcome FROM audit ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let recorded: Vec<(String, String, String)> =
+        lienthong_gateway::audit::records(&dir.path().join("audit"))
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.entry.trace_id, r.entry.operation, r.entry.outcome))
+            .collect();
     let row =
         |id: &str, op: &str, outcome: &str| (id.to_owned(), op.to_owned(), outcome.to_owned());
     assert_eq!(

@@ -164,7 +164,7 @@ impl TestGateway {
         seed(&store, &population, None, |_| {}).unwrap();
         let key =
             Arc::new(SigningKey::load_or_create(&dir.path().join("keys/signing.pk8")).unwrap());
-        let audit_path = dir.path().join("audit.db");
+        let audit_path = dir.path().join("audit");
         let (audit, _writer) = AuditLog::open(&audit_path, key.clone()).unwrap();
         let mut services = Services::new(policy, store.clone(), audit, &audit_path, key);
         services.limits = limits;
@@ -206,7 +206,7 @@ impl TestGateway {
 
     /// The audit log file.
     pub fn audit_path(&self) -> std::path::PathBuf {
-        self.dir.path().join("audit.db")
+        self.dir.path().join("audit")
     }
 
     /// A CitizenService client authenticated as `agency`.

@@ -116,7 +116,7 @@ impl System {
 
         let key =
             Arc::new(SigningKey::load_or_create(&dir.path().join("keys/signing.pk8")).unwrap());
-        let audit_path = dir.path().join("audit.db");
+        let audit_path = dir.path().join("audit");
         let (audit, _writer) = AuditLog::open(&audit_path, key.clone()).unwrap();
         let mut services = Services::new(
             LivePolicy::new(policy),

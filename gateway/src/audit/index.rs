@@ -40,6 +40,10 @@ pub const INDEX_EVERY: Duration = Duration::from_millis(500);
 /// Most records indexed in one transaction.
 const CHUNK: usize = 100_000;
 
+/// Rows inserted by one statement (3 parameters each, within SQLite's
+/// limit of 32,766).
+const ROWS_PER_INSERT: usize = 256;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_pid (
     pid INTEGER NOT NULL,
@@ -154,11 +158,23 @@ impl Indexer {
             .index
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO audit_pid (pid, seq, pos) VALUES (?1, ?2, ?3)",
-            )?;
-            for (pid, seq, pos) in &entries {
-                insert.execute(params![pid, seq, pos])?;
+            // Many rows a statement: the per-statement work is most of an
+            // insert's cost when each lands on a page already at hand.
+            let rows = |n: usize| {
+                let values = vec!["(?, ?, ?)"; n].join(", ");
+                format!("INSERT OR IGNORE INTO audit_pid (pid, seq, pos) VALUES {values}")
+            };
+            let mut full = tx.prepare_cached(&rows(ROWS_PER_INSERT))?;
+            let mut chunks = entries.chunks_exact(ROWS_PER_INSERT);
+            for chunk in &mut chunks {
+                let values = chunk.iter().flat_map(|(pid, seq, pos)| [pid, seq, pos]);
+                full.execute(rusqlite::params_from_iter(values))?;
+            }
+            let rest = chunks.remainder();
+            if !rest.is_empty() {
+                let values = rest.iter().flat_map(|(pid, seq, pos)| [pid, seq, pos]);
+                tx.prepare(&rows(rest.len()))?
+                    .execute(rusqlite::params_from_iter(values))?;
             }
             tx.execute(
                 "UPDATE indexed SET through = ?1, pos = ?2 WHERE id = 1",

@@ -39,7 +39,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::index::Indexer;
-use super::record::{AuditEntry, AuditRecord, Checkpoint, GENESIS, Hash, checkpoint_message};
+use super::record::{
+    AuditEntry, Checkpoint, GENESIS, Hash, chain_hash, checkpoint_message, encode_entry,
+};
 use super::segment::{self, Cursor, Frame, Position, Step};
 use crate::clock;
 use crate::error::{Error, Result};
@@ -57,8 +59,13 @@ pub const PACE_FROM: usize = 8;
 /// Most records committed in one group.
 const MAX_GROUP: usize = 50_000;
 
+/// Records to append, encoded by the request that made them (so that
+/// their fields are allocated and freed on the same thread).
 struct Job {
-    entries: Vec<AuditEntry>,
+    /// The entries' bytes, one after another ([`encode_entry`]).
+    entries: Vec<u8>,
+    /// Where each entry ends in `entries`.
+    ends: Vec<u32>,
     done: oneshot::Sender<Result<u64, String>>,
 }
 
@@ -151,9 +158,20 @@ impl AuditLog {
         let Some(jobs) = &self.jobs else {
             return Ok(0);
         };
+        let mut bytes = Vec::with_capacity(entries.len() * 256);
+        let mut ends = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            encode_entry(entry, &mut bytes);
+            ends.push(bytes.len() as u32);
+        }
+        drop(entries);
         let (done, ack) = oneshot::channel();
-        jobs.send(Message::Append(Job { entries, done }))
-            .map_err(|_| Error::Audit("the audit writer has stopped".into()))?;
+        jobs.send(Message::Append(Job {
+            entries: bytes,
+            ends,
+            done,
+        }))
+        .map_err(|_| Error::Audit("the audit writer has stopped".into()))?;
         ack.await
             .map_err(|_| Error::Audit("the audit writer has stopped".into()))?
             .map_err(Error::Audit)
@@ -472,11 +490,11 @@ impl Writer {
             }
             last_start = Instant::now();
             let mut group = vec![first];
-            let mut records = group[0].entries.len();
+            let mut records = group[0].ends.len();
             while records < MAX_GROUP {
                 match queue.try_recv() {
                     Ok(Message::Append(job)) => {
-                        records += job.entries.len();
+                        records += job.ends.len();
                         group.push(job);
                     }
                     Ok(Message::Close) => {
@@ -523,11 +541,15 @@ impl Writer {
         let mut ends = Vec::with_capacity(group.len() + 1);
         let mut acks = Vec::with_capacity(group.len());
         for job in group {
-            for entry in job.entries {
-                let record = AuditRecord::chain(self.head.0 + 1, time.clone(), entry, self.head.1);
-                segment::encode_record(&record, &mut frames);
+            let mut from = 0;
+            for &end in &job.ends {
+                let entry = &job.entries[from..end as usize];
+                from = end as usize;
+                let (seq, prev) = (self.head.0 + 1, self.head.1);
+                let hash = chain_hash(seq, &time, entry, &prev);
+                segment::encode_record_parts(seq, &time, entry, &prev, &hash, &mut frames);
                 ends.push(frames.len());
-                self.head = (record.seq, record.hash);
+                self.head = (seq, hash);
             }
             acks.push((job.done, self.head.0));
         }

@@ -1,17 +1,19 @@
 //! One audit record and the hash that chains it to the one before.
 //!
 //! ```text
-//! hash = SHA-256( "lienthong audit v1\0"
-//!                 ‖ u64be(seq) ‖ str(time) ‖ str(agency) ‖ str(operation)
-//!                 ‖ str(purpose) ‖ str(pids) ‖ str(fields) ‖ str(decision)
-//!                 ‖ str(outcome) ‖ str(request_id) ‖ str(trace_id) ‖ request_hash[32]
-//!                 ‖ response_hash[32] ‖ str(hidden_until or "") ‖ prev_hash[32] )
+//! hash  = SHA-256( "lienthong audit v2\0" ‖ u64be(seq) ‖ str(time) ‖ entry ‖ prev_hash[32] )
+//! entry = str(agency) ‖ str(operation) ‖ str(purpose) ‖ str(pids) ‖ str(fields)
+//!         ‖ str(decision) ‖ str(outcome) ‖ str(request_id) ‖ str(trace_id)
+//!         ‖ request_hash[32] ‖ response_hash[32] ‖ u8(hidden: 0 | 1) ‖ str(hidden_until)
 //! str(s) = u32be(byte length) ‖ UTF-8 bytes
 //! prev_hash of record 1 = 32 zero bytes
 //! ```
 //!
-//! Every stored column is in the hash, the sequence number too: editing a
-//! record, removing one or moving one breaks the chain at that record.
+//! Every stored field is in the hash, the sequence number too: editing a
+//! record, removing one or moving one breaks the chain at that record. The
+//! `entry` bytes are exactly what the segment stores ([`super::segment`]),
+//! encoded once by the request that makes the record; the writer only adds
+//! the number, the time and the chain.
 
 use sha2::{Digest, Sha256};
 
@@ -114,11 +116,27 @@ impl AuditRecord {
 }
 
 fn hash(seq: u64, time: &str, e: &AuditEntry, prev: &Hash) -> Hash {
+    let mut entry = Vec::with_capacity(256);
+    encode_entry(e, &mut entry);
+    chain_hash(seq, time, &entry, prev)
+}
+
+/// The hash of record `seq` appended at `time` after `prev`, whose entry
+/// encodes as `entry` ([`encode_entry`]).
+pub(crate) fn chain_hash(seq: u64, time: &str, entry: &[u8], prev: &Hash) -> Hash {
     let mut h = Sha256::new();
-    h.update(b"lienthong audit v1\0");
+    h.update(b"lienthong audit v2\0");
     h.update(seq.to_be_bytes());
+    h.update((time.len() as u32).to_be_bytes());
+    h.update(time.as_bytes());
+    h.update(entry);
+    h.update(prev);
+    h.finalize().into()
+}
+
+/// Appends the `entry` bytes of `e` to `out`.
+pub(crate) fn encode_entry(e: &AuditEntry, out: &mut Vec<u8>) {
     for s in [
-        time,
         &e.agency,
         &e.operation,
         &e.purpose,
@@ -129,18 +147,17 @@ fn hash(seq: u64, time: &str, e: &AuditEntry, prev: &Hash) -> Hash {
         &e.request_id,
         &e.trace_id,
     ] {
-        str(&mut h, s);
+        str(out, s);
     }
-    h.update(e.request_hash);
-    h.update(e.response_hash);
-    str(&mut h, e.hidden_until.as_deref().unwrap_or(""));
-    h.update(prev);
-    h.finalize().into()
+    out.extend_from_slice(&e.request_hash);
+    out.extend_from_slice(&e.response_hash);
+    out.push(u8::from(e.hidden_until.is_some()));
+    str(out, e.hidden_until.as_deref().unwrap_or(""));
 }
 
-fn str(h: &mut Sha256, s: &str) {
-    h.update((s.len() as u32).to_be_bytes());
-    h.update(s.as_bytes());
+fn str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
 }
 
 /// A signed checkpoint: the log's length and last hash at a time.
@@ -195,7 +212,7 @@ mod tests {
     fn every_column_is_in_the_hash() {
         let base = AuditRecord::chain(1, "t".into(), entry(1), GENESIS);
         let mut changed: Vec<AuditRecord> = Vec::new();
-        let edits: [fn(&mut AuditRecord); 15] = [
+        let edits: [fn(&mut AuditRecord); 16] = [
             |r| r.seq = 2,
             |r| r.time.push('x'),
             |r| r.entry.agency.push('x'),
@@ -210,6 +227,7 @@ mod tests {
             |r| r.entry.request_hash[0] ^= 1,
             |r| r.entry.response_hash[0] ^= 1,
             |r| r.entry.hidden_until = Some(String::new() + "x"),
+            |r| r.entry.hidden_until = Some(String::new()),
             |r| r.prev_hash[0] ^= 1,
         ];
         for edit in edits {

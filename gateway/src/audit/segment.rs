@@ -137,31 +137,30 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(Error::io(dir))
 }
 
-/// Appends `record` as a frame to `out`.
+/// Appends `record` as a frame to `out` (the writer appends from parts).
+#[cfg(test)]
 pub(crate) fn encode_record(r: &AuditRecord, out: &mut Vec<u8>) {
-    let e = &r.entry;
+    let mut entry = Vec::with_capacity(256);
+    super::record::encode_entry(&r.entry, &mut entry);
+    encode_record_parts(r.seq, &r.time, &entry, &r.prev_hash, &r.hash, out);
+}
+
+/// Appends a record frame to `out` from its parts: `entry` as
+/// [`encode_entry`] made it.
+pub(crate) fn encode_record_parts(
+    seq: u64,
+    time: &str,
+    entry: &[u8],
+    prev: &Hash,
+    hash: &Hash,
+    out: &mut Vec<u8>,
+) {
     frame(out, RECORD, |b| {
-        b.extend_from_slice(&r.seq.to_be_bytes());
-        for s in [
-            r.time.as_str(),
-            &e.agency,
-            &e.operation,
-            &e.purpose,
-            &e.pids,
-            &e.fields,
-            e.decision.as_str(),
-            &e.outcome,
-            &e.request_id,
-            &e.trace_id,
-        ] {
-            str(b, s.as_bytes());
-        }
-        b.extend_from_slice(&e.request_hash);
-        b.extend_from_slice(&e.response_hash);
-        b.push(u8::from(e.hidden_until.is_some()));
-        str(b, e.hidden_until.as_deref().unwrap_or("").as_bytes());
-        b.extend_from_slice(&r.prev_hash);
-        b.extend_from_slice(&r.hash);
+        b.extend_from_slice(&seq.to_be_bytes());
+        str(b, time.as_bytes());
+        b.extend_from_slice(entry);
+        b.extend_from_slice(prev);
+        b.extend_from_slice(hash);
     });
 }
 

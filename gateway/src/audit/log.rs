@@ -420,9 +420,14 @@ impl Tail {
     /// Moves on to the next segment, which must hold at least `need` bytes.
     fn advance(&mut self, need: u64) -> Result<()> {
         let n = self.number + 1;
+        // A preparation that failed is tried once more, here; a second
+        // failure stops the writer.
         let prepared = match self.next.take().map(JoinHandle::join) {
             Some(Ok(Ok(file))) => Some(file),
-            Some(Ok(Err(e))) => return Err(e),
+            Some(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "preparing the next audit segment failed; trying again");
+                None
+            }
             _ => None,
         };
         let file = match prepared {

@@ -231,11 +231,13 @@ fn accesses(
             before.min(i64::MAX as u64) as i64,
             through as i64
         ])?;
+        let mut reader = Cursor::new(dir, pos, None, 4096);
         while out.len() < limit {
             let Some(row) = rows.next()? else { break };
             let seq = row.get::<_, i64>(0)? as u64;
             let at = Position::unpack(row.get::<_, i64>(1)? as u64);
-            let record = segment::record_at(dir, at)?
+            let record = reader
+                .record_at(at)?
                 .filter(|r| r.seq == seq)
                 .ok_or_else(|| {
                     Error::Audit(

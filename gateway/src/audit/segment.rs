@@ -335,6 +335,16 @@ impl Cursor {
         self.at
     }
 
+    /// The record whose frame starts at `at` (the file stays open, and what
+    /// was read stays buffered, for the next look-up).
+    pub(crate) fn record_at(&mut self, at: Position) -> Result<Option<AuditRecord>> {
+        self.at = at;
+        Ok(match self.step()? {
+            Step::Frame(p, Frame::Record(r)) if p == at => Some(*r),
+            _ => None,
+        })
+    }
+
     /// The next frame; after `Bad` or `End` the cursor stays where it is.
     pub(crate) fn step(&mut self) -> Result<Step> {
         loop {
@@ -414,15 +424,6 @@ impl Cursor {
         let from = (offset - self.buffered_at) as usize;
         Ok(Some(&self.buffer[from..from + n]))
     }
-}
-
-/// The record whose frame starts at `at`.
-pub(crate) fn record_at(dir: &Path, at: Position) -> Result<Option<AuditRecord>> {
-    let mut cursor = Cursor::new(dir, at, None, 4096);
-    Ok(match cursor.step()? {
-        Step::Frame(p, Frame::Record(r)) if p == at => Some(*r),
-        _ => None,
-    })
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //!                                and none is missing      else tampered
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -191,6 +191,8 @@ pub fn verify_anchored(
         set_aside: set_aside(dir)?,
     };
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
+    // The hash of the record each checkpoint frame follows (the one it
+    // signs, in a log as written): checkpoints are few, records are not.
     let mut seen: HashMap<u64, Hash> = HashMap::new();
     let mut anchored: Option<Hash> = None;
     let mut last: (u64, Hash) = (0, GENESIS);
@@ -217,6 +219,7 @@ pub fn verify_anchored(
         let record = match frame {
             Frame::Record(r) => r,
             Frame::Checkpoint(c) => {
+                seen.insert(last.0, last.1);
                 checkpoints.push(c);
                 continue;
             }
@@ -243,7 +246,6 @@ pub fn verify_anchored(
             report.problem = problem;
             return Ok(report);
         }
-        seen.insert(record.seq, record.hash);
         if anchor.is_some_and(|(seq, _)| seq == record.seq) {
             anchored = Some(record.hash);
         }
@@ -253,6 +255,16 @@ pub fn verify_anchored(
         last = (record.seq, record.hash);
     }
     report.checkpoints = checkpoints.len();
+    // A checkpoint stored away from the record it signs: read that record's
+    // hash again.
+    let elsewhere: HashSet<u64> = checkpoints
+        .iter()
+        .map(|c| c.seq)
+        .filter(|seq| *seq <= last.0 && !seen.contains_key(seq))
+        .collect();
+    if !elsewhere.is_empty() {
+        seen.extend(hashes_of(dir, &elsewhere)?);
+    }
     for c in &checkpoints {
         if !key.verify(
             Context::Checkpoint,
@@ -305,6 +317,20 @@ pub fn verify_anchored(
         };
     }
     Ok(report)
+}
+
+/// The hashes of records `seqs`, read from the log in `dir`.
+fn hashes_of(dir: &Path, seqs: &HashSet<u64>) -> Result<HashMap<u64, Hash>> {
+    let mut cursor = Cursor::new(dir, Position::START, None, 1 << 20);
+    let mut found = HashMap::new();
+    while let Step::Frame(_, frame) = cursor.step()? {
+        if let Frame::Record(r) = frame
+            && seqs.contains(&r.seq)
+        {
+            found.insert(r.seq, r.hash);
+        }
+    }
+    Ok(found)
 }
 
 /// Whether record `seq` comes later in the log (it was moved, not removed).

@@ -247,16 +247,7 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_it() {
         .unwrap_err();
     assert_eq!(crate::support::reason(&err), "PURPOSE_NOT_PERMITTED");
 
-    let hangup = || {
-        let pid = child.id().unwrap().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-HUP", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
+    let hangup = || crate::support::signal(&child, "-HUP");
     let logged = |what: &str| log.lock().unwrap().iter().any(|l| l.contains(what));
     let policy_path = dir.path().join("policy.toml");
     let policy = std::fs::read_to_string(&policy_path).unwrap();

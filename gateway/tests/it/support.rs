@@ -384,20 +384,26 @@ pub async fn spawn_serve_at(
     (child, addr, log)
 }
 
+/// Sends `signal` (as `kill` spells it: `-TERM`, `-HUP`) to `child`, which
+/// must still be running.
+pub fn signal(child: &tokio::process::Child, signal: &str) {
+    let id = child.id().expect("still running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args([signal, &id])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 /// Sends SIGTERM to `child` and waits up to `within` for it to exit: its
 /// exit status. Panics if it is still running then.
 pub async fn terminate(
     child: &mut tokio::process::Child,
     within: std::time::Duration,
 ) -> std::process::ExitStatus {
-    let id = child.id().expect("still running").to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &id])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(child, "-TERM");
     tokio::time::timeout(within, child.wait())
         .await
         .unwrap_or_else(|_| panic!("still running {within:?} after SIGTERM"))

@@ -11,11 +11,19 @@
 //!
 //! ```text
 //! audit/index.db
-//!   audit_pid(pid, seq, pos)   PRIMARY KEY (pid, seq)   for every Pid a record
-//!                              names; pos = segment << 40 | offset of its frame
+//!   audit_pid(bucket, pid, seq, pos)
+//!       PRIMARY KEY (bucket, pid, seq)   for every Pid a record names;
+//!       bucket = seq / 2^18, pos = segment << 40 | offset of its frame
 //!   indexed(through, pos)      every record up to `through` is in audit_pid,
 //!                              and no later one; the next frame starts at `pos`
 //! ```
+//!
+//! The bucket keeps the cost of indexing flat as the log grows: Pids are
+//! random, so a batch lands on pages all over its part of the tree, and
+//! keyed by Pid alone that part is the whole index (each batch rewrote most
+//! of its leaves). Keyed by bucket first, a batch only touches the pages of
+//! the last [`BUCKET_RECORDS`] records. A citizen's accesses are then one
+//! seek per bucket, newest first.
 //!
 //! Readers take the index up to `through` and scan the log from `pos` (at
 //! most a few seconds of records), in one snapshot of the index: nothing is
@@ -37,19 +45,31 @@ use crate::error::{Error, Result};
 /// How often the index catches up with the log.
 pub const INDEX_EVERY: Duration = Duration::from_millis(500);
 
+/// Records per bucket (a few in unit tests, so that they span many).
+const BUCKET_RECORDS: u64 = if cfg!(test) { 64 } else { 1 << 18 };
+
+/// The bucket of record `seq`.
+pub(crate) fn bucket(seq: u64) -> i64 {
+    (seq / BUCKET_RECORDS) as i64
+}
+
 /// Most records indexed in one transaction.
 const CHUNK: usize = 100_000;
 
-/// Rows inserted by one statement (3 parameters each, within SQLite's
+/// Rows inserted by one statement (4 parameters each, within SQLite's
 /// limit of 32,766).
 const ROWS_PER_INSERT: usize = 256;
 
+/// The schema's version; an index of another version is rebuilt.
+const VERSION: i64 = 2;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_pid (
-    pid INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    pos INTEGER NOT NULL,
-    PRIMARY KEY (pid, seq)
+    bucket INTEGER NOT NULL,
+    pid    INTEGER NOT NULL,
+    seq    INTEGER NOT NULL,
+    pos    INTEGER NOT NULL,
+    PRIMARY KEY (bucket, pid, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS indexed (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
@@ -57,7 +77,7 @@ CREATE TABLE IF NOT EXISTS indexed (
     pos     INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO indexed (id, through, pos) VALUES (1, 0, 1099511627776);
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 ";
 
 /// The index file of the log in the directory `log`.
@@ -95,6 +115,12 @@ impl Indexer {
              PRAGMA synchronous = NORMAL;
              PRAGMA busy_timeout = 5000;",
         )?;
+        let version: i64 = index.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version != 0 && version != VERSION {
+            // Derived data: an index of an earlier build is made again.
+            tracing::warn!("the audit index is of an earlier build; rebuilding it");
+            index.execute_batch("DROP TABLE IF EXISTS audit_pid; DROP TABLE IF EXISTS indexed;")?;
+        }
         index.execute_batch(SCHEMA)?;
         let indexer = Self {
             dir: dir.to_path_buf(),
@@ -133,7 +159,7 @@ impl Indexer {
                     entries.extend(
                         pids_of(&r.entry.pids)
                             .into_iter()
-                            .map(|pid| (pid, r.seq as i64, pos)),
+                            .map(|pid| (bucket(r.seq), pid, r.seq as i64, pos)),
                     );
                     last = r.seq;
                     records += 1;
@@ -161,18 +187,22 @@ impl Indexer {
             // Many rows a statement: the per-statement work is most of an
             // insert's cost when each lands on a page already at hand.
             let rows = |n: usize| {
-                let values = vec!["(?, ?, ?)"; n].join(", ");
-                format!("INSERT OR IGNORE INTO audit_pid (pid, seq, pos) VALUES {values}")
+                let values = vec!["(?, ?, ?, ?)"; n].join(", ");
+                format!("INSERT OR IGNORE INTO audit_pid (bucket, pid, seq, pos) VALUES {values}")
             };
             let mut full = tx.prepare_cached(&rows(ROWS_PER_INSERT))?;
             let mut chunks = entries.chunks_exact(ROWS_PER_INSERT);
             for chunk in &mut chunks {
-                let values = chunk.iter().flat_map(|(pid, seq, pos)| [pid, seq, pos]);
+                let values = chunk
+                    .iter()
+                    .flat_map(|(bucket, pid, seq, pos)| [bucket, pid, seq, pos]);
                 full.execute(rusqlite::params_from_iter(values))?;
             }
             let rest = chunks.remainder();
             if !rest.is_empty() {
-                let values = rest.iter().flat_map(|(pid, seq, pos)| [pid, seq, pos]);
+                let values = rest
+                    .iter()
+                    .flat_map(|(bucket, pid, seq, pos)| [bucket, pid, seq, pos]);
                 tx.prepare(&rows(rest.len()))?
                     .execute(rusqlite::params_from_iter(values))?;
             }

@@ -3,14 +3,15 @@
 //! signs checkpoints.
 //!
 //! ```text
-//! request ─▶ AuditLog::append(entries) ─▶ queue ─▶ writer thread:
-//!              awaits its ack               under load, let PACE pass since the
-//!                                             last group began
-//!                                           take every job waiting (one group)
-//!                                           number + chain each record
-//!                                           checkpoint if one is due
-//!                                           one pwrite, one fdatasync
-//!            ◀──────── ack ─────────────── ack every job of the group
+//! request ─▶ AuditLog::append(entries) ─▶ inbox ─▶ writer thread:
+//!              encodes them, awaits its ack         under load, let PACE pass since
+//!                                                     the last group began
+//!                                                   take every job waiting (one group)
+//!                                                   number + chain each record
+//!                                                   checkpoint if one is due
+//!                                                   one pwrite, one fdatasync
+//! first waiter ◀── ack + the group's other acks ─── wake the group's first waiter
+//!   wakes the others from its runtime thread
 //! ```
 //!
 //! A request waits for one `fdatasync` however many requests share it, so
@@ -20,7 +21,7 @@
 //! so that each wake-up and each sync serves more requests; a lone request
 //! is written at once. It never waits for the citizen index: a thread of
 //! its own ([`super::index`]) follows the durable end. Each caller waits
-//! for its own ack, so the queue holds at most what the server has in
+//! for its own ack, so the inbox holds at most what the server has in
 //! flight. A checkpoint is signed at most every [`CHECKPOINT_EVERY`] while
 //! records arrive, and when the log closes.
 //!
@@ -32,7 +33,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -56,41 +57,158 @@ pub const PACE: Duration = Duration::from_millis(2);
 /// A group at least this large means load: the next one is paced.
 pub const PACE_FROM: usize = 8;
 
-/// Most records committed in one group.
-const MAX_GROUP: usize = 50_000;
-
-/// Records to append, encoded by the request that made them (so that
-/// their fields are allocated and freed on the same thread).
+/// Records to append, encoded by the request that made them. The bytes go
+/// back to it with the ack, so that the thread that allocated them frees
+/// them (a free from another thread costs the allocator more on both).
 struct Job {
-    /// The entries' bytes, one after another ([`encode_entry`]).
+    /// The entries, each as `u32be(len) ‖ entry` ([`encode_entry`]).
     entries: Vec<u8>,
-    /// Where each entry ends in `entries`.
-    ends: Vec<u32>,
-    done: oneshot::Sender<Result<u64, String>>,
+    /// How many entries `entries` holds.
+    records: usize,
+    done: oneshot::Sender<Acked>,
 }
 
-/// What the writer is sent.
-enum Message {
-    /// Records to append.
-    Append(Job),
-    /// Commit what is queued, sign a last checkpoint and stop; later
-    /// appends fail (their requests get `AUDIT_UNAVAILABLE`).
-    Close,
+/// A job's answer: its last record's number once durable, or why not.
+type Outcome = std::result::Result<u64, String>;
+
+/// One job's ack: where to send it, what it says, and the job's bytes.
+type Ack = (oneshot::Sender<Acked>, Outcome, Vec<u8>);
+
+/// What a waiting request is sent when its group is durable.
+struct Acked {
+    outcome: Outcome,
+    /// The job's bytes, to be freed by the request.
+    spent: Vec<u8>,
+    /// The rest of the group, for the first waiter to wake.
+    rest: Fanout,
+}
+
+/// The acks of a group's other jobs, sent when this is dropped.
+///
+/// The writer wakes only the first waiter of a group, and hands it the
+/// others: it drops them on a runtime thread, where each wake is a push on
+/// that thread's own queue, rather than one push on the runtime's shared
+/// queue (and often a sleeping worker woken) per request from the writer's
+/// thread. Sent on drop, wherever the drop happens (a waiter gone before
+/// its ack arrived drops it with its channel), no ack is lost.
+struct Fanout(Vec<Ack>);
+
+impl Fanout {
+    /// Sends each of `acks`: the first one carries the others.
+    fn send(acks: Vec<Ack>) {
+        let mut acks = acks.into_iter();
+        if let Some((done, outcome, spent)) = acks.next() {
+            // A waiter that is gone returns the ack, which is dropped here:
+            // the others are then sent from this thread.
+            let _ = done.send(Acked {
+                outcome,
+                spent,
+                rest: Fanout(acks.collect()),
+            });
+        }
+    }
+}
+
+impl Drop for Fanout {
+    fn drop(&mut self) {
+        for (done, outcome, spent) in self.0.drain(..) {
+            let _ = done.send(Acked {
+                outcome,
+                spent,
+                rest: Fanout(Vec::new()),
+            });
+        }
+    }
+}
+
+/// Where requests leave jobs for the writer, which takes all of them at
+/// once: nothing is allocated per job, and an append wakes the writer only
+/// when it sleeps.
+#[derive(Default)]
+struct Inbox {
+    waiting: Mutex<Waiting>,
+    arrived: Condvar,
+}
+
+#[derive(Default)]
+struct Waiting {
+    jobs: Vec<Job>,
+    /// The writer sleeps on `arrived`.
+    asleep: bool,
+    /// No more jobs are taken: the log was closed, or every handle dropped.
+    closed: bool,
+}
+
+impl Inbox {
+    /// Leaves `job` for the writer; gives it back once the log is closed.
+    fn put(&self, job: Job) -> std::result::Result<(), Job> {
+        let mut waiting = self.lock();
+        if waiting.closed {
+            return Err(job);
+        }
+        waiting.jobs.push(job);
+        if std::mem::take(&mut waiting.asleep) {
+            drop(waiting);
+            self.arrived.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Takes no more jobs; the writer commits those it holds and stops.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.arrived.notify_one();
+    }
+
+    /// Waits up to `limit` for a job or the close; whether either came.
+    fn wait(&self, limit: Duration) -> bool {
+        let mut waiting = self.lock();
+        if waiting.jobs.is_empty() && !waiting.closed {
+            waiting.asleep = true;
+            waiting = self
+                .arrived
+                .wait_timeout_while(waiting, limit, |w| w.jobs.is_empty() && !w.closed)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            waiting.asleep = false;
+        }
+        !waiting.jobs.is_empty() || waiting.closed
+    }
+
+    /// Swaps every waiting job into `group` (empty, its capacity kept for
+    /// the next jobs); whether the log is closed.
+    fn take(&self, group: &mut Vec<Job>) -> bool {
+        let mut waiting = self.lock();
+        std::mem::swap(group, &mut waiting.jobs);
+        waiting.closed
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One handle's hold on the inbox: the last one dropped closes the log.
+struct Inlet(Arc<Inbox>);
+
+impl Drop for Inlet {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// The handle requests append through; cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
     /// `None` for [`AuditLog::off`].
-    jobs: Option<mpsc::Sender<Message>>,
+    inlet: Option<Arc<Inlet>>,
 }
 
 /// The writer and index threads, to close the log when serving stops.
 pub struct AuditWriter {
     /// The writer's thread, which ends after the indexer's.
     thread: JoinHandle<()>,
-    /// Tells the writer to close.
-    close: mpsc::Sender<Message>,
+    inbox: Arc<Inbox>,
 }
 
 impl AuditLog {
@@ -105,7 +223,7 @@ impl AuditLog {
         let durable = Arc::new(AtomicU64::new(found.end.pack()));
         let indexer = Indexer::open(dir, durable.clone(), found.head.0)?;
         let (stop_indexer, stopped) = mpsc::channel();
-        let (jobs, queue) = mpsc::channel();
+        let inbox = Arc::new(Inbox::default());
         let mut writer = Writer {
             tail: Tail::new(dir, found.end, found.file),
             key,
@@ -126,10 +244,11 @@ impl AuditLog {
             "lienthong-audit-index",
             Box::new(move || indexer.run(stopped)),
         )?;
+        let taken = inbox.clone();
         let writing = spawn(
             "lienthong-audit",
             Box::new(move || {
-                writer.run(queue);
+                writer.run(&taken);
                 // The index catches up with the last records.
                 drop(stop_indexer);
                 let _ = indexing.join();
@@ -137,11 +256,11 @@ impl AuditLog {
         )?;
         Ok((
             Self {
-                jobs: Some(jobs.clone()),
+                inlet: Some(Arc::new(Inlet(inbox.clone()))),
             },
             AuditWriter {
                 thread: writing,
-                close: jobs,
+                inbox,
             },
         ))
     }
@@ -149,32 +268,43 @@ impl AuditLog {
     /// A log that records nothing: only for measuring what the audit costs
     /// (the benchmark's baseline). `lienthong serve` never uses it.
     pub fn off() -> Self {
-        Self { jobs: None }
+        Self { inlet: None }
     }
 
     /// Appends `entries` (in order, adjacent) and returns once they are
     /// durable, with the last one's number.
     pub async fn append(&self, entries: Vec<AuditEntry>) -> Result<u64> {
-        let Some(jobs) = &self.jobs else {
+        let Some(inlet) = &self.inlet else {
             return Ok(0);
         };
-        let mut bytes = Vec::with_capacity(entries.len() * 256);
-        let mut ends = Vec::with_capacity(entries.len());
+        let mut bytes = Vec::with_capacity(entries.len() * 260);
         for entry in &entries {
+            let at = bytes.len();
+            bytes.extend_from_slice(&[0; 4]);
             encode_entry(entry, &mut bytes);
-            ends.push(bytes.len() as u32);
+            let len = (bytes.len() - at - 4) as u32;
+            bytes[at..at + 4].copy_from_slice(&len.to_be_bytes());
         }
+        let records = entries.len();
         drop(entries);
+        let stopped = || Error::Audit("the audit writer has stopped".into());
         let (done, ack) = oneshot::channel();
-        jobs.send(Message::Append(Job {
-            entries: bytes,
-            ends,
-            done,
-        }))
-        .map_err(|_| Error::Audit("the audit writer has stopped".into()))?;
-        ack.await
-            .map_err(|_| Error::Audit("the audit writer has stopped".into()))?
-            .map_err(Error::Audit)
+        inlet
+            .0
+            .put(Job {
+                entries: bytes,
+                records,
+                done,
+            })
+            .map_err(|_| stopped())?;
+        let Acked {
+            outcome,
+            spent,
+            rest,
+        } = ack.await.map_err(|_| stopped())?;
+        drop(rest);
+        drop(spent);
+        outcome.map_err(Error::Audit)
     }
 }
 
@@ -184,7 +314,7 @@ impl AuditWriter {
     /// remain (requests still in flight then get `AUDIT_UNAVAILABLE`).
     /// Waits up to `limit`; whether it closed.
     pub async fn close(self, limit: Duration) -> bool {
-        let _ = self.close.send(Message::Close);
+        self.inbox.close();
         let joined = tokio::task::spawn_blocking(move || self.thread.join().is_ok());
         matches!(tokio::time::timeout(limit, joined).await, Ok(Ok(true)))
     }
@@ -471,21 +601,17 @@ struct Writer {
 }
 
 impl Writer {
-    /// Appends until told to close or every sender is gone; then commits
-    /// what was queued, signs a last checkpoint and drops the queue.
-    fn run(&mut self, queue: mpsc::Receiver<Message>) {
-        let mut closing = false;
+    /// Appends until the log is closed or every handle dropped; then
+    /// commits what was left, signs a last checkpoint and stops.
+    fn run(&mut self, inbox: &Inbox) {
+        let mut group = Vec::new();
         let mut last_start = Instant::now();
         let mut last_size = 0;
-        while !closing {
-            let first = match queue.recv_timeout(CHECKPOINT_EVERY) {
-                Ok(Message::Append(job)) => job,
-                Ok(Message::Close) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.checkpoint_alone();
-                    continue;
-                }
-            };
+        loop {
+            if !inbox.wait(CHECKPOINT_EVERY) {
+                self.checkpoint_alone();
+                continue;
+            }
             if last_size >= PACE_FROM {
                 let due = last_start + PACE;
                 let now = Instant::now();
@@ -494,33 +620,14 @@ impl Writer {
                 }
             }
             last_start = Instant::now();
-            let mut group = vec![first];
-            let mut records = group[0].ends.len();
-            while records < MAX_GROUP {
-                match queue.try_recv() {
-                    Ok(Message::Append(job)) => {
-                        records += job.ends.len();
-                        group.push(job);
-                    }
-                    Ok(Message::Close) => {
-                        closing = true;
-                        break;
-                    }
-                    Err(_) => break,
-                }
+            let closed = inbox.take(&mut group);
+            last_size = group.iter().map(|job| job.records).sum();
+            if !group.is_empty() {
+                self.commit(&mut group);
             }
-            last_size = records;
-            self.commit(group);
-        }
-        let queued: Vec<Job> = queue
-            .try_iter()
-            .filter_map(|m| match m {
-                Message::Append(job) => Some(job),
-                Message::Close => None,
-            })
-            .collect();
-        if !queued.is_empty() {
-            self.commit(queued);
+            if closed {
+                break;
+            }
         }
         self.checkpoint_alone();
         // The next segment's preparation ends before the log is closed.
@@ -530,12 +637,15 @@ impl Writer {
     }
 
     /// Appends every job of `group` with one write and one sync, then acks
-    /// each.
-    fn commit(&mut self, group: Vec<Job>) {
+    /// each; `group` is left empty.
+    fn commit(&mut self, group: &mut Vec<Job>) {
         if let Some(why) = &self.failed {
-            for job in group {
-                let _ = job.done.send(Err(why.clone()));
-            }
+            Fanout::send(
+                group
+                    .drain(..)
+                    .map(|job| (job.done, Err(why.clone()), job.entries))
+                    .collect(),
+            );
             return;
         }
         let started = Instant::now();
@@ -545,18 +655,21 @@ impl Writer {
         frames.clear();
         let mut ends = Vec::with_capacity(group.len() + 1);
         let mut acks = Vec::with_capacity(group.len());
-        for job in group {
-            let mut from = 0;
-            for &end in &job.ends {
-                let entry = &job.entries[from..end as usize];
-                from = end as usize;
+        for job in group.drain(..) {
+            let mut rest = &job.entries[..];
+            while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+                let Some((entry, tail)) = tail.split_at_checked(u32::from_be_bytes(*len) as usize)
+                else {
+                    break;
+                };
+                rest = tail;
                 let (seq, prev) = (self.head.0 + 1, self.head.1);
                 let hash = chain_hash(seq, &time, entry, &prev);
                 segment::encode_record_parts(seq, &time, entry, &prev, &hash, &mut frames);
                 ends.push(frames.len());
                 self.head = (seq, hash);
             }
-            acks.push((job.done, self.head.0));
+            acks.push((job.done, self.head.0, job.entries));
         }
         let checkpoint = (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
             .then(|| sign(&self.key, self.head, &time));
@@ -576,15 +689,20 @@ impl Writer {
                     self.checkpointed = c.seq;
                     self.last_checkpoint = Instant::now();
                 }
-                for (done, last) in acks {
-                    let _ = done.send(Ok(last));
-                }
+                Fanout::send(
+                    acks.into_iter()
+                        .map(|(done, last, spent)| (done, Ok(last), spent))
+                        .collect(),
+                );
             }
             Err(e) => {
                 self.fail(&e);
-                for (done, _) in acks {
-                    let _ = done.send(Err(e.to_string()));
-                }
+                let why = e.to_string();
+                Fanout::send(
+                    acks.into_iter()
+                        .map(|(done, _, spent)| (done, Err(why.clone()), spent))
+                        .collect(),
+                );
             }
         }
     }
@@ -626,5 +744,59 @@ fn sign(key: &SigningKey, (seq, hash): (u64, Hash), time: &str) -> Checkpoint {
         signature: key
             .sign(Context::Checkpoint, &checkpoint_message(seq, &hash, time))
             .to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(n: u64) -> (Ack, oneshot::Receiver<Acked>) {
+        let (done, waiting) = oneshot::channel();
+        ((done, Ok(n), vec![n as u8]), waiting)
+    }
+
+    /// Each waiter's own outcome and bytes, once whoever holds the rest has
+    /// let them go.
+    fn delivered(waiting: oneshot::Receiver<Acked>) -> (Outcome, Vec<u8>) {
+        let Acked {
+            outcome,
+            spent,
+            rest,
+        } = waiting.blocking_recv().expect("an ack");
+        drop(rest);
+        (outcome, spent)
+    }
+
+    #[test]
+    fn every_waiter_of_a_group_is_acked_whatever_the_first_one_does() {
+        // The first waiter reads its ack and passes the others on.
+        let (acks, mut waiting): (Vec<_>, Vec<_>) = (1..=3).map(ack).unzip();
+        Fanout::send(acks);
+        let first = waiting.remove(0).blocking_recv().unwrap();
+        assert_eq!(first.rest.0.len(), 2, "the first waiter carries the rest");
+        assert_eq!((first.outcome, first.spent.clone()), (Ok(1), vec![1]));
+        drop(first.rest);
+        for (n, w) in (2..).zip(waiting) {
+            assert_eq!(delivered(w), (Ok(n), vec![n as u8]));
+        }
+
+        // The first waiter is gone before the ack: the writer sends the rest.
+        let (acks, mut waiting): (Vec<_>, Vec<_>) = (1..=3).map(ack).unzip();
+        drop(waiting.remove(0));
+        Fanout::send(acks);
+        for (n, w) in (2..).zip(waiting) {
+            assert_eq!(delivered(w), (Ok(n), vec![n as u8]));
+        }
+
+        // The first waiter is gone after the ack arrived, unread: dropping
+        // it with its channel sends the rest.
+        let (acks, mut waiting): (Vec<_>, Vec<_>) = (1..=3).map(ack).unzip();
+        let first = waiting.remove(0);
+        Fanout::send(acks);
+        drop(first);
+        for (n, w) in (2..).zip(waiting) {
+            assert_eq!(delivered(w), (Ok(n), vec![n as u8]));
+        }
     }
 }

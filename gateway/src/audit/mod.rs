@@ -221,32 +221,41 @@ fn accesses(
             }
         }
         let mut out: Vec<AuditRecord> = tail.into_iter().rev().take(limit).collect();
-        // Then the index, newest first, each record read where it is.
+        // Then the index, newest first, bucket by bucket, each record read
+        // where it is.
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, pos FROM audit_pid WHERE pid = ?1 AND seq < ?2 AND seq <= ?3
+            "SELECT seq, pos FROM audit_pid
+             WHERE bucket = ?1 AND pid = ?2 AND seq < ?3 AND seq <= ?4
              ORDER BY seq DESC",
         )?;
-        let mut rows = stmt.query(params![
-            wanted,
-            before.min(i64::MAX as u64) as i64,
-            through as i64
-        ])?;
+        let newest = before.saturating_sub(1).min(through);
         let mut reader = Cursor::new(dir, pos, None, 4096);
-        while out.len() < limit {
-            let Some(row) = rows.next()? else { break };
-            let seq = row.get::<_, i64>(0)? as u64;
-            let at = Position::unpack(row.get::<_, i64>(1)? as u64);
-            let record = reader
-                .record_at(at)?
-                .filter(|r| r.seq == seq)
-                .ok_or_else(|| {
-                    Error::Audit(
-                        "the audit index does not match the log; run `lienthong audit verify`"
-                            .into(),
-                    )
-                })?;
-            if shown(&record) {
-                out.push(record);
+        for bucket in (0..=index::bucket(newest)).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let mut rows = stmt.query(params![
+                bucket,
+                wanted,
+                before.min(i64::MAX as u64) as i64,
+                through as i64
+            ])?;
+            while out.len() < limit {
+                let Some(row) = rows.next()? else { break };
+                let seq = row.get::<_, i64>(0)? as u64;
+                let at = Position::unpack(row.get::<_, i64>(1)? as u64);
+                let record = reader
+                    .record_at(at)?
+                    .filter(|r| r.seq == seq)
+                    .ok_or_else(|| {
+                        Error::Audit(
+                            "the audit index does not match the log; run `lienthong audit verify`"
+                                .into(),
+                        )
+                    })?;
+                if shown(&record) {
+                    out.push(record);
+                }
             }
         }
         Ok(out

@@ -654,7 +654,7 @@ impl Writer {
         let mut frames = std::mem::take(&mut self.frames);
         frames.clear();
         let mut ends = Vec::with_capacity(group.len() + 1);
-        let mut acks = Vec::with_capacity(group.len());
+        let mut acks: Vec<Ack> = Vec::with_capacity(group.len());
         for job in group.drain(..) {
             let mut rest = &job.entries[..];
             while let Some((len, tail)) = rest.split_first_chunk::<4>() {
@@ -669,7 +669,7 @@ impl Writer {
                 ends.push(frames.len());
                 self.head = (seq, hash);
             }
-            acks.push((job.done, self.head.0, job.entries));
+            acks.push((job.done, Ok(self.head.0), job.entries));
         }
         let checkpoint = (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
             .then(|| sign(&self.key, self.head, &time));
@@ -689,22 +689,15 @@ impl Writer {
                     self.checkpointed = c.seq;
                     self.last_checkpoint = Instant::now();
                 }
-                Fanout::send(
-                    acks.into_iter()
-                        .map(|(done, last, spent)| (done, Ok(last), spent))
-                        .collect(),
-                );
             }
             Err(e) => {
                 self.fail(&e);
-                let why = e.to_string();
-                Fanout::send(
-                    acks.into_iter()
-                        .map(|(done, _, spent)| (done, Err(why.clone()), spent))
-                        .collect(),
-                );
+                for (_, outcome, _) in &mut acks {
+                    *outcome = Err(e.to_string());
+                }
             }
         }
+        Fanout::send(acks);
     }
 
     fn fail(&mut self, e: &Error) {

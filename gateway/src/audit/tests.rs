@@ -243,6 +243,22 @@ async fn a_write_cut_short_is_set_aside_and_the_chain_goes_on() {
     assert_eq!(std::fs::read(&report.set_aside[0]).unwrap(), cut);
 }
 
+/// `ListAccesses` over the log in `path`, for an identity provider `idp`.
+fn idp_list(path: &Path) -> AccessList {
+    let policy = LivePolicy::new(
+        Policy::parse("[agencies.idp]\nname = \"IdP\"\nroles = [\"identity_provider\"]\n").unwrap(),
+    );
+    AccessList::new(policy, path)
+}
+
+/// The one value `sql` reads from the citizen index of the log in `path`.
+fn index_value(path: &Path, sql: &str) -> i64 {
+    Connection::open(index_path(path))
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_goes_on_across_segments() {
     let dir = tempfile::tempdir().unwrap();
@@ -289,10 +305,7 @@ async fn the_log_goes_on_across_segments() {
     assert_eq!(records(&path).unwrap().len(), 8_000);
     // A citizen whose access is in a later segment finds it through the
     // index.
-    let policy = LivePolicy::new(
-        Policy::parse("[agencies.idp]\nname = \"IdP\"\nroles = [\"identity_provider\"]\n").unwrap(),
-    );
-    let list = AccessList::new(policy, &path);
+    let list = idp_list(&path);
     let pid: Pid = format!("{:012}", 1_089_000_000u64 + 3 * 10_000 + 19 * 100 + 99)
         .parse()
         .unwrap();
@@ -343,11 +356,7 @@ async fn a_citizen_sees_accesses_newest_first_and_confidential_ones_only_later()
     // Once the index has caught up (it does when the log closes), through it.
     drop(log);
     assert!(writer.close(Duration::from_secs(10)).await);
-    let through: i64 = Connection::open(index_path(&path))
-        .unwrap()
-        .query_row("SELECT through FROM indexed", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(through, 7);
+    assert_eq!(index_value(&path, "SELECT through FROM indexed"), 7);
     assert_eq!(pages(), expected);
     assert!(matches!(
         list.list("bank", pid, 2, None),
@@ -372,10 +381,7 @@ async fn a_citizen_pages_through_accesses_across_index_buckets() {
     }
     drop(log);
     assert!(writer.close(Duration::from_secs(10)).await);
-    let policy = LivePolicy::new(
-        Policy::parse("[agencies.idp]\nname = \"IdP\"\nroles = [\"identity_provider\"]\n").unwrap(),
-    );
-    let list = AccessList::new(policy, &path);
+    let list = idp_list(&path);
     let pid: Pid = me.parse().unwrap();
     let all_pages = || {
         let mut seqs = Vec::new();
@@ -399,11 +405,7 @@ async fn a_citizen_pages_through_accesses_across_index_buckets() {
     let (log, writer) = AuditLog::open(&path, key).unwrap();
     drop(log);
     assert!(writer.close(Duration::from_secs(10)).await);
-    let version: i64 = Connection::open(index_path(&path))
-        .unwrap()
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(index_value(&path, "PRAGMA user_version"), 2);
     assert_eq!(all_pages(), expected, "the same accesses after the rebuild");
 }
 
@@ -440,9 +442,5 @@ async fn verify_finds_a_citizen_index_that_hides_or_invents_accesses() {
     drop(log);
     assert!(writer.close(Duration::from_secs(10)).await);
     assert_eq!(problem(&path, &key), None);
-    let entries: i64 = Connection::open(&index)
-        .unwrap()
-        .query_row("SELECT count(*) FROM audit_pid", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(entries, 40);
+    assert_eq!(index_value(&path, "SELECT count(*) FROM audit_pid"), 40);
 }

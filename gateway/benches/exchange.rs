@@ -8,9 +8,11 @@
 //! ```
 //!
 //! Phases: VerifyIdentity with 64 calls in flight on one channel (requests/s,
-//! p50, p99); VerifyBatch with batches of 10,000 claims over 2 streams, 2
-//! batches in flight on each (records/s). The registry is seeded once per size under
-//! `target/bench-data/` and reused.
+//! p50, p99), measured in 2 s slices that take turns (echo, unaudited,
+//! audited, echo, …: S seconds of each); VerifyBatch with batches of 10,000
+//! claims over 2 streams, 2 batches in flight on each (records/s, S seconds
+//! of each server, one after the other). The registry is seeded once per
+//! size under `target/bench-data/` and reused.
 //!
 //! The gateway audits every request into a fresh, durable audit log (as
 //! `serve` does); a second gateway with the audit off (`AuditLog::off`) over
@@ -218,6 +220,7 @@ async fn client(addr: std::net::SocketAddr, pki: &PkiLayout) -> ExchangeServiceC
         .max_encoding_message_size(64 << 20)
 }
 
+/// VerifyIdentity through one server, over all its slices of a round.
 struct Unary {
     rps: f64,
     p50: Duration,
@@ -226,15 +229,44 @@ struct Unary {
     cpu_per_item: f64,
 }
 
+impl Unary {
+    /// The figures of `slices`, each [`SLICE`] long.
+    fn of(slices: Vec<Slice>) -> Self {
+        let run = SLICE.as_secs_f64() * slices.len() as f64;
+        let cpu: f64 = slices.iter().map(|s| s.cpu).sum();
+        let mut all: Vec<Duration> = slices.into_iter().flat_map(|s| s.latencies).collect();
+        all.sort();
+        Self {
+            cpu_per_item: cpu / all.len() as f64,
+            rps: all.len() as f64 / run,
+            p50: all[all.len() / 2],
+            p99: all[all.len() * 99 / 100],
+        }
+    }
+}
+
+/// One slice of VerifyIdentity calls through one server: each call's
+/// latency, and the server's CPU seconds.
+struct Slice {
+    latencies: Vec<Duration>,
+    cpu: f64,
+}
+
+/// Measured time of one slice. A round runs the servers' slices in turn
+/// (echo, unaudited, audited, echo, …), so that a change in what the
+/// machine gives the bench (its cores are shared) falls on all three alike.
+const SLICE: Duration = Duration::from_secs(2);
+/// Calls before a slice is measured: the pipeline fills up again.
+const SLICE_WARMUP: Duration = Duration::from_millis(500);
+
 async fn unary(
     client: ExchangeServiceClient<Channel>,
     claims: Arc<Vec<v1::IdentityClaim>>,
-    run: Duration,
     in_flight: usize,
     server: &'static str,
-) -> Unary {
-    let warmup = Instant::now() + Duration::from_secs(1);
-    let deadline = warmup + run;
+) -> Slice {
+    let warmup = Instant::now() + SLICE_WARMUP;
+    let deadline = warmup + SLICE;
     let cpu = meter(server, warmup, deadline);
     let tasks: Vec<_> = (0..in_flight)
         .map(|t| {
@@ -266,16 +298,13 @@ async fn unary(
             })
         })
         .collect();
-    let mut all = Vec::new();
+    let mut latencies = Vec::new();
     for t in tasks {
-        all.extend(t.await.unwrap());
+        latencies.extend(t.await.unwrap());
     }
-    all.sort();
-    Unary {
-        cpu_per_item: cpu.await.unwrap() / all.len() as f64,
-        rps: all.len() as f64 / run.as_secs_f64(),
-        p50: all[all.len() / 2],
-        p99: all[all.len() * 99 / 100],
+    Slice {
+        latencies,
+        cpu: cpu.await.unwrap(),
     }
 }
 
@@ -454,8 +483,9 @@ fn main() {
         let gw_unaudited = client(unaudited_addr, &pki).await;
         let echo = client(echo_addr, &pki).await;
         println!(
-            "registry: {} citizens; {} s per phase after 1 s warm-up; loopback, mTLS (TLS 1.3); \
-             client, gateway and echo share the machine's {} cores",
+            "registry: {} citizens; {} s of each server per phase (VerifyIdentity in 2 s slices \
+             taking turns, each after 0.5 s of warm-up; VerifyBatch after 1 s); loopback, mTLS \
+             (TLS 1.3); client, gateway and echo share the machine's {} cores",
             o.citizens,
             o.seconds,
             std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -468,9 +498,19 @@ fn main() {
             }
             if o.phase != "batch" {
                 let k = o.in_flight;
-                let e = unary(echo.clone(), claims.clone(), run, k, "echo-server").await;
-                let n = unary(gw_unaudited.clone(), claims.clone(), run, k, "gw-unaudited").await;
-                let g = unary(gw.clone(), claims.clone(), run, k, "gw-server").await;
+                let servers = [
+                    (&echo, "echo-server"),
+                    (&gw_unaudited, "gw-unaudited"),
+                    (&gw, "gw-server"),
+                ];
+                let mut slices: [Vec<Slice>; 3] = Default::default();
+                for _ in 0..(run.as_secs() / SLICE.as_secs()).max(1) {
+                    for ((client, server), slices) in servers.iter().zip(&mut slices) {
+                        let client = (*client).clone();
+                        slices.push(unary(client, claims.clone(), k, server).await);
+                    }
+                }
+                let [e, n, g] = slices.map(Unary::of);
                 println!("VerifyIdentity, {k} in flight:");
                 for (name, u) in [("echo", &e), ("no audit", &n), ("gateway", &g)] {
                     println!(
@@ -542,35 +582,52 @@ fn cores() -> f64 {
     std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 
-/// CPU time (user + system) of this process's threads whose name starts
-/// with `prefix`, in seconds.
+/// USER_HZ on Linux: the unit of CPU times in /proc.
+const TICKS: f64 = 100.0;
+
+/// A /proc `stat` line's name and its user + system CPU time, in ticks.
+fn stat_cpu(stat: &str) -> Option<(&str, u64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((&stat[open + 1..close], ticks))
+}
+
+/// CPU time (user + system) of this process's live threads whose name
+/// starts with `prefix` (every live thread for ""), in seconds.
 fn cpu_of(prefix: &str) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
     let mut total = 0u64;
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if !stat[open + 1..close].starts_with(prefix) {
-            continue;
+        if let Some((name, ticks)) = stat_cpu(&stat)
+            && name.starts_with(prefix)
+        {
+            total += ticks;
         }
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        total += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     }
-    total as f64 / ticks
+    total as f64 / TICKS
+}
+
+/// CPU time of this process's threads that have ended, in seconds: the
+/// process's total, which keeps theirs, less its live threads'.
+fn cpu_of_ended() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let process = stat_cpu(&stat).map_or(0, |(_, ticks)| ticks) as f64 / TICKS;
+    process - cpu_of("")
 }
 
 /// Measures the CPU time of `server`'s threads between `from` and `to`.
 /// The audited gateway's threads include the audit log's writer and
-/// indexer (`lienthong-audit`, as /proc shortens both names).
+/// indexer (`lienthong-audit`, as /proc shortens both names), and the
+/// threads that prepare its next segments, which end once they have (the
+/// only threads of the bench that end: its runtimes keep theirs).
 fn meter(server: &'static str, from: Instant, to: Instant) -> tokio::task::JoinHandle<f64> {
     let cpu = move || {
         cpu_of(server)
             + if server == "gw-server" {
-                cpu_of("lienthong-audit")
+                cpu_of("lienthong-audit") + cpu_of_ended()
             } else {
                 0.0
             }

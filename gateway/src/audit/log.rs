@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! request ─▶ AuditLog::append(entries) ─▶ inbox ─▶ writer thread:
-//!              encodes them, awaits its ack         under load, let PACE pass since
-//!                                                     the last group began
+//!              encodes them, awaits its ack         under load, wait until as many records
+//!                                                     as the last group held have come,
+//!                                                     or PACE since the last group began
 //!                                                   take every job waiting (one group)
 //!                                                   number + chain each record
 //!                                                   checkpoint if one is due
@@ -17,13 +18,16 @@
 //! A request waits for one `fdatasync` however many requests share it, so
 //! the cost of durability is spread over everything in flight (group
 //! commit). Under load (the last group held at least [`PACE_FROM`]
-//! records) the writer lets [`PACE`] pass between the starts of two groups,
-//! so that each wake-up and each sync serves more requests; a lone request
-//! is written at once. It never waits for the citizen index: a thread of
-//! its own ([`super::index`]) follows the durable end. Each caller waits
-//! for its own ack, so the inbox holds at most what the server has in
-//! flight. A checkpoint is signed at most every [`CHECKPOINT_EVERY`] while
-//! records arrive, and when the log closes.
+//! records) the writer waits for the next group to hold as many records as
+//! the last one, but no longer than [`PACE`] after the last one began, so
+//! that each wake-up and each sync serves more requests: when a steady
+//! number of callers each wait for their answer, the group goes as soon as
+//! all of them are in it, and while requests keep coming it goes every
+//! `PACE`. A lone request is written at once. It never waits for the
+//! citizen index: a thread of its own ([`super::index`]) follows the
+//! durable end. Each caller waits for its own ack, so the inbox holds at
+//! most what the server has in flight. A checkpoint is signed at most every
+//! [`CHECKPOINT_EVERY`] while records arrive, and when the log closes.
 //!
 //! A failed write or sync stops the writer for good (the requests get
 //! `AUDIT_UNAVAILABLE`): after a failed `fdatasync` nothing says what the
@@ -52,7 +56,8 @@ use crate::telemetry::{AUDIT_COMMIT, AUDIT_RECORDS};
 /// How often a checkpoint is signed while records arrive.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Under load, the least time between the starts of two groups.
+/// Under load, the longest a group waits to be as large as the last one,
+/// from the start of the last one.
 pub const PACE: Duration = Duration::from_millis(2);
 /// A group at least this large means load: the next one is paced.
 pub const PACE_FROM: usize = 8;
@@ -133,8 +138,10 @@ struct Inbox {
 #[derive(Default)]
 struct Waiting {
     jobs: Vec<Job>,
-    /// The writer sleeps on `arrived`.
-    asleep: bool,
+    /// How many records `jobs` holds.
+    records: usize,
+    /// The writer sleeps on `arrived` until `jobs` holds this many records.
+    asleep: Option<usize>,
     /// No more jobs are taken: the log was closed, or every handle dropped.
     closed: bool,
 }
@@ -146,8 +153,10 @@ impl Inbox {
         if waiting.closed {
             return Err(job);
         }
+        waiting.records += job.records;
         waiting.jobs.push(job);
-        if std::mem::take(&mut waiting.asleep) {
+        if waiting.asleep.is_some_and(|want| waiting.records >= want) {
+            waiting.asleep = None;
             drop(waiting);
             self.arrived.notify_one();
         }
@@ -160,17 +169,18 @@ impl Inbox {
         self.arrived.notify_one();
     }
 
-    /// Waits up to `limit` for a job or the close; whether either came.
-    fn wait(&self, limit: Duration) -> bool {
+    /// Waits up to `limit` until jobs of at least `want` records wait, or
+    /// the close; whether any job waits or the log is closed.
+    fn wait(&self, want: usize, limit: Duration) -> bool {
         let mut waiting = self.lock();
-        if waiting.jobs.is_empty() && !waiting.closed {
-            waiting.asleep = true;
+        if waiting.records < want && !waiting.closed {
+            waiting.asleep = Some(want);
             waiting = self
                 .arrived
-                .wait_timeout_while(waiting, limit, |w| w.jobs.is_empty() && !w.closed)
+                .wait_timeout_while(waiting, limit, |w| w.records < want && !w.closed)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
-            waiting.asleep = false;
+            waiting.asleep = None;
         }
         !waiting.jobs.is_empty() || waiting.closed
     }
@@ -180,6 +190,7 @@ impl Inbox {
     fn take(&self, group: &mut Vec<Job>) -> bool {
         let mut waiting = self.lock();
         std::mem::swap(group, &mut waiting.jobs);
+        waiting.records = 0;
         waiting.closed
     }
 
@@ -608,16 +619,13 @@ impl Writer {
         let mut last_start = Instant::now();
         let mut last_size = 0;
         loop {
-            if !inbox.wait(CHECKPOINT_EVERY) {
+            if !inbox.wait(1, CHECKPOINT_EVERY) {
                 self.checkpoint_alone();
                 continue;
             }
             if last_size >= PACE_FROM {
                 let due = last_start + PACE;
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
+                inbox.wait(last_size, due.saturating_duration_since(Instant::now()));
             }
             last_start = Instant::now();
             let closed = inbox.take(&mut group);
@@ -791,5 +799,64 @@ mod tests {
         for (n, w) in (2..).zip(waiting) {
             assert_eq!(delivered(w), (Ok(n), vec![n as u8]));
         }
+    }
+
+    /// Returns once the writer sleeps on `inbox`.
+    fn asleep(inbox: &Inbox) {
+        while inbox.lock().asleep.is_none() {
+            std::thread::yield_now();
+        }
+    }
+
+    fn job(records: usize) -> Job {
+        Job {
+            entries: Vec::new(),
+            records,
+            done: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn the_writer_waits_for_as_many_records_as_it_wants_or_the_limit() {
+        let inbox = Arc::new(Inbox::default());
+        // Fewer records than wanted: the wait lasts its whole limit and
+        // reports that jobs wait.
+        inbox.put(job(1)).map_err(drop).unwrap();
+        let started = Instant::now();
+        assert!(inbox.wait(3, Duration::from_millis(50)));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+
+        // Once the writer sleeps, the record that makes up the count wakes
+        // it (a missed wake would leave it asleep to the end of its limit).
+        let limit = Duration::from_secs(30);
+        let filler = std::thread::spawn({
+            let inbox = inbox.clone();
+            move || {
+                asleep(&inbox);
+                inbox.put(job(2)).map_err(drop).unwrap();
+            }
+        });
+        let started = Instant::now();
+        assert!(inbox.wait(3, limit));
+        assert!(started.elapsed() < limit, "woken by the put");
+        filler.join().unwrap();
+        let mut group = Vec::new();
+        assert!(!inbox.take(&mut group));
+        assert_eq!(group.iter().map(|j| j.records).sum::<usize>(), 3);
+
+        // Taken, the count starts again; the close ends any wait.
+        assert!(!inbox.wait(1, Duration::from_millis(10)));
+        let closer = std::thread::spawn({
+            let inbox = inbox.clone();
+            move || {
+                asleep(&inbox);
+                inbox.close();
+            }
+        });
+        let started = Instant::now();
+        assert!(inbox.wait(1, limit));
+        assert!(started.elapsed() < limit, "woken by the close");
+        closer.join().unwrap();
+        assert!(inbox.put(job(1)).is_err(), "a closed inbox takes no job");
     }
 }

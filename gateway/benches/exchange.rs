@@ -9,7 +9,7 @@
 //!
 //! Phases: VerifyIdentity with 64 calls in flight on one channel (requests/s,
 //! p50, p99), measured in 2 s slices that take turns (echo, unaudited,
-//! audited, echo, …: S seconds of each); VerifyBatch with batches of 10,000
+//! audited, echo, …: S seconds of each, in whole slices); VerifyBatch with batches of 10,000
 //! claims over 2 streams, 2 batches in flight on each (records/s, S seconds
 //! of each server, one after the other). The registry is seeded once per
 //! size under `target/bench-data/` and reused.
@@ -482,12 +482,16 @@ fn main() {
         let gw = client(gateway_addr, &pki).await;
         let gw_unaudited = client(unaudited_addr, &pki).await;
         let echo = client(echo_addr, &pki).await;
+        // Each server's VerifyIdentity slices per round.
+        let turns = (run.as_secs() / SLICE.as_secs()).max(1);
         println!(
-            "registry: {} citizens; {} s of each server per phase (VerifyIdentity in 2 s slices \
-             taking turns, each after 0.5 s of warm-up; VerifyBatch after 1 s); loopback, mTLS \
+            "registry: {} citizens; {} s of each server per phase (VerifyIdentity in {} s slices \
+             taking turns, each after {} s of warm-up; VerifyBatch after 1 s); loopback, mTLS \
              (TLS 1.3); client, gateway and echo share the machine's {} cores",
             o.citizens,
-            o.seconds,
+            turns * SLICE.as_secs(),
+            SLICE.as_secs(),
+            SLICE_WARMUP.as_secs_f64(),
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         let mut unary_ratios = Vec::new();
@@ -504,7 +508,7 @@ fn main() {
                     (&gw, "gw-server"),
                 ];
                 let mut slices: [Vec<Slice>; 3] = Default::default();
-                for _ in 0..(run.as_secs() / SLICE.as_secs()).max(1) {
+                for _ in 0..turns {
                     for ((client, server), slices) in servers.iter().zip(&mut slices) {
                         let client = (*client).clone();
                         slices.push(unary(client, claims.clone(), k, server).await);

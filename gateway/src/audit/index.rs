@@ -190,20 +190,11 @@ impl Indexer {
                 let values = vec!["(?, ?, ?, ?)"; n].join(", ");
                 format!("INSERT OR IGNORE INTO audit_pid (bucket, pid, seq, pos) VALUES {values}")
             };
-            let mut full = tx.prepare_cached(&rows(ROWS_PER_INSERT))?;
-            let mut chunks = entries.chunks_exact(ROWS_PER_INSERT);
-            for chunk in &mut chunks {
+            for chunk in entries.chunks(ROWS_PER_INSERT) {
                 let values = chunk
                     .iter()
                     .flat_map(|(bucket, pid, seq, pos)| [bucket, pid, seq, pos]);
-                full.execute(rusqlite::params_from_iter(values))?;
-            }
-            let rest = chunks.remainder();
-            if !rest.is_empty() {
-                let values = rest
-                    .iter()
-                    .flat_map(|(bucket, pid, seq, pos)| [bucket, pid, seq, pos]);
-                tx.prepare(&rows(rest.len()))?
+                tx.prepare_cached(&rows(chunk.len()))?
                     .execute(rusqlite::params_from_iter(values))?;
             }
             tx.execute(

@@ -803,7 +803,9 @@ mod tests {
 
     /// Returns once the writer sleeps on `inbox`.
     fn asleep(inbox: &Inbox) {
+        let deadline = Instant::now() + Duration::from_secs(30);
         while inbox.lock().asleep.is_none() {
+            assert!(Instant::now() < deadline, "the writer never slept");
             std::thread::yield_now();
         }
     }

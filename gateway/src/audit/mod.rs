@@ -225,21 +225,18 @@ fn accesses(
         // where it is.
         let mut stmt = conn.prepare_cached(
             "SELECT seq, pos FROM audit_pid
-             WHERE bucket = ?1 AND pid = ?2 AND seq < ?3 AND seq <= ?4
+             WHERE bucket = ?1 AND pid = ?2 AND seq <= ?3
              ORDER BY seq DESC",
         )?;
+        // The newest record the index may give: before `before`, and
+        // indexed.
         let newest = before.saturating_sub(1).min(through);
         let mut reader = Cursor::new(dir, pos, None, 4096);
         for bucket in (0..=index::bucket(newest)).rev() {
             if out.len() >= limit {
                 break;
             }
-            let mut rows = stmt.query(params![
-                bucket,
-                wanted,
-                before.min(i64::MAX as u64) as i64,
-                through as i64
-            ])?;
+            let mut rows = stmt.query(params![bucket, wanted, newest as i64])?;
             while out.len() < limit {
                 let Some(row) = rows.next()? else { break };
                 let seq = row.get::<_, i64>(0)? as u64;

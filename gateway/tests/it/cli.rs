@@ -462,37 +462,26 @@ async fn health_probes_a_running_gateway_with_its_own_certificate() {
     );
 }
 
-#[test]
-fn serve_refuses_an_audit_log_of_the_earlier_format_and_leaves_it_alone() {
+#[tokio::test]
+async fn serve_refuses_an_audit_log_of_the_earlier_format_and_leaves_it_alone() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("upgraded");
     std::fs::create_dir_all(&data).unwrap();
     let earlier = data.join("audit.db");
     std::fs::write(&earlier, b"an earlier release's SQLite audit log").unwrap();
-    let mut serve = std::process::Command::new(BIN)
+    let serve = tokio::process::Command::new(BIN)
         .args(["serve", "--data-dir", data.to_str().unwrap()])
         .args(["--listen", "127.0.0.1:0", "--citizens", "3000"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .kill_on_drop(true)
+        .output();
     // It must stop on its own, before serving: a gateway that started
-    // would never exit.
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = serve.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = serve.kill();
-            panic!("serve went on with an earlier audit log beside it");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success(), "{stderr}");
-    let said = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    // would never exit (and is killed when the wait gives up).
+    let out = tokio::time::timeout(Duration::from_secs(120), serve)
+        .await
+        .expect("serve went on with an earlier audit log beside it")
+        .unwrap();
+    let said = unwrapped(&out.stderr);
+    assert!(!out.status.success(), "{said}");
     assert!(
         said.contains("audit.db is an audit log of an earlier format"),
         "{said}"

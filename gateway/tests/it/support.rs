@@ -204,7 +204,7 @@ impl TestGateway {
         self.dir.path().join("registry.db")
     }
 
-    /// The audit log file.
+    /// The audit log's directory.
     pub fn audit_path(&self) -> std::path::PathBuf {
         self.dir.path().join("audit")
     }

@@ -39,6 +39,11 @@ use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server};
 use tonic::{Request, Response, Status, Streaming};
 
+/// The allocator the `lienthong` binary serves with: the servers here, the
+/// echo included, run on what `serve` runs on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const POLICY: &str = r#"
 [agencies.bench]
 name = "Benchmark client"

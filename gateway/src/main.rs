@@ -19,6 +19,13 @@ use lienthong_gateway::sector::{
 };
 use lienthong_gateway::signing::{VerifyingKey, parse_hex32};
 
+/// mimalloc rather than the C library's allocator: a request's memory is
+/// often freed by another thread than the one that allocated it (its task
+/// moved, the audit writer answered it), which glibc's allocator pays for
+/// with a lock; measured in docs/benchmarks.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// lienthong: verified population data for social insurance, health,
 /// education, telecom and banking, over gRPC with mutual TLS.
 #[derive(Parser)]

@@ -48,6 +48,7 @@ use super::record::{
     AuditEntry, Checkpoint, GENESIS, Hash, chain_hash, checkpoint_message, encode_entry,
 };
 use super::segment::{self, Cursor, Frame, Position, Step};
+use super::segment_file::SegmentFile;
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::signing::{Context, SigningKey};
@@ -236,7 +237,7 @@ impl AuditLog {
         let (stop_indexer, stopped) = mpsc::channel();
         let inbox = Arc::new(Inbox::default());
         let mut writer = Writer {
-            tail: Tail::new(dir, found.end, found.file),
+            tail: Tail::open(dir, found.end)?,
             key,
             head: found.head,
             checkpointed: found.checkpointed,
@@ -337,9 +338,8 @@ struct Recovered {
     head: (u64, Hash),
     /// The last record a checkpoint in the last segment covers.
     checkpointed: u64,
-    /// Where the next frame goes, in `file`.
+    /// Where the next frame goes.
     end: Position,
-    file: File,
 }
 
 /// Finds where the log in `dir` ends, creating its first segment if it has
@@ -355,12 +355,11 @@ fn recover(dir: &Path) -> Result<Recovered> {
     }
     let numbers = segment::segments(dir)?;
     let Some(&first) = numbers.first() else {
-        let file = segment::prepare(dir, 1, segment::segment_size(1))?;
+        segment::prepare(dir, 1, segment::segment_size(1))?;
         return Ok(Recovered {
             head: (0, GENESIS),
             checkpointed: 0,
             end: Position::START,
-            file,
         });
     };
     if first != 1 {
@@ -431,6 +430,7 @@ fn recover(dir: &Path) -> Result<Recovered> {
         .open(&path)
         .map_err(Error::io(&path))?;
     set_aside_torn(dir, &file, &path, end)?;
+    drop(file);
     let head = match head {
         Some(h) => h,
         None if current == 1 => (0, GENESIS),
@@ -440,7 +440,6 @@ fn recover(dir: &Path) -> Result<Recovered> {
         head,
         checkpointed,
         end,
-        file,
     })
 }
 
@@ -495,26 +494,28 @@ fn last_of(dir: &Path, n: u32) -> Result<(u64, Hash)> {
 struct Tail {
     dir: PathBuf,
     number: u32,
-    file: File,
-    capacity: u64,
-    /// Where the next frame goes.
-    at: u64,
-    next: Option<JoinHandle<Result<File>>>,
+    file: SegmentFile,
+    next: Option<JoinHandle<Result<()>>>,
 }
 
 impl Tail {
-    fn new(dir: &Path, end: Position, file: File) -> Self {
-        let capacity = file.metadata().map(|m| m.len()).unwrap_or(0);
+    /// Appends to segment `end.segment` after `end.offset`.
+    fn open(dir: &Path, end: Position) -> Result<Self> {
+        let path = segment::segment_path(dir, end.segment);
+        let file = SegmentFile::open(&path, end.offset)?;
+        if !file.is_direct() {
+            tracing::info!(
+                "the audit log's file system takes no direct writes; writing through the page cache"
+            );
+        }
         let mut tail = Self {
             dir: dir.to_path_buf(),
             number: end.segment,
             file,
-            capacity,
-            at: end.offset,
             next: None,
         };
         tail.prepare_next();
-        tail
+        Ok(tail)
     }
 
     /// Starts preparing the segment after this one.
@@ -534,37 +535,28 @@ impl Tail {
         let mut from = 0;
         let mut upto = 0;
         for &end in ends {
-            if self.at + (end - from) as u64 > self.capacity {
-                self.put(&frames[from..upto])?;
-                self.sync()?;
+            if self.file.at() + (end - from) as u64 > self.file.capacity() {
+                self.file.append(&frames[from..upto])?;
+                self.file.sync()?;
                 from = upto;
                 self.advance((end - from) as u64)?;
             }
             upto = end;
         }
-        self.put(&frames[from..upto])?;
-        self.sync()
-    }
-
-    fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        self.file
-            .write_all_at(bytes, self.at)
-            .map_err(Error::io(self.path()))?;
-        self.at += bytes.len() as u64;
-        Ok(())
-    }
-
-    fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(Error::io(self.path()))
+        self.file.append(&frames[from..upto])?;
+        self.file.sync()
     }
 
     /// Moves on to the next segment, which must hold at least `need` bytes.
     fn advance(&mut self, need: u64) -> Result<()> {
         let n = self.number + 1;
+        let path = segment::segment_path(&self.dir, n);
         // A preparation that failed is tried once more, here; a second
         // failure stops the writer.
         let prepared = match self.next.take().map(JoinHandle::join) {
-            Some(Ok(Ok(file))) => Some(file),
+            Some(Ok(Ok(()))) => SegmentFile::open(&path, 0)
+                .ok()
+                .filter(|f| f.capacity() >= need),
             Some(Ok(Err(e))) => {
                 tracing::warn!(error = %e, "preparing the next audit segment failed; trying again");
                 None
@@ -572,25 +564,22 @@ impl Tail {
             _ => None,
         };
         let file = match prepared {
-            Some(f) if f.metadata().map_or(0, |m| m.len()) >= need => f,
-            _ => segment::prepare(&self.dir, n, need.max(segment::segment_size(n)))?,
+            Some(file) => file,
+            None => {
+                segment::prepare(&self.dir, n, need.max(segment::segment_size(n)))?;
+                SegmentFile::open(&path, 0)?
+            }
         };
-        self.capacity = file.metadata().map_err(Error::io(self.path()))?.len();
         self.file = file;
         self.number = n;
-        self.at = 0;
         self.prepare_next();
         Ok(())
-    }
-
-    fn path(&self) -> PathBuf {
-        segment::segment_path(&self.dir, self.number)
     }
 
     fn end(&self) -> Position {
         Position {
             segment: self.number,
-            offset: self.at,
+            offset: self.file.at(),
         }
     }
 }

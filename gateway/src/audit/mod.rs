@@ -6,6 +6,8 @@
 //! - [`log`]: the writer ([`AuditLog`]): group commit and signed checkpoints.
 //! - [`segment`]: the files, `DIR/audit/NNNNNNNN.seg`: records and
 //!   checkpoints as frames, the one place a record is stored.
+//! - [`segment_file`]: the segment being appended to, written in whole
+//!   blocks straight to the disk.
 //! - [`index`]: which records concern which citizen and where they are,
 //!   kept up to date off the request path.
 //! - [`verify()`]: the chain and checkpoint walk behind `lienthong audit verify`.
@@ -18,6 +20,7 @@ mod index;
 mod log;
 mod record;
 mod segment;
+mod segment_file;
 mod verify;
 
 pub use index::index_path;

@@ -347,24 +347,38 @@ impl System {
             .unwrap_or_else(|| panic!("the test population has no {what}"))
     }
 
-    /// Deletes the test's exchange and queues.
+    /// Deletes the test's exchange and queues: best effort, and bounded, so
+    /// that a broker that stops answering cannot hang the suite (once, on
+    /// 2026-11-24, a test hung in its last steps, this clean-up among them,
+    /// with the broker up; not reproduced since).
     pub async fn clean_up(self) {
-        let conn = amqp().await;
-        let channel = conn.create_channel().await.unwrap();
-        for sector in lienthong_adapters::sectors::names() {
-            for queue in [self.queue(sector), self.dead_letter_queue(sector)] {
-                let _ = channel
-                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                    .await;
+        let deleting = async {
+            let conn = amqp().await;
+            let channel = conn.create_channel().await.unwrap();
+            for sector in lienthong_adapters::sectors::names() {
+                for queue in [self.queue(sector), self.dead_letter_queue(sector)] {
+                    let _ = channel
+                        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
             }
+            let _ = channel
+                .exchange_delete(
+                    self.exchange.as_str().into(),
+                    ExchangeDeleteOptions::default(),
+                )
+                .await;
+            let _ = conn.close(200, "done".into()).await;
+        };
+        if tokio::time::timeout(Duration::from_secs(30), deleting)
+            .await
+            .is_err()
+        {
+            eprintln!(
+                "clean-up of exchange {} did not finish in 30 s; left to the broker",
+                self.exchange
+            );
         }
-        let _ = channel
-            .exchange_delete(
-                self.exchange.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-        let _ = conn.close(200, "done".into()).await;
     }
 }
 

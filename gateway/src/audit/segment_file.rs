@@ -107,6 +107,11 @@ impl SegmentFile {
     /// Writes `bytes` at [`SegmentFile::at`], which must leave them within
     /// [`SegmentFile::capacity`]; durable after [`SegmentFile::sync`].
     pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            // The writer moving on before a group's first frame: nothing to
+            // write (and `at` may be past a segment of an odd length).
+            return Ok(());
+        }
         debug_assert!(self.at + bytes.len() as u64 <= self.capacity);
         if self.direct {
             match self.append_direct(bytes) {

@@ -28,7 +28,7 @@
 //! the page cache; the kernel drops cached pages a direct write covers, so
 //! they read what was written.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -66,13 +66,9 @@ impl SegmentFile {
     /// As [`SegmentFile::open`]; `direct: false` writes through the page
     /// cache (as where the file system refuses `O_DIRECT`).
     pub(crate) fn open_as(path: &Path, at: u64, direct: bool) -> Result<Self> {
-        let (file, direct) = match open(path, direct) {
-            Ok(file) => (file, direct),
-            Err(e) if direct && refused_direct(&e) => {
-                (open(path, false).map_err(Error::io(path))?, false)
-            }
-            Err(e) => return Err(Error::io(path)(e)),
-        };
+        let mut options = File::options();
+        options.read(true).write(true);
+        let (file, direct) = open(&options, path, direct).map_err(Error::io(path))?;
         let len = file.metadata().map_err(Error::io(path))?.len();
         let mut segment = Self {
             file,
@@ -119,8 +115,10 @@ impl SegmentFile {
                 // takes none: go on through the page cache.
                 Err(e) if refused_direct(&e) => {
                     tracing::warn!(error = %e, "the file system takes no direct writes to the audit log; writing through the page cache");
-                    self.file = open(&self.path, false).map_err(Error::io(&self.path))?;
-                    self.direct = false;
+                    let mut options = File::options();
+                    options.read(true).write(true);
+                    (self.file, self.direct) =
+                        open(&options, &self.path, false).map_err(Error::io(&self.path))?;
                 }
                 written => return written.map_err(Error::io(&self.path)),
             }
@@ -174,19 +172,9 @@ impl SegmentFile {
 /// durable (the caller syncs it).
 pub(crate) fn create_zeroed(path: &Path, size: u64) -> Result<File> {
     let size = size.div_ceil(BLOCK as u64) * BLOCK as u64;
-    let create = |direct| {
-        let mut options = File::options();
-        options.write(true).create(true).truncate(true);
-        if direct {
-            options.custom_flags(libc::O_DIRECT);
-        }
-        options.open(path)
-    };
-    let file = match create(true) {
-        Err(e) if refused_direct(&e) => create(false),
-        opened => opened,
-    }
-    .map_err(Error::io(path))?;
+    let mut options = File::options();
+    options.write(true).create(true).truncate(true);
+    let (file, _) = open(&options, path, true).map_err(Error::io(path))?;
     const CHUNK: usize = 1 << 20;
     let zeros = vec![0u8; CHUNK + BLOCK];
     let from = zeros.as_ptr().align_offset(BLOCK);
@@ -201,14 +189,17 @@ pub(crate) fn create_zeroed(path: &Path, size: u64) -> Result<File> {
     Ok(file)
 }
 
-/// Opens `path` to read and write, bypassing the page cache if `direct`.
-fn open(path: &Path, direct: bool) -> io::Result<File> {
-    let mut options = File::options();
-    options.read(true).write(true);
+/// Opens `path` with `options`, bypassing the page cache if `direct` and
+/// the file system allows it; whether it does.
+fn open(options: &OpenOptions, path: &Path, direct: bool) -> io::Result<(File, bool)> {
     if direct {
-        options.custom_flags(libc::O_DIRECT);
+        let mut bypassing = options.clone();
+        match bypassing.custom_flags(libc::O_DIRECT).open(path) {
+            Err(e) if refused_direct(&e) => {}
+            opened => return opened.map(|file| (file, true)),
+        }
     }
-    options.open(path)
+    options.open(path).map(|file| (file, false))
 }
 
 /// Whether `e` is a file system's refusal of direct I/O.
@@ -283,6 +274,7 @@ mod tests {
         let path = dir.path().join("1.seg");
         drop(create_zeroed(&path, 8192).unwrap());
         let mut segment = SegmentFile::open(&path, 0).unwrap();
+        assert_eq!(segment.is_direct(), takes_direct(dir.path()));
         let reader = File::open(&path).unwrap();
         let mut expected = Vec::new();
         for seed in 0..20 {

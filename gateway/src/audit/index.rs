@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::segment::{Cursor, Frame, Position, Step};
+use super::segment::{self, Cursor, Position, Step};
 use crate::error::{Error, Result};
 
 /// How often the index catches up with the log.
@@ -95,12 +95,14 @@ pub(crate) fn pids_of(pids: &str) -> Vec<i64> {
 
 /// Brings the index up to date with the log.
 pub(crate) struct Indexer {
-    /// The log's directory.
-    dir: PathBuf,
     /// Owns the index file.
     index: Connection,
     /// Where the writer's durable frames end ([`Position::pack`]).
     durable: Arc<AtomicU64>,
+    /// Reads the log; kept, with what it read into, from step to step.
+    cursor: Cursor,
+    /// The rows of a step, `(bucket, pid, seq, pos)` (kept likewise).
+    rows: Vec<(i64, i64, i64, i64)>,
 }
 
 impl Indexer {
@@ -123,9 +125,10 @@ impl Indexer {
         }
         index.execute_batch(SCHEMA)?;
         let indexer = Self {
-            dir: dir.to_path_buf(),
             index,
             durable,
+            cursor: Cursor::new(dir, Position::START, None, 1 << 20),
+            rows: Vec::new(),
         };
         let (through, pos) = indexer.through()?;
         if through > head || pos.pack() > indexer.durable.load(Ordering::Acquire) {
@@ -149,22 +152,27 @@ impl Indexer {
     pub(crate) fn step(&mut self) -> Result<usize> {
         let (mut last, from) = self.through()?;
         let durable = Position::unpack(self.durable.load(Ordering::Acquire));
-        let mut cursor = Cursor::new(&self.dir, from, Some(durable), 1 << 20);
-        let mut entries = Vec::new();
+        let cursor = &mut self.cursor;
+        cursor.restart(from, Some(durable));
+        let entries = &mut self.rows;
+        entries.clear();
         let mut records = 0;
         while records < CHUNK {
-            match cursor.step()? {
-                Step::Frame(at, Frame::Record(r)) => {
+            // Only each record's number and Pids are read.
+            let read = |body: &[u8]| {
+                segment::record_pids(body).map(|r| r.map(|(seq, pids)| (seq, pids_of(pids))))
+            };
+            match cursor.step_as(read)? {
+                Step::Frame(at, Some((seq, pids))) => {
                     let pos = at.pack() as i64;
                     entries.extend(
-                        pids_of(&r.entry.pids)
-                            .into_iter()
-                            .map(|pid| (bucket(r.seq), pid, r.seq as i64, pos)),
+                        pids.into_iter()
+                            .map(|pid| (bucket(seq), pid, seq as i64, pos)),
                     );
-                    last = r.seq;
+                    last = seq;
                     records += 1;
                 }
-                Step::Frame(_, Frame::Checkpoint(_)) => {}
+                Step::Frame(_, None) => {}
                 Step::Bad { at, .. } => {
                     return Err(Error::Audit(format!(
                         "a durable frame of the audit log does not read (segment {}, byte {})",
@@ -190,11 +198,19 @@ impl Indexer {
                 let values = vec!["(?, ?, ?, ?)"; n].join(", ");
                 format!("INSERT OR IGNORE INTO audit_pid (bucket, pid, seq, pos) VALUES {values}")
             };
+            let full = rows(ROWS_PER_INSERT);
             for chunk in entries.chunks(ROWS_PER_INSERT) {
                 let values = chunk
                     .iter()
                     .flat_map(|(bucket, pid, seq, pos)| [bucket, pid, seq, pos]);
-                tx.prepare_cached(&rows(chunk.len()))?
+                let last_chunk;
+                let sql = if chunk.len() == ROWS_PER_INSERT {
+                    &full
+                } else {
+                    last_chunk = rows(chunk.len());
+                    &last_chunk
+                };
+                tx.prepare_cached(sql)?
                     .execute(rusqlite::params_from_iter(values))?;
             }
             tx.execute(

@@ -241,6 +241,28 @@ pub(crate) fn decode(body: &[u8]) -> std::result::Result<Frame, Option<u64>> {
     }
 }
 
+/// A record frame's number and its `pids` column, read from the frame's
+/// `body` without decoding the rest (the citizen index needs no more of
+/// each record); `None` for a checkpoint. Fails as [`decode`] does.
+pub(crate) fn record_pids(body: &[u8]) -> std::result::Result<Option<(u64, &str)>, Option<u64>> {
+    let mut r = Bytes(body);
+    let kind = r.u8().ok_or(None)?;
+    let seq = r.u64().ok_or(None)?;
+    match kind {
+        CHECKPOINT => Ok(None),
+        // time, agency, operation and purpose come before the pids.
+        RECORD => (|| {
+            for _ in 0..4 {
+                r.bytes()?;
+            }
+            std::str::from_utf8(r.bytes()?).ok()
+        })()
+        .map(|pids| Some((seq, pids)))
+        .ok_or(Some(seq)),
+        _ => Err(Some(seq)),
+    }
+}
+
 /// A body being read, front to back.
 struct Bytes<'a>(&'a [u8]);
 
@@ -271,11 +293,12 @@ impl<'a> Bytes<'a> {
     }
 }
 
-/// What the next frame of the log is.
+/// What the next frame of the log is: `F` is what was read of it
+/// ([`Frame`] unless a reader asks for less).
 #[derive(Debug)]
-pub(crate) enum Step {
+pub(crate) enum Step<F = Frame> {
     /// A frame that reads, where it starts.
-    Frame(Position, Frame),
+    Frame(Position, F),
     /// Bytes at `at` that are not a frame (an edit, or a write a crash cut
     /// short or still under way); `seq` is the record number they start
     /// with, if it reads.
@@ -335,6 +358,26 @@ impl Cursor {
 
     /// The next frame; after `Bad` or `End` the cursor stays where it is.
     pub(crate) fn step(&mut self) -> Result<Step> {
+        self.step_as(decode)
+    }
+
+    /// Goes on from `at` up to `until`, as a new cursor would, keeping the
+    /// memory it has read into (the citizen index's scan every half
+    /// second).
+    pub(crate) fn restart(&mut self, at: Position, until: Option<Position>) {
+        self.at = at;
+        self.until = until.map(Position::pack);
+        self.file = None;
+        self.buffer.clear();
+        self.buffered_at = 0;
+    }
+
+    /// The next frame, its body read by `read` (as [`decode`] does, or
+    /// less); after `Bad` or `End` the cursor stays where it is.
+    pub(crate) fn step_as<F>(
+        &mut self,
+        read: impl FnOnce(&[u8]) -> std::result::Result<F, Option<u64>>,
+    ) -> Result<Step<F>> {
         loop {
             if self.until.is_some_and(|u| self.at.pack() >= u) {
                 return Ok(Step::End(self.at));
@@ -360,7 +403,7 @@ impl Cursor {
             let Some(body) = self.read(at.offset + 4, n)? else {
                 return Ok(Step::Bad { at, seq: None });
             };
-            return Ok(match decode(body) {
+            return Ok(match read(body) {
                 Ok(frame) => {
                     self.at.offset += 4 + n as u64;
                     Step::Frame(at, frame)
@@ -460,10 +503,57 @@ mod tests {
         // Cut short, a body does not read; its record number still does.
         assert!(matches!(decode(&bytes[4..4 + n - 1]), Err(Some(7))));
         assert!(matches!(decode(&bytes[4..7]), Err(None)));
+        // The citizen index reads only the number and the Pids.
+        assert_eq!(record_pids(&bytes[4..4 + n]), Ok(Some((7, "001089000001"))));
+        assert_eq!(record_pids(&bytes[8 + n..]), Ok(None));
+        assert_eq!(record_pids(&bytes[4..4 + 30]), Err(Some(7)));
+        assert_eq!(record_pids(&bytes[4..7]), Err(None));
         let packed = Position {
             segment: 3,
             offset: 12_345,
         };
         assert_eq!(Position::unpack(packed.pack()), packed);
+    }
+
+    /// A record frame numbered `seq`.
+    fn frame_of(seq: u64) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode_record_parts(seq, "t", b"", &[0; 32], &[0; 32], &mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn a_restarted_cursor_reads_what_was_written_since() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path(), 1, FIRST_SEGMENT).unwrap();
+        let file = File::options()
+            .write(true)
+            .open(segment_path(dir.path(), 1))
+            .unwrap();
+        let first = frame_of(1);
+        file.write_all_at(&first, 0).unwrap();
+        // Read to the end: the read-ahead holds the zeros after frame 1.
+        let mut cursor = Cursor::new(dir.path(), Position::START, None, 1 << 20);
+        let seqs = |c: &mut Cursor| {
+            let mut seqs = Vec::new();
+            while let Step::Frame(_, Some((seq, _))) = c
+                .step_as(|b| record_pids(b).map(|r| r.map(|(s, p)| (s, p.len()))))
+                .unwrap()
+            {
+                seqs.push(seq);
+            }
+            seqs
+        };
+        assert_eq!(seqs(&mut cursor), [1]);
+        let end = cursor.position();
+        file.write_all_at(&frame_of(2), first.len() as u64).unwrap();
+        // Without a restart the cursor still sees its zeros; restarted,
+        // it reads the file again.
+        assert_eq!(seqs(&mut cursor), [] as [u64; 0]);
+        cursor.restart(end, None);
+        assert_eq!(seqs(&mut cursor), [2]);
+        // Bounded by a durable end, it stops there.
+        cursor.restart(Position::START, Some(end));
+        assert_eq!(seqs(&mut cursor), [1]);
     }
 }

@@ -315,6 +315,55 @@ async fn the_log_goes_on_across_segments() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_cannot_go_on_refuses_every_later_record_and_keeps_the_earlier_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit");
+    std::fs::create_dir_all(&path).unwrap();
+    // Segment 2 cannot be prepared, ahead or when it is needed.
+    std::fs::create_dir(segment::segment_path(&path, 2).with_extension("seg.tmp")).unwrap();
+    let key = Arc::new(SigningKey::ephemeral());
+    let (log, writer) = AuditLog::open(&path, key.clone()).unwrap();
+    let batch = |n: u64| -> Vec<AuditEntry> {
+        (0..100u64)
+            .map(|i| {
+                let mut e = entry(
+                    &format!("{:012}", 1_089_000_000 + n * 100 + i),
+                    "verify_batch",
+                    None,
+                );
+                e.request_id = "x".repeat(300);
+                e
+            })
+            .collect()
+    };
+    // Batches of ~40 KiB fill the first segment (1 MiB) within 30.
+    let mut appended = 0u64;
+    let failed = loop {
+        assert!(appended < 30 * 100, "the first segment never filled");
+        match log.append(batch(appended / 100)).await {
+            Ok(last) => appended = last,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(&failed, Error::Audit(m) if m.contains("00000002.seg.tmp")),
+        "{failed}"
+    );
+    // Every later record is refused, saying why.
+    let later = log.append(batch(99)).await.unwrap_err();
+    assert!(
+        matches!(&later, Error::Audit(m) if m.contains("stopped after a failed write")),
+        "{later}"
+    );
+    drop(log);
+    assert!(writer.close(Duration::from_secs(10)).await);
+    // What was acked is there and verifies, and nothing of the refused
+    // batch (its first records would have fitted in segment 1).
+    let report = verify(&path, &key.verifying_key()).unwrap();
+    assert_eq!((report.problem, report.records), (None, appended));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_citizen_sees_accesses_newest_first_and_confidential_ones_only_later() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit");

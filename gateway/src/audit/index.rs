@@ -156,12 +156,12 @@ impl Indexer {
         cursor.restart(from, Some(durable));
         let entries = &mut self.rows;
         entries.clear();
+        // Only each record's number and Pids are read.
+        let read = |body: &[u8]| {
+            segment::record_pids(body).map(|r| r.map(|(seq, pids)| (seq, pids_of(pids))))
+        };
         let mut records = 0;
         while records < CHUNK {
-            // Only each record's number and Pids are read.
-            let read = |body: &[u8]| {
-                segment::record_pids(body).map(|r| r.map(|(seq, pids)| (seq, pids_of(pids))))
-            };
             match cursor.step_as(read)? {
                 Step::Frame(at, Some((seq, pids))) => {
                     let pos = at.pack() as i64;
@@ -194,11 +194,11 @@ impl Indexer {
         {
             // Many rows a statement: the per-statement work is most of an
             // insert's cost when each lands on a page already at hand.
-            let rows = |n: usize| {
+            let insert = |n: usize| {
                 let values = vec!["(?, ?, ?, ?)"; n].join(", ");
                 format!("INSERT OR IGNORE INTO audit_pid (bucket, pid, seq, pos) VALUES {values}")
             };
-            let full = rows(ROWS_PER_INSERT);
+            let full = insert(ROWS_PER_INSERT);
             for chunk in entries.chunks(ROWS_PER_INSERT) {
                 let values = chunk
                     .iter()
@@ -207,7 +207,7 @@ impl Indexer {
                 let sql = if chunk.len() == ROWS_PER_INSERT {
                     &full
                 } else {
-                    last_chunk = rows(chunk.len());
+                    last_chunk = insert(chunk.len());
                     &last_chunk
                 };
                 tx.prepare_cached(sql)?

@@ -243,7 +243,9 @@ pub(crate) fn decode(body: &[u8]) -> std::result::Result<Frame, Option<u64>> {
 
 /// A record frame's number and its `pids` column, read from the frame's
 /// `body` without decoding the rest (the citizen index needs no more of
-/// each record); `None` for a checkpoint. Fails as [`decode`] does.
+/// each record); `None` for a checkpoint. Fails, as [`decode`] does, where
+/// the kind, the number or the fields up to the Pids do not read; what
+/// follows the Pids is not looked at (`audit verify` reads every byte).
 pub(crate) fn record_pids(body: &[u8]) -> std::result::Result<Option<(u64, &str)>, Option<u64>> {
     let mut r = Bytes(body);
     let kind = r.u8().ok_or(None)?;

@@ -55,6 +55,10 @@ pub(crate) struct SegmentFile {
     /// Direct only: room for one write, plus a block, so that a window of
     /// it starts on a block boundary.
     buffer: Vec<u8>,
+    /// Tests only: direct writes fail as a file system that opened the file
+    /// with `O_DIRECT` but takes no direct write would fail them.
+    #[cfg(test)]
+    refuse_direct_writes: bool,
 }
 
 impl SegmentFile {
@@ -78,6 +82,8 @@ impl SegmentFile {
             at,
             tail: Vec::new(),
             buffer: Vec::new(),
+            #[cfg(test)]
+            refuse_direct_writes: false,
         };
         if direct {
             segment.read_tail()?;
@@ -138,6 +144,10 @@ impl SegmentFile {
     /// Writes the tail and `bytes`, padded with zeros to a block, from the
     /// start of the tail's block; then keeps the new tail.
     fn append_direct(&mut self, bytes: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if self.refuse_direct_writes {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         let start = self.at - self.tail.len() as u64;
         let len = self.tail.len() + bytes.len();
         let padded = len.div_ceil(BLOCK) * BLOCK;
@@ -286,5 +296,37 @@ mod tests {
             reader.read_exact_at(&mut read, 0).unwrap();
             assert_eq!(read, expected, "after append {seed}");
         }
+    }
+
+    /// A file system that opens the file for direct writes but refuses the
+    /// first one (`EINVAL`): the segment goes on through the page cache
+    /// from where it was, and nothing appended before or after is lost.
+    #[test]
+    fn a_refused_direct_write_goes_on_through_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        if !takes_direct(dir.path()) {
+            // The refusal at open is the other test's fallback; this one
+            // needs a file opened for direct writes.
+            eprintln!("skipped: the file system here takes no O_DIRECT");
+            return;
+        }
+        let path = dir.path().join("1.seg");
+        drop(create_zeroed(&path, 3 * 4096).unwrap());
+        let mut segment = SegmentFile::open(&path, 0).unwrap();
+        assert!(segment.is_direct());
+        let mut expected = pattern(1, 5000);
+        segment.append(&expected).unwrap();
+        segment.refuse_direct_writes = true;
+        for (seed, n) in [(2, 100), (3, 4000)] {
+            let bytes = pattern(seed, n);
+            segment.append(&bytes).unwrap();
+            expected.extend_from_slice(&bytes);
+            assert!(!segment.is_direct());
+            assert_eq!(segment.at(), expected.len() as u64);
+        }
+        segment.sync().unwrap();
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_eq!(on_disk[..expected.len()], expected[..]);
+        assert!(on_disk[expected.len()..].iter().all(|&b| b == 0));
     }
 }

@@ -70,9 +70,7 @@ impl SegmentFile {
     /// As [`SegmentFile::open`]; `direct: false` writes through the page
     /// cache (as where the file system refuses `O_DIRECT`).
     pub(crate) fn open_as(path: &Path, at: u64, direct: bool) -> Result<Self> {
-        let mut options = File::options();
-        options.read(true).write(true);
-        let (file, direct) = open(&options, path, direct).map_err(Error::io(path))?;
+        let (file, direct) = open(&read_write(), path, direct).map_err(Error::io(path))?;
         let len = file.metadata().map_err(Error::io(path))?.len();
         let mut segment = Self {
             file,
@@ -121,10 +119,8 @@ impl SegmentFile {
                 // takes none: go on through the page cache.
                 Err(e) if refused_direct(&e) => {
                     tracing::warn!(error = %e, "the file system takes no direct writes to the audit log; writing through the page cache");
-                    let mut options = File::options();
-                    options.read(true).write(true);
                     (self.file, self.direct) =
-                        open(&options, &self.path, false).map_err(Error::io(&self.path))?;
+                        open(&read_write(), &self.path, false).map_err(Error::io(&self.path))?;
                 }
                 written => return written.map_err(Error::io(&self.path)),
             }
@@ -197,6 +193,13 @@ pub(crate) fn create_zeroed(path: &Path, size: u64) -> Result<File> {
         written += n as u64;
     }
     Ok(file)
+}
+
+/// How a segment is opened to append to.
+fn read_write() -> OpenOptions {
+    let mut options = File::options();
+    options.read(true).write(true);
+    options
 }
 
 /// Opens `path` with `options`, bypassing the page cache if `direct` and

@@ -5,25 +5,31 @@
 //! ```text
 //! request ─▶ AuditLog::append(entries) ─▶ inbox ─▶ writer thread:
 //!              encodes them, awaits its ack         under load, wait until as many records
-//!                                                     as the last group held have come,
-//!                                                     or PACE since the last group began
+//!                                                     as the last group held have come and
+//!                                                     every ack sent is claimed, or PACE
+//!                                                     since the last group began
 //!                                                   take every job waiting (one group)
 //!                                                   number + chain each record
 //!                                                   checkpoint if one is due
 //!                                                   one pwrite, one fdatasync
 //! first waiter ◀── ack + the group's other acks ─── wake the group's first waiter
 //!   wakes the others from its runtime thread
+//! each request, running again, claims its ack
 //! ```
 //!
 //! A request waits for one `fdatasync` however many requests share it, so
 //! the cost of durability is spread over everything in flight (group
 //! commit). Under load (the last group held at least [`PACE_FROM`]
 //! records) the writer waits for the next group to hold as many records as
-//! the last one, but no longer than [`PACE`] after the last one began, so
-//! that each wake-up and each sync serves more requests: when a steady
-//! number of callers each wait for their answer, the group goes as soon as
-//! all of them are in it, and while requests keep coming it goes every
-//! `PACE`. A lone request is written at once. It never waits for the
+//! the last one, and for the runtime to have taken up every ack already
+//! sent (each request [`Claim`]s its own when it runs again), but no
+//! longer than [`PACE`] after the last one began, so that each wake-up and
+//! each sync serves more requests. When a steady number of callers each
+//! wait for their answer, the group goes as soon as all of them are in it.
+//! While the runtime still works through earlier answers, a group sent
+//! sooner would only queue behind them, so it waits and grows instead: this
+//! is what sets the group's size when the server is busiest. A lone request
+//! is written at once. It never waits for the
 //! citizen index: a thread of its own ([`super::index`]) follows the
 //! durable end. Each caller waits for its own ack, so the inbox holds at
 //! most what the server has in flight. A checkpoint is signed at most every
@@ -36,7 +42,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -57,8 +63,8 @@ use crate::telemetry::{AUDIT_COMMIT, AUDIT_RECORDS};
 /// How often a checkpoint is signed while records arrive.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Under load, the longest a group waits to be as large as the last one,
-/// from the start of the last one.
+/// Under load, the longest a group waits to be as large as the last one
+/// and for the acks sent to be claimed, from the start of the last one.
 pub const PACE: Duration = Duration::from_millis(2);
 /// A group at least this large means load: the next one is paced.
 pub const PACE_FROM: usize = 8;
@@ -77,8 +83,9 @@ struct Job {
 /// A job's answer: its last record's number once durable, or why not.
 type Outcome = std::result::Result<u64, String>;
 
-/// One job's ack: where to send it, what it says, and the job's bytes.
-type Ack = (oneshot::Sender<Acked>, Outcome, Vec<u8>);
+/// One job's ack: where to send it, what it says, the job's bytes, and the
+/// claim its request settles once it holds the ack.
+type Ack = (oneshot::Sender<Acked>, Outcome, Vec<u8>, Claim);
 
 /// What a waiting request is sent when its group is durable.
 struct Acked {
@@ -87,6 +94,31 @@ struct Acked {
     spent: Vec<u8>,
     /// The rest of the group, for the first waiter to wake.
     rest: Fanout,
+    /// Settled when dropped: by the request once it runs again, or with
+    /// the ack of a request that is gone.
+    claim: Claim,
+}
+
+/// An ack sent and not yet in its request's hands.
+///
+/// While any is out, the runtime has not yet worked through the answers
+/// of the groups already durable: under load, the writer's next group
+/// waits for them (see [`Writer::run`]). Counted in [`Inbox::unclaimed`].
+struct Claim(Arc<Inbox>);
+
+impl Claim {
+    fn new(inbox: &Arc<Inbox>) -> Self {
+        inbox.unclaimed.fetch_add(1, Ordering::AcqRel);
+        Self(inbox.clone())
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.0.unclaimed.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.all_claimed();
+        }
+    }
 }
 
 /// The acks of a group's other jobs, sent when this is dropped.
@@ -103,13 +135,14 @@ impl Fanout {
     /// Sends each of `acks`: the first one carries the others.
     fn send(acks: Vec<Ack>) {
         let mut acks = acks.into_iter();
-        if let Some((done, outcome, spent)) = acks.next() {
+        if let Some((done, outcome, spent, claim)) = acks.next() {
             // A waiter that is gone returns the ack, which is dropped here:
             // the others are then sent from this thread.
             let _ = done.send(Acked {
                 outcome,
                 spent,
                 rest: Fanout(acks.collect()),
+                claim,
             });
         }
     }
@@ -117,11 +150,12 @@ impl Fanout {
 
 impl Drop for Fanout {
     fn drop(&mut self) {
-        for (done, outcome, spent) in self.0.drain(..) {
+        for (done, outcome, spent, claim) in self.0.drain(..) {
             let _ = done.send(Acked {
                 outcome,
                 spent,
                 rest: Fanout(Vec::new()),
+                claim,
             });
         }
     }
@@ -134,6 +168,8 @@ impl Drop for Fanout {
 struct Inbox {
     waiting: Mutex<Waiting>,
     arrived: Condvar,
+    /// Acks sent and not yet claimed ([`Claim`]).
+    unclaimed: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -141,10 +177,27 @@ struct Waiting {
     jobs: Vec<Job>,
     /// How many records `jobs` holds.
     records: usize,
-    /// The writer sleeps on `arrived` until `jobs` holds this many records.
-    asleep: Option<usize>,
+    /// The writer sleeps on `arrived` until it has this.
+    asleep: Option<Want>,
     /// No more jobs are taken: the log was closed, or every handle dropped.
     closed: bool,
+}
+
+/// What the writer waits for before it takes a group.
+#[derive(Clone, Copy, Debug)]
+struct Want {
+    /// At least this many records waiting.
+    records: usize,
+    /// And every ack sent claimed.
+    claimed: bool,
+}
+
+impl Waiting {
+    /// Whether `want` is met.
+    fn has(&self, want: Want, inbox: &Inbox) -> bool {
+        self.records >= want.records
+            && !(want.claimed && inbox.unclaimed.load(Ordering::Acquire) > 0)
+    }
 }
 
 impl Inbox {
@@ -156,12 +209,22 @@ impl Inbox {
         }
         waiting.records += job.records;
         waiting.jobs.push(job);
-        if waiting.asleep.is_some_and(|want| waiting.records >= want) {
+        self.wake_if_wanted(waiting);
+        Ok(())
+    }
+
+    /// Wakes the writer if it sleeps and what it wants is here. Called
+    /// when the last claim is settled.
+    fn all_claimed(&self) {
+        self.wake_if_wanted(self.lock());
+    }
+
+    fn wake_if_wanted(&self, mut waiting: MutexGuard<'_, Waiting>) {
+        if waiting.asleep.is_some_and(|want| waiting.has(want, self)) {
             waiting.asleep = None;
             drop(waiting);
             self.arrived.notify_one();
         }
-        Ok(())
     }
 
     /// Takes no more jobs; the writer commits those it holds and stops.
@@ -170,15 +233,16 @@ impl Inbox {
         self.arrived.notify_one();
     }
 
-    /// Waits up to `limit` until jobs of at least `want` records wait, or
-    /// the close; whether any job waits or the log is closed.
-    fn wait(&self, want: usize, limit: Duration) -> bool {
+    /// Waits up to `limit` for what is wanted, or the close; whether any
+    /// job waits or the log is closed.
+    fn wait(&self, want: Want, limit: Duration) -> bool {
         let mut waiting = self.lock();
-        if waiting.records < want && !waiting.closed {
+        let not_yet = |w: &mut Waiting| !w.closed && !w.has(want, self);
+        if not_yet(&mut waiting) {
             waiting.asleep = Some(want);
             waiting = self
                 .arrived
-                .wait_timeout_while(waiting, limit, |w| w.records < want && !w.closed)
+                .wait_timeout_while(waiting, limit, not_yet)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
             waiting.asleep = None;
@@ -237,6 +301,7 @@ impl AuditLog {
         let (stop_indexer, stopped) = mpsc::channel();
         let inbox = Arc::new(Inbox::default());
         let mut writer = Writer {
+            inbox: inbox.clone(),
             tail: Tail::open(dir, found.end)?,
             key,
             head: found.head,
@@ -256,11 +321,10 @@ impl AuditLog {
             "lienthong-audit-index",
             Box::new(move || indexer.run(stopped)),
         )?;
-        let taken = inbox.clone();
         let writing = spawn(
             "lienthong-audit",
             Box::new(move || {
-                writer.run(&taken);
+                writer.run();
                 // The index catches up with the last records.
                 drop(stop_indexer);
                 let _ = indexing.join();
@@ -313,7 +377,9 @@ impl AuditLog {
             outcome,
             spent,
             rest,
+            claim,
         } = ack.await.map_err(|_| stopped())?;
+        drop(claim);
         drop(rest);
         drop(spent);
         outcome.map_err(Error::Audit)
@@ -588,6 +654,8 @@ impl Tail {
 }
 
 struct Writer {
+    /// Where the jobs wait.
+    inbox: Arc<Inbox>,
     tail: Tail,
     key: Arc<SigningKey>,
     /// The last record's number and hash.
@@ -606,18 +674,27 @@ struct Writer {
 impl Writer {
     /// Appends until the log is closed or every handle dropped; then
     /// commits what was left, signs a last checkpoint and stops.
-    fn run(&mut self, inbox: &Inbox) {
+    fn run(&mut self) {
+        let inbox = self.inbox.clone();
         let mut group = Vec::new();
         let mut last_start = Instant::now();
         let mut last_size = 0;
         loop {
-            if !inbox.wait(1, CHECKPOINT_EVERY) {
+            let any = Want {
+                records: 1,
+                claimed: false,
+            };
+            if !inbox.wait(any, CHECKPOINT_EVERY) {
                 self.checkpoint_alone();
                 continue;
             }
             if last_size >= PACE_FROM {
                 let due = last_start + PACE;
-                inbox.wait(last_size, due.saturating_duration_since(Instant::now()));
+                let paced = Want {
+                    records: last_size,
+                    claimed: true,
+                };
+                inbox.wait(paced, due.saturating_duration_since(Instant::now()));
             }
             last_start = Instant::now();
             let closed = inbox.take(&mut group);
@@ -643,7 +720,10 @@ impl Writer {
             Fanout::send(
                 group
                     .drain(..)
-                    .map(|job| (job.done, Err(why.clone()), job.entries))
+                    .map(|job| {
+                        let claim = Claim::new(&self.inbox);
+                        (job.done, Err(why.clone()), job.entries, claim)
+                    })
                     .collect(),
             );
             return;
@@ -669,7 +749,12 @@ impl Writer {
                 ends.push(frames.len());
                 self.head = (seq, hash);
             }
-            acks.push((job.done, Ok(self.head.0), job.entries));
+            acks.push((
+                job.done,
+                Ok(self.head.0),
+                job.entries,
+                Claim::new(&self.inbox),
+            ));
         }
         let checkpoint = (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
             .then(|| sign(&self.key, self.head, &time));
@@ -692,7 +777,7 @@ impl Writer {
             }
             Err(e) => {
                 self.fail(&e);
-                for (_, outcome, _) in &mut acks {
+                for (_, outcome, _, _) in &mut acks {
                     *outcome = Err(e.to_string());
                 }
             }
@@ -796,53 +881,72 @@ mod tests {
         assert_eq!(tail.end(), Position::START);
     }
 
-    fn ack(n: u64) -> (Ack, oneshot::Receiver<Acked>) {
-        let (done, waiting) = oneshot::channel();
-        ((done, Ok(n), vec![n as u8]), waiting)
+    /// Three acks (1, 2, 3), each with its claim on `inbox`.
+    fn three_acks(inbox: &Arc<Inbox>) -> (Vec<Ack>, Vec<oneshot::Receiver<Acked>>) {
+        (1..=3u64)
+            .map(|n| {
+                let (done, waiting) = oneshot::channel();
+                ((done, Ok(n), vec![n as u8], Claim::new(inbox)), waiting)
+            })
+            .unzip()
     }
 
     /// Each waiter's own outcome and bytes, once whoever holds the rest has
-    /// let them go.
+    /// let them go; its claim is settled.
     fn delivered(waiting: oneshot::Receiver<Acked>) -> (Outcome, Vec<u8>) {
         let Acked {
             outcome,
             spent,
             rest,
+            claim,
         } = waiting.blocking_recv().expect("an ack");
-        drop(rest);
+        drop((rest, claim));
         (outcome, spent)
+    }
+
+    fn unclaimed(inbox: &Inbox) -> usize {
+        inbox.unclaimed.load(Ordering::Acquire)
     }
 
     #[test]
     fn every_waiter_of_a_group_is_acked_whatever_the_first_one_does() {
+        let inbox = Arc::new(Inbox::default());
         // The first waiter reads its ack and passes the others on.
-        let (acks, mut waiting): (Vec<_>, Vec<_>) = (1..=3).map(ack).unzip();
+        let (acks, mut waiting) = three_acks(&inbox);
         Fanout::send(acks);
+        assert_eq!(unclaimed(&inbox), 3, "every ack sent is out");
         let first = waiting.remove(0).blocking_recv().unwrap();
         assert_eq!(first.rest.0.len(), 2, "the first waiter carries the rest");
         assert_eq!((first.outcome, first.spent.clone()), (Ok(1), vec![1]));
-        drop(first.rest);
+        drop((first.rest, first.claim));
+        assert_eq!(unclaimed(&inbox), 2);
         for (n, w) in (2..).zip(waiting) {
             assert_eq!(delivered(w), (Ok(n), vec![n as u8]));
         }
+        assert_eq!(unclaimed(&inbox), 0, "every ack claimed");
 
-        // The first waiter is gone before the ack: the writer sends the rest.
-        let (acks, mut waiting): (Vec<_>, Vec<_>) = (1..=3).map(ack).unzip();
+        // The first waiter is gone before the ack: the writer sends the
+        // rest, and the ack it could not deliver is settled with it.
+        let (acks, mut waiting) = three_acks(&inbox);
         drop(waiting.remove(0));
         Fanout::send(acks);
+        assert_eq!(unclaimed(&inbox), 2);
         for (n, w) in (2..).zip(waiting) {
             assert_eq!(delivered(w), (Ok(n), vec![n as u8]));
         }
+        assert_eq!(unclaimed(&inbox), 0);
 
         // The first waiter is gone after the ack arrived, unread: dropping
-        // it with its channel sends the rest.
-        let (acks, mut waiting): (Vec<_>, Vec<_>) = (1..=3).map(ack).unzip();
+        // it with its channel sends the rest and settles its claim.
+        let (acks, mut waiting) = three_acks(&inbox);
         let first = waiting.remove(0);
         Fanout::send(acks);
         drop(first);
+        assert_eq!(unclaimed(&inbox), 2);
         for (n, w) in (2..).zip(waiting) {
             assert_eq!(delivered(w), (Ok(n), vec![n as u8]));
         }
+        assert_eq!(unclaimed(&inbox), 0);
     }
 
     /// Returns once the writer sleeps on `inbox`.
@@ -854,11 +958,31 @@ mod tests {
         }
     }
 
+    /// Does `then` on another thread once the writer sleeps on `inbox`.
+    fn once_asleep(
+        inbox: &Arc<Inbox>,
+        then: impl FnOnce(&Inbox) + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        let inbox = inbox.clone();
+        std::thread::spawn(move || {
+            asleep(&inbox);
+            then(&inbox);
+        })
+    }
+
     fn job(records: usize) -> Job {
         Job {
             entries: Vec::new(),
             records,
             done: oneshot::channel().0,
+        }
+    }
+
+    /// At least `n` records, whatever is unclaimed.
+    fn records(n: usize) -> Want {
+        Want {
+            records: n,
+            claimed: false,
         }
     }
 
@@ -869,21 +993,15 @@ mod tests {
         // reports that jobs wait.
         inbox.put(job(1)).map_err(drop).unwrap();
         let started = Instant::now();
-        assert!(inbox.wait(3, Duration::from_millis(50)));
+        assert!(inbox.wait(records(3), Duration::from_millis(50)));
         assert!(started.elapsed() >= Duration::from_millis(50));
 
         // Once the writer sleeps, the record that makes up the count wakes
         // it (a missed wake would leave it asleep to the end of its limit).
         let limit = Duration::from_secs(30);
-        let filler = std::thread::spawn({
-            let inbox = inbox.clone();
-            move || {
-                asleep(&inbox);
-                inbox.put(job(2)).map_err(drop).unwrap();
-            }
-        });
+        let filler = once_asleep(&inbox, |inbox| inbox.put(job(2)).map_err(drop).unwrap());
         let started = Instant::now();
-        assert!(inbox.wait(3, limit));
+        assert!(inbox.wait(records(3), limit));
         assert!(started.elapsed() < limit, "woken by the put");
         filler.join().unwrap();
         let mut group = Vec::new();
@@ -891,18 +1009,56 @@ mod tests {
         assert_eq!(group.iter().map(|j| j.records).sum::<usize>(), 3);
 
         // Taken, the count starts again; the close ends any wait.
-        assert!(!inbox.wait(1, Duration::from_millis(10)));
-        let closer = std::thread::spawn({
-            let inbox = inbox.clone();
-            move || {
-                asleep(&inbox);
-                inbox.close();
-            }
-        });
+        assert!(!inbox.wait(records(1), Duration::from_millis(10)));
+        let closer = once_asleep(&inbox, Inbox::close);
         let started = Instant::now();
-        assert!(inbox.wait(1, limit));
+        assert!(inbox.wait(records(1), limit));
         assert!(started.elapsed() < limit, "woken by the close");
         closer.join().unwrap();
         assert!(inbox.put(job(1)).is_err(), "a closed inbox takes no job");
+    }
+
+    #[test]
+    fn a_paced_group_waits_until_every_ack_sent_is_claimed() {
+        let inbox = Arc::new(Inbox::default());
+        let limit = Duration::from_secs(30);
+        let paced = Want {
+            records: 2,
+            claimed: true,
+        };
+        inbox.put(job(2)).map_err(drop).unwrap();
+        // Nothing out: the records are enough.
+        let started = Instant::now();
+        assert!(inbox.wait(paced, limit));
+        assert!(started.elapsed() < limit);
+
+        // Two acks out: the records alone are not enough, and the wait
+        // lasts its whole limit, unless only records are wanted.
+        let (first, second) = (Claim::new(&inbox), Claim::new(&inbox));
+        let started = Instant::now();
+        assert!(inbox.wait(paced, Duration::from_millis(50)));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        let started = Instant::now();
+        assert!(inbox.wait(records(2), limit));
+        assert!(started.elapsed() < limit);
+
+        // One claim settled, one still out: the writer sleeps until the
+        // last one is settled, which wakes it.
+        drop(first);
+        let claimer = once_asleep(&inbox, move |_| drop(second));
+        let started = Instant::now();
+        assert!(inbox.wait(paced, limit));
+        assert!(started.elapsed() < limit, "woken by the last claim");
+        claimer.join().unwrap();
+        assert_eq!(unclaimed(&inbox), 0);
+
+        // Claims settled, the records that make up the count wake it.
+        let mut group = Vec::new();
+        inbox.take(&mut group);
+        let filler = once_asleep(&inbox, |inbox| inbox.put(job(2)).map_err(drop).unwrap());
+        let started = Instant::now();
+        assert!(inbox.wait(paced, limit));
+        assert!(started.elapsed() < limit, "woken by the put");
+        filler.join().unwrap();
     }
 }

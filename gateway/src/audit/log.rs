@@ -192,6 +192,16 @@ struct Want {
     claimed: bool,
 }
 
+impl Want {
+    /// At least `n` records, whatever is unclaimed.
+    fn records(n: usize) -> Self {
+        Self {
+            records: n,
+            claimed: false,
+        }
+    }
+}
+
 impl Waiting {
     /// Whether `want` is met.
     fn has(&self, want: Want, inbox: &Inbox) -> bool {
@@ -675,16 +685,11 @@ impl Writer {
     /// Appends until the log is closed or every handle dropped; then
     /// commits what was left, signs a last checkpoint and stops.
     fn run(&mut self) {
-        let inbox = self.inbox.clone();
         let mut group = Vec::new();
         let mut last_start = Instant::now();
         let mut last_size = 0;
         loop {
-            let any = Want {
-                records: 1,
-                claimed: false,
-            };
-            if !inbox.wait(any, CHECKPOINT_EVERY) {
+            if !self.inbox.wait(Want::records(1), CHECKPOINT_EVERY) {
                 self.checkpoint_alone();
                 continue;
             }
@@ -694,10 +699,11 @@ impl Writer {
                     records: last_size,
                     claimed: true,
                 };
-                inbox.wait(paced, due.saturating_duration_since(Instant::now()));
+                self.inbox
+                    .wait(paced, due.saturating_duration_since(Instant::now()));
             }
             last_start = Instant::now();
-            let closed = inbox.take(&mut group);
+            let closed = self.inbox.take(&mut group);
             last_size = group.iter().map(|job| job.records).sum();
             if !group.is_empty() {
                 self.commit(&mut group);
@@ -720,10 +726,7 @@ impl Writer {
             Fanout::send(
                 group
                     .drain(..)
-                    .map(|job| {
-                        let claim = Claim::new(&self.inbox);
-                        (job.done, Err(why.clone()), job.entries, claim)
-                    })
+                    .map(|job| self.ack(job, Err(why.clone())))
                     .collect(),
             );
             return;
@@ -749,12 +752,7 @@ impl Writer {
                 ends.push(frames.len());
                 self.head = (seq, hash);
             }
-            acks.push((
-                job.done,
-                Ok(self.head.0),
-                job.entries,
-                Claim::new(&self.inbox),
-            ));
+            acks.push(self.ack(job, Ok(self.head.0)));
         }
         let checkpoint = (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
             .then(|| sign(&self.key, self.head, &time));
@@ -783,6 +781,11 @@ impl Writer {
             }
         }
         Fanout::send(acks);
+    }
+
+    /// `job`'s ack, saying `outcome`, claimed once its request holds it.
+    fn ack(&self, job: Job, outcome: Outcome) -> Ack {
+        (job.done, outcome, job.entries, Claim::new(&self.inbox))
     }
 
     fn fail(&mut self, e: &Error) {
@@ -978,14 +981,6 @@ mod tests {
         }
     }
 
-    /// At least `n` records, whatever is unclaimed.
-    fn records(n: usize) -> Want {
-        Want {
-            records: n,
-            claimed: false,
-        }
-    }
-
     #[test]
     fn the_writer_waits_for_as_many_records_as_it_wants_or_the_limit() {
         let inbox = Arc::new(Inbox::default());
@@ -993,7 +988,7 @@ mod tests {
         // reports that jobs wait.
         inbox.put(job(1)).map_err(drop).unwrap();
         let started = Instant::now();
-        assert!(inbox.wait(records(3), Duration::from_millis(50)));
+        assert!(inbox.wait(Want::records(3), Duration::from_millis(50)));
         assert!(started.elapsed() >= Duration::from_millis(50));
 
         // Once the writer sleeps, the record that makes up the count wakes
@@ -1001,7 +996,7 @@ mod tests {
         let limit = Duration::from_secs(30);
         let filler = once_asleep(&inbox, |inbox| inbox.put(job(2)).map_err(drop).unwrap());
         let started = Instant::now();
-        assert!(inbox.wait(records(3), limit));
+        assert!(inbox.wait(Want::records(3), limit));
         assert!(started.elapsed() < limit, "woken by the put");
         filler.join().unwrap();
         let mut group = Vec::new();
@@ -1009,10 +1004,10 @@ mod tests {
         assert_eq!(group.iter().map(|j| j.records).sum::<usize>(), 3);
 
         // Taken, the count starts again; the close ends any wait.
-        assert!(!inbox.wait(records(1), Duration::from_millis(10)));
+        assert!(!inbox.wait(Want::records(1), Duration::from_millis(10)));
         let closer = once_asleep(&inbox, Inbox::close);
         let started = Instant::now();
-        assert!(inbox.wait(records(1), limit));
+        assert!(inbox.wait(Want::records(1), limit));
         assert!(started.elapsed() < limit, "woken by the close");
         closer.join().unwrap();
         assert!(inbox.put(job(1)).is_err(), "a closed inbox takes no job");
@@ -1039,7 +1034,7 @@ mod tests {
         assert!(inbox.wait(paced, Duration::from_millis(50)));
         assert!(started.elapsed() >= Duration::from_millis(50));
         let started = Instant::now();
-        assert!(inbox.wait(records(2), limit));
+        assert!(inbox.wait(Want::records(2), limit));
         assert!(started.elapsed() < limit);
 
         // One claim settled, one still out: the writer sleeps until the

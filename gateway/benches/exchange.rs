@@ -4,15 +4,20 @@
 //!
 //! ```text
 //! cargo bench -p lienthong-gateway --bench exchange -- [--citizens N] [--seconds S] [--phase unary|batch|all]
-//!     [--in-flight N] [--rounds N]
+//!     [--in-flight N] [--channels N] [--rounds N]
 //! ```
 //!
-//! Phases: VerifyIdentity with 64 calls in flight on one channel (requests/s,
-//! p50, p99), measured in 2 s slices that take turns (echo, unaudited,
-//! audited, echo, …: S seconds of each, in whole slices); VerifyBatch with batches of 10,000
-//! claims over 2 streams, 2 batches in flight on each (records/s, S seconds
-//! of each server, one after the other). The registry is seeded once per
-//! size under `target/bench-data/` and reused.
+//! Phases: VerifyIdentity (requests/s, p50, p99) with 64 calls in flight
+//! spread over `--channels` client connections to each server (1 by
+//! default; in production each agency opens its own), measured in 2 s
+//! slices that take turns (echo, unaudited, audited, echo, …: S seconds of
+//! each, in whole slices); VerifyBatch with batches of 10,000 claims over 2
+//! streams, 2 batches in flight on each (records/s, S seconds of each
+//! server, one after the other). Each VerifyIdentity line also says how
+//! busy the machine's cores were (the whole bench process, client
+//! included): below about 95%, that server's rate was not bound by CPU.
+//! The registry is seeded once per size under `target/bench-data/` and
+//! reused.
 //!
 //! The gateway audits every request into a fresh, durable audit log (as
 //! `serve` does); a second gateway with the audit off (`AuditLog::off`) over
@@ -62,8 +67,11 @@ struct Options {
     seconds: u64,
     /// `unary`, `batch` or `all`.
     phase: String,
-    /// VerifyIdentity calls in flight on the one channel.
+    /// VerifyIdentity calls in flight, spread over the channels.
     in_flight: usize,
+    /// Client connections to each server (as many agencies, each with its
+    /// own connection).
+    channels: usize,
     /// Rounds of every phase, one after the other (the medians are printed).
     rounds: usize,
 }
@@ -80,6 +88,7 @@ fn options() -> Options {
         seconds: 10,
         phase: "all".into(),
         in_flight: 64,
+        channels: 1,
         rounds: 1,
     };
     let args: Vec<String> = std::env::args().collect();
@@ -90,6 +99,7 @@ fn options() -> Options {
             "--seconds" => o.seconds = args[i + 1].parse().expect("--seconds S"),
             "--phase" => o.phase = args[i + 1].clone(),
             "--in-flight" => o.in_flight = args[i + 1].parse().expect("--in-flight N"),
+            "--channels" => o.channels = args[i + 1].parse().expect("--channels N"),
             "--rounds" => o.rounds = args[i + 1].parse().expect("--rounds N"),
             _ => {
                 i += 1;
@@ -205,7 +215,13 @@ fn claim(c: &Citizen, reference: usize) -> v1::IdentityClaim {
     }
 }
 
-async fn client(addr: std::net::SocketAddr, pki: &PkiLayout) -> ExchangeServiceClient<Channel> {
+/// `channels` client connections to the server at `addr`, each its own
+/// TLS session and HTTP/2 connection.
+async fn clients(
+    addr: std::net::SocketAddr,
+    pki: &PkiLayout,
+    channels: usize,
+) -> Vec<ExchangeServiceClient<Channel>> {
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(std::fs::read(pki.ca_cert()).unwrap()))
         .identity(Identity::from_pem(
@@ -213,16 +229,22 @@ async fn client(addr: std::net::SocketAddr, pki: &PkiLayout) -> ExchangeServiceC
             std::fs::read(pki.agency_key("bench")).unwrap(),
         ))
         .domain_name("localhost");
-    let channel = Channel::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    ExchangeServiceClient::new(channel)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20)
+    let mut out = Vec::new();
+    for _ in 0..channels.max(1) {
+        let channel = Channel::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(tls.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        out.push(
+            ExchangeServiceClient::new(channel)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+        );
+    }
+    out
 }
 
 /// VerifyIdentity through one server, over all its slices of a round.
@@ -232,6 +254,9 @@ struct Unary {
     p99: Duration,
     /// Server CPU seconds per request.
     cpu_per_item: f64,
+    /// The share of the machine's cores the whole process (client
+    /// included) used.
+    busy: f64,
 }
 
 impl Unary {
@@ -239,10 +264,12 @@ impl Unary {
     fn of(slices: Vec<Slice>) -> Self {
         let run = SLICE.as_secs_f64() * slices.len() as f64;
         let cpu: f64 = slices.iter().map(|s| s.cpu).sum();
+        let busy = slices.iter().map(|s| s.process_cpu).sum::<f64>() / (run * cores());
         let mut all: Vec<Duration> = slices.into_iter().flat_map(|s| s.latencies).collect();
         all.sort();
         Self {
             cpu_per_item: cpu / all.len() as f64,
+            busy,
             rps: all.len() as f64 / run,
             p50: all[all.len() / 2],
             p99: all[all.len() * 99 / 100],
@@ -255,6 +282,8 @@ impl Unary {
 struct Slice {
     latencies: Vec<Duration>,
     cpu: f64,
+    /// The whole process's CPU seconds.
+    process_cpu: f64,
 }
 
 /// Measured time of one slice. A round runs the servers' slices in turn
@@ -265,7 +294,7 @@ const SLICE: Duration = Duration::from_secs(2);
 const SLICE_WARMUP: Duration = Duration::from_millis(500);
 
 async fn unary(
-    client: ExchangeServiceClient<Channel>,
+    clients: &[ExchangeServiceClient<Channel>],
     claims: Arc<Vec<v1::IdentityClaim>>,
     in_flight: usize,
     server: &'static str,
@@ -273,9 +302,10 @@ async fn unary(
     let warmup = Instant::now() + SLICE_WARMUP;
     let deadline = warmup + SLICE;
     let cpu = meter(server, warmup, deadline);
+    let process_cpu = meter("", warmup, deadline);
     let tasks: Vec<_> = (0..in_flight)
         .map(|t| {
-            let mut client = client.clone();
+            let mut client = clients[t % clients.len()].clone();
             let claims = claims.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
@@ -310,13 +340,14 @@ async fn unary(
     Slice {
         latencies,
         cpu: cpu.await.unwrap(),
+        process_cpu: process_cpu.await.unwrap(),
     }
 }
 
 /// Records/s over STREAMS concurrent streams, and the server's CPU seconds
 /// per record.
 async fn batch(
-    client: ExchangeServiceClient<Channel>,
+    clients: &[ExchangeServiceClient<Channel>],
     claims: Arc<Vec<v1::IdentityClaim>>,
     run: Duration,
     server: &'static str,
@@ -325,7 +356,7 @@ async fn batch(
     let cpu = meter(server, start, start + run);
     let streams: Vec<_> = (0..STREAMS)
         .map(|s| {
-            let client = client.clone();
+            let client = clients[s % clients.len()].clone();
             let claims = claims.clone();
             tokio::spawn(async move { one_stream(client, claims, s, run).await })
         })
@@ -484,19 +515,20 @@ fn main() {
     });
 
     client_rt.block_on(async move {
-        let gw = client(gateway_addr, &pki).await;
-        let gw_unaudited = client(unaudited_addr, &pki).await;
-        let echo = client(echo_addr, &pki).await;
+        let gw = clients(gateway_addr, &pki, o.channels).await;
+        let gw_unaudited = clients(unaudited_addr, &pki, o.channels).await;
+        let echo = clients(echo_addr, &pki, o.channels).await;
         // Each server's VerifyIdentity slices per round.
         let turns = (run.as_secs() / SLICE.as_secs()).max(1);
         println!(
             "registry: {} citizens; {} s of each server per phase (VerifyIdentity in {} s slices \
              taking turns, each after {} s of warm-up; VerifyBatch after 1 s); loopback, mTLS \
-             (TLS 1.3); client, gateway and echo share the machine's {} cores",
+             (TLS 1.3), {} client connection(s) to each server; client, gateway and echo share the machine's {} cores",
             o.citizens,
             turns * SLICE.as_secs(),
             SLICE.as_secs(),
             SLICE_WARMUP.as_secs_f64(),
+            o.channels.max(1),
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         let mut unary_ratios = Vec::new();
@@ -514,35 +546,37 @@ fn main() {
                 ];
                 let mut slices: [Vec<Slice>; 3] = Default::default();
                 for _ in 0..turns {
-                    for ((client, server), slices) in servers.iter().zip(&mut slices) {
-                        let client = (*client).clone();
-                        slices.push(unary(client, claims.clone(), k, server).await);
+                    for ((clients, server), slices) in servers.iter().zip(&mut slices) {
+                        slices.push(unary(clients, claims.clone(), k, server).await);
                     }
                 }
                 let [e, n, g] = slices.map(Unary::of);
-                println!("VerifyIdentity, {k} in flight:");
+                println!("VerifyIdentity, {k} in flight over {} connection(s):", o.channels.max(1));
                 for (name, u) in [("echo", &e), ("no audit", &n), ("gateway", &g)] {
                     println!(
-                        "  {name:<8} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.1} µs/req",
+                        "  {name:<8} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.1} µs/req  machine busy {:>3.0}%",
                         u.rps,
                         u.p50.as_secs_f64() * 1e3,
                         u.p99.as_secs_f64() * 1e3,
                         u.cpu_per_item * 1e6,
+                        u.busy * 100.0,
                     );
                 }
                 println!("  ratio    {:.2} of the echo's rate", g.rps / e.rps);
                 println!(
-                    "  audit    {:.2} of the rate with the audit off (the gateway's server CPU includes the audit threads)",
-                    g.rps / n.rps
+                    "  audit    {:.2} of the rate with the audit off, {:+.1} µs of server CPU a request \
+                     (the gateway's server CPU includes the audit threads)",
+                    g.rps / n.rps,
+                    (g.cpu_per_item - n.cpu_per_item) * 1e6
                 );
                 unary_ratios.push((g.rps / e.rps, g.rps / n.rps));
             }
             if o.phase == "unary" {
                 continue;
             }
-            let eb = batch(echo.clone(), claims.clone(), run, "echo-server").await;
-            let nb = batch(gw_unaudited.clone(), claims.clone(), run, "gw-unaudited").await;
-            let gb = batch(gw.clone(), claims.clone(), run, "gw-server").await;
+            let eb = batch(&echo, claims.clone(), run, "echo-server").await;
+            let nb = batch(&gw_unaudited, claims.clone(), run, "gw-unaudited").await;
+            let gb = batch(&gw, claims.clone(), run, "gw-server").await;
             println!(
                 "VerifyBatch, {BATCH} claims a batch, {STREAMS} streams, {BATCHES_IN_FLIGHT} batches in flight each:"
             );
@@ -622,24 +656,26 @@ fn cpu_of(prefix: &str) -> f64 {
 /// CPU time of this process's threads that have ended, in seconds: the
 /// process's total, which keeps theirs, less its live threads'.
 fn cpu_of_ended() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let process = stat_cpu(&stat).map_or(0, |(_, ticks)| ticks) as f64 / TICKS;
-    process - cpu_of("")
+    cpu_of_process() - cpu_of("")
 }
 
-/// Measures the CPU time of `server`'s threads between `from` and `to`.
+/// CPU time of the whole process, ended threads included, in seconds.
+fn cpu_of_process() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    stat_cpu(&stat).map_or(0, |(_, ticks)| ticks) as f64 / TICKS
+}
+
+/// Measures the CPU time of `server`'s threads between `from` and `to`
+/// (of the whole process for "").
 /// The audited gateway's threads include the audit log's writer and
 /// indexer (`lienthong-audit`, as /proc shortens both names), and the
 /// threads that prepare its next segments, which end once they have (the
 /// only threads of the bench that end: its runtimes keep theirs).
 fn meter(server: &'static str, from: Instant, to: Instant) -> tokio::task::JoinHandle<f64> {
-    let cpu = move || {
-        cpu_of(server)
-            + if server == "gw-server" {
-                cpu_of("lienthong-audit") + cpu_of_ended()
-            } else {
-                0.0
-            }
+    let cpu = move || match server {
+        "" => cpu_of_process(),
+        "gw-server" => cpu_of(server) + cpu_of("lienthong-audit") + cpu_of_ended(),
+        _ => cpu_of(server),
     };
     tokio::spawn(async move {
         tokio::time::sleep_until(from.into()).await;

@@ -69,8 +69,8 @@ struct Options {
     phase: String,
     /// VerifyIdentity calls in flight, spread over the channels.
     in_flight: usize,
-    /// Client connections to each server (as many agencies, each with its
-    /// own connection).
+    /// Client connections to each server, as that many agencies would
+    /// open (all of them with the bench agency's certificate).
     channels: usize,
     /// Rounds of every phase, one after the other (the medians are printed).
     rounds: usize,

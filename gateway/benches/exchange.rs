@@ -99,7 +99,13 @@ fn options() -> Options {
             "--seconds" => o.seconds = args[i + 1].parse().expect("--seconds S"),
             "--phase" => o.phase = args[i + 1].clone(),
             "--in-flight" => o.in_flight = args[i + 1].parse().expect("--in-flight N"),
-            "--channels" => o.channels = args[i + 1].parse().expect("--channels N"),
+            "--channels" => {
+                o.channels = args[i + 1]
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .expect("--channels N (1 or more)")
+            }
             "--rounds" => o.rounds = args[i + 1].parse().expect("--rounds N"),
             _ => {
                 i += 1;
@@ -230,7 +236,7 @@ async fn clients(
         ))
         .domain_name("localhost");
     let mut out = Vec::new();
-    for _ in 0..channels.max(1) {
+    for _ in 0..channels {
         let channel = Channel::from_shared(format!("https://{addr}"))
             .unwrap()
             .tls_config(tls.clone())
@@ -528,7 +534,7 @@ fn main() {
             turns * SLICE.as_secs(),
             SLICE.as_secs(),
             SLICE_WARMUP.as_secs_f64(),
-            o.channels.max(1),
+            o.channels,
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         let mut unary_ratios = Vec::new();
@@ -551,7 +557,7 @@ fn main() {
                     }
                 }
                 let [e, n, g] = slices.map(Unary::of);
-                println!("VerifyIdentity, {k} in flight over {} connection(s):", o.channels.max(1));
+                println!("VerifyIdentity, {k} in flight over {} connection(s):", o.channels);
                 for (name, u) in [("echo", &e), ("no audit", &n), ("gateway", &g)] {
                     println!(
                         "  {name:<8} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.1} µs/req  machine busy {:>3.0}%",

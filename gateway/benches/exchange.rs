@@ -515,7 +515,11 @@ fn main() {
                         .max_decoding_message_size(64 << 20)
                         .max_encoding_message_size(64 << 20),
                 )
-                .serve_with_incoming(lienthong_gateway::tls::incoming(listener, echo_tls)),
+                .serve_with_incoming(lienthong_gateway::tls::incoming(
+                    listener,
+                    echo_tls,
+                    std::future::pending(),
+                )),
         );
         addr
     });

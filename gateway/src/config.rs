@@ -16,6 +16,7 @@
 //! deadline_ms = 30000
 //! max_batch_claims = 10000
 //! shutdown_grace_ms = 20000
+//! shutdown_drain_ms = 1000
 //! sector_endpoints = "health=https://10.0.0.7:50062,banking=https://10.0.0.8:50065"
 //! sector_deadline_ms = 2000
 //! citizens = 1000000                        # first start only
@@ -50,6 +51,7 @@ pub struct ConfigFile {
     pub deadline_ms: Option<u64>,
     pub max_batch_claims: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
+    pub shutdown_drain_ms: Option<u64>,
     pub sector_endpoints: Option<String>,
     pub sector_deadline_ms: Option<u64>,
     pub citizens: Option<u64>,
@@ -106,6 +108,10 @@ impl ConfigFile {
         put(
             "shutdown_grace_ms",
             self.shutdown_grace_ms.map(|v| v.to_string()),
+        );
+        put(
+            "shutdown_drain_ms",
+            self.shutdown_drain_ms.map(|v| v.to_string()),
         );
         put("sector_endpoints", self.sector_endpoints.clone());
         put(

@@ -222,6 +222,12 @@ struct ServeArgs {
     /// included) may take, in milliseconds, before they are cut.
     #[arg(long, env = "LIENTHONG_SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
     shutdown_grace_ms: u64,
+    /// After SIGTERM or Ctrl-C, how long connections already open may still
+    /// start calls, in milliseconds, while health answers NOT_SERVING and
+    /// new connections are refused (part of the grace period).
+    #[arg(long, env = "LIENTHONG_SHUTDOWN_DRAIN_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    shutdown_drain_ms: u64,
     /// The sector adapters QuerySector asks, as SECTOR=URL pairs separated
     /// by commas (https: mutual TLS; `up` listens on these addresses).
     #[arg(
@@ -346,6 +352,7 @@ fn serve_options(args: &ServeArgs) -> ServeOptions {
             max_streams_per_connection: args.max_streams_per_connection,
             deadline: Duration::from_millis(args.deadline_ms),
             max_batch_claims: args.max_batch_claims as usize,
+            drain: Duration::from_millis(args.shutdown_drain_ms),
         },
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
         sectors: SectorOptions {
@@ -381,7 +388,7 @@ fn print_config(args: &ServeArgs, sources: &Sources) {
         .metrics_listen
         .0
         .map_or_else(|| "off".to_owned(), |a| a.to_string());
-    let rows: [(&str, String); 15] = [
+    let rows: [(&str, String); 16] = [
         ("listen", format!("{:?}", args.listen.to_string())),
         ("metrics_listen", format!("{metrics:?}")),
         (
@@ -402,6 +409,7 @@ fn print_config(args: &ServeArgs, sources: &Sources) {
         ("deadline_ms", args.deadline_ms.to_string()),
         ("max_batch_claims", args.max_batch_claims.to_string()),
         ("shutdown_grace_ms", args.shutdown_grace_ms.to_string()),
+        ("shutdown_drain_ms", args.shutdown_drain_ms.to_string()),
         (
             "sector_endpoints",
             format!("{:?}", args.sector_endpoints.to_string()),

@@ -36,8 +36,10 @@ use lienthong_proto::v1::citizen_service_server::CitizenServiceServer;
 use lienthong_proto::v1::exchange_service_server::ExchangeServiceServer;
 use lienthong_proto::v1::registry_service_server::RegistryServiceServer;
 use tokio::net::TcpListener;
+use tonic::server::NamedService;
 use tonic::transport::Server;
 use tonic::{Request, Status};
+use tonic_health::ServingStatus;
 
 use crate::audit::{AccessList, AuditLog, AuditWriter};
 use crate::consent::{ConsentBook, Consents};
@@ -67,6 +69,10 @@ pub struct ServerLimits {
     pub deadline: Duration,
     /// Most claims in one `VerifyBatch` batch (`BATCH_TOO_LARGE` beyond).
     pub max_batch_claims: usize,
+    /// After the shutdown signal, how long connections already open may
+    /// still start calls while health answers `NOT_SERVING` and new
+    /// connections are refused.
+    pub drain: Duration,
 }
 
 impl Default for ServerLimits {
@@ -77,6 +83,7 @@ impl Default for ServerLimits {
             max_streams_per_connection: 256,
             deadline: Duration::from_secs(30),
             max_batch_claims: crate::exchange::MAX_BATCH,
+            drain: Duration::from_secs(1),
         }
     }
 }
@@ -246,18 +253,31 @@ pub async fn serve(
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
 
+    // On the signal: every status, the server's as a whole ("") included,
+    // turns NOT_SERVING and no new connection is accepted; open connections
+    // may still start calls for `drain`, so that load balancers and clients
+    // holding a channel see the change and move away; then they are told to
+    // go away (GOAWAY) and the calls in flight finish.
+    let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
+    let drain = limits.drain;
     let shutdown = async move {
         shutdown.await;
-        health
-            .set_not_serving::<ExchangeServiceServer<ExchangeApi>>()
-            .await;
-        health
-            .set_not_serving::<RegistryServiceServer<RegistryApi>>()
-            .await;
-        health
-            .set_not_serving::<CitizenServiceServer<CitizenApi>>()
-            .await;
+        for service in [
+            "",
+            ExchangeServiceServer::<ExchangeApi>::NAME,
+            RegistryServiceServer::<RegistryApi>::NAME,
+            CitizenServiceServer::<CitizenApi>::NAME,
+        ] {
+            health
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
+        let _ = stop_accepting.send(());
+        tokio::time::sleep(drain).await;
     };
+    let incoming = tls::incoming(listener, tls, async {
+        let _ = accepting_stopped.await;
+    });
     Server::builder()
         .max_concurrent_streams(Some(limits.max_streams_per_connection))
         // Outermost: the call's id, which everything below records, and the
@@ -277,7 +297,7 @@ pub async fn serve(
         .add_service(exchange)
         .add_service(registry)
         .add_service(citizen)
-        .serve_with_incoming_shutdown(tls::incoming(listener, tls), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| Error::Server(e.to_string()))
 }

@@ -13,6 +13,7 @@
 //! authenticated connections, and every request carries the [`Peer`] in its
 //! extensions.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -97,19 +98,24 @@ impl AsyncWrite for AuthenticatedStream {
     }
 }
 
-/// The stream of authenticated connections on `listener`. The accept loop
-/// ends when the stream is dropped.
+/// The stream of authenticated connections on `listener`. Once
+/// `stop_accepting` completes the listener is closed (new connections are
+/// refused) while the stream stays open, so the server keeps the
+/// connections it has; the accept loop ends when the stream is dropped.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
+    stop_accepting: impl Future<Output = ()> + Send + 'static,
 ) -> ReceiverStream<Result<AuthenticatedStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
+        let mut stop_accepting = std::pin::pin!(stop_accepting);
         loop {
             let permit = tokio::select! {
                 _ = tx.closed() => return,
+                () = &mut stop_accepting => break,
                 permit = handshakes.clone().acquire_owned() => match permit {
                     Ok(p) => p,
                     Err(_) => return,
@@ -117,6 +123,7 @@ pub fn incoming(
             };
             let (tcp, remote) = tokio::select! {
                 _ = tx.closed() => return,
+                () = &mut stop_accepting => break,
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -161,6 +168,8 @@ pub fn incoming(
                 let _ = tx.send(Ok(AuthenticatedStream { inner: tls, peer })).await;
             });
         }
+        drop(listener);
+        tx.closed().await;
     });
     ReceiverStream::new(rx)
 }

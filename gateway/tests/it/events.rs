@@ -171,10 +171,11 @@ async fn events_of_acknowledged_writes_survive_a_sigkill() {
     );
     let pki = lienthong_gateway::tls::PkiLayout::under(data.path());
     let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut writers = Vec::new();
     for w in 0..8_u64 {
         let channel = connect_as(addr, &pki, "residence-police").await;
-        let (people, acked) = (people.clone(), acked.clone());
+        let (people, acked, failures) = (people.clone(), acked.clone(), failures.clone());
         writers.push(tokio::spawn(async move {
             let mut client = RegistryServiceClient::new(channel);
             let mut i = w;
@@ -196,7 +197,14 @@ async fn events_of_acknowledged_writes_survive_a_sigkill() {
                         tokio::time::sleep(wait.unwrap_or(Duration::from_millis(10))).await;
                         continue;
                     }
-                    Err(_) => return, // the gateway was killed
+                    // The gateway was killed (when is checked below).
+                    Err(s) => {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push((std::time::Instant::now(), s));
+                        return;
+                    }
                 }
                 i += 8;
             }
@@ -206,13 +214,23 @@ async fn events_of_acknowledged_writes_survive_a_sigkill() {
         acked.lock().unwrap().len() >= 1_000
     })
     .await;
-    std::process::Command::new("kill")
-        .args(["-KILL", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
+    let killed = std::time::Instant::now();
+    crate::support::signal(&child, "-KILL");
     child.wait().await.unwrap();
     for w in writers {
         w.await.unwrap();
+    }
+    // No write failed before the kill, and each failure after it is the
+    // connection's loss, not an answer of the gateway.
+    for (at, status) in failures.lock().unwrap().iter() {
+        assert!(*at >= killed, "a write failed before the kill: {status:?}");
+        assert!(
+            matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown
+            ) && crate::support::reason(status).is_empty(),
+            "a write failed with an answer after the kill: {status:?}"
+        );
     }
     let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
 
@@ -237,10 +255,10 @@ async fn events_of_acknowledged_writes_survive_a_sigkill() {
     );
     // `lienthong outbox` reports the lag: nothing waits once all is confirmed.
     let report = |want: &str| {
-        let out = std::process::Command::new(BIN)
-            .args(["outbox", "--data-dir", data_s])
-            .output()
-            .unwrap();
+        let out = crate::support::output_within(
+            std::process::Command::new(BIN).args(["outbox", "--data-dir", data_s]),
+            Duration::from_secs(60),
+        );
         assert!(out.status.success());
         String::from_utf8_lossy(&out.stdout).contains(want)
     };

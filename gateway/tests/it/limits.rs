@@ -1,5 +1,6 @@
 //! The server's limits against the real gateway: an oversized message and
-//! an overload each get their status, while other callers are served.
+//! an overload each get their status, while other callers are served; and
+//! every limit set on the real binary by flag, environment or file.
 
 use std::time::Duration;
 
@@ -8,7 +9,11 @@ use lienthong_proto::v1;
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::support::{TestGateway, reason};
+use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
+
+use crate::support::{
+    BIN, GatedAdapter, TestGateway, connect_as, output_within, reason, run_bin, spawn_serve_with,
+};
 
 fn verify(pid: &str) -> v1::VerifyIdentityRequest {
     v1::VerifyIdentityRequest {
@@ -174,4 +179,175 @@ async fn over_the_in_flight_limit_a_call_is_shed_at_once_and_others_resume() {
             Err(s) => panic!("not admitted again: {s:?}"),
         }
     }
+}
+
+/// Every limit set on the real binary, through each way of setting it (a
+/// flag, an environment variable, the configuration file), each refused with
+/// its status; the bound on streams per connection; a stream that sends
+/// nothing holds its place in flight.
+#[tokio::test]
+async fn the_binary_enforces_each_limit_it_is_given_by_flag_environment_or_file() {
+    let data = tempfile::tempdir().unwrap();
+    let data_s = data.path().to_str().unwrap();
+    let (ok, out) = run_bin(&["certs", "--data-dir", data_s], Duration::from_secs(120));
+    assert!(ok, "{out}");
+    std::fs::write(data.path().join("lienthong.toml"), "max_batch_claims = 3\n").unwrap();
+    let pki = lienthong_gateway::tls::PkiLayout::under(data.path());
+    // An adapter that never answers: a sector look-up runs into the
+    // gateway's deadline, not the sector's.
+    let banking = GatedAdapter::start(&pki, "banking").await;
+    let endpoints = format!("banking=https://{}", banking.addr);
+    let flags = [
+        "--max-message-bytes",
+        "4096",
+        "--max-streams-per-connection",
+        "2",
+        "--sector-endpoints",
+        &endpoints,
+        "--sector-deadline-ms",
+        "60000",
+    ];
+    let env = [
+        ("LIENTHONG_MAX_IN_FLIGHT", "3"),
+        ("LIENTHONG_DEADLINE_MS", "1000"),
+    ];
+    let mut config = std::process::Command::new(BIN);
+    config
+        .args(["config", "--data-dir", data_s])
+        .args(flags)
+        .envs(env);
+    let shown =
+        String::from_utf8(output_within(&mut config, Duration::from_secs(60)).stdout).unwrap();
+    for (key, from) in [
+        ("max_message_bytes = 4096", "# flag"),
+        ("max_streams_per_connection = 2", "# flag"),
+        ("max_in_flight = 3", "# environment"),
+        ("deadline_ms = 1000", "# environment"),
+        ("max_batch_claims = 3", "# file"),
+    ] {
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.starts_with(key) && l.trim_end().ends_with(from)),
+            "{key} {from}:\n{shown}"
+        );
+    }
+    let mut args = vec![
+        "serve",
+        "--data-dir",
+        data_s,
+        "--listen",
+        "127.0.0.1:0",
+        "--citizens",
+        "2000",
+        "--amqp-url",
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+    ];
+    args.extend(flags);
+    let (_serving, addr, _log) = spawn_serve_with(&args, &env).await;
+    let sample = std::fs::read_to_string(data.path().join("sample.jsonl")).unwrap();
+    let person: serde_json::Value = serde_json::from_str(sample.lines().next().unwrap()).unwrap();
+    let me = person["pid"].as_str().unwrap().to_owned();
+    let mut bank = ExchangeServiceClient::new(connect_as(addr, &pki, "vietcombank").await);
+
+    // --max-message-bytes: a message over it is OUT_OF_RANGE; the same
+    // connection then goes on.
+    let mut big = verify(&me);
+    big.claim.as_mut().unwrap().full_name = Some("A".repeat(8_000));
+    let refused = bank.verify_identity(big).await.unwrap_err();
+    assert_eq!(refused.code(), Code::OutOfRange, "{refused:?}");
+    bank.verify_identity(verify(&me)).await.unwrap();
+
+    // max_batch_claims (from the file): 3 claims pass, 4 are BATCH_TOO_LARGE.
+    let mut answers = bank
+        .verify_batch(tokio_stream::iter(vec![batch("KYC_ONBOARDING", &me, 3, 4)]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answers.message().await.unwrap().unwrap().results.len(), 3);
+    let mut answers = bank
+        .verify_batch(tokio_stream::iter(vec![batch("KYC_ONBOARDING", &me, 4, 4)]))
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = answers.message().await.unwrap_err();
+    assert_eq!(
+        (refused.code(), reason(&refused).as_str()),
+        (Code::InvalidArgument, "BATCH_TOO_LARGE")
+    );
+    assert!(refused.message().contains('3'), "{refused:?}");
+
+    // LIENTHONG_DEADLINE_MS: a call its adapter never answers is ended at
+    // the gateway's deadline.
+    let started = std::time::Instant::now();
+    let late = bank
+        .query_sector(v1::QuerySectorRequest {
+            purpose: "KYC_ONBOARDING".into(),
+            pid: me.clone(),
+            sector: "banking".into(),
+            query: "kyc_status".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (late.code(), reason(&late).as_str()),
+        (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
+        "{late:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "not the sector's deadline"
+    );
+    assert_eq!(banking.arrived(), 1, "the look-up reached the adapter");
+
+    // --max-streams-per-connection 2: a telecom job's connection holds two
+    // open streams; its third call waits for one of them to end...
+    let telco_channel = connect_as(addr, &pki, "viettel").await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (send, batches) = tokio::sync::mpsc::channel(1);
+        send.send(batch("SUBSCRIBER_VERIFICATION", &me, 1, 4))
+            .await
+            .unwrap();
+        let mut answers = ExchangeServiceClient::new(telco_channel.clone())
+            .verify_batch(tokio_stream::wrappers::ReceiverStream::new(batches))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answers.message().await.unwrap().unwrap().results.len(), 1);
+        held.push((send, answers));
+    }
+    let mut third = ExchangeServiceClient::new(telco_channel.clone());
+    let mut third_call = verify(&me);
+    third_call.purpose = "SUBSCRIBER_VERIFICATION".into();
+    let third = tokio::spawn(async move { third.verify_identity(third_call).await });
+    // ...while another connection is served meanwhile (2 of 3 in flight).
+    bank.verify_identity(verify(&me)).await.unwrap();
+    // A stream that sends nothing holds its place: three in flight, so the
+    // LIENTHONG_MAX_IN_FLIGHT bound sheds the next call at once.
+    let (_silent_send, silent) = tokio::sync::mpsc::channel::<v1::VerifyBatchRequest>(1);
+    let _silent = bank
+        .verify_batch(tokio_stream::wrappers::ReceiverStream::new(silent))
+        .await
+        .unwrap();
+    let mut other = ExchangeServiceClient::new(connect_as(addr, &pki, "vietcombank").await);
+    let shed = other.verify_identity(verify(&me)).await.unwrap_err();
+    assert_eq!(
+        (shed.code(), reason(&shed).as_str()),
+        (Code::Unavailable, "OVERLOADED"),
+        "{shed:?}"
+    );
+    assert!(
+        !third.is_finished(),
+        "the third stream on one connection waits"
+    );
+    // One of the job's streams ends: its third call goes out and is answered.
+    let (send, mut answers) = held.pop().unwrap();
+    drop(send);
+    assert!(answers.message().await.unwrap().is_none());
+    tokio::time::timeout(Duration::from_secs(20), third)
+        .await
+        .expect("the waiting call goes out once a stream ends")
+        .unwrap()
+        .expect("and is answered");
 }

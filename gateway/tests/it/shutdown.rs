@@ -1,6 +1,9 @@
-//! A graceful stop under load: SIGTERM while eight writers keep the gateway
-//! busy. Every write it acknowledged has its event published and its audit
-//! record signed before the process exits, and nothing is left half-done.
+//! A graceful stop, through the real binary: SIGTERM turns health
+//! NOT_SERVING (the gateway as a whole too) and refuses new connections
+//! while a call in flight is answered; under load, every write it
+//! acknowledged has its event published and its audit record signed before
+//! the process exits, no call fails before the signal, and nothing is left
+//! half-done.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -9,28 +12,165 @@ use std::time::Duration;
 use lienthong_gateway::audit::records;
 use lienthong_proto::citizen::LifeStatus;
 use lienthong_proto::population::Population;
+use lienthong_proto::v1;
+use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
 use lienthong_proto::v1::registry_service_client::RegistryServiceClient;
 use rusqlite::{Connection, OpenFlags};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::amqp::{BROKER, EventTap, unique};
 use crate::registry::move_to;
-use crate::support::{BIN, connect_as, spawn_serve, wait_for};
+use crate::support::{GatedAdapter, connect, connect_as, run_bin, signal, spawn_serve, wait_for};
 
-/// Runs a `lienthong` subcommand on `data`: success and standard output.
+/// Runs a `lienthong` subcommand on `data`: success and what it printed.
 fn lienthong(args: &[&str], data: &str) -> (bool, String) {
-    let out = std::process::Command::new(BIN)
-        .args(args)
-        .args(["--data-dir", data])
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    let mut all = args.to_vec();
+    all.extend(["--data-dir", data]);
+    run_bin(&all, Duration::from_secs(120))
+}
+
+/// The errors writers met, each with when it came back.
+type Failures = Arc<std::sync::Mutex<Vec<(std::time::Instant, tonic::Status)>>>;
+
+/// Asserts that no call failed before `signalled` and that every later
+/// failure is one a stopping server gives: refused (`UNAVAILABLE`) or cut
+/// (`CANCELLED`); a server that aborted the calls it had would fail here.
+pub fn assert_failed_only_after(failures: &Failures, signalled: std::time::Instant) {
+    for (at, status) in failures.lock().unwrap().iter() {
+        assert!(
+            *at >= signalled,
+            "a call failed {:?} before the signal: {status:?}",
+            signalled - *at
+        );
+        assert!(
+            matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::Cancelled
+            ),
+            "a call failed with {:?} after the signal: {status:?}",
+            status.code()
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_turns_health_not_serving_refuses_new_connections_and_answers_the_call_in_flight() {
+    let data = tempfile::tempdir().unwrap();
+    let data_s = data.path().to_str().unwrap();
+    // The PKI first, so a test adapter can serve with the banking
+    // adapter's certificate.
+    let (ok, out) = lienthong(&["certs"], data_s);
+    assert!(ok, "{out}");
+    let pki = lienthong_gateway::tls::PkiLayout::under(data.path());
+    let banking = GatedAdapter::start(&pki, "banking").await;
+    let endpoints = format!("banking=https://{}", banking.addr);
+    let (mut child, addr) = spawn_serve(&[
+        "serve",
+        "--data-dir",
+        data_s,
+        "--listen",
+        "127.0.0.1:0",
+        "--citizens",
+        "2000",
+        "--amqp-url",
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+        "--sector-endpoints",
+        &endpoints,
+        "--shutdown-drain-ms",
+        "5000",
+    ])
+    .await;
+    let channel = connect_as(addr, &pki, "vietcombank").await;
+    let mut health = HealthClient::new(channel.clone());
+    let mut status = async |service: &str| {
+        health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap_or_else(|s| panic!("health of {service:?} on the open connection: {s:?}"))
+            .into_inner()
+            .status()
+    };
+    for service in ["", "lienthong.v1.ExchangeService"] {
+        assert_eq!(status(service).await, ServingStatus::Serving, "{service:?}");
+    }
+    let sample = std::fs::read_to_string(data.path().join("sample.jsonl")).unwrap();
+    let person: serde_json::Value = serde_json::from_str(sample.lines().next().unwrap()).unwrap();
+    let mut bank = ExchangeServiceClient::new(channel.clone());
+    let call = tokio::spawn(async move {
+        bank.query_sector(v1::QuerySectorRequest {
+            purpose: "KYC_ONBOARDING".into(),
+            pid: person["pid"].as_str().unwrap().into(),
+            sector: "banking".into(),
+            query: "kyc_status".into(),
+        })
+        .await
+    });
+    wait_for(
+        Duration::from_secs(20),
+        "the look-up at the adapter",
+        || banking.arrived() == 1,
     )
+    .await;
+
+    signal(&child, "-TERM");
+    // On the connection already open, the gateway as a whole and each of
+    // its services say they no longer serve.
+    for service in ["", "lienthong.v1.ExchangeService"] {
+        let until = tokio::time::Instant::now() + Duration::from_secs(4);
+        while status(service).await != ServingStatus::NotServing {
+            assert!(
+                tokio::time::Instant::now() < until,
+                "{service:?} still SERVING 4 s after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // A new connection is refused.
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while connect(
+        addr,
+        &pki.ca_cert(),
+        Some((
+            &pki.agency_cert("vietcombank"),
+            &pki.agency_key("vietcombank"),
+        )),
+    )
+    .await
+    .is_ok()
+    {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "new connections still accepted 4 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!call.is_finished(), "the call waits for its adapter");
+    // The call that was in flight is answered.
+    banking.open();
+    let answer = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("the call in flight is answered within the grace period")
+        .unwrap()
+        .expect("the call in flight answers OK")
+        .into_inner();
+    assert!(
+        matches!(
+            answer.answer.and_then(|a| a.answer),
+            Some(v1::sector_answer::Answer::KycStatus(v1::KycStatus {
+                verified_accounts: 1,
+                ..
+            }))
+        ),
+        "the adapter's answer"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the gateway exits once its calls are answered")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
 }
 
 fn count(path: &std::path::Path, sql: &str) -> i64 {
@@ -71,10 +211,11 @@ async fn sigterm_under_load_publishes_every_acknowledged_event_and_closes_the_au
     );
     let pki = lienthong_gateway::tls::PkiLayout::under(data.path());
     let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let failures = Failures::default();
     let mut writers = Vec::new();
     for w in 0..8_u64 {
         let channel = connect_as(addr, &pki, "residence-police").await;
-        let (people, acked) = (people.clone(), acked.clone());
+        let (people, acked, failures) = (people.clone(), acked.clone(), failures.clone());
         writers.push(tokio::spawn(async move {
             let mut client = RegistryServiceClient::new(channel);
             let mut i = w;
@@ -94,7 +235,13 @@ async fn sigterm_under_load_publishes_every_acknowledged_event_and_closes_the_au
                     }
                     // Refused or cut off by the stop: the write may or may
                     // not have happened, and the client was not told it did.
-                    Err(_) => return,
+                    Err(s) => {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push((std::time::Instant::now(), s));
+                        return;
+                    }
                 }
                 i += 8;
             }
@@ -105,11 +252,13 @@ async fn sigterm_under_load_publishes_every_acknowledged_event_and_closes_the_au
     })
     .await;
     // The gateway stops within its grace period.
+    let signalled = std::time::Instant::now();
     let status = crate::support::terminate(&mut child, Duration::from_secs(30)).await;
     assert!(status.success(), "{status:?}");
     for w in writers {
         w.await.unwrap();
     }
+    assert_failed_only_after(&failures, signalled);
     let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
 
     // Every acknowledged write's event reached the broker before the exit:

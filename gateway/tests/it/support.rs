@@ -350,12 +350,36 @@ pub async fn spawn_serve_at(
     args: &[&str],
     filter: &str,
 ) -> (tokio::process::Child, SocketAddr, Log) {
+    spawn_serve_with(args, &[("LIENTHONG_LOG", filter)]).await
+}
+
+/// The address in the log line that says the gateway serves, in either log
+/// format (text: `listen=ADDR`; JSON: `"listen":"ADDR"`).
+fn listen_addr(line: &str) -> Option<SocketAddr> {
+    if line.starts_with('{') {
+        let json: serde_json::Value = serde_json::from_str(line).ok()?;
+        return json["fields"]["listen"].as_str()?.parse().ok();
+    }
+    line.split("listen=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// [`spawn_serve_logged`] with the environment variables `env` set.
+pub async fn spawn_serve_with(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, SocketAddr, Log) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(BIN)
         .args(args)
-        .env("LIENTHONG_LOG", filter)
+        .env("LIENTHONG_LOG", "info")
         // Every spawned gateway scrapes on a port of its own.
         .env("LIENTHONG_METRICS_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -365,11 +389,11 @@ pub async fn spawn_serve_at(
     let addr = tokio::time::timeout(std::time::Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             log.lock().unwrap().push(line.clone());
-            if let Some(rest) = line.split("listen=").nth(1) {
-                return rest.split_whitespace().next().unwrap().parse().unwrap();
+            if let Some(addr) = listen_addr(&line) {
+                return addr;
             }
         }
-        panic!("serve exited before listening");
+        panic!("serve exited before listening: {:#?}", log.lock().unwrap());
     })
     .await
     .expect("serve listens within 60 s");
@@ -408,4 +432,148 @@ pub async fn terminate(
         .await
         .unwrap_or_else(|_| panic!("still running {within:?} after SIGTERM"))
         .unwrap()
+}
+
+/// A sector adapter that holds every look-up until it is released: it
+/// serves `SectorAdapterService` with the sector's real certificate, counts
+/// the look-ups that reached it, and answers each once [`GatedAdapter::open`]
+/// is called.
+pub struct GatedAdapter {
+    pub addr: SocketAddr,
+    arrived: Arc<std::sync::atomic::AtomicUsize>,
+    gate: watch::Sender<bool>,
+}
+
+impl GatedAdapter {
+    /// Serves `sector`'s adapter on 127.0.0.1:0 with its certificate from `pki`.
+    pub async fn start(pki: &PkiLayout, sector: &str) -> Self {
+        use lienthong_proto::adapter::v1::sector_adapter_service_server::{
+            SectorAdapterService, SectorAdapterServiceServer,
+        };
+        use lienthong_proto::adapter::v1::{
+            DescribeRequest, DescribeResponse, LookupRequest, LookupResponse,
+        };
+        use lienthong_proto::v1::{KycStatus, SectorAnswer, sector_answer};
+        use tonic::{Request, Response, Status};
+
+        struct Gated {
+            arrived: Arc<std::sync::atomic::AtomicUsize>,
+            gate: watch::Receiver<bool>,
+        }
+
+        #[tonic::async_trait]
+        impl SectorAdapterService for Gated {
+            async fn lookup(
+                &self,
+                _: Request<LookupRequest>,
+            ) -> Result<Response<LookupResponse>, Status> {
+                self.arrived
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut gate = self.gate.clone();
+                let _ = gate.wait_for(|open| *open).await;
+                Ok(Response::new(LookupResponse {
+                    answer: Some(SectorAnswer {
+                        answer: Some(sector_answer::Answer::KycStatus(KycStatus {
+                            verified_accounts: 1,
+                            ..Default::default()
+                        })),
+                    }),
+                }))
+            }
+
+            async fn describe(
+                &self,
+                _: Request<DescribeRequest>,
+            ) -> Result<Response<DescribeResponse>, Status> {
+                Err(Status::unimplemented("a test adapter"))
+            }
+        }
+
+        let tls = lienthong_adapters::framework::tls::server_tls(&pki.root, sector).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (gate, gate_rx) = watch::channel(false);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .tls_config(tls)
+                .unwrap()
+                .add_service(SectorAdapterServiceServer::new(Gated {
+                    arrived: arrived.clone(),
+                    gate: gate_rx,
+                }))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        Self {
+            addr,
+            arrived,
+            gate,
+        }
+    }
+
+    /// Look-ups that have reached the adapter so far.
+    pub fn arrived(&self) -> usize {
+        self.arrived.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Answers every look-up held and every later one.
+    pub fn open(&self) {
+        let _ = self.gate.send(true);
+    }
+}
+
+/// Runs `command` to its end, as `Command::output` does, but kills it and
+/// panics if it is still running after `within`: a test never hangs on a
+/// child process.
+pub fn output_within(
+    command: &mut std::process::Command,
+    within: std::time::Duration,
+) -> std::process::Output {
+    use std::io::Read;
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?} does not start: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let until = std::time::Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} still running after {within:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Runs `lienthong` with `args`, waiting at most `within`: success and
+/// everything it printed (standard output, then standard error).
+pub fn run_bin(args: &[&str], within: std::time::Duration) -> (bool, String) {
+    let out = output_within(std::process::Command::new(BIN).args(args), within);
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }

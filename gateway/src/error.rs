@@ -7,80 +7,102 @@
 
 use std::path::PathBuf;
 
-/// Stable, machine-readable reasons (`ErrorInfo.reason` on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+/// Declares [`Reason`] and its wire spelling, once per reason, so that the
+/// list of every reason ([`Reason::ALL`]) cannot miss one.
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $variant:ident = $wire:literal,)*) => {
+        /// Stable, machine-readable reasons (`ErrorInfo.reason` on the wire).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Reason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Reason {
+            /// Every reason, in the order declared.
+            pub const ALL: &[Reason] = &[$(Reason::$variant),*];
+
+            /// The wire spelling.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $wire,)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
     /// Not a well-formed Pid (length, digits, province code).
-    PidMalformed,
+    PidMalformed = "PID_MALFORMED",
     /// No citizen has this Pid.
-    CitizenNotFound,
+    CitizenNotFound = "CITIZEN_NOT_FOUND",
     /// The agency's grants do not allow this operation for this purpose.
-    PurposeNotPermitted,
+    PurposeNotPermitted = "PURPOSE_NOT_PERMITTED",
     /// A requested field is not granted for this purpose.
-    FieldNotPermitted,
+    FieldNotPermitted = "FIELD_NOT_PERMITTED",
     /// A batch holds more claims than allowed.
-    BatchTooLarge,
+    BatchTooLarge = "BATCH_TOO_LARGE",
     /// A request field is missing or invalid (other than the Pid).
-    ArgumentInvalid,
+    ArgumentInvalid = "ARGUMENT_INVALID",
     /// The caller's certificate names no agency in the policy.
-    AgencyUnknown,
+    AgencyUnknown = "AGENCY_UNKNOWN",
     /// The registry store failed; retrying may help.
-    StoreUnavailable,
+    StoreUnavailable = "STORE_UNAVAILABLE",
     /// The request carried no authenticated peer.
-    Unauthenticated,
+    Unauthenticated = "UNAUTHENTICATED",
     /// The agency has no role that owns this registry write.
-    RoleNotPermitted,
+    RoleNotPermitted = "ROLE_NOT_PERMITTED",
     /// A `request_id` was reused for a different request.
-    RequestIdReused,
+    RequestIdReused = "REQUEST_ID_REUSED",
     /// The citizen is deceased; the change cannot apply.
-    CitizenDeceased,
+    CitizenDeceased = "CITIZEN_DECEASED",
     /// A marriage names someone who is already married.
-    AlreadyMarried,
+    AlreadyMarried = "ALREADY_MARRIED",
     /// A birth names a parent who is not on the register.
-    ParentNotFound,
+    ParentNotFound = "PARENT_NOT_FOUND",
     /// A named parent cannot be this child's parent (sex, dates).
-    ParentInvalid,
+    ParentInvalid = "PARENT_INVALID",
     /// No personal identification number is left for a birth's province, sex
     /// and year.
-    PidSpaceExhausted,
+    PidSpaceExhausted = "PID_SPACE_EXHAUSTED",
     /// The agency is over its request rate.
-    RateLimited,
+    RateLimited = "RATE_LIMITED",
     /// The agency has used its daily quota.
-    QuotaExceeded,
+    QuotaExceeded = "QUOTA_EXCEEDED",
     /// Consent-gated fields were asked for without a consent token.
-    ConsentRequired,
+    ConsentRequired = "CONSENT_REQUIRED",
     /// The consent token is malformed, forged, or unknown to the gateway.
-    ConsentInvalid,
+    ConsentInvalid = "CONSENT_INVALID",
     /// The consent token has expired.
-    ConsentExpired,
+    ConsentExpired = "CONSENT_EXPIRED",
     /// The citizen revoked the consent.
-    ConsentRevoked,
+    ConsentRevoked = "CONSENT_REVOKED",
     /// The consent token is for another citizen.
-    ConsentWrongCitizen,
+    ConsentWrongCitizen = "CONSENT_WRONG_CITIZEN",
     /// The consent token was granted to another agency.
-    ConsentWrongAgency,
+    ConsentWrongAgency = "CONSENT_WRONG_AGENCY",
     /// The consent token was granted for another purpose.
-    ConsentWrongPurpose,
+    ConsentWrongPurpose = "CONSENT_WRONG_PURPOSE",
     /// The consent token does not cover every consent-gated field asked for.
-    ConsentFieldsNotCovered,
+    ConsentFieldsNotCovered = "CONSENT_FIELDS_NOT_COVERED",
     /// The citizen has no consent with this id.
-    ConsentNotFound,
+    ConsentNotFound = "CONSENT_NOT_FOUND",
     /// The audit log could not record the request, so no answer is given.
-    AuditUnavailable,
+    AuditUnavailable = "AUDIT_UNAVAILABLE",
     /// The gateway has as many calls in flight as it takes; it sheds this
     /// one rather than queue it.
-    Overloaded,
+    Overloaded = "OVERLOADED",
     /// The call did not finish within the server's deadline.
-    DeadlineExceeded,
+    DeadlineExceeded = "DEADLINE_EXCEEDED",
     /// The agency's grant for this purpose does not name this sector query.
-    SectorQueryNotPermitted,
+    SectorQueryNotPermitted = "SECTOR_QUERY_NOT_PERMITTED",
     /// The sector's adapter did not answer in time, failed, or is paused
     /// after repeated failures; retrying later may help.
-    SectorUnavailable,
+    SectorUnavailable = "SECTOR_UNAVAILABLE",
     /// The sector holds no record of this citizen.
-    SectorRecordNotFound,
+    SectorRecordNotFound = "SECTOR_RECORD_NOT_FOUND",
     /// Something inside the gateway failed; retrying will not help.
-    Internal,
+    Internal = "INTERNAL",
 }
 
 impl Reason {
@@ -106,46 +128,6 @@ impl Reason {
                 | Self::ConsentFieldsNotCovered
                 | Self::SectorQueryNotPermitted
         )
-    }
-
-    /// The wire spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PidMalformed => "PID_MALFORMED",
-            Self::CitizenNotFound => "CITIZEN_NOT_FOUND",
-            Self::PurposeNotPermitted => "PURPOSE_NOT_PERMITTED",
-            Self::FieldNotPermitted => "FIELD_NOT_PERMITTED",
-            Self::BatchTooLarge => "BATCH_TOO_LARGE",
-            Self::ArgumentInvalid => "ARGUMENT_INVALID",
-            Self::AgencyUnknown => "AGENCY_UNKNOWN",
-            Self::StoreUnavailable => "STORE_UNAVAILABLE",
-            Self::Unauthenticated => "UNAUTHENTICATED",
-            Self::RoleNotPermitted => "ROLE_NOT_PERMITTED",
-            Self::RequestIdReused => "REQUEST_ID_REUSED",
-            Self::CitizenDeceased => "CITIZEN_DECEASED",
-            Self::AlreadyMarried => "ALREADY_MARRIED",
-            Self::ParentNotFound => "PARENT_NOT_FOUND",
-            Self::ParentInvalid => "PARENT_INVALID",
-            Self::PidSpaceExhausted => "PID_SPACE_EXHAUSTED",
-            Self::RateLimited => "RATE_LIMITED",
-            Self::QuotaExceeded => "QUOTA_EXCEEDED",
-            Self::ConsentRequired => "CONSENT_REQUIRED",
-            Self::ConsentInvalid => "CONSENT_INVALID",
-            Self::ConsentExpired => "CONSENT_EXPIRED",
-            Self::ConsentRevoked => "CONSENT_REVOKED",
-            Self::ConsentWrongCitizen => "CONSENT_WRONG_CITIZEN",
-            Self::ConsentWrongAgency => "CONSENT_WRONG_AGENCY",
-            Self::ConsentWrongPurpose => "CONSENT_WRONG_PURPOSE",
-            Self::ConsentFieldsNotCovered => "CONSENT_FIELDS_NOT_COVERED",
-            Self::ConsentNotFound => "CONSENT_NOT_FOUND",
-            Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
-            Self::Overloaded => "OVERLOADED",
-            Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
-            Self::SectorQueryNotPermitted => "SECTOR_QUERY_NOT_PERMITTED",
-            Self::SectorUnavailable => "SECTOR_UNAVAILABLE",
-            Self::SectorRecordNotFound => "SECTOR_RECORD_NOT_FOUND",
-            Self::Internal => "INTERNAL",
-        }
     }
 }
 

@@ -118,3 +118,258 @@ impl From<Error> for Status {
         Status::with_error_details(code(reason), err.to_string(), details)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tonic::Code;
+    use tonic_types::StatusExt;
+
+    use super::*;
+
+    /// The detail a status carries beside its `ErrorInfo`.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Detail {
+        /// `BadRequest`, naming this field.
+        BadRequest(&'static str),
+        /// `PreconditionFailure`, naming this subject.
+        PreconditionFailure(&'static str),
+        /// `RetryInfo`.
+        RetryInfo,
+        /// Nothing beside the `ErrorInfo`.
+        None,
+    }
+
+    /// For every reason: an error of it, and the code and detail its status
+    /// carries. The match has no catch-all, so a new reason cannot be added
+    /// without its row here.
+    fn row(reason: Reason) -> (Error, Code, Detail) {
+        let wait = Duration::from_secs(2);
+        let invalid = |field: &str| Error::InvalidArgument {
+            reason,
+            field: field.into(),
+            description: "is wrong".into(),
+        };
+        let conflict = |subject| Error::Conflict {
+            reason,
+            subject,
+            description: "prevents it",
+        };
+        let consent = Error::Consent {
+            reason,
+            description: "does not allow this",
+        };
+        let agency = || "bank".to_owned();
+        match reason {
+            Reason::PidMalformed => (
+                invalid("pid"),
+                Code::InvalidArgument,
+                Detail::BadRequest("pid"),
+            ),
+            Reason::ArgumentInvalid => (
+                invalid("request_id"),
+                Code::InvalidArgument,
+                Detail::BadRequest("request_id"),
+            ),
+            Reason::CitizenNotFound => (Error::CitizenNotFound, Code::NotFound, Detail::None),
+            Reason::PurposeNotPermitted => (
+                Error::PurposeNotPermitted {
+                    agency: agency(),
+                    operation: "get_citizen",
+                    purpose: "MARKETING".into(),
+                },
+                Code::PermissionDenied,
+                Detail::None,
+            ),
+            Reason::FieldNotPermitted => (
+                Error::FieldNotPermitted {
+                    agency: agency(),
+                    purpose: "KYC_ONBOARDING".into(),
+                    fields: vec!["blood_type"],
+                },
+                Code::PermissionDenied,
+                Detail::BadRequest("fields"),
+            ),
+            Reason::BatchTooLarge => (
+                Error::BatchTooLarge { size: 4, limit: 3 },
+                Code::InvalidArgument,
+                Detail::BadRequest("claims"),
+            ),
+            Reason::AgencyUnknown => (
+                Error::AgencyUnknown { agency: agency() },
+                Code::PermissionDenied,
+                Detail::None,
+            ),
+            Reason::StoreUnavailable => (
+                Error::Store(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    None,
+                )),
+                Code::Unavailable,
+                Detail::RetryInfo,
+            ),
+            Reason::Unauthenticated => {
+                (Error::Unauthenticated, Code::Unauthenticated, Detail::None)
+            }
+            Reason::RoleNotPermitted => (
+                Error::RoleNotPermitted {
+                    agency: agency(),
+                    operation: "record_death",
+                    role: "civil_registry",
+                },
+                Code::PermissionDenied,
+                Detail::None,
+            ),
+            Reason::RequestIdReused => (
+                Error::RequestIdReused {
+                    request_id: "r-1".into(),
+                },
+                Code::AlreadyExists,
+                Detail::BadRequest("request_id"),
+            ),
+            Reason::CitizenDeceased => (
+                conflict("pid"),
+                Code::FailedPrecondition,
+                Detail::PreconditionFailure("pid"),
+            ),
+            Reason::AlreadyMarried => (
+                conflict("spouse_pid"),
+                Code::FailedPrecondition,
+                Detail::PreconditionFailure("spouse_pid"),
+            ),
+            Reason::ParentNotFound | Reason::ParentInvalid => (
+                conflict("father_pid"),
+                Code::FailedPrecondition,
+                Detail::PreconditionFailure("father_pid"),
+            ),
+            Reason::PidSpaceExhausted => (
+                Error::PidSpaceExhausted,
+                Code::ResourceExhausted,
+                Detail::None,
+            ),
+            Reason::RateLimited => (
+                Error::RateLimited {
+                    agency: agency(),
+                    retry_after: wait,
+                },
+                Code::ResourceExhausted,
+                Detail::RetryInfo,
+            ),
+            Reason::QuotaExceeded => (
+                Error::QuotaExceeded {
+                    agency: agency(),
+                    retry_after: wait,
+                },
+                Code::ResourceExhausted,
+                Detail::RetryInfo,
+            ),
+            Reason::ConsentRequired => (
+                Error::ConsentRequired {
+                    fields: vec!["blood_type"],
+                },
+                Code::PermissionDenied,
+                Detail::BadRequest("consent_token"),
+            ),
+            Reason::ConsentInvalid
+            | Reason::ConsentExpired
+            | Reason::ConsentRevoked
+            | Reason::ConsentWrongCitizen
+            | Reason::ConsentWrongAgency
+            | Reason::ConsentWrongPurpose
+            | Reason::ConsentFieldsNotCovered => (
+                consent,
+                Code::PermissionDenied,
+                Detail::BadRequest("consent_token"),
+            ),
+            Reason::ConsentNotFound => (Error::ConsentNotFound, Code::NotFound, Detail::None),
+            Reason::AuditUnavailable => (
+                Error::Audit("the disk is full".into()),
+                Code::Unavailable,
+                Detail::RetryInfo,
+            ),
+            Reason::Overloaded => (
+                Error::Overloaded { limit: 8 },
+                Code::Unavailable,
+                Detail::RetryInfo,
+            ),
+            Reason::DeadlineExceeded => (
+                Error::DeadlineExceeded { limit: wait },
+                Code::DeadlineExceeded,
+                Detail::None,
+            ),
+            Reason::SectorQueryNotPermitted => (
+                Error::SectorQueryNotPermitted {
+                    agency: agency(),
+                    purpose: "KYC_ONBOARDING".into(),
+                    query: "health.vaccinations".into(),
+                },
+                Code::PermissionDenied,
+                Detail::None,
+            ),
+            Reason::SectorUnavailable => (
+                Error::SectorUnavailable {
+                    sector: "health",
+                    why: "no answer".into(),
+                    retry_after: wait,
+                },
+                Code::Unavailable,
+                Detail::RetryInfo,
+            ),
+            Reason::SectorRecordNotFound => (
+                Error::SectorRecordNotFound { sector: "health" },
+                Code::NotFound,
+                Detail::None,
+            ),
+            Reason::Internal => (Error::Task, Code::Internal, Detail::None),
+        }
+    }
+
+    #[test]
+    fn every_reason_has_its_code_reason_domain_and_detail() {
+        let mut spellings = std::collections::HashSet::new();
+        for &reason in Reason::ALL {
+            let (error, code, detail) = row(reason);
+            assert_eq!(error.reason(), reason, "the row's error is of {reason:?}");
+            let wire = reason.as_str();
+            assert!(spellings.insert(wire), "{wire} is spelled twice");
+            assert!(
+                wire.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{wire} is UPPER_SNAKE_CASE"
+            );
+            let status = Status::from(error);
+            assert_eq!(status.code(), code, "{reason:?}");
+            let info = status.get_details_error_info().expect("ErrorInfo");
+            assert_eq!((info.reason.as_str(), info.domain.as_str()), (wire, DOMAIN));
+            let details = status.get_error_details();
+            let found = if let Some(bad) = details.bad_request() {
+                let field = &bad.field_violations[0].field;
+                Detail::BadRequest(if field == detail_field(&detail) {
+                    detail_field(&detail)
+                } else {
+                    "another field"
+                })
+            } else if let Some(pre) = details.precondition_failure() {
+                let v = &pre.violations[0];
+                assert_eq!(v.r#type, wire, "the violation's type is the reason");
+                Detail::PreconditionFailure(if v.subject == detail_field(&detail) {
+                    detail_field(&detail)
+                } else {
+                    "another subject"
+                })
+            } else if details.retry_info().is_some() {
+                Detail::RetryInfo
+            } else {
+                Detail::None
+            };
+            assert_eq!(found, detail, "{reason:?}");
+        }
+    }
+
+    fn detail_field(detail: &Detail) -> &'static str {
+        match detail {
+            Detail::BadRequest(f) | Detail::PreconditionFailure(f) => f,
+            Detail::RetryInfo | Detail::None => "",
+        }
+    }
+}

@@ -8,7 +8,7 @@ use lienthong_proto::v1;
 use tonic::Code;
 
 use crate::amqp::{BROKER, EventTap, unique};
-use crate::support::{TestGateway, reason};
+use crate::support::{TestGateway, preconditions, reason};
 
 pub fn date(year: i32, month: i32, day: i32) -> Option<v1::Date> {
     Some(v1::Date { year, month, day })
@@ -234,6 +234,8 @@ async fn refusals_have_their_own_reasons() {
     let mut bank = gw.registry("bank").await;
     let dead = gw.find(|c| c.life_status() == LifeStatus::Deceased);
     let living = gw.find(single_adult);
+    let married = gw.find(|c| alive(c) && c.marital_status() == Marital::Married);
+    let woman = gw.find(|c| alive(c) && c.sex() == lienthong_proto::Sex::Female);
     let death = |request_id: &str, pid: u64| v1::RecordDeathRequest {
         request_id: request_id.into(),
         pid: format!("{pid:012}"),
@@ -289,6 +291,38 @@ async fn refusals_have_their_own_reasons() {
         ),
         (
             civil
+                .record_marriage(v1::RecordMarriageRequest {
+                    request_id: "x6".into(),
+                    pid: format!("{:012}", living.pid),
+                    spouse_pid: format!("{:012}", married.pid),
+                    married_on: date(2026, 1, 1),
+                })
+                .await
+                .map(drop),
+            Code::FailedPrecondition,
+            "ALREADY_MARRIED",
+            "spouse_pid",
+        ),
+        (
+            civil
+                .register_birth(v1::RegisterBirthRequest {
+                    request_id: "x7".into(),
+                    full_name: "Hồ Ngọc Ánh".into(),
+                    date_of_birth: date(2026, 1, 1),
+                    sex: v1::Sex::Female as i32,
+                    birth_province_code: "001".into(),
+                    // A father registered as a woman.
+                    father_pid: format!("{:012}", woman.pid),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            Code::FailedPrecondition,
+            "PARENT_INVALID",
+            "father_pid",
+        ),
+        (
+            civil
                 .register_birth(v1::RegisterBirthRequest {
                     request_id: "x5".into(),
                     full_name: "  ".into(),
@@ -320,5 +354,85 @@ async fn refusals_have_their_own_reasons() {
             !err.message().contains(&living.full_name),
             "no names in errors"
         );
+        // The register's state refused it: a PreconditionFailure names the
+        // reason and the field at fault.
+        if code == Code::FailedPrecondition {
+            let violations = preconditions(&err);
+            assert!(
+                matches!(&violations[..], [(kind, subject)]
+                    if kind == want && err.message().starts_with(&format!("{subject}: "))),
+                "case {i}: {violations:?} for {err:?}"
+            );
+        } else {
+            assert!(preconditions(&err).is_empty(), "case {i}: {err:?}");
+        }
     }
+}
+
+#[tokio::test]
+async fn a_locked_store_is_store_unavailable_with_a_retry_and_the_retry_succeeds() {
+    let gw = TestGateway::start().await;
+    let mut police = gw.registry("police").await;
+    let mover = gw.find(alive);
+    // Another writer holds the registry's write lock.
+    let locker = rusqlite::Connection::open(gw.registry_path()).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let err = police
+        .change_residence(move_to("locked-1".into(), mover.pid, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::Unavailable, "STORE_UNAVAILABLE"),
+        "{err:?}"
+    );
+    use tonic_types::StatusExt;
+    assert!(err.get_details_retry_info().is_some(), "{err:?}");
+    assert!(!err.message().contains(&mover.full_name));
+    // Once the lock is gone, the same request goes through.
+    locker.execute_batch("ROLLBACK").unwrap();
+    police
+        .change_residence(move_to("locked-1".into(), mover.pid, 1))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_birth_with_no_pid_left_is_pid_space_exhausted() {
+    let gw = TestGateway::start().await;
+    // Every serial of province 001, girls born in 2026, is taken.
+    let first = lienthong_proto::Pid::from_parts(1, lienthong_proto::Sex::Female, 2026, 0)
+        .unwrap()
+        .as_u64() as i64;
+    let db = rusqlite::Connection::open(gw.registry_path()).unwrap();
+    db.execute(
+        "WITH RECURSIVE n(pid) AS (SELECT ?1 UNION ALL SELECT pid + 1 FROM n WHERE pid < ?1 + 999999)
+         INSERT OR IGNORE INTO citizen (pid, record) SELECT pid, x'' FROM n",
+        [first],
+    )
+    .unwrap();
+    let mut civil = gw.registry("civil").await;
+    let birth = |request_id: &str, sex: v1::Sex| v1::RegisterBirthRequest {
+        request_id: request_id.into(),
+        full_name: "Hồ Ngọc Ánh".into(),
+        date_of_birth: date(2026, 1, 1),
+        sex: sex as i32,
+        birth_province_code: "001".into(),
+        permanent_residence: residence("001", "1 Phố Hàng Bông"),
+        ..Default::default()
+    };
+    let err = civil
+        .register_birth(birth("full-1", v1::Sex::Female))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::ResourceExhausted, "PID_SPACE_EXHAUSTED"),
+        "{err:?}"
+    );
+    // A boy of the same province and year still gets his number.
+    civil
+        .register_birth(birth("full-2", v1::Sex::Male))
+        .await
+        .unwrap();
 }

@@ -305,12 +305,35 @@ pub fn in_secs(s: i64) -> String {
         .unwrap()
 }
 
-/// The `ErrorInfo.reason` of a status.
+/// The `ErrorInfo.reason` of a status (empty if it has none), after
+/// checking that its domain is lienthong's: every test that reads a reason
+/// asserts the domain too.
 pub fn reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt;
+    match status.get_details_error_info() {
+        Some(info) => {
+            assert_eq!(
+                info.domain,
+                lienthong_gateway::api::DOMAIN,
+                "ErrorInfo.domain: {status:?}"
+            );
+            info.reason
+        }
+        None => String::new(),
+    }
+}
+
+/// The `PreconditionFailure` violations of a status: (type, subject).
+pub fn preconditions(status: &tonic::Status) -> Vec<(String, String)> {
+    use tonic_types::StatusExt;
     status
-        .get_details_error_info()
-        .map(|i| i.reason)
+        .get_details_precondition_failure()
+        .map(|p| {
+            p.violations
+                .into_iter()
+                .map(|v| (v.r#type, v.subject))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -164,3 +164,47 @@ async fn list_services(channel: tonic::transport::Channel, version: &str) -> Vec
         _ => list!(tonic_reflection::pb::v1alpha),
     }
 }
+
+/// A TLS handshake with the gateway offering only `version`, presenting
+/// the bank's certificate: the negotiated version, or the error.
+async fn handshake(
+    gw: &TestGateway,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Result<rustls::ProtocolVersion, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(gw.pki.ca_cert()).unwrap())
+        .unwrap();
+    let chain = CertificateDer::pem_file_iter(gw.pki.agency_cert("bank"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(gw.pki.agency_key("bank")).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(tls.get_ref().1.protocol_version().unwrap())
+}
+
+#[tokio::test]
+async fn a_tls_1_2_client_is_refused_with_a_valid_certificate() {
+    let gw = TestGateway::start().await;
+    let refused = handshake(&gw, &rustls::version::TLS12).await.unwrap_err();
+    assert!(refused.contains("ProtocolVersion"), "{refused}");
+    // The control: the same client offering TLS 1.3 completes.
+    assert_eq!(
+        handshake(&gw, &rustls::version::TLS13).await,
+        Ok(rustls::ProtocolVersion::TLSv1_3)
+    );
+}

@@ -401,13 +401,21 @@ pub async fn query(
         .map(|r| r.into_inner().answer.expect("an answer"))
 }
 
-/// The `ErrorInfo.reason` of a status.
+/// The `ErrorInfo.reason` of a status (empty if it has none), after
+/// checking that its domain is lienthong's.
 pub fn reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt;
-    status
-        .get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_default()
+    match status.get_details_error_info() {
+        Some(info) => {
+            assert_eq!(
+                info.domain,
+                lienthong_gateway::api::DOMAIN,
+                "ErrorInfo.domain: {status:?}"
+            );
+            info.reason
+        }
+        None => String::new(),
+    }
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics after

@@ -229,7 +229,8 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
     shutdown_drain_ms: u64,
     /// The sector adapters QuerySector asks, as SECTOR=URL pairs separated
-    /// by commas (https: mutual TLS; `up` listens on these addresses).
+    /// by commas (https: mutual TLS; `up` listens on these addresses, and on
+    /// a free port it names in the log where the port is 0).
     #[arg(
         long,
         env = "LIENTHONG_SECTOR_ENDPOINTS",

@@ -6,7 +6,8 @@
 //! DIR/adapters/<sector>.db   each adapter's own store
 //! 127.0.0.1:50051            the gateway (agencies)
 //! 127.0.0.1:50061…50065      the adapters (the gateway only), as named by
-//!                            --sector-endpoints
+//!                            --sector-endpoints; port 0 binds a free port,
+//!                            which the log names and the gateway dials
 //! RabbitMQ                   --amqp-url: the gateway publishes, each adapter
 //!                            consumes from its own queue
 //! ```
@@ -29,6 +30,7 @@ use super::serve::first_start;
 use super::{DataDir, ServeOptions};
 use crate::error::{Error, Result};
 use crate::registry::SqliteRegistry;
+use crate::sector::{SectorEndpoint, SectorOptions};
 
 /// How long `up` waits for the adapters to bind their queues before the
 /// gateway serves.
@@ -49,6 +51,8 @@ pub async fn up(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut adapters = Vec::new();
     let mut bindings = Vec::new();
+    // Where each adapter listens once bound: what the gateway dials.
+    let mut bound_endpoints = Vec::new();
     for endpoint in &opts.sectors.endpoints {
         let listen = listen_address(&endpoint.url).ok_or_else(|| Error::Config {
             path: dir.root().join("lienthong.toml"),
@@ -71,11 +75,14 @@ pub async fn up(
         };
         let (adapter, tls) =
             framework::open(&adapter_opts).map_err(|e| Error::Server(e.to_string()))?;
-        let listener = TcpListener::bind(listen).await.map_err(Error::io(format!(
-            "{} adapter on {listen}",
-            endpoint.sector
-        )))?;
-        tracing::info!(sector = %endpoint.sector, address = %listen, "sector adapter serving");
+        let at = |e| Error::io(format!("{} adapter on {listen}", endpoint.sector))(e);
+        let listener = TcpListener::bind(listen).await.map_err(at)?;
+        let local = listener.local_addr().map_err(at)?;
+        tracing::info!(sector = %endpoint.sector, address = %local, "sector adapter serving");
+        bound_endpoints.push(SectorEndpoint {
+            sector: endpoint.sector.clone(),
+            url: format!("https://{local}"),
+        });
         let mut stopped = stopped.clone();
         let sector = endpoint.sector.clone();
         let (bound, is_bound) = tokio::sync::watch::channel(false);
@@ -106,7 +113,14 @@ pub async fn up(
              before it does will not reach it"
         );
     }
-    let served = super::serve(dir, opts, shutdown).await;
+    let opts = ServeOptions {
+        sectors: SectorOptions {
+            endpoints: bound_endpoints,
+            ..opts.sectors.clone()
+        },
+        ..opts.clone()
+    };
+    let served = super::serve(dir, &opts, shutdown).await;
     let _ = stop.send(true);
     for adapter in adapters {
         let _ = adapter.await;

@@ -17,17 +17,6 @@ use lienthong_proto::v1::{self, CardStatus, QuerySectorRequest};
 use crate::amqp::{BROKER, delete_exchange, delete_queue, unique};
 use crate::support::{LOG_END, connect_as, spawn_serve_logged, terminate, wait_for};
 
-/// Five ports free a moment ago (bound to :0 and released): `up` binds the
-/// adapters where the gateway dials them, so the ports are named up front.
-fn free_ports() -> Vec<u16> {
-    let held: Vec<std::net::TcpListener> = (0..5)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_the_gateway_and_the_five_adapters_together() {
     let _broker = BROKER.read().await;
@@ -35,10 +24,10 @@ async fn up_runs_the_gateway_and_the_five_adapters_together() {
     let data = dir.path().join("data");
     let exchange = unique("lienthong-up");
     let sectors = lienthong_adapters::sectors::names();
+    // Port 0: `up` binds each adapter on a free port and says which.
     let endpoints: Vec<String> = sectors
         .iter()
-        .zip(free_ports())
-        .map(|(s, p)| format!("{s}=https://127.0.0.1:{p}"))
+        .map(|s| format!("{s}=https://127.0.0.1:0"))
         .collect();
     let (mut child, addr, log) = spawn_serve_logged(&[
         "up",
@@ -69,6 +58,26 @@ async fn up_runs_the_gateway_and_the_five_adapters_together() {
         },
     )
     .await;
+
+    // Each adapter says where it bound; the gateway dials it there (the
+    // query below goes through the health adapter).
+    let bound: std::collections::BTreeSet<u16> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("sector adapter serving"))
+        .filter_map(|l| {
+            l.split("address=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .map(|a: std::net::SocketAddr| a.port())
+        .collect();
+    assert_eq!(bound.len(), 5, "five adapters on five ports: {bound:?}");
+    assert!(!bound.contains(&0), "{bound:?}");
 
     // Someone alive with a valid health card, from the same seed.
     let population = Population::new(3, 2000).unwrap();

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
@@ -57,6 +58,8 @@ pub struct System {
     pub exchange: String,
     dir: TempDir,
     adapters: BTreeMap<String, RunningAdapter>,
+    /// Look-ups that reached the stalled adapter, if one stands in.
+    stalled_lookups: Arc<AtomicUsize>,
     _stop_gateway: oneshot::Sender<()>,
 }
 
@@ -107,8 +110,9 @@ impl System {
                 url: format!("https://{}", a.addr),
             })
             .collect();
+        let stalled_lookups = Arc::new(AtomicUsize::new(0));
         if let Some(sector) = stalled {
-            let addr = stalled_adapter(&pki, sector).await;
+            let addr = stalled_adapter(&pki, sector, stalled_lookups.clone()).await;
             for e in endpoints.iter_mut().filter(|e| e.sector == sector) {
                 e.url = format!("https://{addr}");
             }
@@ -166,12 +170,18 @@ impl System {
             exchange,
             dir,
             adapters: system_adapters,
+            stalled_lookups,
             _stop_gateway: stop,
         };
         for sector in lienthong_adapters::sectors::names() {
             system.wait_for_consumer(&system.queue(sector)).await;
         }
         system
+    }
+
+    /// How many look-ups have reached the stalled adapter so far.
+    pub fn stalled_lookups(&self) -> usize {
+        self.stalled_lookups.load(Ordering::SeqCst)
     }
 
     /// The store file of `sector`'s adapter.
@@ -504,8 +514,9 @@ fn run_adapter(
 }
 
 /// An adapter that stalls: it serves `SectorAdapterService` with `sector`'s
-/// real certificate and holds every call without answering.
-async fn stalled_adapter(pki: &PkiLayout, sector: &str) -> SocketAddr {
+/// real certificate, counts each look-up in `lookups` and holds every call
+/// without answering.
+async fn stalled_adapter(pki: &PkiLayout, sector: &str, lookups: Arc<AtomicUsize>) -> SocketAddr {
     use lienthong_proto::adapter::v1::sector_adapter_service_server::{
         SectorAdapterService, SectorAdapterServiceServer,
     };
@@ -514,7 +525,7 @@ async fn stalled_adapter(pki: &PkiLayout, sector: &str) -> SocketAddr {
     };
     use tonic::{Request, Response, Status};
 
-    struct Stalled;
+    struct Stalled(Arc<AtomicUsize>);
 
     #[tonic::async_trait]
     impl SectorAdapterService for Stalled {
@@ -522,6 +533,7 @@ async fn stalled_adapter(pki: &PkiLayout, sector: &str) -> SocketAddr {
             &self,
             _: Request<LookupRequest>,
         ) -> Result<Response<LookupResponse>, Status> {
+            self.0.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }
 
@@ -540,7 +552,7 @@ async fn stalled_adapter(pki: &PkiLayout, sector: &str) -> SocketAddr {
         tonic::transport::Server::builder()
             .tls_config(tls)
             .unwrap()
-            .add_service(SectorAdapterServiceServer::new(Stalled))
+            .add_service(SectorAdapterServiceServer::new(Stalled(lookups)))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     addr

@@ -1,13 +1,17 @@
 //! The Prometheus endpoint of the real binary reports a known workload's
-//! counts exactly, and no personal data.
+//! counts exactly — requests, the audit, sector calls and the outbox's lag
+//! as each moves — and no personal data.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lienthong_proto::v1::{self, exchange_service_client::ExchangeServiceClient};
+use lienthong_proto::v1::{
+    self, exchange_service_client::ExchangeServiceClient,
+    registry_service_client::RegistryServiceClient,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{connect_as, spawn_serve_logged};
+use crate::support::{GatedAdapter, connect_as, reason, run_bin, spawn_serve_logged};
 
 /// `GET path` on the metrics port: the status line and the body.
 async fn get(addr: SocketAddr, path: &str) -> (String, String) {
@@ -51,6 +55,16 @@ fn claim(pid: &str, name: &str) -> v1::IdentityClaim {
 async fn the_metrics_endpoint_counts_a_known_workload_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
+    let (ok, out) = run_bin(&["certs", "--data-dir", data], Duration::from_secs(120));
+    assert!(ok, "{out}");
+    let pki = lienthong_gateway::tls::PkiLayout::under(dir.path());
+    // The banking adapter answers; the health adapter is not there.
+    let banking = GatedAdapter::start(&pki, "banking").await;
+    banking.open();
+    let endpoints = format!(
+        "banking=https://{},health=https://127.0.0.1:1",
+        banking.addr
+    );
     let (_serving, addr, log) = spawn_serve_logged(&[
         "serve",
         "--data-dir",
@@ -61,6 +75,8 @@ async fn the_metrics_endpoint_counts_a_known_workload_exactly() {
         "2000",
         "--amqp-url",
         "amqp://guest:guest@127.0.0.1:1/%2f",
+        "--sector-endpoints",
+        &endpoints,
     ])
     .await;
     let metrics: SocketAddr = log
@@ -82,7 +98,6 @@ async fn the_metrics_endpoint_counts_a_known_workload_exactly() {
     let pid = person["pid"].as_str().unwrap();
     let name = person["full_name"].as_str().unwrap();
 
-    let pki = lienthong_gateway::tls::PkiLayout::under(dir.path());
     let mut bank = ExchangeServiceClient::new(connect_as(addr, &pki, "vietcombank").await);
     for purpose in [
         "KYC_ONBOARDING",
@@ -160,6 +175,69 @@ async fn the_metrics_endpoint_counts_a_known_workload_exactly() {
     // No personal data in any label.
     for secret in [pid, name] {
         assert!(!body.contains(secret), "{secret:?} is in the metrics");
+    }
+
+    // Sector calls, by sector and outcome: one answered, one failed.
+    let ask = |purpose: &str, sector: &str, query: &str| v1::QuerySectorRequest {
+        purpose: purpose.into(),
+        pid: pid.into(),
+        sector: sector.into(),
+        query: query.into(),
+    };
+    bank.query_sector(ask("KYC_ONBOARDING", "banking", "kyc_status"))
+        .await
+        .unwrap();
+    let mut clinic = ExchangeServiceClient::new(connect_as(addr, &pki, "clinic-bach-mai").await);
+    let failed = clinic
+        .query_sector(ask("MEDICAL_TREATMENT", "health", "vaccinations"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&failed), "SECTOR_UNAVAILABLE");
+    let (_, body) = get(metrics, "/metrics").await;
+    let sector_calls = |sector: &str, outcome: &str| {
+        sample(
+            &body,
+            "lienthong_sector_calls_total",
+            &[
+                &format!("sector=\"{sector}\""),
+                &format!("outcome=\"{outcome}\""),
+            ],
+        )
+    };
+    assert_eq!(sector_calls("banking", "ok"), Some(1.0), "{body}");
+    assert_eq!(sector_calls("health", "failed"), Some(1.0), "{body}");
+    assert_eq!(
+        sample(&body, "lienthong_sector_available", &["sector=\"banking\""]),
+        Some(1.0),
+        "{body}"
+    );
+
+    // A registry write with no broker to take its event: the outbox gauges
+    // (read once a second) show one event waiting, and for how long.
+    let mut police = RegistryServiceClient::new(connect_as(addr, &pki, "residence-police").await);
+    let living: serde_json::Value = sample_line
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["status"] == "alive")
+        .unwrap();
+    let mover = living["pid"].as_str().unwrap().parse().unwrap();
+    police
+        .change_residence(crate::registry::move_to("m-1".into(), mover, 1))
+        .await
+        .unwrap();
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = get(metrics, "/metrics").await;
+        let waiting = sample(&body, "lienthong_outbox_waiting", &[]);
+        let oldest = sample(&body, "lienthong_outbox_oldest_waiting_seconds", &[]);
+        if waiting == Some(1.0) && oldest.is_some_and(|s| s > 0.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the outbox gauges did not move: waiting {waiting:?}, oldest {oldest:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (status, _) = get(metrics, "/elsewhere").await;
     assert_eq!(status, "HTTP/1.1 404 Not Found");

@@ -1,5 +1,6 @@
 //! Population events reaching the sectors through RabbitMQ: a death reaches
 //! all five and each reacts, a birth gives the child a health card, a
+//! residence change moves a pupil's school district, a
 //! poison message is dead-lettered with its reason and the queue goes on,
 //! an event delivered twice changes a sector once.
 
@@ -133,6 +134,52 @@ async fn a_registered_death_reaches_all_five_sectors_and_each_reacts() {
         |a| matches!(a, Answer::KycStatus(k) if k.flagged_deceased),
     )
     .await;
+    system.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_residence_change_moves_a_pupil_to_the_new_provinces_school_district() {
+    let system = System::start().await;
+    // A pupil whose school district is not Cần Thơ's (092) yet.
+    let pupil = system.find("pupil outside Cần Thơ", |c| {
+        c.life_status() == LifeStatus::Alive
+            && matches!(answer_of(&system, "education", "record", c),
+                Some(Answer::EducationRecord(r)) if r.school_district != "092")
+    });
+    let pid = pid_of(&pupil);
+    let mut police = system.registry_as("residence-police").await;
+    police
+        .change_residence(v1::ChangeResidenceRequest {
+            request_id: "move-1".into(),
+            pid: pid.clone(),
+            kind: v1::ResidenceKind::Permanent as i32,
+            residence: Some(v1::Residence {
+                province_code: "092".into(),
+                address_line: "12 Đường 30 Tháng 4, Ninh Kiều".into(),
+            }),
+        })
+        .await
+        .unwrap();
+    let moved = until_reacted(
+        &system,
+        ("moet", "SCHOOL_ENROLMENT"),
+        ("education", "record"),
+        &pid,
+        |a| matches!(a, Answer::EducationRecord(r) if r.school_district == "092"),
+    )
+    .await;
+    // Only the district moved: the rest of the record is as seeded.
+    let Some(Answer::EducationRecord(before)) = answer_of(&system, "education", "record", &pupil)
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        moved,
+        Answer::EducationRecord(v1::EducationRecord {
+            school_district: "092".into(),
+            ..before
+        })
+    );
     system.clean_up().await;
 }
 

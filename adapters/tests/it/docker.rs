@@ -1,19 +1,20 @@
 //! The adapters' services in the compose file run commands the real
 //! `lienthong-adapter` binary accepts, with variables it reads.
 
+use std::time::Duration;
+
 use serde_norway::Value;
 
 const COMPOSE: &str = include_str!("../../../docker/compose.yaml");
 const BIN: &str = env!("CARGO_BIN_EXE_lienthong-adapter");
 
-#[test]
-fn every_sector_runs_in_compose_with_arguments_the_binary_accepts() {
+#[tokio::test]
+async fn every_sector_runs_in_compose_with_arguments_the_binary_accepts() {
     let compose: Value = serde_norway::from_str(COMPOSE).unwrap();
     let services = compose["services"].as_mapping().unwrap();
-    let help = std::process::Command::new(BIN)
-        .arg("--help")
-        .output()
-        .unwrap();
+    let mut help = std::process::Command::new(BIN);
+    help.arg("--help");
+    let help = crate::output_within(help, Duration::from_secs(60)).await;
     let help: String = String::from_utf8_lossy(&help.stdout)
         .split_whitespace()
         .collect();
@@ -47,11 +48,10 @@ fn every_sector_runs_in_compose_with_arguments_the_binary_accepts() {
                 }
             })
             .collect();
-        let out = std::process::Command::new(BIN)
-            .args(&args)
-            .env("LIENTHONG_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
-            .output()
-            .unwrap();
+        let mut run = std::process::Command::new(BIN);
+        run.args(&args)
+            .env("LIENTHONG_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f");
+        let out = crate::output_within(run, Duration::from_secs(60)).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
         assert!(stderr.contains("lienthong certs"), "{name}: {stderr}");

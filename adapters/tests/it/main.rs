@@ -8,3 +8,19 @@
 mod alone;
 mod docker;
 mod sim_verify;
+
+/// Runs `command` to its end, as `Command::output` does, but kills it and
+/// panics if it is still running after `within`: a test never hangs on a
+/// child process.
+async fn output_within(
+    command: std::process::Command,
+    within: std::time::Duration,
+) -> std::process::Output {
+    let shown = format!("{command:?}");
+    let mut command = tokio::process::Command::from(command);
+    command.kill_on_drop(true);
+    tokio::time::timeout(within, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{shown} still running after {within:?}"))
+        .unwrap_or_else(|e| panic!("{shown} does not start: {e}"))
+}

@@ -267,10 +267,9 @@ async fn outcomes_equal_the_injected_truth_and_survive_a_kill() {
     assert_eq!(interrupted["complete"], false);
     assert!(interrupted["lines_done"].as_u64().unwrap() < SUBSCRIBERS);
 
-    let rerun = std::process::Command::new(bin)
-        .args(args(&resumed))
-        .output()
-        .unwrap();
+    let mut rerun = std::process::Command::new(bin);
+    rerun.args(args(&resumed));
+    let rerun = crate::output_within(rerun, Duration::from_secs(600)).await;
     assert_eq!(
         rerun.status.code(),
         Some(2),

@@ -1,6 +1,6 @@
 //! The local RabbitMQ, as the tests use it: a consumer that records every
 //! event a test's exchange routes to its own durable queue (surviving broker
-//! restarts), and control of the broker itself.
+//! restarts), and the tests' own broker node, which a test may stop.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,14 +13,64 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::RwLock;
 
-/// The broker the tests use.
+/// The machine's broker, shared by every test that publishes (and by anyone
+/// else on the machine): no test stops it.
 pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-/// Tests that publish hold it shared; a test that stops the broker holds it
-/// alone, so no other test sees the broker go away.
-pub static BROKER: RwLock<()> = RwLock::const_new(());
+/// The broker node of the tests' own, which `scripts/test.sh` starts beside
+/// the machine's (another node name and port): a test that stops a broker
+/// stops this one, cutting off no one else.
+pub struct OwnBroker {
+    /// Its AMQP URL (`LIENTHONG_TEST_AMQP_URL`).
+    pub url: String,
+    /// Its node name for `rabbitmqctl -n` (`LIENTHONG_TEST_RABBITMQ_NODE`).
+    node: String,
+}
+
+impl OwnBroker {
+    /// The node `scripts/test.sh` started; panics, saying how to get one,
+    /// if the tests run without it.
+    pub fn get() -> Self {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!(
+                    "{name} is not set: run the tests with scripts/test.sh, which starts the \
+                     tests' own RabbitMQ node (a test stops and restarts it)"
+                )
+            })
+        };
+        Self {
+            url: var("LIENTHONG_TEST_AMQP_URL"),
+            node: var("LIENTHONG_TEST_RABBITMQ_NODE"),
+        }
+    }
+
+    /// Runs `rabbitmqctl -n NODE` with `args` (e.g. `stop_app`), panicking
+    /// with its output on failure or after two minutes.
+    pub fn rabbitmqctl(&self, args: &[&str]) {
+        let out = crate::support::output_within(
+            std::process::Command::new("rabbitmqctl")
+                .args(["-n", &self.node])
+                .args(args)
+                .env(
+                    "PATH",
+                    format!(
+                        "{}:/usr/sbin:/sbin",
+                        std::env::var("PATH").unwrap_or_default()
+                    ),
+                ),
+            Duration::from_secs(120),
+        );
+        assert!(
+            out.status.success(),
+            "rabbitmqctl -n {} {args:?}: {}{}",
+            self.node,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
 
 /// A name no other test or run uses.
 pub fn unique(prefix: &str) -> String {
@@ -49,17 +99,25 @@ impl Received {
 /// reconnecting whenever the broker drops the connection.
 pub struct EventTap {
     pub exchange: String,
+    /// The broker it consumes from.
+    url: String,
     queue: String,
     received: Arc<Mutex<Vec<Received>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl EventTap {
-    /// Declares `exchange` (as the relay does) and a durable queue bound to
-    /// it with `#`, then consumes from it in the background.
+    /// Declares `exchange` (as the relay does) on the machine's broker and a
+    /// durable queue bound to it with `#`, then consumes from it in the
+    /// background.
     pub async fn start(exchange: &str) -> Self {
+        Self::start_on(URL, exchange).await
+    }
+
+    /// [`EventTap::start`] on the broker at `url`.
+    pub async fn start_on(url: &str, exchange: &str) -> Self {
         let queue = unique("lienthong-test");
-        let conn = connect().await;
+        let conn = connect_to(url).await;
         let channel = conn.create_channel().await.unwrap();
         channel
             .exchange_declare(
@@ -87,9 +145,10 @@ impl EventTap {
         bind_all(&channel, &queue, exchange).await;
         let _ = conn.close(200, "declared".into()).await;
         let received = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(consume(queue.clone(), received.clone()));
+        let task = tokio::spawn(consume(url.to_owned(), queue.clone(), received.clone()));
         Self {
             exchange: exchange.to_owned(),
+            url: url.to_owned(),
             queue,
             received,
             task,
@@ -128,7 +187,7 @@ impl EventTap {
     /// Stops consuming and deletes the queue and the exchange.
     pub async fn delete(self) {
         self.task.abort();
-        let conn = connect().await;
+        let conn = connect_to(&self.url).await;
         let channel = conn.create_channel().await.unwrap();
         let _ = channel
             .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
@@ -204,38 +263,44 @@ fn expires_when_unused() -> FieldTable {
     args
 }
 
-/// Connects to the broker, retrying for up to a minute (it may be starting).
+/// Connects to the machine's broker, retrying for up to a minute (it may be
+/// starting).
 pub async fn connect() -> Connection {
+    connect_to(URL).await
+}
+
+/// Connects to the broker at `url`, retrying for up to a minute.
+pub async fn connect_to(url: &str) -> Connection {
     let until = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         // A broker still starting may take the TCP connection and never
         // finish the handshake: each attempt gets five seconds.
         let attempt = tokio::time::timeout(
             Duration::from_secs(5),
-            Connection::connect(URL, ConnectionProperties::default()),
+            Connection::connect(url, ConnectionProperties::default()),
         )
         .await;
         match attempt {
             Ok(Ok(c)) => return c,
             Ok(Err(e)) if tokio::time::Instant::now() > until => {
-                panic!("RabbitMQ at {URL}: {e} (scripts/test.sh starts it)")
+                panic!("RabbitMQ at {url}: {e} (scripts/test.sh starts it)")
             }
             Err(_) if tokio::time::Instant::now() > until => {
-                panic!("RabbitMQ at {URL}: no handshake within 5 s (scripts/test.sh starts it)")
+                panic!("RabbitMQ at {url}: no handshake within 5 s (scripts/test.sh starts it)")
             }
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
 }
 
-async fn consume(queue: String, received: Arc<Mutex<Vec<Received>>>) {
+async fn consume(url: String, queue: String, received: Arc<Mutex<Vec<Received>>>) {
     loop {
         // A test may keep the broker down for longer than `connect` waits:
         // the tap waits for it as long as it takes (the test's own
         // deadlines bound the wait).
         let attempt = tokio::time::timeout(
             Duration::from_secs(5),
-            Connection::connect(URL, ConnectionProperties::default()),
+            Connection::connect(&url, ConnectionProperties::default()),
         )
         .await;
         let Ok(Ok(conn)) = attempt else {
@@ -309,19 +374,4 @@ async fn consume(queue: String, received: Arc<Mutex<Vec<Received>>>) {
         // consumer, for the next one.
         let _ = tokio::time::timeout(step, conn.close(200, "starting over".into())).await;
     }
-}
-
-/// Runs `rabbitmqctl` with `args`, panicking with its output on failure.
-pub fn rabbitmqctl(args: &[&str]) {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .env("PATH", format!("{}:/usr/sbin:/sbin", std::env::var("PATH").unwrap_or_default()))
-        .output()
-        .expect("rabbitmqctl runs (it comes with rabbitmq-server; run the tests as root or the rabbitmq user)");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

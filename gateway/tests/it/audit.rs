@@ -360,11 +360,12 @@ fn audit_verify(data: &Path) -> (bool, String) {
 
 /// [`audit_verify`] with `extra` arguments.
 fn audit_verify_with(data: &Path, extra: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(BIN)
-        .args(["audit", "verify", "--data-dir", data.to_str().unwrap()])
-        .args(extra)
-        .output()
-        .unwrap();
+    let out = crate::support::output_within(
+        std::process::Command::new(BIN)
+            .args(["audit", "verify", "--data-dir", data.to_str().unwrap()])
+            .args(extra),
+        std::time::Duration::from_secs(300),
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

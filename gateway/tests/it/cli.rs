@@ -8,10 +8,13 @@ use lienthong_proto::v1::{self, exchange_service_client::ExchangeServiceClient};
 
 use lienthong_gateway::tls::PkiLayout;
 
-use crate::support::{BIN, connect_as, spawn_serve, spawn_serve_logged, wait_for};
+use crate::support::{BIN, connect_as, output_within, spawn_serve, spawn_serve_logged, wait_for};
 
 fn run(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(BIN).args(args).output().unwrap()
+    output_within(
+        std::process::Command::new(BIN).args(args),
+        Duration::from_secs(120),
+    )
 }
 
 fn text(b: &[u8]) -> String {
@@ -360,17 +363,18 @@ fn config_prints_each_value_with_its_source_and_hides_passwords() {
         "max_in_flight = 7\ndeadline_ms = 5000\namqp_url = \"amqp://ops:s3cret@broker:5672/%2f\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args([
-            "config",
-            "--data-dir",
-            data,
-            "--max-streams-per-connection",
-            "9",
-        ])
-        .env("LIENTHONG_DEADLINE_MS", "1234")
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new(BIN)
+            .args([
+                "config",
+                "--data-dir",
+                data,
+                "--max-streams-per-connection",
+                "9",
+            ])
+            .env("LIENTHONG_DEADLINE_MS", "1234"),
+        Duration::from_secs(60),
+    );
     let said = text(&out.stdout);
     assert!(out.status.success(), "{said}{}", text(&out.stderr));
     let line = |key: &str| {

@@ -14,13 +14,14 @@ const DOCKERFILE: &str = include_str!("../../../docker/Dockerfile");
 
 /// Runs the binary with `args`: its exit code (2 is a usage error).
 fn exit_code(args: &[&str]) -> Option<i32> {
-    std::process::Command::new(BIN)
-        .args(args)
-        .env("LIENTHONG_METRICS_LISTEN", "off")
-        .output()
-        .unwrap()
-        .status
-        .code()
+    crate::support::output_within(
+        std::process::Command::new(BIN)
+            .args(args)
+            .env("LIENTHONG_METRICS_LISTEN", "off"),
+        std::time::Duration::from_secs(60),
+    )
+    .status
+    .code()
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -115,10 +116,10 @@ fn the_compose_file_runs_the_stack_on_loopback_with_commands_the_binary_accepts(
     let serve = strings(&services["gateway"]["command"]);
     assert_eq!(serve[0], "serve");
     // Every variable it sets is one `serve` reads.
-    let help = std::process::Command::new(BIN)
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let help = crate::support::output_within(
+        std::process::Command::new(BIN).args(["serve", "--help"]),
+        std::time::Duration::from_secs(60),
+    );
     let help = String::from_utf8_lossy(&help.stdout).into_owned();
     let help: String = help.split_whitespace().collect();
     for (var, _) in services["gateway"]["environment"].as_mapping().unwrap() {

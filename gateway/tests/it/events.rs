@@ -10,7 +10,7 @@ use lienthong_proto::citizen::LifeStatus;
 use lienthong_proto::population::Population;
 use lienthong_proto::v1::{self, registry_service_client::RegistryServiceClient};
 
-use crate::amqp::{BROKER, EventTap, bind_refusing_queue, delete_queue, rabbitmqctl, unique};
+use crate::amqp::{EventTap, OwnBroker, bind_refusing_queue, delete_queue, unique};
 use crate::registry::move_to;
 use crate::support::{BIN, TestGateway, connect_as, spawn_serve, wait_for};
 
@@ -32,10 +32,11 @@ fn outbox(path: &std::path::Path) -> BTreeMap<u64, String> {
 async fn fifty_thousand_writes_survive_a_broker_restart() {
     const WRITES: u64 = 50_000;
     const WRITERS: u64 = 32;
-    let _alone = BROKER.write().await;
+    // The tests' own node: stopping it cuts off no other test.
+    let broker = Arc::new(OwnBroker::get());
     let exchange = unique("lienthong.events.test");
-    let tap = EventTap::start(&exchange).await;
-    let gw = TestGateway::with_events(&exchange).await;
+    let tap = EventTap::start_on(&broker.url, &exchange).await;
+    let gw = TestGateway::with_events_on(&broker.url, &exchange).await;
     let mut relay = gw.relay.clone().unwrap();
     let people: Arc<Vec<u64>> = Arc::new(
         gw.population
@@ -67,7 +68,8 @@ async fn fifty_thousand_writes_survive_a_broker_restart() {
     })
     .await;
     let stopped_at = acked.load(Ordering::Relaxed);
-    tokio::task::spawn_blocking(|| rabbitmqctl(&["stop_app"]))
+    let ctl = broker.clone();
+    tokio::task::spawn_blocking(move || ctl.rabbitmqctl(&["stop_app"]))
         .await
         .unwrap();
     tokio::time::timeout(Duration::from_secs(30), relay.wait_for(|s| !s.connected))
@@ -93,9 +95,10 @@ async fn fifty_thousand_writes_survive_a_broker_restart() {
     })
     .await;
     let restarted_at = acked.load(Ordering::Relaxed);
-    tokio::task::spawn_blocking(|| {
-        rabbitmqctl(&["start_app"]);
-        rabbitmqctl(&["await_startup"]);
+    let ctl = broker.clone();
+    tokio::task::spawn_blocking(move || {
+        ctl.rabbitmqctl(&["start_app"]);
+        ctl.rabbitmqctl(&["await_startup"]);
     })
     .await
     .unwrap();
@@ -142,7 +145,6 @@ async fn fifty_thousand_writes_survive_a_broker_restart() {
 
 #[tokio::test]
 async fn events_of_acknowledged_writes_survive_a_sigkill() {
-    let _shared = BROKER.read().await;
     let exchange = unique("lienthong.events.test");
     let tap = EventTap::start(&exchange).await;
     let data = tempfile::tempdir().unwrap();
@@ -272,7 +274,6 @@ async fn events_of_acknowledged_writes_survive_a_sigkill() {
 
 #[tokio::test]
 async fn refused_events_stay_unpublished_until_the_broker_takes_them() {
-    let _shared = BROKER.read().await;
     let exchange = unique("lienthong.events.test");
     let tap = EventTap::start(&exchange).await;
     let refusing = bind_refusing_queue(&exchange).await;

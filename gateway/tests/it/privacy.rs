@@ -39,7 +39,6 @@ fn id_of(metadata: &tonic::metadata::MetadataMap) -> String {
 /// Runs the workload against the real binary at trace level with
 /// `LIENTHONG_LOG_FORMAT=format`, stops it cleanly, and returns its traces.
 async fn workload(format: &str) -> Traces {
-    let _shared = crate::amqp::BROKER.read().await;
     let dir = tempfile::tempdir().unwrap();
     let data_s = dir.path().to_str().unwrap();
     let exchange = crate::amqp::unique("lienthong.events.test");

@@ -7,7 +7,7 @@ use lienthong_proto::citizen::{LifeStatus, Marital};
 use lienthong_proto::v1;
 use tonic::Code;
 
-use crate::amqp::{BROKER, EventTap, unique};
+use crate::amqp::{EventTap, unique};
 use crate::support::{TestGateway, preconditions, reason};
 
 pub fn date(year: i32, month: i32, day: i32) -> Option<v1::Date> {
@@ -41,7 +41,6 @@ fn single_adult(c: &lienthong_proto::Citizen) -> bool {
 
 #[tokio::test]
 async fn each_write_emits_one_event_with_every_property_in_order() {
-    let _shared = BROKER.read().await;
     let exchange = unique("lienthong.events.test");
     let tap = EventTap::start(&exchange).await;
     let gw = TestGateway::with_events(&exchange).await;
@@ -166,7 +165,6 @@ async fn each_write_emits_one_event_with_every_property_in_order() {
 
 #[tokio::test]
 async fn a_retried_request_id_changes_nothing_and_emits_nothing() {
-    let _shared = BROKER.read().await;
     let exchange = unique("lienthong.events.test");
     let tap = EventTap::start(&exchange).await;
     let gw = TestGateway::with_events(&exchange).await;

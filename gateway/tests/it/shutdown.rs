@@ -19,7 +19,7 @@ use rusqlite::{Connection, OpenFlags};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::amqp::{BROKER, EventTap, unique};
+use crate::amqp::{EventTap, unique};
 use crate::registry::move_to;
 use crate::support::{GatedAdapter, connect, connect_as, run_bin, signal, spawn_serve, wait_for};
 
@@ -182,7 +182,6 @@ fn count(path: &std::path::Path, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn sigterm_under_load_publishes_every_acknowledged_event_and_closes_the_audit() {
-    let _shared = BROKER.read().await;
     let exchange = unique("lienthong.events.test");
     let tap = EventTap::start(&exchange).await;
     let data = tempfile::tempdir().unwrap();

@@ -144,8 +144,14 @@ impl TestGateway {
     /// [`TestGateway::start`], publishing events to `exchange` on the local
     /// RabbitMQ.
     pub async fn with_events(exchange: &str) -> Self {
+        Self::with_events_on(crate::amqp::URL, exchange).await
+    }
+
+    /// [`TestGateway::with_events`] on the broker at `url`.
+    pub async fn with_events_on(url: &str, exchange: &str) -> Self {
         Self::serve(
             Some(RelayConfig {
+                url: url.to_owned(),
                 exchange: exchange.to_owned(),
                 ..RelayConfig::default()
             }),

@@ -14,12 +14,11 @@ use lienthong_proto::v1::registry_service_client::RegistryServiceClient;
 use lienthong_proto::v1::sector_answer::Answer;
 use lienthong_proto::v1::{self, CardStatus, QuerySectorRequest};
 
-use crate::amqp::{BROKER, delete_exchange, delete_queue, unique};
+use crate::amqp::{delete_exchange, delete_queue, unique};
 use crate::support::{LOG_END, connect_as, spawn_serve_logged, terminate, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_the_gateway_and_the_five_adapters_together() {
-    let _broker = BROKER.read().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let exchange = unique("lienthong-up");

@@ -27,7 +27,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Confirmation, Connection, ConnectionProperties, ExchangeKind};
-use lienthong_gateway::events::{EventMessage, OutboxRelay, RelayConfig, amqp_properties};
+use lienthong_gateway::events::{EventMessage, OutboxRelay, RelayConfig, amqp_properties, message};
 use lienthong_gateway::registry::{
     Outbox, OutboxEvent, Planned, PopulationStore, RequestKey, SqliteRegistry,
 };
@@ -166,7 +166,7 @@ fn main() {
         let filled = Instant::now();
         fill(&store, n);
         println!("outbox filled with {n} events in {:.1} s", filled.elapsed().as_secs_f64());
-        let sample = EventMessage::from_row(&store.unpublished(0, 1).unwrap()[0]);
+        let sample = message(&store.unpublished(0, 1).unwrap()[0]);
         println!("message: {} bytes of body, {} headers", sample.body.len(), sample.headers.len());
 
         let exchange = format!("lienthong.events.bench.{}", std::process::id());

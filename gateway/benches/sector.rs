@@ -173,7 +173,7 @@ fn main() {
     let adapter_dir = data.join("adapters-bench");
     let _ = std::fs::remove_dir_all(&adapter_dir);
     let opts = AdapterOptions {
-        sector: "health".into(),
+        sector: lienthong_adapters::sectors::by_name("health").unwrap(),
         data_dir: adapter_dir,
         pki_dir: pki.root.clone(),
         seed: 1,
@@ -251,7 +251,7 @@ fn main() {
                 &pki,
                 pki.gateway_client_cert(),
                 pki.gateway_client_key(),
-                lienthong_adapters::framework::tls::server_name("health"),
+                lienthong_proto::pki::adapter_server_name("health"),
             )
             .await,
         );

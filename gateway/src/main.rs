@@ -638,6 +638,6 @@ fn run(command: Command, sources: &Sources) -> anyhow::Result<()> {
 
 /// Completes on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
-    lienthong_adapters::framework::shutdown_signal().await;
+    lienthong_proto::signal::shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
 }

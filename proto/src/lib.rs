@@ -5,14 +5,22 @@
 //! - [`name`]: Vietnamese name normalization and matching.
 //! - [`Citizen`]: the population database's record.
 //! - [`population`]: the deterministic synthetic population.
+//! - [`event`]: a population event on the wire (encoded and decoded here).
+//! - [`sector`]: the sector catalogue (queries, events followed, ports).
+//! - [`pki`]: the certificate names between the gateway and the adapters.
+//! - [`signal`]: Ctrl-C or SIGTERM, the end of every binary's serving.
 #![forbid(unsafe_code)]
 
 pub mod citizen;
 pub mod date;
+pub mod event;
 pub mod name;
 pub mod pid;
+pub mod pki;
 pub mod population;
 pub mod province;
+pub mod sector;
+pub mod signal;
 
 pub use citizen::Citizen;
 pub use date::Date;

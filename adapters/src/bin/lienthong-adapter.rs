@@ -17,6 +17,7 @@ use lienthong_adapters::telecom::generate::{Rates, generate};
 use lienthong_adapters::telecom::sim_verify::{JobObserver, JobOptions, run};
 use lienthong_adapters::telecom::subscriber::{Format, LineError};
 use lienthong_proto::population::Population;
+use lienthong_proto::signal::shutdown_signal;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// lienthong sector adapters and jobs.
@@ -306,8 +307,10 @@ fn serve(args: AdapterArgs) -> anyhow::Result<ExitCode> {
             sectors::names().join("|")
         );
     };
+    let sector = sectors::by_name(&name)
+        .ok_or_else(|| lienthong_adapters::Error::UnknownSector(name.clone()))?;
     let opts = AdapterOptions {
-        sector: name.clone(),
+        sector,
         data_dir: args.data_dir,
         pki_dir: args.pki_dir,
         seed: args.seed,
@@ -319,16 +322,16 @@ fn serve(args: AdapterArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let (adapter, tls) = framework::open(&opts)?;
-    let listen = args
-        .listen
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], adapter.sector().default_port())));
+    let listen = args.listen.unwrap_or_else(|| {
+        SocketAddr::from(([127, 0, 0, 1], adapter.sector().spec().default_port))
+    });
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("{listen}: {e}"))?;
         tracing::info!(sector = %name, listen = %listener.local_addr()?, "lienthong adapter serving (mTLS, the gateway only)");
-        framework::run(adapter, listener, tls, opts.events.clone(), framework::shutdown_signal()).await?;
+        framework::run(adapter, listener, tls, opts.events.clone(), shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

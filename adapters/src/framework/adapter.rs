@@ -12,10 +12,10 @@ use lienthong_proto::v1::SectorAnswer;
 use lienthong_proto::{Citizen, Pid};
 use prost::Message;
 
-use super::event::{Event, Poison};
 use super::sector::{Base, Records, Sector};
 use super::store::{Applied, PopulationId, Stats, Store};
 use crate::error::{Error, Result};
+use lienthong_proto::event::{Event, Poison};
 
 /// One sector's adapter.
 pub struct Adapter {

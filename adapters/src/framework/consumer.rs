@@ -37,8 +37,8 @@ use lapin::{
 use tokio::sync::watch;
 
 use super::adapter::Adapter;
-use super::event::{Event, Poison};
 use super::store::Applied;
+use lienthong_proto::event::{Event, Poison};
 
 /// The header carrying why a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-lienthong-reason";
@@ -145,7 +145,7 @@ async fn declare(
     channel
         .queue_declare(queue.as_str().into(), durable, args)
         .await?;
-    for key in adapter.sector().routing_keys() {
+    for key in adapter.sector().spec().routing_keys {
         channel
             .queue_bind(
                 queue.as_str().into(),

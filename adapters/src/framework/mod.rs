@@ -12,27 +12,25 @@
 //! - [`sector`]: the [`Sector`] trait a sector implements.
 //! - [`adapter`]: a sector over its store and the population.
 //! - [`store`]: the SQLite store (records changed by events, applied event ids).
-//! - [`event`]: the population event as published by the gateway.
-//! - [`consumer`]: the queue, acknowledgement after commit, dead letters.
+//! - [`consumer`]: the queue, acknowledgement after commit, dead letters
+//!   (events read as `lienthong_proto::event` decodes them).
 //! - [`service`]: the gRPC service; [`tls`]: its mutual TLS.
 //! - [`draw`]: deterministic draws for derived data.
-//! - [`signal`]: Ctrl-C or SIGTERM, the end of serving.
+//!
+//! The framework runs the sector it is given; which sectors exist is
+//! [`crate::sectors`]' business.
 
 pub mod adapter;
 pub mod consumer;
 pub mod draw;
-pub mod event;
 pub mod sector;
 pub mod service;
-pub mod signal;
 pub mod store;
 pub mod tls;
 
 pub use adapter::Adapter;
 pub use consumer::ConsumerConfig;
-pub use event::{Event, Poison};
 pub use sector::{Base, Records, Sector};
-pub use signal::shutdown_signal;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -41,13 +39,13 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::transport::ServerTlsConfig;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// How to run one sector's adapter.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdapterOptions {
-    /// The sector, e.g. `health`.
-    pub sector: String,
+    /// The sector it serves.
+    pub sector: Arc<dyn Sector>,
     /// Where the sector's store (`<sector>.db`) lives.
     pub data_dir: PathBuf,
     /// The gateway's PKI directory (ca.pem, adapters/<sector>.pem/.key).
@@ -63,8 +61,7 @@ pub struct AdapterOptions {
 /// Opens the sector's store and certificates: everything that can fail
 /// before a port is bound.
 pub fn open(opts: &AdapterOptions) -> Result<(Arc<Adapter>, ServerTlsConfig)> {
-    let sector = crate::sectors::by_name(&opts.sector)
-        .ok_or_else(|| Error::UnknownSector(opts.sector.clone()))?;
+    let sector = opts.sector.clone();
     let tls = tls::server_tls(&opts.pki_dir, sector.name())?;
     let adapter = Adapter::open(sector, &opts.data_dir, opts.seed, opts.citizens)?;
     Ok((Arc::new(adapter), tls))

@@ -8,25 +8,29 @@
 
 use std::collections::BTreeMap;
 
+use lienthong_proto::sector::SectorSpec;
 use lienthong_proto::v1::SectorAnswer;
 use lienthong_proto::{Citizen, Date, Pid};
 
-use super::event::{Event, Poison};
+use lienthong_proto::event::{Event, Poison};
 
-/// One sector: a new sector is a file implementing this and a line in
-/// [`crate::sectors::all`].
+/// One sector: a new sector is a file implementing this, a line in
+/// [`crate::sectors::all`] and its entry in the contract's catalogue
+/// (`lienthong_proto::sector`).
 pub trait Sector: Send + Sync + 'static {
+    /// What the contract says of the sector: its name, queries, the events
+    /// it follows and its default port.
+    fn spec(&self) -> &'static SectorSpec;
+
     /// The sector code, e.g. `health` (the policy's `health.insurance_card`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.spec().name
+    }
 
     /// The queries answered, without the sector: e.g. `insurance_card`.
-    fn queries(&self) -> &'static [&'static str];
-
-    /// The routing keys of the events the sector reacts to.
-    fn routing_keys(&self) -> &'static [&'static str];
-
-    /// The port the adapter listens on by default.
-    fn default_port(&self) -> u16;
+    fn queries(&self) -> &'static [&'static str] {
+        self.spec().queries
+    }
 
     /// The base answer to `query` for a citizen of the synthetic population
     /// (`today` is the population's reference date); `None`: the sector has

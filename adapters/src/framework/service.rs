@@ -87,7 +87,8 @@ impl SectorAdapterService for AdapterApi {
             duplicates_ignored: stats.duplicates,
             dead_lettered: stats.dead_lettered,
             routing_keys: sector
-                .routing_keys()
+                .spec()
+                .routing_keys
                 .iter()
                 .map(|k| (*k).to_owned())
                 .collect(),

@@ -1,43 +1,15 @@
-//! Mutual TLS between the gateway and the adapters.
-//!
-//! ```text
-//! PKI (made by the gateway: `lienthong certs`, first start, `lienthong up`)
-//!   ca.pem                              the gateway's CA
-//!   adapters/<sector>.pem, .key         an adapter's server certificate,
-//!                                       DNS name <sector>.adapter.lienthong
-//!   gateway-client.pem, .key            the gateway as a client,
-//!                                       CN lienthong-gateway
-//! ```
-//!
-//! The gateway verifies an adapter by its DNS name whatever host it dials,
-//! so the same certificates serve on loopback and behind container names.
-//! An adapter takes calls from a client certificate of the CA with the
-//! gateway's CN, and from nobody else: agencies' certificates are refused.
+//! An adapter's mutual TLS: its server certificate from the gateway's PKI
+//! directory (names and places as `lienthong_proto::pki` lays them out),
+//! and calls taken from a client certificate of the CA with the gateway's
+//! CN, and from nobody else: agencies' certificates are refused.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use lienthong_proto::pki::{GATEWAY_CN, adapter_cert, adapter_key, ca_cert};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Status};
 
 use crate::error::{Error, Result};
-
-/// The subject CN of the gateway's client certificate.
-pub const GATEWAY_CN: &str = "lienthong-gateway";
-
-/// The DNS name in `sector`'s server certificate.
-pub fn server_name(sector: &str) -> String {
-    format!("{}.adapter.lienthong", sector.replace('_', "-"))
-}
-
-/// Where an adapter's certificate is under a PKI directory.
-pub fn adapter_cert(pki_dir: &Path, sector: &str) -> PathBuf {
-    pki_dir.join("adapters").join(format!("{sector}.pem"))
-}
-
-/// Where an adapter's key is under a PKI directory.
-pub fn adapter_key(pki_dir: &Path, sector: &str) -> PathBuf {
-    pki_dir.join("adapters").join(format!("{sector}.key"))
-}
 
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| {
@@ -55,7 +27,7 @@ pub fn server_tls(pki_dir: &Path, sector: &str) -> Result<ServerTlsConfig> {
         read(&adapter_cert(pki_dir, sector))?,
         read(&adapter_key(pki_dir, sector))?,
     );
-    let ca = Certificate::from_pem(read(&pki_dir.join("ca.pem"))?);
+    let ca = Certificate::from_pem(read(&ca_cert(pki_dir))?);
     Ok(ServerTlsConfig::new().identity(identity).client_ca_root(ca))
 }
 

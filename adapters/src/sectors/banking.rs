@@ -7,8 +7,9 @@ use lienthong_proto::{Citizen, Date, Pid};
 
 use super::{age, mismatched, plus_days, wrap};
 use crate::framework::draw::Draw;
-use crate::framework::event::{Event, Poison, kind};
 use crate::framework::{Base, Records, Sector};
+use lienthong_proto::event::{Event, Poison, kind};
+use lienthong_proto::sector::{self, SectorSpec};
 
 /// The banking sector.
 pub struct Banking;
@@ -17,20 +18,8 @@ const KYC_STATUS: &str = "kyc_status";
 const SALT: u64 = 0xBA4C;
 
 impl Sector for Banking {
-    fn name(&self) -> &'static str {
-        "banking"
-    }
-
-    fn queries(&self) -> &'static [&'static str] {
-        &[KYC_STATUS]
-    }
-
-    fn routing_keys(&self) -> &'static [&'static str] {
-        &[kind::DIED]
-    }
-
-    fn default_port(&self) -> u16 {
-        50065
+    fn spec(&self) -> &'static SectorSpec {
+        &sector::BANKING
     }
 
     fn derive(&self, _query: &str, citizen: &Citizen, base: &Base) -> Option<SectorAnswer> {

@@ -8,8 +8,9 @@ use lienthong_proto::{Citizen, Pid, citizen::LifeStatus, province};
 
 use super::{age, mismatched, wrap};
 use crate::framework::draw::Draw;
-use crate::framework::event::{Event, Poison, kind};
 use crate::framework::{Base, Records, Sector};
+use lienthong_proto::event::{Event, Poison, kind};
+use lienthong_proto::sector::{self, SectorSpec};
 
 /// The education sector.
 pub struct Education;
@@ -18,20 +19,8 @@ const RECORD: &str = "record";
 const SALT: u64 = 0xED0C;
 
 impl Sector for Education {
-    fn name(&self) -> &'static str {
-        "education"
-    }
-
-    fn queries(&self) -> &'static [&'static str] {
-        &[RECORD]
-    }
-
-    fn routing_keys(&self) -> &'static [&'static str] {
-        &[kind::RESIDENCE_CHANGED, kind::DIED]
-    }
-
-    fn default_port(&self) -> u16 {
-        50063
+    fn spec(&self) -> &'static SectorSpec {
+        &sector::EDUCATION
     }
 
     fn derive(&self, _query: &str, citizen: &Citizen, base: &Base) -> Option<SectorAnswer> {

@@ -14,8 +14,9 @@ use lienthong_proto::{Citizen, Date, Pid, citizen::LifeStatus, province};
 
 use super::{age, mismatched, plus_days, wrap};
 use crate::framework::draw::Draw;
-use crate::framework::event::{Event, Poison, kind};
 use crate::framework::{Base, Records, Sector};
+use lienthong_proto::event::{Event, Poison, kind};
+use lienthong_proto::sector::{self, SectorSpec};
 
 /// The health sector.
 pub struct Health;
@@ -25,20 +26,8 @@ const VACCINATIONS: &str = "vaccinations";
 const SALT: u64 = 0x4EA1;
 
 impl Sector for Health {
-    fn name(&self) -> &'static str {
-        "health"
-    }
-
-    fn queries(&self) -> &'static [&'static str] {
-        &[CARD, VACCINATIONS]
-    }
-
-    fn routing_keys(&self) -> &'static [&'static str] {
-        &[kind::BORN, kind::DIED]
-    }
-
-    fn default_port(&self) -> u16 {
-        50062
+    fn spec(&self) -> &'static SectorSpec {
+        &sector::HEALTH
     }
 
     fn derive(&self, query: &str, citizen: &Citizen, base: &Base) -> Option<SectorAnswer> {

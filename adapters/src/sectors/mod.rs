@@ -21,7 +21,7 @@ use lienthong_proto::v1::sector_answer::Answer;
 use lienthong_proto::{Citizen, Date};
 
 use crate::framework::Sector;
-use crate::framework::event::Poison;
+use lienthong_proto::event::Poison;
 
 /// Every sector, in a fixed order.
 pub fn all() -> Vec<Arc<dyn Sector>> {

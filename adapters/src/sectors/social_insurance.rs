@@ -7,8 +7,9 @@ use lienthong_proto::{Citizen, citizen::LifeStatus};
 
 use super::{age, mismatched, wrap};
 use crate::framework::draw::Draw;
-use crate::framework::event::{Event, Poison, kind};
 use crate::framework::{Base, Records, Sector};
+use lienthong_proto::event::{Event, Poison, kind};
+use lienthong_proto::sector::{self, SectorSpec};
 
 /// The social insurance sector.
 pub struct SocialInsurance;
@@ -22,20 +23,8 @@ const RETIREMENT_AGE: i32 = 60;
 const PENSION_MONTHS: u32 = 240;
 
 impl Sector for SocialInsurance {
-    fn name(&self) -> &'static str {
-        "social_insurance"
-    }
-
-    fn queries(&self) -> &'static [&'static str] {
-        &[RECORD]
-    }
-
-    fn routing_keys(&self) -> &'static [&'static str] {
-        &[kind::DIED]
-    }
-
-    fn default_port(&self) -> u16 {
-        50061
+    fn spec(&self) -> &'static SectorSpec {
+        &sector::SOCIAL_INSURANCE
     }
 
     fn derive(&self, _query: &str, citizen: &Citizen, base: &Base) -> Option<SectorAnswer> {

@@ -11,8 +11,9 @@ use lienthong_proto::{Citizen, Date, Pid};
 
 use super::{age, mismatched, plus_days, wrap};
 use crate::framework::draw::Draw;
-use crate::framework::event::{Event, Poison, kind};
 use crate::framework::{Base, Records, Sector};
+use lienthong_proto::event::{Event, Poison, kind};
+use lienthong_proto::sector::{self, SectorSpec};
 
 /// The telecom sector.
 pub struct Telecom;
@@ -27,20 +28,8 @@ const OPERATORS: [(&str, &str); 3] = [
 ];
 
 impl Sector for Telecom {
-    fn name(&self) -> &'static str {
-        "telecom"
-    }
-
-    fn queries(&self) -> &'static [&'static str] {
-        &[SUBSCRIPTIONS]
-    }
-
-    fn routing_keys(&self) -> &'static [&'static str] {
-        &[kind::DIED, kind::NAME_CHANGED]
-    }
-
-    fn default_port(&self) -> u16 {
-        50064
+    fn spec(&self) -> &'static SectorSpec {
+        &sector::TELECOM
     }
 
     fn derive(&self, _query: &str, citizen: &Citizen, base: &Base) -> Option<SectorAnswer> {

@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use lienthong_adapters::framework::Base;
-use lienthong_adapters::framework::tls::server_name;
 use lienthong_gateway::tls::{PkiLayout, ensure_pki};
 use lienthong_proto::Pid;
 use lienthong_proto::adapter::v1::sector_adapter_service_client::SectorAdapterServiceClient;
 use lienthong_proto::adapter::v1::{DescribeRequest, LookupRequest};
+use lienthong_proto::pki::adapter_server_name;
 use lienthong_proto::population::Population;
 use tokio::io::AsyncBufReadExt;
 use tonic::Code;
@@ -30,7 +30,7 @@ async fn client(
             std::fs::read(cert).unwrap(),
             std::fs::read(key).unwrap(),
         ))
-        .domain_name(server_name("health"));
+        .domain_name(adapter_server_name("health"));
     let channel = Channel::from_shared(format!("https://{addr}"))
         .unwrap()
         .tls_config(tls)

@@ -16,7 +16,7 @@ use super::DataDir;
 use crate::policy::Policy;
 use crate::signing::SigningKey;
 use crate::tls::{PROBE, server_config};
-use lienthong_adapters::framework::tls::GATEWAY_CN;
+use lienthong_proto::pki::GATEWAY_CN;
 
 /// A certificate expiring sooner than this is reported.
 const EXPIRY_WARNING_DAYS: i64 = 30;
@@ -78,7 +78,7 @@ pub fn check(dir: &DataDir) -> Vec<Finding> {
         Some(GATEWAY_CN),
         ca_subject.as_deref(),
     ));
-    for sector in lienthong_adapters::sectors::names() {
+    for sector in lienthong_proto::sector::names() {
         found.push(certificate(
             dir,
             &pki.adapter_cert(sector),

@@ -61,8 +61,10 @@ pub async fn up(
                 endpoint.sector, endpoint.url
             ),
         })?;
+        let sector = lienthong_adapters::sectors::by_name(&endpoint.sector)
+            .ok_or_else(|| Error::Server(format!("no sector {:?}", endpoint.sector)))?;
         let adapter_opts = AdapterOptions {
-            sector: endpoint.sector.clone(),
+            sector,
             data_dir: dir.root().join("adapters"),
             pki_dir: dir.pki().root,
             seed,

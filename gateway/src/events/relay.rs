@@ -31,7 +31,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use lapin::{Confirmation, PublisherConfirm};
 use tokio::sync::{Notify, watch};
 
-use super::EventMessage;
+use super::{EventMessage, message};
 use crate::clock;
 use crate::registry::{Outbox, OutboxLag, OutboxRow};
 
@@ -239,7 +239,7 @@ impl OutboxRelay {
             while in_flight.len() < self.config.window
                 && let Some(row) = unsent.pop_front()
             {
-                let confirm = self.publish(channel, &EventMessage::from_row(&row)).await?;
+                let confirm = self.publish(channel, &message(&row)).await?;
                 cursor = row.seq;
                 in_flight.push_back((row.seq, confirm));
             }

@@ -8,6 +8,7 @@
 //! ```
 
 use lienthong_proto::citizen::{Address, FieldGroup, LifeStatus};
+use lienthong_proto::event::kind;
 use lienthong_proto::{Citizen, Date, Pid, Sex, province};
 use serde_json::json;
 
@@ -47,7 +48,7 @@ pub struct Birth {
 impl Change for Birth {
     const OPERATION: &'static str = "register_birth";
     const ROLE: Role = Role::CivilRegistry;
-    const EVENT: &'static str = "citizen.born";
+    const EVENT: &'static str = kind::BORN;
 
     fn plan(&self, scope: &mut dyn WriteScope, today: Date) -> Result<Effect> {
         not_future(self.date_of_birth, today, "date_of_birth")?;

@@ -3,6 +3,7 @@
 //! issue (none after the 60th).
 
 use lienthong_proto::citizen::FieldGroup;
+use lienthong_proto::event::kind;
 use lienthong_proto::{Date, Pid};
 use serde_json::json;
 
@@ -34,7 +35,7 @@ pub(crate) fn expiry(born: Date, issued: Date) -> Option<Date> {
 impl Change for CardIssue {
     const OPERATION: &'static str = "issue_card";
     const ROLE: Role = Role::CardIssuer;
-    const EVENT: &'static str = "citizen.card_issued";
+    const EVENT: &'static str = kind::CARD_ISSUED;
 
     fn plan(&self, scope: &mut dyn WriteScope, today: Date) -> Result<Effect> {
         let mut citizen = living(scope, self.pid, "pid")?;

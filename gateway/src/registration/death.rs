@@ -1,6 +1,7 @@
 //! `RecordDeath`: a citizen dies; a surviving spouse becomes widowed.
 
 use lienthong_proto::citizen::{FieldGroup, LifeStatus, Marital};
+use lienthong_proto::event::kind;
 use lienthong_proto::{Date, Pid};
 use serde_json::json;
 
@@ -21,7 +22,7 @@ pub struct Death {
 impl Change for Death {
     const OPERATION: &'static str = "record_death";
     const ROLE: Role = Role::CivilRegistry;
-    const EVENT: &'static str = "citizen.died";
+    const EVENT: &'static str = kind::DIED;
 
     fn plan(&self, scope: &mut dyn WriteScope, today: Date) -> Result<Effect> {
         let mut citizen = living(scope, self.pid, "pid").map_err(|e| match e {

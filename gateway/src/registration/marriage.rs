@@ -1,6 +1,7 @@
 //! `RecordMarriage`: two living, unmarried citizens marry.
 
 use lienthong_proto::citizen::{FieldGroup, Marital};
+use lienthong_proto::event::kind;
 use lienthong_proto::{Date, Pid};
 use serde_json::json;
 
@@ -23,7 +24,7 @@ pub struct Marriage {
 impl Change for Marriage {
     const OPERATION: &'static str = "record_marriage";
     const ROLE: Role = Role::CivilRegistry;
-    const EVENT: &'static str = "citizen.married";
+    const EVENT: &'static str = kind::MARRIED;
 
     fn plan(&self, scope: &mut dyn WriteScope, today: Date) -> Result<Effect> {
         if self.pid == self.spouse {

@@ -2,6 +2,7 @@
 //! among their other names.
 
 use lienthong_proto::citizen::FieldGroup;
+use lienthong_proto::event::kind;
 use lienthong_proto::{Date, Pid};
 use serde_json::json;
 
@@ -22,7 +23,7 @@ pub struct NameChange {
 impl Change for NameChange {
     const OPERATION: &'static str = "change_name";
     const ROLE: Role = Role::CivilRegistry;
-    const EVENT: &'static str = "citizen.name_changed";
+    const EVENT: &'static str = kind::NAME_CHANGED;
 
     fn plan(&self, scope: &mut dyn WriteScope, today: Date) -> Result<Effect> {
         let mut citizen = living(scope, self.pid, "pid")?;

@@ -2,6 +2,7 @@
 //! becomes the current one.
 
 use lienthong_proto::citizen::{Address, FieldGroup};
+use lienthong_proto::event::kind;
 use lienthong_proto::{Date, Pid, province};
 use serde_json::json;
 
@@ -42,7 +43,7 @@ pub struct ResidenceChange {
 impl Change for ResidenceChange {
     const OPERATION: &'static str = "change_residence";
     const ROLE: Role = Role::ResidenceRegistry;
-    const EVENT: &'static str = "citizen.residence_changed";
+    const EVENT: &'static str = kind::RESIDENCE_CHANGED;
 
     fn plan(&self, scope: &mut dyn WriteScope, today: Date) -> Result<Effect> {
         let mut citizen = living(scope, self.pid, "pid")?;

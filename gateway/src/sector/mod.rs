@@ -21,8 +21,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use lienthong_adapters::framework::tls::server_name;
 use lienthong_proto::Pid;
+use lienthong_proto::pki::adapter_server_name;
+use lienthong_proto::sector;
 use lienthong_proto::v1::SectorAnswer;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
@@ -42,16 +43,16 @@ pub struct SectorEndpoint {
 /// The adapters' endpoints as `sector=URL,…`: every sector on 127.0.0.1 at
 /// its default port.
 pub static DEFAULT_ENDPOINTS: LazyLock<String> = LazyLock::new(|| {
-    lienthong_adapters::sectors::all()
+    sector::ALL
         .iter()
-        .map(|s| format!("{}=https://127.0.0.1:{}", s.name(), s.default_port()))
+        .map(|s| format!("{}=https://127.0.0.1:{}", s.name, s.default_port))
         .collect::<Vec<_>>()
         .join(",")
 });
 
 /// Reads `sector=URL,sector=URL,…`; every name must be a sector.
 pub fn parse_endpoints(text: &str) -> Result<Vec<SectorEndpoint>, String> {
-    let names = lienthong_adapters::sectors::names();
+    let names = sector::names();
     let mut out: Vec<SectorEndpoint> = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (sector, url) = part
@@ -117,12 +118,12 @@ pub(crate) fn query_names() -> &'static [&'static str] {
 }
 
 static NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
-    lienthong_adapters::sectors::all()
+    sector::ALL
         .iter()
         .flat_map(|s| {
-            s.queries()
+            s.queries
                 .iter()
-                .map(|q| &*Box::leak(format!("{}.{q}", s.name()).into_boxed_str()))
+                .map(|q| &*Box::leak(format!("{}.{q}", s.name).into_boxed_str()))
                 .collect::<Vec<&'static str>>()
         })
         .collect()
@@ -151,13 +152,13 @@ impl Sectors {
         );
         let mut links = BTreeMap::new();
         for endpoint in &opts.endpoints {
-            let sector = lienthong_adapters::sectors::by_name(&endpoint.sector)
+            let sector = sector::by_name(&endpoint.sector)
                 .ok_or_else(|| Error::Tls(format!("no sector {:?}", endpoint.sector)))?
-                .name();
+                .name;
             let tls = ClientTlsConfig::new()
                 .ca_certificate(ca.clone())
                 .identity(identity.clone())
-                .domain_name(server_name(sector));
+                .domain_name(adapter_server_name(sector));
             let channel = Endpoint::from_shared(endpoint.url.clone())
                 .map_err(|e| Error::Server(format!("{sector} adapter {}: {e}", endpoint.url)))?
                 .tls_config(tls)

@@ -25,7 +25,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
-use lienthong_adapters::framework::tls::{GATEWAY_CN, server_name};
+use lienthong_proto::pki::{GATEWAY_CN, adapter_server_name};
 
 use crate::error::{Error, Result};
 
@@ -87,12 +87,12 @@ impl PkiLayout {
 
     /// The server certificate of `sector`'s adapter.
     pub fn adapter_cert(&self, sector: &str) -> PathBuf {
-        lienthong_adapters::framework::tls::adapter_cert(&self.root, sector)
+        lienthong_proto::pki::adapter_cert(&self.root, sector)
     }
 
     /// The server key of `sector`'s adapter.
     pub fn adapter_key(&self, sector: &str) -> PathBuf {
-        lienthong_adapters::framework::tls::adapter_key(&self.root, sector)
+        lienthong_proto::pki::adapter_key(&self.root, sector)
     }
 
     /// The PKI directory an adapter deployed apart gets: the CA's
@@ -199,14 +199,14 @@ pub fn ensure_pki<'a>(
         write(&layout.gateway_client_key(), &key, true, &mut report)?;
     }
 
-    for sector in lienthong_adapters::sectors::names() {
+    for sector in lienthong_proto::sector::names() {
         let (cert_path, key_path) = (layout.adapter_cert(sector), layout.adapter_key(sector));
         if !missing(&cert_path, &key_path) {
             continue;
         }
         let key = KeyPair::generate().map_err(tls_err)?;
         let mut params = CertificateParams::new(vec![
-            server_name(sector),
+            adapter_server_name(sector),
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),
         ])
@@ -218,7 +218,7 @@ pub fn ensure_pki<'a>(
         write(&key_path, &key.serialize_pem(), true, &mut report)?;
     }
 
-    for sector in lienthong_adapters::sectors::names() {
+    for sector in lienthong_proto::sector::names() {
         let bundle = PkiLayout {
             root: layout.adapter_bundle(sector),
         };

@@ -317,7 +317,7 @@ impl System {
                 std::fs::read(cert).unwrap(),
                 std::fs::read(key).unwrap(),
             ))
-            .domain_name(lienthong_adapters::framework::tls::server_name(sector));
+            .domain_name(lienthong_proto::pki::adapter_server_name(sector));
         let channel = Channel::from_shared(format!("https://{}", self.adapters[sector].addr))
             .unwrap()
             .tls_config(tls)
@@ -486,7 +486,7 @@ fn run_adapter(
 ) -> RunningAdapter {
     let addr = listener.local_addr().unwrap();
     let opts = AdapterOptions {
-        sector: sector.to_owned(),
+        sector: lienthong_adapters::sectors::by_name(sector).unwrap(),
         data_dir: dir.join("adapters"),
         pki_dir: pki.root.clone(),
         seed,

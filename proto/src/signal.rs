@@ -1,5 +1,5 @@
-//! The end of a process's serving: Ctrl-C or SIGTERM, shared by
-//! `lienthong-adapter` and `lienthong`.
+//! The end of a service's serving: Ctrl-C or SIGTERM, the same for every
+//! lienthong binary (`lienthong`, `lienthong-adapter`).
 
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

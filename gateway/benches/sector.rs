@@ -14,6 +14,9 @@
 //! the audited gateway (a fresh, durable audit log, as `serve` runs it). The
 //! registry is the one `--bench exchange` seeds under `target/bench-data/`.
 
+#[path = "support/no_audit.rs"]
+mod no_audit;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use lienthong_proto::adapter::v1::sector_adapter_service_client::SectorAdapterSe
 use lienthong_proto::population::Population;
 use lienthong_proto::v1::QuerySectorRequest;
 use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
+use no_audit::NoAudit;
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -241,7 +245,7 @@ fn main() {
     );
     let unaudited = start_gateway(
         &unaudited_rt,
-        Services::new(policy, store, AuditLog::off(), &audit_path, key),
+        Services::new(policy, store, NoAudit, &audit_path, key),
     );
 
     client_rt.block_on(async move {

@@ -5,12 +5,13 @@
 //! handler: decode ─▶ domain ─▶ Result<answer, Error>
 //!                                   │
 //! Audited::seal: request hash, answer (or error) hash, decision, outcome,
-//!                hidden-until from the policy ─▶ AuditLog (durable) ─▶ reply
+//!                hidden-until from the policy ─▶ AuditTrail (durable) ─▶ reply
 //! ```
 //!
 //! If the log cannot take the record the caller gets `UNAVAILABLE` /
 //! `AUDIT_UNAVAILABLE` and not the answer: nothing leaves unaudited.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lienthong_proto::Pid;
@@ -20,7 +21,7 @@ use time::OffsetDateTime;
 use tonic::{Response, Status};
 
 use super::request_id;
-use crate::audit::{AuditEntry, AuditLog, Decision, Hash};
+use crate::audit::{AuditEntry, AuditTrail, Decision, Hash};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::policy::LivePolicy;
@@ -78,13 +79,13 @@ impl Access {
 /// The audit step, shared by every service.
 #[derive(Clone)]
 pub(crate) struct Audited {
-    log: AuditLog,
+    log: Arc<dyn AuditTrail>,
     policy: LivePolicy,
 }
 
 impl Audited {
     /// Records into `log`; hidden-until dates come from `policy`.
-    pub(crate) fn new(log: AuditLog, policy: LivePolicy) -> Self {
+    pub(crate) fn new(log: Arc<dyn AuditTrail>, policy: LivePolicy) -> Self {
         Self { log, policy }
     }
 

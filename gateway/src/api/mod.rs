@@ -41,7 +41,7 @@ use tonic::transport::Server;
 use tonic::{Request, Status};
 use tonic_health::ServingStatus;
 
-use crate::audit::{AccessList, AuditLog, AuditWriter};
+use crate::audit::{AccessList, AuditLog, AuditTrail, AuditWriter};
 use crate::consent::{ConsentBook, Consents};
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
@@ -155,12 +155,12 @@ pub struct Services {
 
 impl Services {
     /// Every service over one `registry` (citizens and consents), under one
-    /// policy, auditing into `audit` (the log in the directory `audit_path`); `key` signs
-    /// consent tokens.
+    /// policy, auditing into `audit` (`ListAccesses` reads the log in the
+    /// directory `audit_path`); `key` signs consent tokens.
     pub fn new<R: PopulationStore + ConsentBook>(
         policy: LivePolicy,
         registry: Arc<R>,
-        audit: AuditLog,
+        audit: impl AuditTrail,
         audit_path: &Path,
         key: Arc<SigningKey>,
     ) -> Self {
@@ -180,7 +180,7 @@ impl Services {
             rates,
             limits: ServerLimits::default(),
             sectors: Sectors::default(),
-            audited: audited::Audited::new(audit, policy),
+            audited: audited::Audited::new(Arc::new(audit), policy),
         }
     }
 

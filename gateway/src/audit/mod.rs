@@ -2,12 +2,20 @@
 //! `CitizenService` — granted or refused, each record of a batch — as an
 //! append-only, hash-chained record, durable before the answer leaves.
 //!
+//! - [`AuditTrail`]: where records go, durable before `append` returns —
+//!   the interface a backend implements.
 //! - [`record`]: what a record holds and how it is chained.
-//! - [`log`]: the writer ([`AuditLog`]): group commit and signed checkpoints.
-//! - [`segment`]: the files, `DIR/audit/NNNNNNNN.seg`: records and
-//!   checkpoints as frames, the one place a record is stored.
-//! - [`segment_file`]: the segment being appended to, written in whole
-//!   blocks straight to the disk.
+//! - [`log`]: the embedded backend ([`AuditLog`]): segments on this
+//!   machine's disk, laid out by concern —
+//!   - [`segment`]: the bytes on disk, `DIR/audit/NNNNNNNN.seg`: records and
+//!     checkpoints as frames, the one place a record is stored;
+//!   - [`segment_file`]: one segment, written in whole blocks straight to
+//!     the disk;
+//!   - [`pipe`]: appending, and moving on to the next segment;
+//!   - [`barrier`]: the group commit between the requests and the writer;
+//!   - [`writer`]: the writer's thread: chaining, checkpoints, one sync a
+//!     group;
+//!   - [`recovery`]: where the log ends at start, and what a crash left.
 //! - [`index`]: which records concern which citizen and where they are,
 //!   kept up to date off the request path.
 //! - [`verify()`]: the chain and checkpoint walk behind `lienthong audit verify`.
@@ -16,17 +24,22 @@
 //! The log holds Pids, agencies, purposes, field names and outcomes — never a
 //! name, a date of birth or an address.
 
+mod barrier;
 mod index;
 mod log;
+mod pipe;
 mod record;
+mod recovery;
 mod segment;
 mod segment_file;
 mod verify;
+mod writer;
 
 pub use index::index_path;
-pub use log::{AuditLog, AuditWriter, CHECKPOINT_EVERY, PACE, PACE_FROM};
+pub use log::{AuditLog, AuditWriter};
 pub use record::{AuditEntry, AuditRecord, Checkpoint, Decision, Hash};
 pub use verify::{Anchor, AuditReport, Problem, verify, verify_anchored};
+pub use writer::{CHECKPOINT_EVERY, PACE, PACE_FROM};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -39,6 +52,18 @@ use segment::{Cursor, Frame, Position, Step};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::policy::{LivePolicy, Role};
+
+/// An append's answer, once its records are durable: the last one's
+/// number.
+pub type Pending<'a> = std::pin::Pin<Box<dyn Future<Output = Result<u64>> + Send + 'a>>;
+
+/// Where audit records go. `append` returns once the records are durable,
+/// in order and adjacent, so a request is answered only after its record
+/// is kept; the embedded [`AuditLog`] is one backend.
+pub trait AuditTrail: Send + Sync + 'static {
+    /// Appends `entries` and resolves once they are durable.
+    fn append(&self, entries: Vec<AuditEntry>) -> Pending<'_>;
+}
 
 /// `CitizenService` operations: granted, they are the citizen's own acts
 /// through the identity provider, not accesses by others, so `ListAccesses`

@@ -1,0 +1,169 @@
+//! Opening the audit log: where it ends, what its last record and
+//! checkpoint are, and what a crash left behind (read apart from the
+//! appending path, as raft-engine's pipe builder is).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::record::{GENESIS, Hash};
+use super::segment::{self, Cursor, Frame, Position, Step};
+use crate::error::{Error, Result};
+
+/// What the log held when it was opened.
+pub(super) struct Recovered {
+    /// The last record's number and hash.
+    pub(super) head: (u64, Hash),
+    /// The last record a checkpoint in the last segment covers.
+    pub(super) checkpointed: u64,
+    /// Where the next frame goes.
+    pub(super) end: Position,
+}
+
+/// Finds where the log in `dir` ends, creating its first segment if it has
+/// none. Segments past the last begun one hold only zeros (prepared, never
+/// used) and are removed; a write a crash cut short at the end is moved
+/// aside to `torn-SEGMENT-OFFSET.bin` and zeroed, so appending goes on
+/// after the last whole frame and nothing is destroyed.
+pub(super) fn recover(dir: &Path) -> Result<Recovered> {
+    for entry in std::fs::read_dir(dir).map_err(Error::io(dir))?.flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".seg.tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let numbers = segment::segments(dir)?;
+    let Some(&first) = numbers.first() else {
+        segment::prepare(dir, 1, segment::segment_size(1))?;
+        return Ok(Recovered {
+            head: (0, GENESIS),
+            checkpointed: 0,
+            end: Position::START,
+        });
+    };
+    if first != 1 {
+        return Err(Error::Audit(format!(
+            "the audit log's segments before {} are missing",
+            segment::segment_path(dir, first).display()
+        )));
+    }
+    let mut current = first;
+    for (&n, expected) in numbers.iter().zip(first..) {
+        if n != expected {
+            return Err(Error::Audit(format!(
+                "the audit log's segment {} is missing",
+                segment::segment_path(dir, expected).display()
+            )));
+        }
+        let mut head = [0u8; 4];
+        let path = segment::segment_path(dir, n);
+        File::open(&path)
+            .and_then(|f| f.read_exact_at(&mut head, 0))
+            .map_err(Error::io(&path))?;
+        if head != [0; 4] {
+            current = n;
+        }
+    }
+    for &n in numbers.iter().filter(|&&n| n > current) {
+        let path = segment::segment_path(dir, n);
+        let bytes = std::fs::read(&path).map_err(Error::io(&path))?;
+        if bytes.iter().any(|&b| b != 0) {
+            return Err(Error::Audit(format!(
+                "{} holds data after an empty start; run `lienthong audit verify`",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(&path).map_err(Error::io(&path))?;
+    }
+    // The last begun segment, whole frames checked: a record against its
+    // hash (a checkpoint's signature is for `audit verify` to judge: the
+    // key may have changed since).
+    let mut head = None;
+    let mut checkpointed = 0;
+    let start = Position {
+        segment: current,
+        offset: 0,
+    };
+    let mut cursor = Cursor::new(dir, start, None, 1 << 20);
+    let end = loop {
+        match cursor.step()? {
+            Step::Frame(_, Frame::Record(r)) if r.expected_hash() == r.hash => {
+                head = Some((r.seq, r.hash));
+            }
+            Step::Frame(_, Frame::Checkpoint(c)) => {
+                checkpointed = c.seq;
+                head = head.or(Some((c.seq, c.hash)));
+            }
+            Step::Frame(at, _) | Step::Bad { at, .. } | Step::End(at) => break at,
+        }
+    };
+    if end.segment != current {
+        return Err(Error::Audit(
+            "the audit log's segments changed while it was opened".into(),
+        ));
+    }
+    let path = segment::segment_path(dir, current);
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(&path))?;
+    set_aside_torn(dir, &file, &path, end)?;
+    drop(file);
+    let head = match head {
+        Some(h) => h,
+        None if current == 1 => (0, GENESIS),
+        None => last_of(dir, current - 1)?,
+    };
+    Ok(Recovered {
+        head,
+        checkpointed,
+        end,
+    })
+}
+
+/// Moves whatever follows `end` in segment `file` (a torn write) aside and
+/// zeroes it.
+fn set_aside_torn(dir: &Path, file: &File, path: &Path, end: Position) -> Result<()> {
+    let len = file.metadata().map_err(Error::io(path))?.len();
+    let mut rest = vec![0u8; (len - end.offset) as usize];
+    file.read_exact_at(&mut rest, end.offset)
+        .map_err(Error::io(path))?;
+    let Some(last) = rest.iter().rposition(|&b| b != 0) else {
+        return Ok(());
+    };
+    let torn = &rest[..=last];
+    let aside = dir.join(format!("torn-{:08}-{}.bin", end.segment, end.offset));
+    std::fs::write(&aside, torn)
+        .and_then(|()| File::open(&aside)?.sync_all())
+        .map_err(Error::io(&aside))?;
+    segment::sync_dir(dir)?;
+    file.write_all_at(&vec![0; torn.len()], end.offset)
+        .and_then(|()| file.sync_data())
+        .map_err(Error::io(path))?;
+    tracing::warn!(
+        bytes = torn.len(),
+        kept = %aside.display(),
+        "the audit log ended in a write cut short; its bytes are kept aside and the log goes on after the last whole record"
+    );
+    Ok(())
+}
+
+/// The last record's (or checkpoint's) number and hash in segment `n`.
+fn last_of(dir: &Path, n: u32) -> Result<(u64, Hash)> {
+    let start = Position {
+        segment: n,
+        offset: 0,
+    };
+    let mut cursor = Cursor::new(dir, start, None, 1 << 20);
+    let mut head = None;
+    while let Step::Frame(at, frame) = cursor.step()? {
+        if at.segment != n {
+            break;
+        }
+        head = Some(match frame {
+            Frame::Record(r) => (r.seq, r.hash),
+            Frame::Checkpoint(c) => (c.seq, c.hash),
+        });
+    }
+    head.ok_or_else(|| Error::Audit(format!("segment {n} of the audit log holds no frame")))
+}

@@ -4,14 +4,15 @@
 //!   queue with dead letters, its mTLS service for the gateway.
 //! - [`sectors`]: the five sectors (social insurance, health, education,
 //!   telecom, banking).
-//! - [`telecom`]: the SIM-subscriber base, its synthetic generator with known
-//!   truth, and the verification job that re-verifies a whole base through
-//!   the gateway's `VerifyBatch`.
+//! - [`sim_job`]: the telecom operators' SIM re-verification job, a client
+//!   of the gateway: the subscriber base, its synthetic generator with known
+//!   truth, and the job that re-verifies a whole base through `VerifyBatch`
+//!   (the telecom *adapter* is [`sectors`]' `telecom`).
 #![forbid(unsafe_code)]
 
 pub mod error;
 pub mod framework;
 pub mod sectors;
-pub mod telecom;
+pub mod sim_job;
 
 pub use error::{Error, Result};

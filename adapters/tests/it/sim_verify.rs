@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lienthong_adapters::telecom::generate::{Rates, generate};
-use lienthong_adapters::telecom::sim_verify::{JobObserver, JobOptions, Summary, run};
-use lienthong_adapters::telecom::subscriber::{Format, LineError};
+use lienthong_adapters::sim_job::generate::{Rates, generate};
+use lienthong_adapters::sim_job::sim_verify::{JobObserver, JobOptions, Summary, run};
+use lienthong_adapters::sim_job::subscriber::{Format, LineError};
 use lienthong_gateway::api::Services;
 use lienthong_gateway::policy::{LivePolicy, Policy};
 use lienthong_gateway::registry::{SqliteRegistry, seed};

@@ -245,22 +245,17 @@ async fn verify_one_batch(
         agency,
         purpose: &batch.purpose,
     };
-    let allowed = exchange
-        .authorize_batch(asker, batch.claims.len())
-        .and_then(|()| convert::match_options(batch.r#match.as_ref()))
-        .and_then(|how| {
-            exchange
-                .charge_batch(asker, batch.claims.len())
-                .map(|()| how)
-        });
-    let how = match allowed {
-        Ok(how) => how,
+    let admitted = exchange
+        .admit_batch(asker, batch.claims.len())
+        .and_then(|admitted| Ok((admitted, convert::match_options(batch.r#match.as_ref())?)));
+    let (admitted, how) = match admitted {
+        Ok(admitted) => admitted,
         Err(refused) => {
             return Err(audit_failed_batch(audited, agency, &batch, accesses, refused).await);
         }
     };
     let claims = batch.claims.iter_mut().map(convert::take_claim).collect();
-    let verified = match exchange.verify_batch(claims, how).await {
+    let verified = match admitted.verify(claims, how).await {
         Ok(verified) => verified,
         Err(failed) => {
             return Err(audit_failed_batch(audited, agency, &batch, accesses, failed).await);

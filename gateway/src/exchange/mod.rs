@@ -4,6 +4,12 @@
 //! looks citizens up and answers with verifications or granted fields. It
 //! knows nothing of gRPC; `api` decodes requests into its arguments and
 //! encodes its answers.
+//!
+//! - [`batch`]: a `VerifyBatch` batch, admitted, charged and verified.
+
+mod batch;
+
+pub use batch::AdmittedBatch;
 
 use std::sync::Arc;
 
@@ -81,50 +87,6 @@ impl Exchange {
             .authorize(asker.agency, asker.purpose, Operation::VerifyIdentity)?;
         let mut answer = self.verifier.verify_many(&[claim], how)?;
         answer.pop().ok_or(Error::Task)
-    }
-
-    /// Checks that `asker` may verify a batch of `size` claims.
-    pub fn authorize_batch(&self, asker: Asker<'_>, size: usize) -> Result<()> {
-        self.policy
-            .current()
-            .authorize(asker.agency, asker.purpose, Operation::VerifyBatch)?;
-        if size > self.max_batch {
-            return Err(Error::BatchTooLarge {
-                size,
-                limit: self.max_batch,
-            });
-        }
-        Ok(())
-    }
-
-    /// Counts a batch's `size` claims against `asker`'s daily quota, once it
-    /// is known to be well-formed.
-    pub fn charge_batch(&self, asker: Asker<'_>, size: usize) -> Result<()> {
-        self.rates.charge(asker.agency, size as u64)
-    }
-
-    /// Verifies a batch whose claims were parsed one by one: a claim that
-    /// failed to parse keeps its error, the others are looked up together.
-    /// Results are in claim order. Runs on the blocking pool.
-    pub async fn verify_batch(
-        &self,
-        claims: Vec<Result<Claim>>,
-        how: NameMatch,
-    ) -> Result<Vec<Result<Verification>>> {
-        let verifier = self.verifier.clone();
-        tokio::task::spawn_blocking(move || {
-            let valid: Vec<&Claim> = claims.iter().filter_map(|c| c.as_ref().ok()).collect();
-            let mut verified = verifier.verify_many(&valid, how)?.into_iter();
-            Ok(claims
-                .into_iter()
-                .map(|c| {
-                    c.map(|_| verified.next().ok_or(Error::Task))
-                        .and_then(|v| v)
-                })
-                .collect())
-        })
-        .await
-        .map_err(|_| Error::Task)?
     }
 
     /// The granted `fields` of the citizen `pid`, each with its provenance;

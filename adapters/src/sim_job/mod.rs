@@ -1,4 +1,5 @@
-//! Telecom: SIM subscribers and their re-verification.
+//! The SIM re-verification job of a telecom operator, a client of the
+//! gateway: its subscribers and their re-verification.
 //!
 //! - [`subscriber`]: a subscriber record, read from CSV or JSONL with
 //!   line-numbered errors.

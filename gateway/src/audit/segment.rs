@@ -20,11 +20,13 @@
 //!
 //! A record is stored once, here; nothing else holds a copy. Writing into
 //! blocks the file already owns lets a group commit be one `pwrite` and one
-//! `fdatasync` that needs no file-system metadata (measured: 100 µs, against
-//! 256 µs for blocks the write allocates), and the zeros tell a reader where
-//! the frames end. Both the zeros and the frames go straight to the disk in
-//! whole blocks where the file system allows it ([`super::segment_file`]). A segment is prepared off the request path under a
-//! temporary name and renamed into place, so a reader never sees half of one.
+//! `fdatasync` that commits no file-system metadata (a write that allocates
+//! blocks makes the sync commit metadata too, which costs more:
+//! `docs/benchmarks.md`), and the zeros tell a reader where the frames end.
+//! Both the zeros and the frames go straight to the disk in whole blocks
+//! where the file system allows it ([`super::segment_file`]). A segment is
+//! prepared off the request path under a temporary name and renamed into
+//! place, so a reader never sees half of one.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

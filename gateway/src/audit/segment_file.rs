@@ -12,17 +12,18 @@
 //!             again, unchanged, ahead of the new frames      └ the next at   block
 //! ```
 //!
-//! Why: on the virtual machines we measured, copying into the page cache
-//! cost about 2.4 ns per byte, and every record paid it twice (the zeros
-//! that prepare its place, then its frame), on the cores that serve
-//! requests. Written directly, the disk takes the bytes from the writer's
-//! own buffer. The `fdatasync` after each group still flushes the disk's
-//! write cache, so a group is exactly as durable as before.
+//! Why: a copy into the page cache costs CPU for every byte, and every
+//! record would pay it twice (the zeros that prepare its place, then its
+//! frame), on the cores that serve requests (figures in
+//! `docs/benchmarks.md`). Written directly, the disk takes the bytes from
+//! the writer's own buffer. The `fdatasync` after each group still flushes
+//! the disk's write cache, so a group written directly is as durable as one
+//! written through the page cache.
 //!
 //! A crash in the middle of a write cannot harm a durable frame: the tail's
 //! bytes are the same in the old block and the new one, so whatever part of
 //! the write reached the disk, what was there before `at` still is; the new
-//! frames may be cut short, which recovery sets aside as it always did.
+//! frames may be cut short, which recovery sets aside.
 //!
 //! Readers (the citizen index, `audit verify`, `ListAccesses`) read through
 //! the page cache; the kernel drops cached pages a direct write covers, so

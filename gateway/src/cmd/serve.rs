@@ -102,15 +102,6 @@ pub async fn serve(
     let tls = server_config(&dir.pki())?;
     // The signing key and the audit log open before the port is bound: a
     // gateway that cannot audit never accepts a request.
-    let earlier = dir.root().join("audit.db");
-    if earlier.exists() {
-        return Err(Error::Audit(format!(
-            "{} is an audit log of an earlier format (SQLite); this gateway keeps its log in {}. \
-             Verify it with the earlier release, move it away, and start again",
-            earlier.display(),
-            dir.audit().display()
-        )));
-    }
     let (mut services, audit_writer) =
         Services::open(policy, registry, &dir.audit(), &dir.signing_key())?;
     services.limits = opts.limits;

@@ -465,36 +465,3 @@ async fn health_probes_a_running_gateway_with_its_own_certificate() {
         text(&out.stderr)
     );
 }
-
-#[tokio::test]
-async fn serve_refuses_an_audit_log_of_the_earlier_format_and_leaves_it_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("upgraded");
-    std::fs::create_dir_all(&data).unwrap();
-    let earlier = data.join("audit.db");
-    std::fs::write(&earlier, b"an earlier release's SQLite audit log").unwrap();
-    let serve = tokio::process::Command::new(BIN)
-        .args(["serve", "--data-dir", data.to_str().unwrap()])
-        .args(["--listen", "127.0.0.1:0", "--citizens", "3000"])
-        .kill_on_drop(true)
-        .output();
-    // It must stop on its own, before serving: a gateway that started
-    // would never exit (and is killed when the wait gives up).
-    let out = tokio::time::timeout(Duration::from_secs(120), serve)
-        .await
-        .expect("serve went on with an earlier audit log beside it")
-        .unwrap();
-    let said = unwrapped(&out.stderr);
-    assert!(!out.status.success(), "{said}");
-    assert!(
-        said.contains("audit.db is an audit log of an earlier format"),
-        "{said}"
-    );
-    assert!(said.contains("move it away"), "{said}");
-    // The earlier log is untouched, and no new log was begun beside it.
-    assert_eq!(
-        std::fs::read(&earlier).unwrap(),
-        b"an earlier release's SQLite audit log"
-    );
-    assert!(!data.join("audit").exists());
-}

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # The project's test command: brings up the local services the tests need, then
-# runs the whole workspace's tests (unit tests, the integration binary, doctests).
+# runs the whole workspace's tests (unit tests, the integration binaries,
+# doctests) with --no-fail-fast, under an overall time limit.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -- --nocapture  # extra arguments go to `cargo test --workspace`
 #   scripts/test.sh -p lienthong-proto
 #
 # Services (all bound to 127.0.0.1):
-#   RabbitMQ   127.0.0.1:5672, guest/guest      always: the event relay's tests
-#                                               publish to it, and one restarts it
-#                                               with rabbitmqctl stop_app/start_app
+#   RabbitMQ   127.0.0.1:5672, guest/guest      always: the tests publish to the
+#                                               machine's broker (never stopped)
+#   RabbitMQ   127.0.0.1:5673, guest/guest      always: the tests' own node,
+#              node lienthong-test@localhost    which the broker-restart test
+#                                               stops and starts (rabbitmqctl -n),
+#                                               data in /var/tmp/lienthong-test-rabbitmq
 #   PostgreSQL 127.0.0.1:5432                   only with LIENTHONG_TEST_POSTGRES=1
 #                                               (no test needs it yet)
+#
+# LIENTHONG_TEST_TIMEOUT_SECS (default 2700) bounds the whole cargo test run.
 #
 # On a fresh Debian machine run as root, missing services are installed with
 # apt-get and started; otherwise the script says exactly what to run.
@@ -119,13 +125,72 @@ ensure_rabbitmq() {
             "  sudo RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 ERL_EPMD_ADDRESS=127.0.0.1 rabbitmq-server -detached" \
             "Then re-run scripts/test.sh."
     fi
-    # One test stops and restarts the broker (rabbitmqctl stop_app/start_app):
-    # rabbitmqctl must reach the node, which needs its Erlang cookie.
-    if ! rabbitmqctl -q await_startup >/dev/null 2>&1; then
-        die "rabbitmqctl cannot reach the RabbitMQ node; the broker-restart test needs it." \
-            "Run the tests as root or as the rabbitmq user (who can read the node's Erlang cookie)," \
-            "or copy /var/lib/rabbitmq/.erlang.cookie to ~/.erlang.cookie (mode 0400)."
+}
+
+# The tests' own RabbitMQ node, beside the machine's: the broker-restart test
+# stops and starts it, so no other test and no other user of the machine's
+# broker is cut off. Its own name, ports, configuration and data directory.
+TEST_NODE="lienthong-test@localhost"
+TEST_NODE_PORT=5673
+TEST_NODE_DIR="/var/tmp/lienthong-test-rabbitmq"
+
+test_node_ready() {
+    timeout 10 rabbitmqctl -n "$TEST_NODE" -q await_startup && port_open "$TEST_NODE_PORT"
+}
+
+start_test_node() {
+    if [[ "$(id -u)" -ne 0 && "$(id -un)" != "rabbitmq" ]]; then
+        die "the tests' own RabbitMQ node is not running, and only root or the rabbitmq user can start it." \
+            "Run scripts/test.sh as root (e.g. sudo scripts/test.sh): it starts the node in $TEST_NODE_DIR."
     fi
+    note "starting it (detached; data and log in $TEST_NODE_DIR)"
+    mkdir -p "$TEST_NODE_DIR/mnesia" "$TEST_NODE_DIR/log"
+    echo '[].' >"$TEST_NODE_DIR/enabled_plugins"
+    # A configuration of its own: the machine's may name the machine's port.
+    printf 'listeners.tcp.local = 127.0.0.1:%s\n' "$TEST_NODE_PORT" >"$TEST_NODE_DIR/rabbitmq.conf"
+    printf '%s\n' 'ERL_EPMD_ADDRESS=127.0.0.1' \
+        'export ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"' \
+        >"$TEST_NODE_DIR/rabbitmq-env.conf"
+    if [[ "$(id -u)" -eq 0 ]]; then
+        chown -R rabbitmq:rabbitmq "$TEST_NODE_DIR"
+    fi
+    if ! (cd /tmp && RABBITMQ_NODENAME="$TEST_NODE" \
+        RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+        RABBITMQ_NODE_PORT="$TEST_NODE_PORT" \
+        RABBITMQ_DIST_PORT=$((TEST_NODE_PORT + 20000)) \
+        ERL_EPMD_ADDRESS=127.0.0.1 \
+        RABBITMQ_CONF_ENV_FILE="$TEST_NODE_DIR/rabbitmq-env.conf" \
+        RABBITMQ_CONFIG_FILE="$TEST_NODE_DIR/rabbitmq.conf" \
+        RABBITMQ_MNESIA_BASE="$TEST_NODE_DIR/mnesia" \
+        RABBITMQ_LOG_BASE="$TEST_NODE_DIR/log" \
+        RABBITMQ_PID_FILE="$TEST_NODE_DIR/pid" \
+        RABBITMQ_ENABLED_PLUGINS_FILE="$TEST_NODE_DIR/enabled_plugins" \
+        rabbitmq-server -detached); then
+        die "the tests' own RabbitMQ node did not start." "Log: $TEST_NODE_DIR/log/$TEST_NODE.log"
+    fi
+    if ! wait_until "the tests' own node" test_node_ready; then
+        die "the tests' own RabbitMQ node did not answer on 127.0.0.1:$TEST_NODE_PORT within ${SERVICE_DEADLINE_SECS}s." \
+            "Log: $TEST_NODE_DIR/log/$TEST_NODE.log"
+    fi
+}
+
+# Makes sure the tests' own node runs (after ensure_rabbitmq: it needs the
+# broker's programs and epmd) and tells the tests where it is.
+ensure_test_node() {
+    log "the tests' own RabbitMQ node $TEST_NODE on 127.0.0.1:$TEST_NODE_PORT"
+    if port_open "$TEST_NODE_PORT" && test_node_ready >/dev/null 2>&1; then
+        note "already running"
+    else
+        start_test_node
+    fi
+    # The broker-restart test stops and starts it with rabbitmqctl -n, which
+    # needs the node's Erlang cookie (root and the rabbitmq user have it).
+    if ! rabbitmqctl -n "$TEST_NODE" -q status >/dev/null 2>&1; then
+        die "rabbitmqctl cannot reach $TEST_NODE; the broker-restart test needs it." \
+            "Run the tests as root or as the rabbitmq user (who can read the node's Erlang cookie)."
+    fi
+    export LIENTHONG_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$TEST_NODE_PORT/%2f"
+    export LIENTHONG_TEST_RABBITMQ_NODE="$TEST_NODE"
 }
 
 postgres_ready() {
@@ -194,12 +259,20 @@ main() {
     fi
 
     ensure_rabbitmq
+    ensure_test_node
     if [[ "${LIENTHONG_TEST_POSTGRES:-0}" == "1" ]]; then
         ensure_postgres
     fi
 
-    log "cargo test --workspace $*"
-    cargo test --workspace "$@"
+    local limit="${LIENTHONG_TEST_TIMEOUT_SECS:-2700}"
+    log "cargo test --workspace --no-fail-fast $* (at most ${limit}s)"
+    local rc=0
+    timeout --kill-after=30 "$limit" cargo test --workspace --no-fail-fast "$@" || rc=$?
+    if [[ "$rc" -eq 124 || "$rc" -eq 137 ]]; then
+        die "the tests did not finish within ${limit}s (LIENTHONG_TEST_TIMEOUT_SECS); a test hangs."
+    elif [[ "$rc" -ne 0 ]]; then
+        die "tests failed (cargo test exited $rc); the failures are listed above."
+    fi
     log "tests passed"
 }
 

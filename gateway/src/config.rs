@@ -1,5 +1,6 @@
 //! The configuration file: `DIR/lienthong.toml` (or `--config FILE`), one
-//! key per `serve` option, between the defaults and the environment.
+//! key per `serve` setting (the names of [`crate::cli::ServeArgs`]'
+//! fields), between the defaults and the environment.
 //!
 //! ```text
 //! precedence: built-in default < lienthong.toml < LIENTHONG_* variable < flag
@@ -21,47 +22,34 @@
 //! sector_deadline_ms = 2000
 //! citizens = 1000000                        # first start only
 //! seed = 1                                  # first start only
+//! log = "info"                              # the log filter
+//! log_format = "text"                       # or "json"
 //! ```
 //!
-//! The file is checked as a whole when it is read: an unknown key or a value
-//! of the wrong type is an error naming its line. The values themselves are
-//! validated as the flags are.
+//! The file is checked as a whole when it is read: a key that is no
+//! setting, or a value that is neither text nor a number, is an error
+//! naming its line. The values themselves are validated as the flags are.
 
 use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
 /// The file's name in a data directory.
 pub const FILE_NAME: &str = "lienthong.toml";
 
-/// The keys a configuration file may set, as written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A configuration file as read: each key's value as a flag would spell
+/// it, and the line it is on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigFile {
-    pub listen: Option<String>,
-    pub metrics_listen: Option<String>,
-    pub amqp_url: Option<String>,
-    pub events_exchange: Option<String>,
-    pub outbox_retention_days: Option<u64>,
-    pub max_message_bytes: Option<u64>,
-    pub max_in_flight: Option<u64>,
-    pub max_streams_per_connection: Option<u32>,
-    pub deadline_ms: Option<u64>,
-    pub max_batch_claims: Option<u64>,
-    pub shutdown_grace_ms: Option<u64>,
-    pub shutdown_drain_ms: Option<u64>,
-    pub sector_endpoints: Option<String>,
-    pub sector_deadline_ms: Option<u64>,
-    pub citizens: Option<u64>,
-    pub seed: Option<u64>,
+    values: Vec<(String, String)>,
+    lines: Vec<(String, usize)>,
 }
 
 impl ConfigFile {
-    /// Reads the file at `path`. A missing file is an empty configuration,
-    /// unless it was named explicitly (`required`).
-    pub fn load(path: &Path, required: bool) -> Result<Self> {
+    /// Reads the file at `path`, whose keys must be among `keys`. A missing
+    /// file is an empty configuration, unless it was named explicitly
+    /// (`required`).
+    pub fn load(path: &Path, required: bool, keys: &[String]) -> Result<Self> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
@@ -69,59 +57,54 @@ impl ConfigFile {
             }
             Err(e) => return Err(Error::io(path)(e)),
         };
-        toml::from_str(&text).map_err(|e| Error::Config {
+        let bad = |message: String| Error::Config {
             path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let mut file = Self::default();
+        for (key, value) in table {
+            let line = line_of(&text, &key);
+            let at = line.map_or_else(String::new, |n| format!("line {n}: "));
+            if !keys.contains(&key) {
+                return Err(bad(format!(
+                    "{at}unknown key `{key}`; the keys are {}",
+                    keys.join(", ")
+                )));
+            }
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(x) => x.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                _ => return Err(bad(format!("{at}`{key}` takes text or a number"))),
+            };
+            file.values.push((key.clone(), value));
+            file.lines.push((key, line.unwrap_or(0)));
+        }
+        Ok(file)
     }
 
     /// Every key the file sets, with its value as a flag would spell it.
-    pub fn values(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        let mut put = |key: &'static str, value: Option<String>| {
-            if let Some(v) = value {
-                out.push((key, v));
-            }
-        };
-        put("listen", self.listen.clone());
-        put("metrics_listen", self.metrics_listen.clone());
-        put("amqp_url", self.amqp_url.clone());
-        put("events_exchange", self.events_exchange.clone());
-        put(
-            "outbox_retention_days",
-            self.outbox_retention_days.map(|v| v.to_string()),
-        );
-        put(
-            "max_message_bytes",
-            self.max_message_bytes.map(|v| v.to_string()),
-        );
-        put("max_in_flight", self.max_in_flight.map(|v| v.to_string()));
-        put(
-            "max_streams_per_connection",
-            self.max_streams_per_connection.map(|v| v.to_string()),
-        );
-        put("deadline_ms", self.deadline_ms.map(|v| v.to_string()));
-        put(
-            "max_batch_claims",
-            self.max_batch_claims.map(|v| v.to_string()),
-        );
-        put(
-            "shutdown_grace_ms",
-            self.shutdown_grace_ms.map(|v| v.to_string()),
-        );
-        put(
-            "shutdown_drain_ms",
-            self.shutdown_drain_ms.map(|v| v.to_string()),
-        );
-        put("sector_endpoints", self.sector_endpoints.clone());
-        put(
-            "sector_deadline_ms",
-            self.sector_deadline_ms.map(|v| v.to_string()),
-        );
-        put("citizens", self.citizens.map(|v| v.to_string()));
-        put("seed", self.seed.map(|v| v.to_string()));
-        out
+    pub fn values(&self) -> &[(String, String)] {
+        &self.values
     }
+
+    /// The line `key` is set on, if the file sets it.
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        self.lines.iter().find(|(k, _)| k == key).map(|(_, n)| *n)
+    }
+}
+
+/// The line (from 1) of a flat TOML file on which `key` is set.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
 }
 
 /// The configuration file of data directory `data_dir`, unless `explicit`.
@@ -162,30 +145,56 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_key_or_a_wrong_type_names_its_line() {
+    fn an_unknown_key_or_a_value_of_no_kind_names_its_line() {
+        let keys: Vec<String> = ["listen", "max_in_flight", "amqp_url", "deadline_ms"]
+            .map(str::to_owned)
+            .to_vec();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
         for (text, line) in [
             ("listen = \"127.0.0.1:1\"\nmax_inflight = 3\n", "line 2"),
-            ("\n\ndeadline_ms = \"soon\"\n", "line 3"),
+            ("\n\ndeadline_ms = [1, 2]\n", "line 3"),
+            ("listen = \n", "line 1"),
         ] {
             std::fs::write(&path, text).unwrap();
-            let err = ConfigFile::load(&path, true).unwrap_err().to_string();
+            let err = ConfigFile::load(&path, true, &keys)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(line), "{err}");
         }
         std::fs::write(&path, "max_in_flight = 7\namqp_url = \"amqp://a:b@c/d\"\n").unwrap();
-        let file = ConfigFile::load(&path, true).unwrap();
+        let file = ConfigFile::load(&path, true, &keys).unwrap();
+        let mut values = file.values().to_vec();
+        values.sort();
         assert_eq!(
-            file.values(),
+            values,
             [
-                ("amqp_url", "amqp://a:b@c/d".to_owned()),
-                ("max_in_flight", "7".to_owned())
+                ("amqp_url".to_owned(), "amqp://a:b@c/d".to_owned()),
+                ("max_in_flight".to_owned(), "7".to_owned())
             ]
         );
+        assert_eq!(file.line_of("amqp_url"), Some(2));
+        let none = dir.path().join("none.toml");
         assert_eq!(
-            ConfigFile::load(&dir.path().join("none.toml"), false).unwrap(),
+            ConfigFile::load(&none, false, &keys).unwrap(),
             ConfigFile::default()
         );
-        assert!(ConfigFile::load(&dir.path().join("none.toml"), true).is_err());
+        assert!(ConfigFile::load(&none, true, &keys).is_err());
+    }
+
+    #[test]
+    fn the_documented_keys_are_the_settings() {
+        let mut documented: Vec<String> = include_str!("config.rs")
+            .lines()
+            .skip_while(|l| !l.starts_with("//! # DIR/lienthong.toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .filter_map(|l| l.trim_start_matches("//! ").split(" = ").next())
+            .map(str::to_owned)
+            .collect();
+        let mut settings = crate::cli::setting_keys();
+        documented.sort();
+        settings.sort();
+        assert_eq!(documented, settings);
     }
 }

@@ -15,12 +15,14 @@
 //! - [`events`]: population change events and the relay that publishes them.
 //! - [`api`]: the gRPC edge (thin: decode, call the domain, encode).
 //! - [`tls`]: mutual TLS, agency identity, the development PKI.
+//! - [`cli`]: the command line, each setting described once.
 //! - [`cmd`]: the `lienthong` commands.
 //! - [`config`]: the configuration file.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod audit;
+pub mod cli;
 mod clock;
 pub mod cmd;
 pub mod config;

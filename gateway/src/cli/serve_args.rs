@@ -1,0 +1,158 @@
+//! The settings `serve` (and `up`, `check`, `config`) runs with, each
+//! described once: its flag, environment variable, default, validation and
+//! help are the field's attributes; its configuration-file key is the
+//! field's name.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{
+    DirArgs, MetricsListen, SectorEndpoints, parse_metrics_listen, parse_sector_endpoints,
+};
+use crate::api::ServerLimits;
+use crate::cmd::{SeedOptions, ServeOptions};
+use crate::events::RelayConfig;
+use crate::sector::{DEFAULT_ENDPOINTS, SectorOptions};
+
+/// Every `serve` setting.
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Configuration file (TOML, one key per option below, e.g.
+    /// `max_in_flight = 4096`); by default DIR/lienthong.toml if it exists.
+    /// Environment variables and flags override it.
+    #[arg(long, env = "LIENTHONG_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "LIENTHONG_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Where Prometheus scrapes the metrics (plain HTTP, GET /metrics; no
+    /// personal data); `off` for none.
+    #[arg(
+        long,
+        env = "LIENTHONG_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464",
+        value_name = "HOST:PORT|off",
+        value_parser = parse_metrics_listen
+    )]
+    pub metrics_listen: MetricsListen,
+    /// Largest gRPC message received or sent, in bytes.
+    #[arg(long, env = "LIENTHONG_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
+    pub max_message_bytes: u64,
+    /// Calls in flight across all connections; more are shed at once with
+    /// UNAVAILABLE (OVERLOADED) rather than queued.
+    #[arg(long, env = "LIENTHONG_MAX_IN_FLIGHT", default_value_t = 2_048,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_in_flight: u64,
+    /// Concurrent calls (HTTP/2 streams) one connection may open.
+    #[arg(long, env = "LIENTHONG_MAX_STREAMS_PER_CONNECTION", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_connection: u32,
+    /// Time a call has to be answered, in milliseconds (DEADLINE_EXCEEDED
+    /// beyond).
+    #[arg(long, env = "LIENTHONG_DEADLINE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub deadline_ms: u64,
+    /// Most claims in one VerifyBatch batch (BATCH_TOO_LARGE beyond).
+    #[arg(long, env = "LIENTHONG_MAX_BATCH_CLAIMS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_batch_claims: u64,
+    /// After SIGTERM or Ctrl-C, how long calls in flight (open streams
+    /// included) may take, in milliseconds, before they are cut.
+    #[arg(long, env = "LIENTHONG_SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
+    pub shutdown_grace_ms: u64,
+    /// After SIGTERM or Ctrl-C, how long connections already open may still
+    /// start calls, in milliseconds, while health answers NOT_SERVING and
+    /// new connections are refused (part of the grace period).
+    #[arg(long, env = "LIENTHONG_SHUTDOWN_DRAIN_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub shutdown_drain_ms: u64,
+    /// The sector adapters QuerySector asks, as SECTOR=URL pairs separated
+    /// by commas (https: mutual TLS; `up` listens on these addresses, and on
+    /// a free port it names in the log where the port is 0).
+    #[arg(
+        long,
+        env = "LIENTHONG_SECTOR_ENDPOINTS",
+        default_value = DEFAULT_ENDPOINTS.as_str(),
+        value_name = "SECTOR=URL,…",
+        value_parser = parse_sector_endpoints
+    )]
+    pub sector_endpoints: SectorEndpoints,
+    /// Time a sector adapter has to answer a look-up, in milliseconds
+    /// (SECTOR_UNAVAILABLE beyond).
+    #[arg(long, env = "LIENTHONG_SECTOR_DEADLINE_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub sector_deadline_ms: u64,
+    /// Citizens to seed on first start.
+    #[arg(long, env = "LIENTHONG_CITIZENS", default_value_t = 1_000_000)]
+    pub citizens: u64,
+    /// Population seed on first start.
+    #[arg(long, env = "LIENTHONG_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// RabbitMQ to publish population change events to. The gateway serves
+    /// without it; events wait in the outbox until it is reachable.
+    #[arg(
+        long,
+        env = "LIENTHONG_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+    /// Topic exchange events are published to.
+    #[arg(long, env = "LIENTHONG_EVENTS_EXCHANGE", default_value = crate::events::EXCHANGE)]
+    pub events_exchange: String,
+    /// Days published events stay in the outbox for replays.
+    #[arg(
+        long,
+        env = "LIENTHONG_OUTBOX_RETENTION_DAYS",
+        default_value_t = 7,
+        value_parser = clap::value_parser!(u64).range(1..=3650)
+    )]
+    pub outbox_retention_days: u64,
+}
+
+impl ServeArgs {
+    /// What `serve` runs with, from its parsed options.
+    pub fn options(&self) -> ServeOptions {
+        let args = self;
+        ServeOptions {
+            listen: args.listen,
+            first_start: SeedOptions {
+                citizens: args.citizens,
+                seed: args.seed,
+                sample_out: Some(args.dir.data_dir.join("sample.jsonl")),
+                sample_size: 1_000,
+            },
+            relay: RelayConfig {
+                url: args.amqp_url.clone(),
+                exchange: args.events_exchange.clone(),
+                retention: Duration::from_secs(args.outbox_retention_days * 86_400),
+                ..RelayConfig::default()
+            },
+            metrics: args.metrics_listen.0,
+            limits: ServerLimits {
+                max_message_bytes: args.max_message_bytes as usize,
+                max_in_flight: args.max_in_flight as usize,
+                max_streams_per_connection: args.max_streams_per_connection,
+                deadline: Duration::from_millis(args.deadline_ms),
+                max_batch_claims: args.max_batch_claims as usize,
+                drain: Duration::from_millis(args.shutdown_drain_ms),
+            },
+            shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+            sectors: SectorOptions {
+                endpoints: args.sector_endpoints.0.clone(),
+                deadline: Duration::from_millis(args.sector_deadline_ms),
+                // Five stalled adapters together hold at most 5/8 of the calls
+                // the gateway admits: the rest of its work always has room.
+                max_in_flight: (args.max_in_flight as usize / 8).max(1),
+                // Read from the registry when serving.
+                population: None,
+            },
+        }
+    }
+}

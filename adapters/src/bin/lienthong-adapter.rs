@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lienthong_adapters::framework::{self, AdapterOptions, ConsumerConfig};
 use lienthong_adapters::sectors;
-use lienthong_adapters::sim_job::generate::{Rates, generate};
+use lienthong_adapters::sim_job::generate::{BaseOptions, Rates, generate};
 use lienthong_adapters::sim_job::sim_verify::{JobObserver, JobOptions, run};
 use lienthong_adapters::sim_job::subscriber::{Format, LineError};
 use lienthong_proto::population::Population;
@@ -278,17 +278,15 @@ fn generate_base(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     };
     let (mut base, mut truth) = (create(&args.out)?, create(&args.truth)?);
     let progress = bar(args.subscribers, "generating");
-    let counts = generate(
-        &population,
-        args.subscribers,
-        args.limit,
-        &rates,
-        args.seed,
-        Format::of(&args.out),
-        &mut base,
-        &mut truth,
-        |n| progress.set_position(n),
-    )?;
+    let opts = BaseOptions {
+        population: &population,
+        subscribers: args.subscribers,
+        limit: args.limit,
+        rates,
+        seed: args.seed,
+        format: Format::of(&args.out),
+    };
+    let counts = generate(&opts, &mut base, &mut truth, |n| progress.set_position(n))?;
     progress.finish_and_clear();
     use std::io::Write;
     base.flush()?;

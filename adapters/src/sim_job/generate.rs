@@ -161,49 +161,39 @@ fn registration_date(d: &mut Draw) -> Date {
     Date::from_days(from + d.below((to - from) as u64) as i32).expect("in range")
 }
 
-/// Writes `subscribers` records to `base` (CSV or JSONL per `format`) and
+/// What base to generate.
+#[derive(Debug, Clone, Copy)]
+pub struct BaseOptions<'a> {
+    /// The population the subscribers' holders come from.
+    pub population: &'a Population,
+    /// How many subscribers.
+    pub subscribers: u64,
+    /// SIMs one person may hold; the over-limit persons hold one more.
+    pub limit: u8,
+    /// The share of each kind of error.
+    pub rates: Rates,
+    /// The same seed draws the same base.
+    pub seed: u64,
+    /// CSV or JSONL.
+    pub format: Format,
+}
+
+/// Writes `opts.subscribers` records to `base` (CSV or JSONL) and
 /// `msisdn,outcome` lines to `truth`; returns the count of each outcome.
-#[allow(clippy::too_many_arguments)]
+/// `progress` is told how many are written every 10,000.
 pub fn generate(
-    population: &Population,
-    subscribers: u64,
-    limit: u8,
-    rates: &Rates,
-    seed: u64,
-    format: Format,
+    opts: &BaseOptions<'_>,
     base: &mut impl Write,
     truth: &mut impl Write,
     mut progress: impl FnMut(u64),
 ) -> Result<Truth> {
-    let io = |e: std::io::Error| Error::Usage(format!("writing the base: {e}"));
-    let mut d = Draw(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut holders = Holders::new(population, limit);
-    let mut counts = Truth::new();
-    if format == Format::Csv {
-        writeln!(base, "{CSV_HEADER}").map_err(io)?;
-    }
-    writeln!(truth, "msisdn,outcome").map_err(io)?;
-    let mut written = 0u64;
-    let mut emit =
-        |s: &Subscriber, o: Outcome, base: &mut dyn Write, truth: &mut dyn Write| -> Result<()> {
-            match format {
-                Format::Csv => writeln!(base, "{}", s.to_csv()),
-                Format::Jsonl => writeln!(
-                    base,
-                    "{}",
-                    serde_json::json!({
-                        "msisdn": s.msisdn, "pid": s.pid, "full_name": s.full_name,
-                        "date_of_birth": s.date_of_birth.to_string(),
-                        "sex": if s.sex == Sex::Male { "male" } else { "female" },
-                        "registered_on": s.registered_on.to_string(),
-                    })
-                ),
-            }
-            .map_err(io)?;
-            writeln!(truth, "{},{o}", s.msisdn).map_err(io)?;
-            *counts.entry(o).or_default() += 1;
-            Ok(())
-        };
+    let mut sink = Sink::start(opts.format, base, truth)?;
+    let mut draw = Drawer {
+        d: Draw(opts.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+        holders: Holders::new(opts.population, opts.limit),
+        limit: opts.limit,
+    };
+    let rates = &opts.rates;
     let thresholds = [
         rates.name,
         rates.date,
@@ -213,133 +203,223 @@ pub fn generate(
         rates.malformed,
         rates.over_limit,
     ];
-    while written < subscribers {
-        let msisdn = |k: u64| format!("849{k:08}");
-        let mut x = d.unit();
-        let mut kind = thresholds.len();
+    while sink.written < opts.subscribers {
+        let at = sink.written;
+        let drawn = match draw.kind(&thresholds) {
+            kind @ 0..=2 => vec![draw.mismatched(kind, at)?],
+            3 => vec![draw.deceased(at)?],
+            4 => vec![draw.unknown_pid(at)],
+            5 => vec![draw.malformed_pid(at)?],
+            6 => draw.over_limit(at, opts.subscribers - at)?,
+            _ => vec![draw.verified(at)?],
+        };
+        for (subscriber, outcome) in drawn {
+            sink.emit(&subscriber, outcome)?;
+        }
+        if sink.written.is_multiple_of(10_000) {
+            progress(sink.written);
+        }
+    }
+    progress(sink.written);
+    Ok(sink.counts)
+}
+
+/// Where the base and its truth go, and the count of each outcome.
+struct Sink<'w, B: Write, T: Write> {
+    format: Format,
+    base: &'w mut B,
+    truth: &'w mut T,
+    counts: Truth,
+    written: u64,
+}
+
+impl<'w, B: Write, T: Write> Sink<'w, B, T> {
+    /// Writes the headers.
+    fn start(format: Format, base: &'w mut B, truth: &'w mut T) -> Result<Self> {
+        if format == Format::Csv {
+            writeln!(base, "{CSV_HEADER}").map_err(io)?;
+        }
+        writeln!(truth, "msisdn,outcome").map_err(io)?;
+        Ok(Self {
+            format,
+            base,
+            truth,
+            counts: Truth::new(),
+            written: 0,
+        })
+    }
+
+    /// Writes one subscriber and its outcome.
+    fn emit(&mut self, s: &Subscriber, o: Outcome) -> Result<()> {
+        match self.format {
+            Format::Csv => writeln!(self.base, "{}", s.to_csv()),
+            Format::Jsonl => writeln!(
+                self.base,
+                "{}",
+                serde_json::json!({
+                    "msisdn": s.msisdn, "pid": s.pid, "full_name": s.full_name,
+                    "date_of_birth": s.date_of_birth.to_string(),
+                    "sex": if s.sex == Sex::Male { "male" } else { "female" },
+                    "registered_on": s.registered_on.to_string(),
+                })
+            ),
+        }
+        .map_err(io)?;
+        writeln!(self.truth, "{},{o}", s.msisdn).map_err(io)?;
+        *self.counts.entry(o).or_default() += 1;
+        self.written += 1;
+        Ok(())
+    }
+}
+
+fn io(e: std::io::Error) -> Error {
+    Error::Usage(format!("writing the base: {e}"))
+}
+
+/// The draws of one base: which kind each subscriber is, and its holder.
+struct Drawer<'a> {
+    d: Draw,
+    holders: Holders<'a>,
+    limit: u8,
+}
+
+impl Drawer<'_> {
+    /// Which kind the next subscriber is: the index of the threshold it
+    /// falls under, or `thresholds.len()` for a clean one.
+    fn kind(&mut self, thresholds: &[f64]) -> usize {
+        let mut x = self.d.unit();
         for (k, t) in thresholds.iter().enumerate() {
             if x < *t {
-                kind = k;
-                break;
+                return k;
             }
             x -= t;
         }
-        let of = |c: &Citizen, d: &mut Draw, k: u64| Subscriber {
+        thresholds.len()
+    }
+
+    /// Subscriber number `k` held by `c`, as the operator wrote it.
+    fn of(&mut self, c: &Citizen, k: u64) -> Subscriber {
+        Subscriber {
             msisdn: msisdn(k),
             pid: Pid::from_u64(c.pid)
                 .expect("population Pids are valid")
                 .to_string(),
-            full_name: written_name(c, d),
+            full_name: written_name(c, &mut self.d),
             date_of_birth: c.date_of_birth().expect("population dates are valid"),
             sex: c.sex(),
-            registered_on: registration_date(d),
-        };
-        match kind {
-            0..=2 => {
-                let c = holders.take(LifeStatus::Alive, 1, false)?;
-                let mut s = of(&c, &mut d, written);
-                let outcome = match kind {
-                    0 => {
-                        s.full_name = misspelled(&c);
-                        Outcome::NameMismatch
-                    }
-                    1 => {
-                        let dob = s.date_of_birth;
-                        let shift = 1 + d.below(20) as i32;
-                        let later = Date::from_days(dob.to_days() + shift).expect("in range");
-                        s.date_of_birth = if later.year() == dob.year() {
-                            later
-                        } else {
-                            Date::from_days(dob.to_days() - shift).expect("in range")
-                        };
-                        Outcome::DateMismatch
-                    }
-                    _ => {
-                        s.sex = if s.sex == Sex::Male {
-                            Sex::Female
-                        } else {
-                            Sex::Male
-                        };
-                        Outcome::SexMismatch
-                    }
-                };
-                emit(&s, outcome, base, truth)?;
-                written += 1;
-            }
-            3 => {
-                let c = holders.take(LifeStatus::Deceased, 1, false)?;
-                let s = of(&c, &mut d, written);
-                emit(&s, Outcome::Deceased, base, truth)?;
-                written += 1;
-            }
-            4 => {
-                // Born before any citizen of the synthetic population.
-                let year = 1905 + d.below(10) as i32;
-                let sex = if d.below(2) == 0 {
-                    Sex::Male
-                } else {
-                    Sex::Female
-                };
-                let prov = province::PROVINCES[d.below(63) as usize].code;
-                let pid = Pid::from_parts(prov, sex, year, d.below(1_000_000) as u32)
-                    .expect("valid parts");
-                let dob =
-                    Date::new(year, 1 + d.below(12) as u32, 1 + d.below(28) as u32).expect("valid");
-                let s = Subscriber {
-                    msisdn: msisdn(written),
-                    pid: pid.to_string(),
-                    full_name: "NGUYEN VAN AN".into(),
-                    date_of_birth: dob,
-                    sex,
-                    registered_on: registration_date(&mut d),
-                };
-                emit(&s, Outcome::UnknownPid, base, truth)?;
-                written += 1;
-            }
-            5 => {
-                let c = holders.take(LifeStatus::Alive, 0, false)?;
-                let mut s = of(&c, &mut d, written);
-                s.pid = match d.below(4) {
-                    0 => s.pid[..11].to_owned(),
-                    1 => format!("{}0", s.pid),
-                    2 => format!("{}O{}", &s.pid[..5], &s.pid[6..]),
-                    _ => format!("003{}", &s.pid[3..]),
-                };
-                emit(&s, Outcome::MalformedPid, base, truth)?;
-                written += 1;
-            }
-            6 => {
-                // A fresh person with limit + 1 SIMs; the latest registered is over.
-                let c = holders.take(LifeStatus::Alive, limit + 1, true)?;
-                let mut dates: Vec<Date> = (0..=limit).map(|_| registration_date(&mut d)).collect();
-                dates.sort();
-                dates.dedup();
-                for (j, date) in dates.iter().enumerate() {
-                    if written >= subscribers {
-                        break;
-                    }
-                    let mut s = of(&c, &mut d, written);
-                    s.registered_on = *date;
-                    let o = if j >= usize::from(limit) {
-                        Outcome::OverLimit
-                    } else {
-                        Outcome::Verified
-                    };
-                    emit(&s, o, base, truth)?;
-                    written += 1;
-                }
-            }
-            _ => {
-                let c = holders.take(LifeStatus::Alive, 1, false)?;
-                let s = of(&c, &mut d, written);
-                emit(&s, Outcome::Verified, base, truth)?;
-                written += 1;
-            }
-        }
-        if written.is_multiple_of(10_000) {
-            progress(written);
+            registered_on: registration_date(&mut self.d),
         }
     }
-    progress(written);
-    Ok(counts)
+
+    /// A living holder's SIM with a misspelled name (`kind` 0), a wrong
+    /// date of birth (1) or the wrong sex (2).
+    fn mismatched(&mut self, kind: usize, k: u64) -> Result<(Subscriber, Outcome)> {
+        let c = self.holders.take(LifeStatus::Alive, 1, false)?;
+        let mut s = self.of(&c, k);
+        let outcome = match kind {
+            0 => {
+                s.full_name = misspelled(&c);
+                Outcome::NameMismatch
+            }
+            1 => {
+                let dob = s.date_of_birth;
+                let shift = 1 + self.d.below(20) as i32;
+                let later = Date::from_days(dob.to_days() + shift).expect("in range");
+                s.date_of_birth = if later.year() == dob.year() {
+                    later
+                } else {
+                    Date::from_days(dob.to_days() - shift).expect("in range")
+                };
+                Outcome::DateMismatch
+            }
+            _ => {
+                s.sex = if s.sex == Sex::Male {
+                    Sex::Female
+                } else {
+                    Sex::Male
+                };
+                Outcome::SexMismatch
+            }
+        };
+        Ok((s, outcome))
+    }
+
+    /// A deceased holder's SIM.
+    fn deceased(&mut self, k: u64) -> Result<(Subscriber, Outcome)> {
+        let c = self.holders.take(LifeStatus::Deceased, 1, false)?;
+        Ok((self.of(&c, k), Outcome::Deceased))
+    }
+
+    /// A well-formed Pid born before any citizen of the synthetic
+    /// population: nobody's.
+    fn unknown_pid(&mut self, k: u64) -> (Subscriber, Outcome) {
+        let d = &mut self.d;
+        let year = 1905 + d.below(10) as i32;
+        let sex = if d.below(2) == 0 {
+            Sex::Male
+        } else {
+            Sex::Female
+        };
+        let prov = province::PROVINCES[d.below(63) as usize].code;
+        let pid = Pid::from_parts(prov, sex, year, d.below(1_000_000) as u32).expect("valid parts");
+        let dob = Date::new(year, 1 + d.below(12) as u32, 1 + d.below(28) as u32).expect("valid");
+        let s = Subscriber {
+            msisdn: msisdn(k),
+            pid: pid.to_string(),
+            full_name: "NGUYEN VAN AN".into(),
+            date_of_birth: dob,
+            sex,
+            registered_on: registration_date(d),
+        };
+        (s, Outcome::UnknownPid)
+    }
+
+    /// A living holder's SIM whose Pid was written wrong: cut short, too
+    /// long, a letter for a digit, or an unknown province.
+    fn malformed_pid(&mut self, k: u64) -> Result<(Subscriber, Outcome)> {
+        let c = self.holders.take(LifeStatus::Alive, 0, false)?;
+        let mut s = self.of(&c, k);
+        s.pid = match self.d.below(4) {
+            0 => s.pid[..11].to_owned(),
+            1 => format!("{}0", s.pid),
+            2 => format!("{}O{}", &s.pid[..5], &s.pid[6..]),
+            _ => format!("003{}", &s.pid[3..]),
+        };
+        Ok((s, Outcome::MalformedPid))
+    }
+
+    /// A fresh person with `limit + 1` SIMs (at most `room` of them): the
+    /// latest registered is over the limit.
+    fn over_limit(&mut self, k: u64, room: u64) -> Result<Vec<(Subscriber, Outcome)>> {
+        let limit = self.limit;
+        let c = self.holders.take(LifeStatus::Alive, limit + 1, true)?;
+        let mut dates: Vec<Date> = (0..=limit)
+            .map(|_| registration_date(&mut self.d))
+            .collect();
+        dates.sort();
+        dates.dedup();
+        let mut out = Vec::new();
+        for (j, date) in dates.iter().enumerate().take(room as usize) {
+            let mut s = self.of(&c, k + j as u64);
+            s.registered_on = *date;
+            let o = if j >= usize::from(limit) {
+                Outcome::OverLimit
+            } else {
+                Outcome::Verified
+            };
+            out.push((s, o));
+        }
+        Ok(out)
+    }
+
+    /// A living holder's SIM, as registered.
+    fn verified(&mut self, k: u64) -> Result<(Subscriber, Outcome)> {
+        let c = self.holders.take(LifeStatus::Alive, 1, false)?;
+        Ok((self.of(&c, k), Outcome::Verified))
+    }
+}
+
+/// Subscriber number `k`'s phone number.
+fn msisdn(k: u64) -> String {
+    format!("849{k:08}")
 }

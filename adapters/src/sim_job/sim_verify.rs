@@ -214,71 +214,22 @@ pub async fn run(
     }
     let started = Instant::now();
     std::fs::create_dir_all(&opts.out_dir).map_err(Error::io(&opts.out_dir))?;
-    let state_path = opts.out_dir.join("state.json");
-    let junk_path = opts.out_dir.join("junk.csv");
-    let summary_path = opts.out_dir.join("summary.json");
+    let out = Outputs::in_dir(&opts.out_dir);
     let input_len = std::fs::metadata(&opts.input)
         .map_err(Error::io(&opts.input))?
         .len();
     let format = Format::of(&opts.input);
-
-    let mut state = match std::fs::read(&state_path) {
-        Ok(bytes) => {
-            let s: State = serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
-                path: state_path.clone(),
-                message: e.to_string(),
-            })?;
-            if s.input_len != input_len {
-                return Err(Error::Checkpoint {
-                    path: state_path.clone(),
-                    message: "it belongs to another input; remove it or choose another --out"
-                        .into(),
-                });
-            }
-            s
-        }
-        Err(_) => State {
-            input_len,
-            lines_done: 0,
-            junk_len: 0,
-            invalid_lines: 0,
-            outcomes: BTreeMap::new(),
-            seconds: 0.0,
-            complete: false,
-        },
-    };
+    let mut state = State::load(&out.state, input_len)?;
     if state.complete {
-        let bytes = std::fs::read(&summary_path).map_err(Error::io(&summary_path))?;
+        let bytes = std::fs::read(&out.summary).map_err(Error::io(&out.summary))?;
         return serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
-            path: summary_path,
+            path: out.summary,
             message: e.to_string(),
         });
     }
-
     let resumed_from = state.lines_done;
     let (over, total) = over_limit_lines(&opts.input, format, opts.limit)?;
-
-    // junk.csv back to exactly what the checkpoint covers.
-    let mut junk_file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(&junk_path)
-        .map_err(Error::io(&junk_path))?;
-    if state.junk_len == 0 {
-        junk_file.set_len(0).map_err(Error::io(&junk_path))?;
-        junk_file
-            .write_all(b"line,msisdn,outcome\n")
-            .map_err(Error::io(&junk_path))?;
-        state.junk_len = 20;
-    }
-    junk_file
-        .set_len(state.junk_len)
-        .map_err(Error::io(&junk_path))?;
-    junk_file
-        .seek(std::io::SeekFrom::End(0))
-        .map_err(Error::io(&junk_path))?;
-    let mut junk = BufWriter::new(junk_file);
+    let mut junk = out.open_junk(&mut state)?;
 
     // The reader: lines → batches, each holding a permit until answered.
     let permits = Arc::new(Semaphore::new(opts.in_flight));
@@ -288,86 +239,19 @@ pub async fn run(
     let (requests_tx, requests_rx) = mpsc::channel::<v1::VerifyBatchRequest>(opts.in_flight);
     let (entries_tx, mut entries_rx) = mpsc::channel::<Vec<Entry>>(opts.in_flight + 1);
     let (invalid_tx, mut invalid_rx) = mpsc::unbounded_channel::<LineError>();
-    let reader = {
-        let input = opts.input.clone();
-        let permits = permits.clone();
-        let (batch, purpose, skip) = (opts.batch, opts.purpose.clone(), state.lines_done);
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let file = File::open(&input).map_err(Error::io(&input))?;
-            let mut lines = BufReader::with_capacity(1 << 20, file).lines().enumerate();
-            if format == Format::Csv {
-                lines.next();
-            }
-            let mut claims = Vec::with_capacity(batch);
-            let mut entries = Vec::with_capacity(batch);
-            let mut batch_no = 0u64;
-            let mut send =
-                |claims: &mut Vec<v1::IdentityClaim>, entries: &mut Vec<Entry>| -> bool {
-                    let Ok(permit) =
-                        tokio::runtime::Handle::current().block_on(permits.clone().acquire_owned())
-                    else {
-                        return false;
-                    };
-                    permit.forget(); // given back when the batch is answered
-                    batch_no += 1;
-                    let request = v1::VerifyBatchRequest {
-                        batch_id: batch_no.to_string(),
-                        purpose: purpose.clone(),
-                        r#match: Some(v1::MatchOptions {
-                            // Accents and case folded, letters exact: a misspelling is a mismatch.
-                            strategy: v1::MatchStrategy::Partial as i32,
-                            threshold: 100,
-                        }),
-                        claims: std::mem::take(claims),
-                    };
-                    entries_tx.blocking_send(std::mem::take(entries)).is_ok()
-                        && requests_tx.blocking_send(request).is_ok()
-                };
-            for (index, (n, line)) in lines.enumerate() {
-                let index = index as u64;
-                if index < skip {
-                    continue;
-                }
-                let line = line.map_err(Error::io(&input))?;
-                let line_no = n as u64 + 1;
-                match Subscriber::parse(format, line_no, &line) {
-                    Ok(s) => {
-                        entries.push(Entry::Claim {
-                            line: line_no,
-                            msisdn: s.msisdn,
-                            over: over[index as usize],
-                        });
-                        claims.push(v1::IdentityClaim {
-                            reference: String::new(),
-                            pid: s.pid,
-                            full_name: Some(s.full_name),
-                            date_of_birth: Some(v1::Date {
-                                year: s.date_of_birth.year(),
-                                month: s.date_of_birth.month() as i32,
-                                day: s.date_of_birth.day() as i32,
-                            }),
-                            sex: match s.sex {
-                                Sex::Male => v1::Sex::Male,
-                                Sex::Female => v1::Sex::Female,
-                            } as i32,
-                            ..Default::default()
-                        });
-                    }
-                    Err(e) => {
-                        entries.push(Entry::Invalid { line: line_no });
-                        let _ = invalid_tx.send(e);
-                    }
-                }
-                if entries.len() == batch && !send(&mut claims, &mut entries) {
-                    return Ok(());
-                }
-            }
-            if !entries.is_empty() {
-                send(&mut claims, &mut entries);
-            }
-            Ok(())
-        })
+    let reader = Reader {
+        input: opts.input.clone(),
+        format,
+        over,
+        batch: opts.batch,
+        purpose: opts.purpose.clone(),
+        skip: state.lines_done,
+        permits: permits.clone(),
+        requests: requests_tx,
+        entries: entries_tx,
+        invalid: invalid_tx,
     };
+    let reader = tokio::task::spawn_blocking(move || reader.read());
 
     let mut client = ExchangeServiceClient::new(channel)
         .max_decoding_message_size(64 << 20)
@@ -377,22 +261,7 @@ pub async fn run(
         .await
         .map_err(|s| Error::Gateway(s.to_string()))?
         .into_inner();
-
     let mut last_checkpoint = Instant::now();
-    let checkpoint =
-        |state: &mut State, junk: &mut BufWriter<File>, complete: bool| -> Result<()> {
-            junk.flush().map_err(Error::io(&junk_path))?;
-            junk.get_ref().sync_data().map_err(Error::io(&junk_path))?;
-            state.junk_len = junk
-                .get_ref()
-                .metadata()
-                .map_err(Error::io(&junk_path))?
-                .len();
-            state.complete = complete;
-            let bytes =
-                serde_json::to_vec_pretty(state).map_err(|e| Error::Usage(e.to_string()))?;
-            write_atomically(&state_path, &bytes)
-        };
     while let Some(entries) = entries_rx.recv().await {
         while let Ok(e) = invalid_rx.try_recv() {
             observer.invalid_line(&e);
@@ -403,30 +272,10 @@ pub async fn run(
             .map_err(|s| Error::Gateway(s.to_string()))?
             .ok_or_else(|| Error::Gateway("the answer stream ended early".into()))?;
         permits.add_permits(1);
-        let mut results = answer.results.iter();
-        for entry in &entries {
-            match entry {
-                Entry::Invalid { line } => {
-                    writeln!(junk, "{line},,invalid_line").map_err(Error::io(&junk_path))?;
-                    state.invalid_lines += 1;
-                }
-                Entry::Claim { line, msisdn, over } => {
-                    let result = results
-                        .next()
-                        .ok_or_else(|| Error::Gateway("an answer is missing results".into()))?;
-                    let outcome = outcome_of(result, *over);
-                    if outcome != Outcome::Verified {
-                        writeln!(junk, "{line},{msisdn},{outcome}")
-                            .map_err(Error::io(&junk_path))?;
-                    }
-                    *state.outcomes.entry(outcome.name().to_owned()).or_default() += 1;
-                }
-            }
-        }
-        state.lines_done += entries.len() as u64;
+        out.record(&entries, &answer, &mut junk, &mut state)?;
         observer.progress(state.lines_done, total);
         if last_checkpoint.elapsed() >= opts.checkpoint_every {
-            checkpoint(&mut state, &mut junk, false)?;
+            out.checkpoint(&mut state, &mut junk, false)?;
             last_checkpoint = Instant::now();
         }
     }
@@ -447,7 +296,235 @@ pub async fn run(
         resumed_from,
     };
     let bytes = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Usage(e.to_string()))?;
-    write_atomically(&summary_path, &bytes)?;
-    checkpoint(&mut state, &mut junk, true)?;
+    write_atomically(&out.summary, &bytes)?;
+    out.checkpoint(&mut state, &mut junk, true)?;
     Ok(summary)
+}
+
+impl State {
+    /// The checkpoint at `path`, or a fresh start if there is none; one of
+    /// another input (of another length) is refused.
+    fn load(path: &Path, input_len: u64) -> Result<Self> {
+        let Ok(bytes) = std::fs::read(path) else {
+            return Ok(Self {
+                input_len,
+                lines_done: 0,
+                junk_len: 0,
+                invalid_lines: 0,
+                outcomes: BTreeMap::new(),
+                seconds: 0.0,
+                complete: false,
+            });
+        };
+        let state: Self = serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if state.input_len != input_len {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: "it belongs to another input; remove it or choose another --out".into(),
+            });
+        }
+        Ok(state)
+    }
+}
+
+/// The job's files in its output directory.
+struct Outputs {
+    state: PathBuf,
+    junk: PathBuf,
+    summary: PathBuf,
+}
+
+impl Outputs {
+    fn in_dir(dir: &Path) -> Self {
+        Self {
+            state: dir.join("state.json"),
+            junk: dir.join("junk.csv"),
+            summary: dir.join("summary.json"),
+        }
+    }
+
+    /// junk.csv, cut back to exactly what the checkpoint covers (its header
+    /// alone on a fresh start), open for appending.
+    fn open_junk(&self, state: &mut State) -> Result<BufWriter<File>> {
+        let io = Error::io(&self.junk);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&self.junk)
+            .map_err(Error::io(&self.junk))?;
+        if state.junk_len == 0 {
+            file.set_len(0).map_err(Error::io(&self.junk))?;
+            file.write_all(b"line,msisdn,outcome\n")
+                .map_err(Error::io(&self.junk))?;
+            state.junk_len = 20;
+        }
+        file.set_len(state.junk_len)
+            .map_err(Error::io(&self.junk))?;
+        file.seek(std::io::SeekFrom::End(0)).map_err(io)?;
+        Ok(BufWriter::new(file))
+    }
+
+    /// Records one batch's answer: each subscriber not verified (and each
+    /// unreadable line) in junk.csv, every outcome counted.
+    fn record(
+        &self,
+        entries: &[Entry],
+        answer: &v1::VerifyBatchResponse,
+        junk: &mut BufWriter<File>,
+        state: &mut State,
+    ) -> Result<()> {
+        let mut results = answer.results.iter();
+        for entry in entries {
+            match entry {
+                Entry::Invalid { line } => {
+                    writeln!(junk, "{line},,invalid_line").map_err(Error::io(&self.junk))?;
+                    state.invalid_lines += 1;
+                }
+                Entry::Claim { line, msisdn, over } => {
+                    let result = results
+                        .next()
+                        .ok_or_else(|| Error::Gateway("an answer is missing results".into()))?;
+                    let outcome = outcome_of(result, *over);
+                    if outcome != Outcome::Verified {
+                        writeln!(junk, "{line},{msisdn},{outcome}")
+                            .map_err(Error::io(&self.junk))?;
+                    }
+                    *state.outcomes.entry(outcome.name().to_owned()).or_default() += 1;
+                }
+            }
+        }
+        state.lines_done += entries.len() as u64;
+        Ok(())
+    }
+
+    /// Makes junk.csv durable, then the checkpoint that covers it.
+    fn checkpoint(
+        &self,
+        state: &mut State,
+        junk: &mut BufWriter<File>,
+        complete: bool,
+    ) -> Result<()> {
+        junk.flush().map_err(Error::io(&self.junk))?;
+        junk.get_ref().sync_data().map_err(Error::io(&self.junk))?;
+        state.junk_len = junk
+            .get_ref()
+            .metadata()
+            .map_err(Error::io(&self.junk))?
+            .len();
+        state.complete = complete;
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| Error::Usage(e.to_string()))?;
+        write_atomically(&self.state, &bytes)
+    }
+}
+
+/// Reads the base on a blocking thread and sends it as batches, each taking
+/// a permit that its answer gives back.
+struct Reader {
+    input: PathBuf,
+    format: Format,
+    /// Which lines are over the limit (pass 1).
+    over: Vec<bool>,
+    batch: usize,
+    purpose: String,
+    /// Lines already done (a resumed run).
+    skip: u64,
+    permits: Arc<Semaphore>,
+    requests: mpsc::Sender<v1::VerifyBatchRequest>,
+    entries: mpsc::Sender<Vec<Entry>>,
+    invalid: mpsc::UnboundedSender<LineError>,
+}
+
+impl Reader {
+    /// Reads every line after the ones done; stops early if the job does.
+    fn read(self) -> Result<()> {
+        let file = File::open(&self.input).map_err(Error::io(&self.input))?;
+        let mut lines = BufReader::with_capacity(1 << 20, file).lines().enumerate();
+        if self.format == Format::Csv {
+            lines.next();
+        }
+        let mut claims = Vec::with_capacity(self.batch);
+        let mut entries = Vec::with_capacity(self.batch);
+        let mut batch_no = 0u64;
+        for (index, (n, line)) in lines.enumerate() {
+            let index = index as u64;
+            if index < self.skip {
+                continue;
+            }
+            let line = line.map_err(Error::io(&self.input))?;
+            let line_no = n as u64 + 1;
+            match Subscriber::parse(self.format, line_no, &line) {
+                Ok(mut s) => {
+                    entries.push(Entry::Claim {
+                        line: line_no,
+                        msisdn: std::mem::take(&mut s.msisdn),
+                        over: self.over[index as usize],
+                    });
+                    claims.push(claim_of(s));
+                }
+                Err(e) => {
+                    entries.push(Entry::Invalid { line: line_no });
+                    let _ = self.invalid.send(e);
+                }
+            }
+            if entries.len() == self.batch && !self.send(&mut batch_no, &mut claims, &mut entries) {
+                return Ok(());
+            }
+        }
+        if !entries.is_empty() {
+            self.send(&mut batch_no, &mut claims, &mut entries);
+        }
+        Ok(())
+    }
+
+    /// Sends one batch once a permit is free; whether the job still takes
+    /// batches.
+    fn send(
+        &self,
+        batch_no: &mut u64,
+        claims: &mut Vec<v1::IdentityClaim>,
+        entries: &mut Vec<Entry>,
+    ) -> bool {
+        let Ok(permit) =
+            tokio::runtime::Handle::current().block_on(self.permits.clone().acquire_owned())
+        else {
+            return false;
+        };
+        permit.forget(); // given back when the batch is answered
+        *batch_no += 1;
+        let request = v1::VerifyBatchRequest {
+            batch_id: batch_no.to_string(),
+            purpose: self.purpose.clone(),
+            r#match: Some(v1::MatchOptions {
+                // Accents and case folded, letters exact: a misspelling is a mismatch.
+                strategy: v1::MatchStrategy::Partial as i32,
+                threshold: 100,
+            }),
+            claims: std::mem::take(claims),
+        };
+        self.entries.blocking_send(std::mem::take(entries)).is_ok()
+            && self.requests.blocking_send(request).is_ok()
+    }
+}
+
+/// The claim a subscriber makes: its Pid, name, date of birth and sex.
+fn claim_of(s: Subscriber) -> v1::IdentityClaim {
+    v1::IdentityClaim {
+        reference: String::new(),
+        pid: s.pid,
+        full_name: Some(s.full_name),
+        date_of_birth: Some(v1::Date {
+            year: s.date_of_birth.year(),
+            month: s.date_of_birth.month() as i32,
+            day: s.date_of_birth.day() as i32,
+        }),
+        sex: match s.sex {
+            Sex::Male => v1::Sex::Male,
+            Sex::Female => v1::Sex::Female,
+        } as i32,
+        ..Default::default()
+    }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lienthong_adapters::sim_job::generate::{Rates, generate};
+use lienthong_adapters::sim_job::generate::{BaseOptions, Rates, generate};
 use lienthong_adapters::sim_job::sim_verify::{JobObserver, JobOptions, Summary, run};
 use lienthong_adapters::sim_job::subscriber::{Format, LineError};
 use lienthong_gateway::api::Services;
@@ -85,18 +85,15 @@ fn base(dir: &Path) -> (PathBuf, BTreeMap<String, String>, u64) {
     let mut base = Vec::new();
     let mut truth = Vec::new();
     let population = Population::new(SEED, CITIZENS).unwrap();
-    generate(
-        &population,
-        SUBSCRIBERS,
-        3,
-        &Rates::default(),
-        11,
-        Format::Csv,
-        &mut base,
-        &mut truth,
-        |_| {},
-    )
-    .unwrap();
+    let opts = BaseOptions {
+        population: &population,
+        subscribers: SUBSCRIBERS,
+        limit: 3,
+        rates: Rates::default(),
+        seed: 11,
+        format: Format::Csv,
+    };
+    generate(&opts, &mut base, &mut truth, |_| {}).unwrap();
     // One line with a field missing, after the header and all subscribers.
     writeln!(
         base,

@@ -190,18 +190,60 @@ pub fn verify_anchored(
         problem: None,
         set_aside: set_aside(dir)?,
     };
-    let mut checkpoints: Vec<Checkpoint> = Vec::new();
-    // The hash of the record each checkpoint frame follows (the one it
-    // signs, in a log as written): checkpoints are few, records are not.
-    let mut seen: HashMap<u64, Hash> = HashMap::new();
-    let mut anchored: Option<Hash> = None;
-    let mut last: (u64, Hash) = (0, GENESIS);
+    let index = check.as_mut().zip(rows.as_mut());
+    let mut walked = match walk(dir, anchor, index, &mut report)? {
+        Ok(walked) => walked,
+        Err(problem) => {
+            report.problem = Some(problem);
+            return Ok(report);
+        }
+    };
+    report.problem = checkpoints_problem(dir, key, &mut walked, &mut report)?
+        .or_else(|| anchor.and_then(|anchor| anchor_problem(anchor, &walked)));
+    if report.problem.is_some() {
+        return Ok(report);
+    }
+    if let (Some(check), Some(rows)) = (check, rows) {
+        report.problem = index_problem(check, rows, walked.last.0)?;
+    }
+    Ok(report)
+}
+
+/// What the walk of the chain found.
+struct Walk {
+    /// The last record's number and hash.
+    last: (u64, Hash),
+    /// Every checkpoint, in order.
+    checkpoints: Vec<Checkpoint>,
+    /// The hash of the record each checkpoint frame follows (the one it
+    /// signs, in a log as written): checkpoints are few, records are not.
+    seen: HashMap<u64, Hash>,
+    /// The anchor's record's hash, if the walk met it.
+    anchored: Option<Hash>,
+}
+
+/// Walks every frame from the start, checking each record's number, hash
+/// and link, and the index's entries for it as it goes; counts the records
+/// in `report`. The first record out of place is the problem.
+fn walk(
+    dir: &Path,
+    anchor: Option<Anchor>,
+    mut index: Option<(&mut IndexCheck, &mut rusqlite::Rows<'_>)>,
+    report: &mut AuditReport,
+) -> Result<std::result::Result<Walk, Problem>> {
+    let mut walked = Walk {
+        last: (0, GENESIS),
+        checkpoints: Vec::new(),
+        seen: HashMap::new(),
+        anchored: None,
+    };
     let mut cursor = Cursor::new(dir, Position::START, None, 1 << 20);
     let mut rereads = 0;
     loop {
+        let last = walked.last;
         let (at, frame) = match cursor.step()? {
             Step::Frame(at, frame) => (at, frame),
-            Step::End(_) => break,
+            Step::End(_) => return Ok(Ok(walked)),
             Step::Bad { at, .. } if rereads < REREADS => {
                 rereads += 1;
                 std::thread::sleep(Duration::from_millis(50));
@@ -209,114 +251,124 @@ pub fn verify_anchored(
                 continue;
             }
             Step::Bad { seq, .. } => {
-                report.problem = Some(Problem::Unreadable {
+                return Ok(Err(Problem::Unreadable {
                     seq: seq.unwrap_or(last.0 + 1),
-                });
-                return Ok(report);
+                }));
             }
         };
         rereads = 0;
         let record = match frame {
             Frame::Record(r) => r,
             Frame::Checkpoint(c) => {
-                seen.insert(last.0, last.1);
-                checkpoints.push(c);
+                walked.seen.insert(last.0, last.1);
+                walked.checkpoints.push(c);
                 continue;
             }
         };
         report.records += 1;
         let expected = last.0 + 1;
-        let problem = if record.seq > expected {
-            Some(if stored_later(&mut cursor, expected)? {
+        if record.seq > expected {
+            return Ok(Err(if stored_later(&mut cursor, expected)? {
                 Problem::Moved { seq: expected }
             } else {
                 Problem::Missing {
                     expected,
                     found: record.seq,
                 }
-            })
+            }));
         } else if record.seq < expected || record.expected_hash() != record.hash {
-            Some(Problem::Edited { seq: record.seq })
+            return Ok(Err(Problem::Edited { seq: record.seq }));
         } else if record.prev_hash != last.1 {
-            Some(Problem::Unchained { seq: record.seq })
-        } else {
-            None
-        };
-        if problem.is_some() {
-            report.problem = problem;
-            return Ok(report);
+            return Ok(Err(Problem::Unchained { seq: record.seq }));
         }
         if anchor.is_some_and(|(seq, _)| seq == record.seq) {
-            anchored = Some(record.hash);
+            walked.anchored = Some(record.hash);
         }
-        if let (Some(check), Some(rows)) = (&mut check, &mut rows) {
+        if let Some((check, rows)) = &mut index {
             check.record(rows, record.seq, &record.entry.pids, at)?;
         }
-        last = (record.seq, record.hash);
+        walked.last = (record.seq, record.hash);
     }
-    report.checkpoints = checkpoints.len();
+}
+
+/// The first checkpoint that is forged, past the end of the chain, or
+/// signs another hash than its record's; `report` says which checkpoints
+/// hold.
+fn checkpoints_problem(
+    dir: &Path,
+    key: &VerifyingKey,
+    walked: &mut Walk,
+    report: &mut AuditReport,
+) -> Result<Option<Problem>> {
+    let last = walked.last.0;
+    report.checkpoints = walked.checkpoints.len();
     // A checkpoint stored away from the record it signs: read that record's
     // hash again.
-    let elsewhere: HashSet<u64> = checkpoints
+    let elsewhere: HashSet<u64> = walked
+        .checkpoints
         .iter()
         .map(|c| c.seq)
-        .filter(|seq| *seq <= last.0 && !seen.contains_key(seq))
+        .filter(|seq| *seq <= last && !walked.seen.contains_key(seq))
         .collect();
     if !elsewhere.is_empty() {
-        seen.extend(hashes_of(dir, &elsewhere)?);
+        walked.seen.extend(hashes_of(dir, &elsewhere)?);
     }
-    for c in &checkpoints {
+    for c in &walked.checkpoints {
         if !key.verify(
             Context::Checkpoint,
             &checkpoint_message(c.seq, &c.hash, &c.time),
             &c.signature,
         ) {
-            report.problem = Some(Problem::CheckpointForged { seq: c.seq });
-            return Ok(report);
+            return Ok(Some(Problem::CheckpointForged { seq: c.seq }));
         }
-        if c.seq > last.0 {
-            report.problem = Some(Problem::TailCut {
-                seq: c.seq,
-                last: last.0,
-            });
-            return Ok(report);
+        if c.seq > last {
+            return Ok(Some(Problem::TailCut { seq: c.seq, last }));
         }
-        if seen.get(&c.seq) != Some(&c.hash) {
-            report.problem = Some(Problem::Rewritten { seq: c.seq });
-            return Ok(report);
+        if walked.seen.get(&c.seq) != Some(&c.hash) {
+            return Ok(Some(Problem::Rewritten { seq: c.seq }));
         }
         report.checkpointed = c.seq;
         report.checkpointed_hash = Some(c.hash);
     }
-    if let Some((seq, hash)) = anchor {
-        if seq > last.0 {
-            report.problem = Some(Problem::TailCut { seq, last: last.0 });
-            return Ok(report);
-        }
-        if anchored != Some(hash) {
-            report.problem = Some(Problem::Rewritten { seq });
-            return Ok(report);
-        }
+    Ok(None)
+}
+
+/// A record kept off the machine that the chain no longer holds as it was.
+fn anchor_problem((seq, hash): Anchor, walked: &Walk) -> Option<Problem> {
+    let last = walked.last.0;
+    if seq > last {
+        Some(Problem::TailCut { seq, last })
+    } else if walked.anchored != Some(hash) {
+        Some(Problem::Rewritten { seq })
+    } else {
+        None
     }
-    if let (Some(mut check), Some(rows)) = (check, rows) {
-        check.rest(rows)?;
-        report.problem = if check.through > last.0 {
-            Some(Problem::TailCut {
-                seq: check.through,
-                last: last.0,
-            })
-        } else if let Some(seq) = check.foreign {
-            Some(Problem::IndexForeign { seq })
-        } else if check.entries != check.implied {
-            Some(Problem::IndexIncomplete {
-                expected: check.implied,
-                found: check.entries,
-            })
-        } else {
-            None
-        };
-    }
-    Ok(report)
+}
+
+/// What is wrong with the index once the walk has reached `last`: it
+/// covers records the log does not hold, lists a record for the wrong
+/// citizen or place, or misses entries.
+fn index_problem(
+    mut check: IndexCheck,
+    rows: rusqlite::Rows<'_>,
+    last: u64,
+) -> Result<Option<Problem>> {
+    check.rest(rows)?;
+    Ok(if check.through > last {
+        Some(Problem::TailCut {
+            seq: check.through,
+            last,
+        })
+    } else if let Some(seq) = check.foreign {
+        Some(Problem::IndexForeign { seq })
+    } else if check.entries != check.implied {
+        Some(Problem::IndexIncomplete {
+            expected: check.implied,
+            found: check.entries,
+        })
+    } else {
+        None
+    })
 }
 
 /// The hashes of records `seqs`, read from the log in `dir`.

@@ -141,113 +141,130 @@ pub fn ensure_pki<'a>(
     let mut report = PkiReport::default();
     fs::create_dir_all(layout.root.join("agencies")).map_err(Error::io(&layout.root))?;
     fs::create_dir_all(layout.root.join("adapters")).map_err(Error::io(&layout.root))?;
-
-    let new_ca = !(layout.ca_cert().exists() && layout.ca_key().exists());
-    let (ca_key, ca_params) = if !new_ca {
-        let key_pem = read(&layout.ca_key())?;
-        let key = KeyPair::from_pem(&key_pem).map_err(tls_err)?;
-        (key, None)
-    } else {
-        let key = KeyPair::generate().map_err(tls_err)?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
-        params.distinguished_name = dn("lienthong development CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).map_err(tls_err)?;
-        write(&layout.ca_cert(), &cert.pem(), false, &mut report)?;
-        write(&layout.ca_key(), &key.serialize_pem(), true, &mut report)?;
-        (key, Some(params))
+    let (issuer, new_ca) = ensure_ca(layout, &mut report)?;
+    let mut pki = Issuing {
+        issuer,
+        new_ca,
+        report,
     };
-    let issuer = match ca_params {
-        Some(params) => Issuer::new(params, ca_key),
-        None => Issuer::from_ca_cert_pem(&read(&layout.ca_cert())?, ca_key).map_err(tls_err)?,
-    };
-
-    // Certificates signed by a CA that is gone are useless: a new CA
-    // reissues everything.
-    let missing = |cert: &Path, key: &Path| new_ca || !cert.exists() || !key.exists();
-    if missing(&layout.gateway_cert(), &layout.gateway_key()) {
-        let key = KeyPair::generate().map_err(tls_err)?;
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .map_err(tls_err)?;
-        params.distinguished_name = dn("lienthong gateway");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
-        write(&layout.gateway_cert(), &cert.pem(), false, &mut report)?;
-        write(
-            &layout.gateway_key(),
-            &key.serialize_pem(),
-            true,
-            &mut report,
+    let localhost = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+    pki.server(
+        (&layout.gateway_cert(), &layout.gateway_key()),
+        &localhost,
+        "lienthong gateway",
+    )?;
+    pki.client((&layout.probe_cert(), &layout.probe_key()), PROBE)?;
+    pki.client(
+        (&layout.gateway_client_cert(), &layout.gateway_client_key()),
+        GATEWAY_CN,
+    )?;
+    for sector in lienthong_proto::sector::names() {
+        let mut names = vec![adapter_server_name(sector)];
+        names.extend(localhost.iter().cloned());
+        pki.server(
+            (&layout.adapter_cert(sector), &layout.adapter_key(sector)),
+            &names,
+            &format!("lienthong {sector} adapter"),
+        )?;
+        bundle_adapter(layout, sector, &mut pki.report)?;
+    }
+    for agency in agencies {
+        pki.client(
+            (&layout.agency_cert(agency), &layout.agency_key(agency)),
+            agency,
         )?;
     }
+    Ok(pki.report)
+}
 
-    if missing(&layout.probe_cert(), &layout.probe_key()) {
-        let (cert, key) = issue_client(&issuer, PROBE)?;
-        write(&layout.probe_cert(), &cert, false, &mut report)?;
-        write(&layout.probe_key(), &key, true, &mut report)?;
+/// The development CA of `layout`, created if it has none: its issuer, and
+/// whether it is new.
+fn ensure_ca(
+    layout: &PkiLayout,
+    report: &mut PkiReport,
+) -> Result<(Issuer<'static, KeyPair>, bool)> {
+    if layout.ca_cert().exists() && layout.ca_key().exists() {
+        let key = KeyPair::from_pem(&read(&layout.ca_key())?).map_err(tls_err)?;
+        let issuer = Issuer::from_ca_cert_pem(&read(&layout.ca_cert())?, key).map_err(tls_err)?;
+        return Ok((issuer, false));
+    }
+    let key = KeyPair::generate().map_err(tls_err)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
+    params.distinguished_name = dn("lienthong development CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params.self_signed(&key).map_err(tls_err)?;
+    write(&layout.ca_cert(), &cert.pem(), false, report)?;
+    write(&layout.ca_key(), &key.serialize_pem(), true, report)?;
+    Ok((Issuer::new(params, key), true))
+}
+
+/// Issuing what is missing under one CA.
+struct Issuing {
+    issuer: Issuer<'static, KeyPair>,
+    /// A new CA reissues everything: certificates signed by a CA that is
+    /// gone are useless.
+    new_ca: bool,
+    report: PkiReport,
+}
+
+impl Issuing {
+    fn missing(&self, (cert, key): (&Path, &Path)) -> bool {
+        self.new_ca || !cert.exists() || !key.exists()
     }
 
-    if missing(&layout.gateway_client_cert(), &layout.gateway_client_key()) {
-        let (cert, key) = issue_client(&issuer, GATEWAY_CN)?;
-        write(&layout.gateway_client_cert(), &cert, false, &mut report)?;
-        write(&layout.gateway_client_key(), &key, true, &mut report)?;
+    /// A client certificate with subject CN `cn` at `files`, if missing.
+    fn client(&mut self, files: (&Path, &Path), cn: &str) -> Result<()> {
+        if !self.missing(files) {
+            return Ok(());
+        }
+        let (cert, key) = issue_client(&self.issuer, cn)?;
+        write(files.0, &cert, false, &mut self.report)?;
+        write(files.1, &key, true, &mut self.report)
     }
 
-    for sector in lienthong_proto::sector::names() {
-        let (cert_path, key_path) = (layout.adapter_cert(sector), layout.adapter_key(sector));
-        if !missing(&cert_path, &key_path) {
-            continue;
+    /// A server certificate for `names` with subject CN `cn` at `files`, if
+    /// missing.
+    fn server(&mut self, files: (&Path, &Path), names: &[String], cn: &str) -> Result<()> {
+        if !self.missing(files) {
+            return Ok(());
         }
         let key = KeyPair::generate().map_err(tls_err)?;
-        let mut params = CertificateParams::new(vec![
-            adapter_server_name(sector),
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-        ])
-        .map_err(tls_err)?;
-        params.distinguished_name = dn(&format!("lienthong {sector} adapter"));
+        let mut params = CertificateParams::new(names.to_vec()).map_err(tls_err)?;
+        params.distinguished_name = dn(cn);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
-        write(&cert_path, &cert.pem(), false, &mut report)?;
-        write(&key_path, &key.serialize_pem(), true, &mut report)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(tls_err)?;
+        write(files.0, &cert.pem(), false, &mut self.report)?;
+        write(files.1, &key.serialize_pem(), true, &mut self.report)
     }
+}
 
-    for sector in lienthong_proto::sector::names() {
-        let bundle = PkiLayout {
-            root: layout.adapter_bundle(sector),
-        };
-        fs::create_dir_all(bundle.root.join("adapters")).map_err(Error::io(&bundle.root))?;
-        for (from, to, secret) in [
-            (layout.ca_cert(), bundle.ca_cert(), false),
-            (
-                layout.adapter_cert(sector),
-                bundle.adapter_cert(sector),
-                false,
-            ),
-            (layout.adapter_key(sector), bundle.adapter_key(sector), true),
-        ] {
-            let contents = read(&from)?;
-            if fs::read_to_string(&to).ok().as_deref() != Some(contents.as_str()) {
-                write(&to, &contents, secret, &mut report)?;
-            }
+/// Copies what `sector`'s adapter needs (the CA's certificate, its own
+/// certificate and key) into its bundle, where they differ.
+fn bundle_adapter(layout: &PkiLayout, sector: &str, report: &mut PkiReport) -> Result<()> {
+    let bundle = PkiLayout {
+        root: layout.adapter_bundle(sector),
+    };
+    fs::create_dir_all(bundle.root.join("adapters")).map_err(Error::io(&bundle.root))?;
+    for (from, to, secret) in [
+        (layout.ca_cert(), bundle.ca_cert(), false),
+        (
+            layout.adapter_cert(sector),
+            bundle.adapter_cert(sector),
+            false,
+        ),
+        (layout.adapter_key(sector), bundle.adapter_key(sector), true),
+    ] {
+        let contents = read(&from)?;
+        if fs::read_to_string(&to).ok().as_deref() != Some(contents.as_str()) {
+            write(&to, &contents, secret, report)?;
         }
     }
-
-    for agency in agencies {
-        if !missing(&layout.agency_cert(agency), &layout.agency_key(agency)) {
-            continue;
-        }
-        let (cert, key) = issue_client(&issuer, agency)?;
-        write(&layout.agency_cert(agency), &cert, false, &mut report)?;
-        write(&layout.agency_key(agency), &key, true, &mut report)?;
-    }
-    Ok(report)
+    Ok(())
 }
 
 /// Issues a client certificate with subject CN `agency`: (cert PEM, key PEM).

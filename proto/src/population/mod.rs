@@ -87,6 +87,26 @@ struct Vitals {
     rng: Rng,
 }
 
+/// A citizen's relatives and household, by index.
+struct Family {
+    parents: Option<(u64, u64)>,
+    spouse: Option<u64>,
+    marital: Marital,
+    /// The household head (the citizen itself, or a relative).
+    head: u64,
+    /// The citizen's relation to the head, as the register writes it.
+    relation: &'static str,
+}
+
+/// A citizen's identity documents.
+struct Documents {
+    old_id_number: String,
+    /// `yyyymmdd`, 0 for none.
+    card_issued_on: u32,
+    /// `yyyymmdd`, 0 for none.
+    card_expires_on: u32,
+}
+
 /// Salts separating the random streams of one citizen.
 mod salt {
     pub const PERSON: u64 = 1;
@@ -311,14 +331,13 @@ impl Population {
         }
     }
 
-    /// Rebuilds citizen `index` (< [`len`](Self::len)).
+    /// Rebuilds citizen `index` (< [`len`](Self::len)): vitals, family,
+    /// residences, documents and provenance, in that order from the
+    /// citizen's own random stream.
     pub fn citizen(&self, index: u64) -> Citizen {
         let (b, _) = self.locate(index);
         let bucket = self.buckets[b];
-        let pid = self.pid(index);
         let female = bucket.sex == Sex::Female;
-        let reference = self.reference;
-        let ref_days = reference.to_days();
         let Vitals {
             dob,
             age,
@@ -328,10 +347,62 @@ impl Population {
             died_on,
             mut rng,
         } = self.vitals(index);
-        let dob_days = dob.to_days();
         let full_name = format!("{} {middle} {given}", self.family_name(index));
+        let family = self.family(index, age, female, &mut rng);
+        let (permanent, temporary) = self.residences(family.head, &mut rng);
+        let current = temporary.clone().or_else(|| Some(permanent.clone()));
+        let native_province = if rng.chance(0.8) {
+            bucket.province
+        } else {
+            rng.pick(&PROVINCES).code
+        };
+        let documents = self.documents(bucket.year, dob, age, status, &mut rng);
+        let changed_on = self.provenance(
+            dob,
+            died_on,
+            family.spouse.is_some(),
+            documents.card_issued_on,
+            &mut rng,
+        );
+        let other_names = if rng.chance(0.02) {
+            vec![format!("{} {given}", rng.weighted(names::FAMILY))]
+        } else {
+            Vec::new()
+        };
+        Citizen {
+            pid: self.pid(index).as_u64(),
+            full_name,
+            other_names,
+            date_of_birth: dob.to_yyyymmdd(),
+            female,
+            birth_province: bucket.province.into(),
+            native_province: native_province.into(),
+            ethnicity: (*rng.weighted(names::ETHNICITY)).to_owned(),
+            religion: (*rng.weighted(names::RELIGION)).to_owned(),
+            nationality: "Việt Nam".to_owned(),
+            blood_type: (*rng.weighted(names::BLOOD)).to_owned(),
+            old_id_number: documents.old_id_number,
+            card_issued_on: documents.card_issued_on,
+            card_expires_on: documents.card_expires_on,
+            permanent: Some(permanent),
+            temporary,
+            current,
+            marital: family.marital as u32,
+            father: family.parents.map_or(0, |(f, _)| self.pid(f).as_u64()),
+            mother: family.parents.map_or(0, |(_, m)| self.pid(m).as_u64()),
+            spouse: family.spouse.map_or(0, |s| self.pid(s).as_u64()),
+            household_head: self.pid(family.head).as_u64(),
+            household_relation: family.relation.to_owned(),
+            status: status as u32,
+            died_on: died_on.map_or(0, Date::to_yyyymmdd),
+            changed_on,
+        }
+    }
 
-        // Family.
+    /// Citizen `index`'s parents, spouse, marital status and household: a
+    /// husband heads his; a wife lives in her husband's; an unmarried
+    /// person under 30 with a known father lives in his.
+    fn family(&self, index: u64, age: i32, female: bool, rng: &mut Rng) -> Family {
         let parents = self.parents_of(index);
         let spouse = self.spouse_of(index);
         let spouse_deceased = spouse.is_some_and(|s| self.vitals(s).status == LifeStatus::Deceased);
@@ -341,14 +412,24 @@ impl Population {
             None if age >= 30 && rng.chance(0.06) => Marital::Divorced,
             None => Marital::Single,
         };
-        // Household: a husband heads his; a wife lives in her husband's; an
-        // unmarried person under 30 with a known father lives in his.
         let (head, relation) = match (spouse, parents, female) {
             (Some(husband), _, true) => (husband, "vợ"),
             (Some(_), _, false) => (index, "chủ hộ"),
             (None, Some((father, _)), _) if age < 30 => (father, "con"),
             _ => (index, "chủ hộ"),
         };
+        Family {
+            parents,
+            spouse,
+            marital,
+            head,
+            relation,
+        }
+    }
+
+    /// The permanent residence (the household head's) and, for one in ten,
+    /// a temporary one elsewhere.
+    fn residences(&self, head: u64, rng: &mut Rng) -> (Address, Option<Address>) {
         let permanent = self.own_residence(head, self.pid(head).province_code());
         let temporary = rng.chance(0.1).then(|| Address {
             province: (*rng.weighted(&self.province_weights)).into(),
@@ -359,17 +440,22 @@ impl Population {
                 1 + rng.below(15)
             ),
         });
-        let current = temporary.clone().or_else(|| Some(permanent.clone()));
-        let native_province = if rng.chance(0.8) {
-            bucket.province
-        } else {
-            rng.pick(&PROVINCES).code
-        };
+        (permanent, temporary)
+    }
 
-        // Documents: the old 9-digit ID for most born before 2000; a chip
-        // card for most alive citizens aged 14 and over, valid until the
-        // 25th, 40th or 60th birthday.
-        let old_id_number = if bucket.year < 2000 && rng.chance(0.8) {
+    /// The old 9-digit ID for most born before 2000; a chip card for most
+    /// living citizens aged 14 and over, valid until the 25th, 40th or 60th
+    /// birthday.
+    fn documents(
+        &self,
+        birth_year: i32,
+        dob: Date,
+        age: i32,
+        status: LifeStatus,
+        rng: &mut Rng,
+    ) -> Documents {
+        let ref_days = self.reference.to_days();
+        let old_id_number = if birth_year < 2000 && rng.chance(0.8) {
             format!("{:09}", rng.below(1_000_000_000))
         } else {
             String::new()
@@ -392,8 +478,27 @@ impl Population {
             } else {
                 (0, 0)
             };
+        Documents {
+            old_id_number,
+            card_issued_on,
+            card_expires_on,
+        }
+    }
 
-        let birth_registered = Date::from_days(dob_days + 3 + rng.below(40) as i32)
+    /// When each group of fields last changed: the birth registered a few
+    /// days after the birth, the card at its issue, the residence and the
+    /// rest when the population database began (mid-2021), the marital
+    /// status at the wedding, the status at the death.
+    fn provenance(
+        &self,
+        dob: Date,
+        died_on: Option<Date>,
+        married: bool,
+        card_issued_on: u32,
+        rng: &mut Rng,
+    ) -> Vec<u32> {
+        let reference = self.reference;
+        let birth_registered = Date::from_days(dob.to_days() + 3 + rng.below(40) as i32)
             .unwrap_or(dob)
             .min(reference);
         let population_db = Date::new(2021, 7, 1).expect("valid");
@@ -406,51 +511,17 @@ impl Population {
         };
         changed_on[FieldGroup::Residence as usize] =
             birth_registered.max(population_db).to_yyyymmdd();
-        changed_on[FieldGroup::Marital as usize] = match spouse {
-            Some(_) => dob
-                .add_years(22 + rng.below(8) as i32)
+        changed_on[FieldGroup::Marital as usize] = if married {
+            dob.add_years(22 + rng.below(8) as i32)
                 .unwrap_or(dob)
-                .min(reference),
-            None => birth_registered,
+                .min(reference)
+        } else {
+            birth_registered
         }
         .to_yyyymmdd();
         changed_on[FieldGroup::Status as usize] = died_on.unwrap_or(birth_registered).to_yyyymmdd();
         changed_on[FieldGroup::Other as usize] = population_db.max(birth_registered).to_yyyymmdd();
-
-        let other_names = if rng.chance(0.02) {
-            vec![format!("{} {given}", rng.weighted(names::FAMILY))]
-        } else {
-            Vec::new()
-        };
-
-        Citizen {
-            pid: pid.as_u64(),
-            full_name,
-            other_names,
-            date_of_birth: dob.to_yyyymmdd(),
-            female,
-            birth_province: bucket.province.into(),
-            native_province: native_province.into(),
-            ethnicity: (*rng.weighted(names::ETHNICITY)).to_owned(),
-            religion: (*rng.weighted(names::RELIGION)).to_owned(),
-            nationality: "Việt Nam".to_owned(),
-            blood_type: (*rng.weighted(names::BLOOD)).to_owned(),
-            old_id_number,
-            card_issued_on,
-            card_expires_on,
-            permanent: Some(permanent),
-            temporary,
-            current,
-            marital: marital as u32,
-            father: parents.map_or(0, |(f, _)| self.pid(f).as_u64()),
-            mother: parents.map_or(0, |(_, m)| self.pid(m).as_u64()),
-            spouse: spouse.map_or(0, |s| self.pid(s).as_u64()),
-            household_head: self.pid(head).as_u64(),
-            household_relation: relation.to_owned(),
-            status: status as u32,
-            died_on: died_on.map_or(0, Date::to_yyyymmdd),
-            changed_on,
-        }
+        changed_on
     }
 
     /// Date of birth, given names and life status of citizen `index`: the

@@ -39,7 +39,7 @@ die() {
     shift
     local line
     for line in "$@"; do printf '       %s\n' "$line" >&2; done
-    exit 1
+    exit "${DIE_STATUS:-1}"
 }
 
 # port_open PORT: does something accept TCP connections on 127.0.0.1:PORT?
@@ -140,7 +140,7 @@ test_node_ready() {
 
 start_test_node() {
     if [[ "$(id -u)" -ne 0 && "$(id -un)" != "rabbitmq" ]]; then
-        die "the tests' own RabbitMQ node is not running, and only root or the rabbitmq user can start it." \
+        die "the tests' own RabbitMQ node $TEST_NODE is not running (or rabbitmqctl cannot reach it), and only root or the rabbitmq user can start and control it." \
             "Run scripts/test.sh as root (e.g. sudo scripts/test.sh): it starts the node in $TEST_NODE_DIR."
     fi
     note "starting it (detached; data and log in $TEST_NODE_DIR)"
@@ -180,6 +180,16 @@ ensure_test_node() {
     log "the tests' own RabbitMQ node $TEST_NODE on 127.0.0.1:$TEST_NODE_PORT"
     if port_open "$TEST_NODE_PORT" && test_node_ready >/dev/null 2>&1; then
         note "already running"
+    elif timeout 10 rabbitmqctl -n "$TEST_NODE" -q ping >/dev/null 2>&1; then
+        # The node runs with RabbitMQ stopped inside it: an earlier run was cut
+        # short between the broker-restart test's stop_app and start_app.
+        note "running with its RabbitMQ application stopped; rabbitmqctl -n $TEST_NODE start_app"
+        if ! timeout 60 rabbitmqctl -n "$TEST_NODE" -q start_app ||
+            ! wait_until "the tests' own node" test_node_ready; then
+            die "the tests' own RabbitMQ node runs but its RabbitMQ application did not start." \
+                "Log: $TEST_NODE_DIR/log/$TEST_NODE.log" \
+                "To start it afresh: rabbitmqctl -n $TEST_NODE stop; then re-run scripts/test.sh."
+        fi
     else
         start_test_node
     fi
@@ -252,6 +262,41 @@ ensure_postgres() {
     fi
 }
 
+# run_tests ARGS...: cargo test --workspace --no-fail-fast ARGS under the
+# overall limit (LIENTHONG_TEST_TIMEOUT_SECS, 45 minutes by default).
+run_tests() {
+    local limit="${LIENTHONG_TEST_TIMEOUT_SECS:-2700}"
+    if [[ ! "$limit" =~ ^[1-9][0-9]*$ ]]; then
+        die "LIENTHONG_TEST_TIMEOUT_SECS must be a whole number of seconds, not '$limit'."
+    fi
+    log "cargo test --workspace --no-fail-fast${*:+ $*} (at most ${limit}s)"
+    # timeout runs cargo in a process group of its own, which a Ctrl-C at the
+    # terminal or a TERM sent to this script's group does not reach: run it in
+    # the background and pass those signals on, so the tests never outlive us.
+    local start=$SECONDS rc=0 pid interrupted=""
+    timeout --kill-after=30 "$limit" cargo test --workspace --no-fail-fast "$@" &
+    pid=$!
+    trap 'interrupted=INT; kill -INT "$pid" 2>/dev/null || true' INT
+    trap 'interrupted=TERM; kill -TERM "$pid" 2>/dev/null || true' TERM
+    wait "$pid" || rc=$?
+    # A trapped signal ends `wait` early: wait again until timeout has exited.
+    while kill -0 "$pid" 2>/dev/null; do
+        rc=0
+        wait "$pid" || rc=$?
+    done
+    trap - INT TERM
+    if [[ "$interrupted" == INT ]]; then
+        DIE_STATUS=130 die "interrupted (SIGINT); the tests were stopped."
+    elif [[ "$interrupted" == TERM ]]; then
+        DIE_STATUS=143 die "terminated (SIGTERM); the tests were stopped."
+    elif [[ "$rc" -eq 124 ]] || [[ "$rc" -eq 137 && $((SECONDS - start)) -ge "$limit" ]]; then
+        DIE_STATUS=124 die "the tests did not finish within ${limit}s (LIENTHONG_TEST_TIMEOUT_SECS); a test hangs." \
+            "Re-run with a larger LIENTHONG_TEST_TIMEOUT_SECS, or find the test still running above."
+    elif [[ "$rc" -ne 0 ]]; then
+        die "tests failed (cargo test exited $rc); the failures are listed above."
+    fi
+}
+
 main() {
     if ! command -v cargo >/dev/null 2>&1; then
         die "cargo not found on PATH." \
@@ -264,15 +309,7 @@ main() {
         ensure_postgres
     fi
 
-    local limit="${LIENTHONG_TEST_TIMEOUT_SECS:-2700}"
-    log "cargo test --workspace --no-fail-fast $* (at most ${limit}s)"
-    local rc=0
-    timeout --kill-after=30 "$limit" cargo test --workspace --no-fail-fast "$@" || rc=$?
-    if [[ "$rc" -eq 124 || "$rc" -eq 137 ]]; then
-        die "the tests did not finish within ${limit}s (LIENTHONG_TEST_TIMEOUT_SECS); a test hangs."
-    elif [[ "$rc" -ne 0 ]]; then
-        die "tests failed (cargo test exited $rc); the failures are listed above."
-    fi
+    run_tests "$@"
     log "tests passed"
 }
 

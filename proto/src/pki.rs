@@ -21,6 +21,13 @@ use std::path::{Path, PathBuf};
 /// The subject CN of the gateway's client certificate.
 pub const GATEWAY_CN: &str = "lienthong-gateway";
 
+/// The subject CN of the health probe's client certificate: it may ask
+/// health and nothing else.
+pub const PROBE_CN: &str = "lienthong-health-probe";
+
+/// Subject CNs no agency may take.
+pub const RESERVED_CNS: [&str; 2] = [PROBE_CN, GATEWAY_CN];
+
 /// The DNS name in `sector`'s server certificate.
 pub fn adapter_server_name(sector: &str) -> String {
     format!("{}.adapter.lienthong", sector.replace('_', "-"))

@@ -14,6 +14,8 @@
 //! A policy grants a query as `sector.query` (`health.insurance_card`).
 //! Adding a sector is an entry here and its adapter's file.
 
+use std::sync::LazyLock;
+
 use crate::event::kind;
 
 /// One sector as the contract knows it.
@@ -78,6 +80,29 @@ pub const ALL: &[&SectorSpec] = &[&SOCIAL_INSURANCE, &HEALTH, &EDUCATION, &TELEC
 /// The sector called `name`.
 pub fn by_name(name: &str) -> Option<&'static SectorSpec> {
     ALL.iter().copied().find(|s| s.name == name)
+}
+
+/// Every query a sector answers, as `sector.query` (the policy's and the
+/// audit's spelling), in [`ALL`]'s order.
+pub fn query_names() -> &'static [&'static str] {
+    static NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        ALL.iter()
+            .flat_map(|s| {
+                s.queries
+                    .iter()
+                    .map(|q| &*Box::leak(format!("{}.{q}", s.name).into_boxed_str()))
+            })
+            .collect()
+    });
+    &NAMES
+}
+
+/// `sector.query` as a `'static` name, if a sector answers it.
+pub fn query_name(sector: &str, query: &str) -> Option<&'static str> {
+    query_names()
+        .iter()
+        .copied()
+        .find(|n| n.split_once('.') == Some((sector, query)))
 }
 
 /// Every sector's name, in [`ALL`]'s order.

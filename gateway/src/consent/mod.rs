@@ -28,41 +28,11 @@ use crate::disclose::Field;
 use crate::error::{Error, Reason, Result};
 use crate::policy::{LivePolicy, Role};
 use crate::registry::PopulationStore;
+pub use crate::registry::{ConsentBook, StoredConsent};
 use crate::signing::{SigningKey, VerifyingKey};
 
 /// Longest a consent may last.
 pub const MAX_VALIDITY: Duration = Duration::from_secs(366 * 86_400);
-
-/// A consent as the book keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredConsent {
-    /// Its id (a UUID v7).
-    pub id: String,
-    /// The citizen.
-    pub pid: Pid,
-    /// The agency.
-    pub agency: String,
-    /// The purpose.
-    pub purpose: String,
-    /// Field names, comma-separated.
-    pub fields: String,
-    /// Registry timestamps.
-    pub issued_at: String,
-    /// Registry timestamp.
-    pub expires_at: String,
-}
-
-/// Where consents are kept, so that a revocation outlives a restart.
-pub trait ConsentBook: Send + Sync + 'static {
-    /// Records a granted consent.
-    fn insert(&self, consent: &StoredConsent) -> Result<()>;
-    /// Revokes consent `id` of citizen `pid` at `at`; returns when it was
-    /// revoked (the first time, if it already was), or `None` if this
-    /// citizen has no such consent.
-    fn revoke(&self, pid: Pid, id: &str, at: &str) -> Result<Option<String>>;
-    /// Whether consent `id` is revoked; `None` if the book does not hold it.
-    fn is_revoked(&self, id: &str) -> Result<Option<bool>>;
-}
 
 /// What the identity provider asks for on a citizen's behalf.
 #[derive(Debug, Clone)]

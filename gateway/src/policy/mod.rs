@@ -171,7 +171,7 @@ impl Policy {
                     "line {line}: agency id {id:?} must be 1–64 characters of a-z, 0-9 and '-'"
                 ));
             }
-            if crate::tls::RESERVED_CNS.contains(&id.as_str()) {
+            if lienthong_proto::pki::RESERVED_CNS.contains(&id.as_str()) {
                 return Err(format!(
                     "line {line}: agency id {id:?} is the name of one of the gateway's own certificates; choose another"
                 ));
@@ -233,7 +233,7 @@ impl Policy {
                     return Err(format!(
                         "line {}: agency {id:?}: {q:?} is not a sector query; the sectors answer {}",
                         line_after(text, &format!("\"{q}\""), grant_line).max(grant_line),
-                        crate::sector::query_names().join(", ")
+                        lienthong_proto::sector::query_names().join(", ")
                     ));
                 }
                 if grant.hidden_for_days.is_some_and(|d| d == 0 || d > 3650) {
@@ -337,7 +337,7 @@ impl Policy {
 /// Whether `q` is a query one of the sectors answers, as `sector.query`.
 fn is_sector_query(q: &str) -> bool {
     q.split_once('.')
-        .is_some_and(|(sector, query)| crate::sector::query_name(sector, query).is_some())
+        .is_some_and(|(sector, query)| lienthong_proto::sector::query_name(sector, query).is_some())
 }
 
 /// 1-based line of the first occurrence of `needle`, or 0.

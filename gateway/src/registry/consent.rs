@@ -4,7 +4,7 @@ use lienthong_proto::Pid;
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteRegistry;
-use crate::consent::{ConsentBook, StoredConsent};
+use super::{ConsentBook, StoredConsent};
 use crate::error::Result;
 
 impl ConsentBook for SqliteRegistry {

@@ -112,31 +112,7 @@ pub struct Sectors {
     links: Arc<BTreeMap<&'static str, SectorLink>>,
 }
 
-/// Every query the sectors answer, as `sector.query`.
-pub(crate) fn query_names() -> &'static [&'static str] {
-    &NAMES
-}
-
-static NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
-    sector::ALL
-        .iter()
-        .flat_map(|s| {
-            s.queries
-                .iter()
-                .map(|q| &*Box::leak(format!("{}.{q}", s.name).into_boxed_str()))
-                .collect::<Vec<&'static str>>()
-        })
-        .collect()
-});
-
-/// `sector.query` as a `'static` name (for the audit record's fields), if
-/// a sector answers it.
-pub(crate) fn query_name(sector: &str, query: &str) -> Option<&'static str> {
-    NAMES
-        .iter()
-        .copied()
-        .find(|n| n.split_once('.') == Some((sector, query)))
-}
+pub(crate) use lienthong_proto::sector::{query_name, query_names};
 
 impl Sectors {
     /// Channels to every adapter in `opts`, with the gateway's client

@@ -26,6 +26,7 @@ use rcgen::{
 };
 
 use lienthong_proto::pki::{GATEWAY_CN, adapter_server_name};
+pub use lienthong_proto::pki::{PROBE_CN as PROBE, RESERVED_CNS};
 
 use crate::error::{Error, Result};
 
@@ -111,13 +112,6 @@ impl PkiLayout {
         self.root.join("agencies").join(format!("{agency}.key"))
     }
 }
-
-/// The health probe certificate's subject CN: no agency has it.
-pub const PROBE: &str = "lienthong-health-probe";
-
-/// Subject CNs that belong to the gateway's own certificates: no agency may
-/// be called so (its certificate would be theirs).
-pub const RESERVED_CNS: [&str; 2] = [PROBE, GATEWAY_CN];
 
 /// What [`ensure_pki`] created.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -11,7 +11,9 @@ use super::audited::{Access, Audited, hash_message};
 use super::{caller, convert, request_id};
 use crate::error::{Error, Result};
 use crate::exchange::{Asker, Exchange};
-use crate::sector::{Sectors, query_name};
+use lienthong_proto::sector::query_name;
+
+use crate::sector::Sectors;
 
 /// Batches of one stream being verified at once: enough to overlap decoding,
 /// look-ups and sending; few enough to bound memory per stream.

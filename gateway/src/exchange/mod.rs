@@ -122,8 +122,8 @@ impl Exchange {
         sector: &str,
         query: &str,
     ) -> Result<()> {
-        if crate::sector::query_name(sector, query).is_none() {
-            let known = crate::sector::query_names();
+        if lienthong_proto::sector::query_name(sector, query).is_none() {
+            let known = lienthong_proto::sector::query_names();
             let field = if known
                 .iter()
                 .any(|n| n.split_once('.').is_some_and(|(s, _)| s == sector))

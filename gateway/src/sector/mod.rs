@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use lienthong_proto::Pid;
 use lienthong_proto::pki::adapter_server_name;
-use lienthong_proto::sector;
+use lienthong_proto::sector::{self, query_name};
 use lienthong_proto::v1::SectorAnswer;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
@@ -111,8 +111,6 @@ impl Default for SectorOptions {
 pub struct Sectors {
     links: Arc<BTreeMap<&'static str, SectorLink>>,
 }
-
-pub(crate) use lienthong_proto::sector::{query_name, query_names};
 
 impl Sectors {
     /// Channels to every adapter in `opts`, with the gateway's client

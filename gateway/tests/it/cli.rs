@@ -8,7 +8,9 @@ use lienthong_proto::v1::{self, exchange_service_client::ExchangeServiceClient};
 
 use lienthong_gateway::tls::PkiLayout;
 
-use crate::support::{BIN, connect_as, output_within, spawn_serve, spawn_serve_logged, wait_for};
+use crate::support::{
+    BIN, connect_as, output_within, serve_args, spawn_serve, spawn_serve_logged, wait_for,
+};
 
 fn run(args: &[&str]) -> std::process::Output {
     output_within(
@@ -215,17 +217,10 @@ async fn serve_alone_prepares_an_empty_data_directory() {
 async fn sighup_reloads_the_policy_and_a_bad_file_keeps_it() {
     let dir = tempfile::tempdir().unwrap();
     let data_s = dir.path().to_str().unwrap();
-    let (child, addr, log) = spawn_serve_logged(&[
-        "serve",
-        "--data-dir",
+    let (child, addr, log) = spawn_serve_logged(&serve_args(
         data_s,
-        "--listen",
-        "127.0.0.1:0",
-        "--citizens",
-        "2000",
-        "--amqp-url",
-        "amqp://guest:guest@127.0.0.1:1/%2f",
-    ])
+        &["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f"],
+    ))
     .await;
     let pki = dir.path().join("pki");
     let channel = connect_as(

@@ -12,7 +12,8 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
 
 use crate::support::{
-    BIN, GatedAdapter, TestGateway, connect_as, output_within, reason, run_bin, spawn_serve_with,
+    BIN, GatedAdapter, TestGateway, connect_as, output_within, reason, run_bin, serve_args,
+    spawn_serve_with,
 };
 
 fn verify(pid: &str) -> v1::VerifyIdentityRequest {
@@ -232,17 +233,10 @@ async fn the_binary_enforces_each_limit_it_is_given_by_flag_environment_or_file(
             "{key} {from}:\n{shown}"
         );
     }
-    let mut args = vec![
-        "serve",
-        "--data-dir",
+    let mut args = serve_args(
         data_s,
-        "--listen",
-        "127.0.0.1:0",
-        "--citizens",
-        "2000",
-        "--amqp-url",
-        "amqp://guest:guest@127.0.0.1:1/%2f",
-    ];
+        &["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f"],
+    );
     args.extend(flags);
     let (_serving, addr, _log) = spawn_serve_with(&args, &env).await;
     let sample = std::fs::read_to_string(data.path().join("sample.jsonl")).unwrap();

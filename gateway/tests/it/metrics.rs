@@ -11,7 +11,7 @@ use lienthong_proto::v1::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{GatedAdapter, connect_as, reason, run_bin, spawn_serve_logged};
+use crate::support::{GatedAdapter, connect_as, reason, run_bin, serve_args, spawn_serve_logged};
 
 /// `GET path` on the metrics port: the status line and the body.
 async fn get(addr: SocketAddr, path: &str) -> (String, String) {
@@ -65,19 +65,15 @@ async fn the_metrics_endpoint_counts_a_known_workload_exactly() {
         "banking=https://{},health=https://127.0.0.1:1",
         banking.addr
     );
-    let (_serving, addr, log) = spawn_serve_logged(&[
-        "serve",
-        "--data-dir",
+    let (_serving, addr, log) = spawn_serve_logged(&serve_args(
         data,
-        "--listen",
-        "127.0.0.1:0",
-        "--citizens",
-        "2000",
-        "--amqp-url",
-        "amqp://guest:guest@127.0.0.1:1/%2f",
-        "--sector-endpoints",
-        &endpoints,
-    ])
+        &[
+            "--amqp-url",
+            "amqp://guest:guest@127.0.0.1:1/%2f",
+            "--sector-endpoints",
+            &endpoints,
+        ],
+    ))
     .await;
     let metrics: SocketAddr = log
         .lock()

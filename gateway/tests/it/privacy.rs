@@ -10,7 +10,7 @@ use lienthong_proto::v1::{
     exchange_service_client::ExchangeServiceClient, registry_service_client::RegistryServiceClient,
 };
 
-use crate::support::{LOG_END, connect_as, in_secs, spawn_serve_with, wait_for};
+use crate::support::{LOG_END, connect_as, id_of, in_secs, serve_args, spawn_serve_with, wait_for};
 
 /// What a workload left behind.
 struct Traces {
@@ -26,16 +26,6 @@ struct Traces {
     audit: String,
 }
 
-/// The id an answer (or a refusal) carries.
-fn id_of(metadata: &tonic::metadata::MetadataMap) -> String {
-    metadata
-        .get("x-request-id")
-        .expect("every answer carries its id")
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// Runs the workload against the real binary at trace level with
 /// `LIENTHONG_LOG_FORMAT=format`, stops it cleanly, and returns its traces.
 async fn workload(format: &str) -> Traces {
@@ -43,17 +33,7 @@ async fn workload(format: &str) -> Traces {
     let data_s = dir.path().to_str().unwrap();
     let exchange = crate::amqp::unique("lienthong.events.test");
     let (mut child, addr, log) = spawn_serve_with(
-        &[
-            "serve",
-            "--data-dir",
-            data_s,
-            "--listen",
-            "127.0.0.1:0",
-            "--citizens",
-            "2000",
-            "--events-exchange",
-            &exchange,
-        ],
+        &serve_args(data_s, &["--events-exchange", &exchange]),
         &[("LIENTHONG_LOG", "trace"), ("LIENTHONG_LOG_FORMAT", format)],
     )
     .await;

@@ -3,7 +3,7 @@
 
 use lienthong_proto::v1::{self, exchange_service_client::ExchangeServiceClient};
 
-use crate::support::{LOG_END, connect_as, spawn_serve_logged, wait_for};
+use crate::support::{LOG_END, connect_as, id_of, serve_args, spawn_serve_logged, wait_for};
 
 fn verify(purpose: &str, pid: &str) -> v1::VerifyIdentityRequest {
     v1::VerifyIdentityRequest {
@@ -21,31 +21,16 @@ fn verify(purpose: &str, pid: &str) -> v1::VerifyIdentityRequest {
 async fn each_call_has_an_id_returned_logged_and_audited() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let (mut serving, addr, log) = spawn_serve_logged(&[
-        "serve",
-        "--data-dir",
+    let (mut serving, addr, log) = spawn_serve_logged(&serve_args(
         data,
-        "--listen",
-        "127.0.0.1:0",
-        "--citizens",
-        "2000",
-        "--amqp-url",
-        "amqp://guest:guest@127.0.0.1:1/%2f",
-    ])
+        &["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f"],
+    ))
     .await;
     let sample = std::fs::read_to_string(dir.path().join("sample.jsonl")).unwrap();
     let person: serde_json::Value = serde_json::from_str(sample.lines().next().unwrap()).unwrap();
     let pid = person["pid"].as_str().unwrap();
     let pki = lienthong_gateway::tls::PkiLayout::under(dir.path());
     let mut bank = ExchangeServiceClient::new(connect_as(addr, &pki, "vietcombank").await);
-    let id_of = |metadata: &tonic::metadata::MetadataMap| {
-        metadata
-            .get("x-request-id")
-            .expect("every answer carries its id")
-            .to_str()
-            .unwrap()
-            .to_owned()
-    };
 
     // The caller's own id is kept; a refusal carries its id too.
     let mut mine = tonic::Request::new(verify("KYC_ONBOARDING", pid));

@@ -21,37 +21,15 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::amqp::{EventTap, unique};
 use crate::registry::move_to;
-use crate::support::{GatedAdapter, connect, connect_as, run_bin, signal, spawn_serve, wait_for};
+use crate::support::{
+    Failures, GatedAdapter, connect, connect_as, run_bin, serve_args, signal, spawn_serve, wait_for,
+};
 
 /// Runs a `lienthong` subcommand on `data`: success and what it printed.
 fn lienthong(args: &[&str], data: &str) -> (bool, String) {
     let mut all = args.to_vec();
     all.extend(["--data-dir", data]);
     run_bin(&all, Duration::from_secs(120))
-}
-
-/// The errors writers met, each with when it came back.
-type Failures = Arc<std::sync::Mutex<Vec<(std::time::Instant, tonic::Status)>>>;
-
-/// Asserts that no call failed before `signalled` and that every later
-/// failure is one a stopping server gives: refused (`UNAVAILABLE`) or cut
-/// (`CANCELLED`); a server that aborted the calls it had would fail here.
-pub fn assert_failed_only_after(failures: &Failures, signalled: std::time::Instant) {
-    for (at, status) in failures.lock().unwrap().iter() {
-        assert!(
-            *at >= signalled,
-            "a call failed {:?} before the signal: {status:?}",
-            signalled - *at
-        );
-        assert!(
-            matches!(
-                status.code(),
-                tonic::Code::Unavailable | tonic::Code::Cancelled
-            ),
-            "a call failed with {:?} after the signal: {status:?}",
-            status.code()
-        );
-    }
 }
 
 #[tokio::test]
@@ -65,21 +43,17 @@ async fn sigterm_turns_health_not_serving_refuses_new_connections_and_answers_th
     let pki = lienthong_gateway::tls::PkiLayout::under(data.path());
     let banking = GatedAdapter::start(&pki, "banking").await;
     let endpoints = format!("banking=https://{}", banking.addr);
-    let (mut child, addr) = spawn_serve(&[
-        "serve",
-        "--data-dir",
+    let (mut child, addr) = spawn_serve(&serve_args(
         data_s,
-        "--listen",
-        "127.0.0.1:0",
-        "--citizens",
-        "2000",
-        "--amqp-url",
-        "amqp://guest:guest@127.0.0.1:1/%2f",
-        "--sector-endpoints",
-        &endpoints,
-        "--shutdown-drain-ms",
-        "5000",
-    ])
+        &[
+            "--amqp-url",
+            "amqp://guest:guest@127.0.0.1:1/%2f",
+            "--sector-endpoints",
+            &endpoints,
+            "--shutdown-drain-ms",
+            "5000",
+        ],
+    ))
     .await;
     let channel = connect_as(addr, &pki, "vietcombank").await;
     let mut health = HealthClient::new(channel.clone());
@@ -186,19 +160,7 @@ async fn sigterm_under_load_publishes_every_acknowledged_event_and_closes_the_au
     let tap = EventTap::start(&exchange).await;
     let data = tempfile::tempdir().unwrap();
     let data_s = data.path().to_str().unwrap();
-    let args = [
-        "serve",
-        "--data-dir",
-        data_s,
-        "--listen",
-        "127.0.0.1:0",
-        "--citizens",
-        "2000",
-        "--seed",
-        "6",
-        "--events-exchange",
-        &exchange,
-    ];
+    let args = serve_args(data_s, &["--seed", "6", "--events-exchange", &exchange]);
     let (mut child, addr) = spawn_serve(&args).await;
     let people: Arc<Vec<u64>> = Arc::new(
         Population::new(6, 2_000)
@@ -235,10 +197,7 @@ async fn sigterm_under_load_publishes_every_acknowledged_event_and_closes_the_au
                     // Refused or cut off by the stop: the write may or may
                     // not have happened, and the client was not told it did.
                     Err(s) => {
-                        failures
-                            .lock()
-                            .unwrap()
-                            .push((std::time::Instant::now(), s));
+                        failures.record(s);
                         return;
                     }
                 }
@@ -257,7 +216,11 @@ async fn sigterm_under_load_publishes_every_acknowledged_event_and_closes_the_au
     for w in writers {
         w.await.unwrap();
     }
-    assert_failed_only_after(&failures, signalled);
+    // A stopping server refuses (UNAVAILABLE) or cuts (CANCELLED); one that
+    // aborted the calls it had would fail here.
+    failures.assert_only_after(signalled, "SIGTERM", |s| {
+        matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Cancelled)
+    });
     let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
 
     // Every acknowledged write's event reached the broker before the exit:
@@ -303,19 +266,15 @@ async fn sigterm_under_load_publishes_every_acknowledged_event_and_closes_the_au
 async fn a_stream_still_open_is_cut_after_the_grace_period_and_the_audit_closes() {
     let data = tempfile::tempdir().unwrap();
     let data_s = data.path().to_str().unwrap();
-    let (mut child, addr, log) = crate::support::spawn_serve_logged(&[
-        "serve",
-        "--data-dir",
+    let (mut child, addr, log) = crate::support::spawn_serve_logged(&serve_args(
         data_s,
-        "--listen",
-        "127.0.0.1:0",
-        "--citizens",
-        "2000",
-        "--amqp-url",
-        "amqp://guest:guest@127.0.0.1:1/%2f",
-        "--shutdown-grace-ms",
-        "500",
-    ])
+        &[
+            "--amqp-url",
+            "amqp://guest:guest@127.0.0.1:1/%2f",
+            "--shutdown-grace-ms",
+            "500",
+        ],
+    ))
     .await;
     let sample = std::fs::read_to_string(data.path().join("sample.jsonl")).unwrap();
     let person: serde_json::Value = serde_json::from_str(sample.lines().next().unwrap()).unwrap();

@@ -606,3 +606,65 @@ pub fn run_bin(args: &[&str], within: std::time::Duration) -> (bool, String) {
         ),
     )
 }
+
+/// `lienthong serve` on the data directory `data`, listening on
+/// 127.0.0.1:0, seeding 2,000 citizens on first start, then `extra`.
+pub fn serve_args<'a>(data: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "serve",
+        "--data-dir",
+        data,
+        "--listen",
+        "127.0.0.1:0",
+        "--citizens",
+        "2000",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The errors calls met, each with when it came back: what a load test
+/// checks against the moment it stopped or killed the gateway.
+#[derive(Clone, Default)]
+pub struct Failures(Arc<std::sync::Mutex<Vec<(std::time::Instant, tonic::Status)>>>);
+
+impl Failures {
+    /// Records `status`, now.
+    pub fn record(&self, status: tonic::Status) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((std::time::Instant::now(), status));
+    }
+
+    /// Asserts that no call failed before `at` and that every later
+    /// failure is `expected` (what `after` names).
+    pub fn assert_only_after(
+        &self,
+        at: std::time::Instant,
+        after: &str,
+        expected: impl Fn(&tonic::Status) -> bool,
+    ) {
+        for (when, status) in self.0.lock().unwrap().iter() {
+            assert!(
+                *when >= at,
+                "a call failed {:?} before {after}: {status:?}",
+                at - *when
+            );
+            assert!(
+                expected(status),
+                "a call failed after {after} with {status:?}"
+            );
+        }
+    }
+}
+
+/// The call id an answer (or a refusal) carries in `x-request-id`.
+pub fn id_of(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get("x-request-id")
+        .expect("every answer carries its id")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}

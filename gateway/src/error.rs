@@ -58,6 +58,8 @@ reasons! {
     CitizenDeceased = "CITIZEN_DECEASED",
     /// A marriage names someone who is already married.
     AlreadyMarried = "ALREADY_MARRIED",
+    /// A marriage names someone under the legal age of marriage.
+    UnderMarriageAge = "UNDER_MARRIAGE_AGE",
     /// A birth names a parent who is not on the register.
     ParentNotFound = "PARENT_NOT_FOUND",
     /// A named parent cannot be this child's parent (sex, dates).
@@ -151,17 +153,17 @@ pub enum Error {
     #[error("no authenticated client certificate")]
     Unauthenticated,
     /// The caller's agency is not in the policy.
-    #[error("agency {agency:?} is not in the policy")]
+    #[error("agency {:?} is not in the policy", echo(.agency))]
     AgencyUnknown { agency: String },
     /// The agency may not perform the operation for the purpose.
-    #[error("agency {agency:?} may not {operation} for purpose {purpose:?}")]
+    #[error("agency {:?} may not {operation} for purpose {:?}", echo(.agency), echo(.purpose))]
     PurposeNotPermitted {
         agency: String,
         operation: &'static str,
         purpose: String,
     },
     /// Some requested fields are not granted; nothing is returned.
-    #[error("fields not granted to agency {agency:?} for purpose {purpose:?}: {}", fields.join(", "))]
+    #[error("fields not granted to agency {:?} for purpose {:?}: {}", echo(.agency), echo(.purpose), fields.join(", "))]
     FieldNotPermitted {
         agency: String,
         purpose: String,
@@ -169,19 +171,20 @@ pub enum Error {
         fields: Vec<&'static str>,
     },
     /// The agency has none of the roles that own a registry write.
-    #[error("agency {agency:?} may not {operation}: it needs the {role} role")]
+    #[error("agency {:?} may not {operation}: it needs the {role} role", echo(.agency))]
     RoleNotPermitted {
         agency: String,
         operation: &'static str,
         role: &'static str,
     },
     /// The `request_id` was first used for a different request.
-    #[error("request_id {request_id:?} was already used for a different request")]
+    #[error("request_id {:?} was already used for a different request", echo(.request_id))]
     RequestIdReused { request_id: String },
     /// The register's current state does not allow the change.
     #[error("{subject}: {description}")]
     Conflict {
-        /// `CitizenDeceased`, `AlreadyMarried`, `ParentNotFound`, `ParentInvalid`.
+        /// `CitizenDeceased`, `AlreadyMarried`, `UnderMarriageAge`,
+        /// `ParentNotFound`, `ParentInvalid`.
         reason: Reason,
         /// The request field naming the citizen at fault, e.g. `mother_pid`.
         subject: &'static str,
@@ -189,13 +192,13 @@ pub enum Error {
         description: &'static str,
     },
     /// The agency is over its request rate.
-    #[error("agency {agency:?} is over its request rate; retry in {:.3} s", retry_after.as_secs_f64())]
+    #[error("agency {:?} is over its request rate; retry in {:.3} s", echo(.agency), retry_after.as_secs_f64())]
     RateLimited {
         agency: String,
         retry_after: std::time::Duration,
     },
     /// The agency has used its requests for the day.
-    #[error("agency {agency:?} has used its daily quota; retry in {} s", retry_after.as_secs())]
+    #[error("agency {:?} has used its daily quota; retry in {} s", echo(.agency), retry_after.as_secs())]
     QuotaExceeded {
         agency: String,
         retry_after: std::time::Duration,
@@ -220,7 +223,7 @@ pub enum Error {
     #[error("the call did not finish within the server's deadline of {} ms", limit.as_millis())]
     DeadlineExceeded { limit: std::time::Duration },
     /// The grant does not name the sector query.
-    #[error("agency {agency:?} may not ask {query:?} for purpose {purpose:?}")]
+    #[error("agency {:?} may not ask {:?} for purpose {:?}", echo(.agency), echo(.query), echo(.purpose))]
     SectorQueryNotPermitted {
         agency: String,
         purpose: String,
@@ -266,6 +269,14 @@ pub enum Error {
     /// Certificates or keys are missing or invalid.
     #[error("tls: {0}")]
     Tls(String),
+    /// A data directory that has served lacks what it held: the gateway
+    /// does not re-create it.
+    #[error(
+        "{}: {what} is missing from a data directory that has served (it holds an audit log); \
+         lienthong does not re-create it there: restore it from a backup",
+        path.display()
+    )]
+    StateMissing { path: PathBuf, what: &'static str },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -333,6 +344,7 @@ impl Error {
             | Self::Tls(_)
             | Self::Key(_)
             | Self::Io { .. }
+            | Self::StateMissing { .. }
             | Self::Population(_)
             | Self::Server(_)
             | Self::Task => Reason::Internal,
@@ -340,5 +352,45 @@ impl Error {
     }
 }
 
+/// The most characters of a caller's text an error message repeats.
+pub const ECHO_CHARS: usize = 64;
+
+/// `text` as an error message repeats it: at most [`ECHO_CHARS`]
+/// characters, then `…` — a caller cannot make the gateway's answers, logs
+/// or audit hashes grow with what it sends.
+pub(crate) fn echo(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(ECHO_CHARS) {
+        None => text.into(),
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
+    }
+}
+
 /// The gateway's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callers_text_is_repeated_cut_short() {
+        let long = "P".repeat(100_000);
+        let err = Error::PurposeNotPermitted {
+            agency: "bank".into(),
+            operation: "get_citizen",
+            purpose: long.clone(),
+        };
+        let said = err.to_string();
+        assert!(said.len() < 200, "{} bytes", said.len());
+        assert!(
+            said.contains(&format!("{}…", "P".repeat(ECHO_CHARS))),
+            "{said}"
+        );
+        let reused = Error::RequestIdReused {
+            request_id: "Đ".repeat(1_000),
+        }
+        .to_string();
+        assert!(reused.chars().count() < 150, "{reused}");
+        assert_eq!(echo("KYC_ONBOARDING"), "KYC_ONBOARDING");
+    }
+}

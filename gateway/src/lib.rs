@@ -18,6 +18,7 @@
 //! - [`cli`]: the command line, each setting described once.
 //! - [`cmd`]: the `lienthong` commands.
 //! - [`config`]: the configuration file.
+//! - [`private`]: the modes of the files that hold personal data.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -33,6 +34,7 @@ pub mod events;
 pub mod exchange;
 pub mod limits;
 pub mod policy;
+pub mod private;
 pub mod registration;
 pub mod registry;
 pub mod sector;

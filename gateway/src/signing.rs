@@ -57,7 +57,7 @@ impl SigningKey {
             let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                 .map_err(|_| Error::Key("cannot generate the signing key".into()))?;
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
+                crate::private::create_dir(parent).map_err(Error::io(parent))?;
             }
             write_private(path, document.as_ref())?;
             tracing::info!(path = %path.display(), "created the gateway's signing key");

@@ -4,6 +4,7 @@
 //! base record from the population; an event is applied to the same view.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -41,7 +42,13 @@ impl Adapter {
         seed: u64,
         citizens: u64,
     ) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(Error::io(data_dir))?;
+        // The sector's records are personal data: readable by this user
+        // alone (the directory 0700, the store 0600 with its -wal and -shm).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(Error::io(data_dir))?;
         let population = Population::new(seed, citizens)
             .map_err(|e| Error::Usage(format!("population: {e}")))?;
         let base = Base {

@@ -14,6 +14,7 @@
 //! An event's changes and its `applied` row commit in one transaction
 //! (WAL, `synchronous = FULL`) before the message is acknowledged.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -74,6 +75,13 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 ";
 
 fn open_connection(path: &Path) -> Result<Connection> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(Error::io(path))?;
     let conn = Connection::open(path).map_err(Error::store(path))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;

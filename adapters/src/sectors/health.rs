@@ -79,6 +79,15 @@ impl Sector for Health {
                 let mut card = card.clone();
                 card.status = CardStatus::Invalidated as i32;
                 card.valid_to = Some(died_on.into());
+                // A death dated before the card's period: it never was
+                // valid, and its period is not turned inside out.
+                if card
+                    .valid_from
+                    .and_then(date_of)
+                    .is_some_and(|from| from > died_on)
+                {
+                    card.valid_from = Some(died_on.into());
+                }
                 records.set(CARD, wrap(Answer::HealthInsuranceCard(card)));
                 Ok(())
             }
@@ -116,9 +125,14 @@ fn card(pid: Pid, born: Date, citizen: &Citizen, base: &Base) -> Option<SectorAn
     } else {
         CardStatus::Valid
     };
-    let valid_to = match citizen.died_on() {
-        Some(died) if died < valid_to => died,
-        _ => valid_to,
+    let (valid_from, valid_to) = match citizen.died_on() {
+        // Dead before this year's card began: the card held last, of the
+        // year of the death, ending with it.
+        Some(died) if died < valid_from => {
+            (Date::new(died.year(), 1, 1).ok()?.max(born).min(died), died)
+        }
+        Some(died) if died < valid_to => (valid_from, died),
+        _ => (valid_from, valid_to),
     };
     Some(wrap(Answer::HealthInsuranceCard(HealthInsuranceCard {
         card_number: number(group, level, province, pid),
@@ -129,6 +143,16 @@ fn card(pid: Pid, born: Date, citizen: &Citizen, base: &Base) -> Option<SectorAn
         status: status as i32,
         free_of_charge: group == "TE",
     })))
+}
+
+/// A date on the wire, if it is one.
+fn date_of(d: lienthong_proto::v1::Date) -> Option<Date> {
+    Date::new(
+        d.year,
+        u32::try_from(d.month).ok()?,
+        u32::try_from(d.day).ok()?,
+    )
+    .ok()
 }
 
 /// `GGL PP NNNNNNNNNN`, written without spaces.
@@ -188,4 +212,79 @@ fn vaccinations(born: Date, today: Date) -> Vaccinations {
         give("COVID-19", 2, second);
     }
     Vaccinations { vaccinations: list }
+}
+
+#[cfg(test)]
+mod tests {
+    use lienthong_proto::population::Population;
+
+    use super::*;
+    use crate::framework::Sector;
+
+    fn period(answer: &SectorAnswer) -> (Date, Date) {
+        let Some(Answer::HealthInsuranceCard(card)) = &answer.answer else {
+            panic!("not a card: {answer:?}");
+        };
+        (
+            date_of(card.valid_from.unwrap()).unwrap(),
+            date_of(card.valid_to.unwrap()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_card_never_ends_before_it_starts() {
+        let population = Population::new(7, 3_000).unwrap();
+        let base = Base {
+            seed: 7,
+            today: population.reference_date(),
+        };
+        let mut dead_before_this_year = 0;
+        for c in population.iter() {
+            let Some(card) = Health.derive(CARD, &c, &base) else {
+                continue;
+            };
+            let (from, to) = period(&card);
+            assert!(
+                from <= to,
+                "{from} after {to} for a citizen dead on {:?}",
+                c.died_on()
+            );
+            if c.died_on().is_some_and(|d| d.year() < base.today.year()) {
+                dead_before_this_year += 1;
+                assert_eq!(Some(to), c.died_on());
+            }
+        }
+        assert!(
+            dead_before_this_year > 0,
+            "the population has such citizens"
+        );
+
+        // A death dated before the card's period: the period ends with it.
+        let c = population
+            .iter()
+            .find(|c| {
+                c.life_status() == LifeStatus::Alive
+                    && Health
+                        .derive(CARD, c, &base)
+                        .is_some_and(|a| period(&a).0.year() == base.today.year())
+            })
+            .unwrap();
+        let pid = Pid::from_u64(c.pid).unwrap();
+        let mut records = Records::new(
+            pid,
+            base,
+            [(CARD, Health.derive(CARD, &c, &base))]
+                .into_iter()
+                .collect(),
+        );
+        let died = Date::new(base.today.year() - 1, 12, 1).unwrap();
+        let body = format!(
+            r#"{{"id":"e1","seq":1,"type":"citizen.died","pid":"{pid}","occurred_at":"x","data":{{"date_of_death":"{died}"}}}}"#
+        );
+        Health
+            .react(&Event::parse(body.as_bytes()).unwrap(), &mut records)
+            .unwrap();
+        let (from, to) = period(records.get(CARD).unwrap());
+        assert_eq!((from, to), (died, died));
+    }
 }

@@ -156,4 +156,15 @@ async fn an_adapter_alone_answers_the_gateway_and_nobody_else() {
         .unwrap();
     assert!(status.success(), "{status}");
     assert!(dir.path().join("adapters/health.db").is_file());
+    // The sector's records are this user's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| {
+        std::fs::metadata(dir.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("adapters"), 0o700);
+    assert_eq!(mode("adapters/health.db"), 0o600);
 }

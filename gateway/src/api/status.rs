@@ -39,6 +39,7 @@ fn code(reason: Reason) -> Code {
         Reason::RequestIdReused => Code::AlreadyExists,
         Reason::CitizenDeceased
         | Reason::AlreadyMarried
+        | Reason::UnderMarriageAge
         | Reason::ParentNotFound
         | Reason::ParentInvalid => Code::FailedPrecondition,
         Reason::PidSpaceExhausted | Reason::RateLimited | Reason::QuotaExceeded => {
@@ -233,7 +234,7 @@ mod tests {
                 Code::FailedPrecondition,
                 Detail::PreconditionFailure("pid"),
             ),
-            Reason::AlreadyMarried => (
+            Reason::AlreadyMarried | Reason::UnderMarriageAge => (
                 conflict("spouse_pid"),
                 Code::FailedPrecondition,
                 Detail::PreconditionFailure("spouse_pid"),

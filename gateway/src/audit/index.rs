@@ -111,7 +111,9 @@ impl Indexer {
     /// ahead of the log (the log was replaced, or its torn end set aside)
     /// is emptied, to be rebuilt.
     pub(crate) fn open(dir: &Path, durable: Arc<AtomicU64>, head: u64) -> Result<Self> {
-        let index = Connection::open(index_path(dir))?;
+        let path = index_path(dir);
+        crate::private::touch(&path).map_err(Error::io(&path))?;
+        let index = Connection::open(&path)?;
         index.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;

@@ -57,7 +57,7 @@ impl AuditLog {
     /// every `AuditLog` clone is dropped; the indexer then catches up and
     /// stops.
     pub fn open(dir: &Path, key: Arc<SigningKey>) -> Result<(Self, AuditWriter)> {
-        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        crate::private::create_dir(dir).map_err(Error::io(dir))?;
         let found = recover(dir)?;
         let durable = Arc::new(AtomicU64::new(found.end.pack()));
         let indexer = Indexer::open(dir, durable.clone(), found.head.0)?;

@@ -133,8 +133,11 @@ fn set_aside_torn(dir: &Path, file: &File, path: &Path, end: Position) -> Result
     };
     let torn = &rest[..=last];
     let aside = dir.join(format!("torn-{:08}-{}.bin", end.segment, end.offset));
-    std::fs::write(&aside, torn)
-        .and_then(|()| File::open(&aside)?.sync_all())
+    crate::private::create(&aside)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, torn)?;
+            f.sync_all()
+        })
         .map_err(Error::io(&aside))?;
     segment::sync_dir(dir)?;
     file.write_all_at(&vec![0; torn.len()], end.offset)

@@ -180,7 +180,7 @@ impl SegmentFile {
 pub(crate) fn create_zeroed(path: &Path, size: u64) -> Result<File> {
     let size = size.div_ceil(BLOCK as u64) * BLOCK as u64;
     let mut options = File::options();
-    options.write(true).create(true).truncate(true);
+    crate::private::options(options.write(true).create(true).truncate(true));
     let (file, _) = open(&options, path, true).map_err(Error::io(path))?;
     const CHUNK: usize = 1 << 20;
     let zeros = vec![0u8; CHUNK + BLOCK];

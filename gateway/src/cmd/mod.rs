@@ -82,10 +82,16 @@ impl DataDir {
         PkiLayout::under(&self.root)
     }
 
+    /// Whether a gateway has served from this directory: it holds an audit
+    /// log. From then on nothing the directory holds is re-created.
+    pub fn has_served(&self) -> bool {
+        self.audit().is_dir()
+    }
+
     /// Creates the directory and, when it has none, the default policy;
     /// returns the (validated) policy.
     pub fn prepare(&self) -> Result<Policy> {
-        std::fs::create_dir_all(&self.root).map_err(Error::io(&self.root))?;
+        crate::private::create_dir(&self.root).map_err(Error::io(&self.root))?;
         let policy = self.policy();
         if !policy.exists() {
             std::fs::write(&policy, DEFAULT_POLICY).map_err(Error::io(&policy))?;

@@ -58,6 +58,9 @@ pub(crate) async fn first_start(
     dir: &DataDir,
     seed: &SeedOptions,
 ) -> Result<crate::policy::Policy> {
+    if dir.has_served() {
+        return what_served_holds(dir);
+    }
     let policy = dir.prepare()?;
     let created = ensure_pki(&dir.pki(), policy.agencies.keys().map(String::as_str))?;
     if !created.created.is_empty() {
@@ -80,6 +83,29 @@ pub(crate) async fn first_start(
         tracing::info!(seconds = started.elapsed().as_secs_f32(), "seeded");
     }
     Ok(policy)
+}
+
+/// The policy of a data directory that has served, once it is known to
+/// hold everything it held then: a missing policy, registry or signing key,
+/// or an empty registry, is an error naming the file — never a default
+/// policy, a new key or a freshly seeded population.
+fn what_served_holds(dir: &DataDir) -> Result<crate::policy::Policy> {
+    for (path, what) in [
+        (dir.policy(), "the policy"),
+        (dir.registry(), "the registry"),
+        (dir.signing_key(), "the signing key"),
+    ] {
+        if !path.exists() {
+            return Err(Error::StateMissing { path, what });
+        }
+    }
+    if SqliteRegistry::open(dir.registry())?.is_empty()? {
+        return Err(Error::StateMissing {
+            path: dir.registry(),
+            what: "the registry's population",
+        });
+    }
+    crate::policy::Policy::load(&dir.policy())
 }
 
 /// Prepares the data directory (first start included), binds and serves

@@ -125,7 +125,8 @@ impl Change for Birth {
 }
 
 /// The registered parent `pid` named by `field`, checked to be able to be
-/// the parent: of `sex`, born before the child.
+/// the parent: of `sex`, born before the child, alive at the birth (a
+/// father: at most ten months before it).
 fn parent(
     scope: &mut dyn WriteScope,
     pid: Pid,
@@ -155,7 +156,34 @@ fn parent(
             description: "is not born before the child",
         });
     }
+    if let Some(died) = parent.died_on() {
+        let last_day = match sex {
+            Sex::Male => ten_months_after(died),
+            Sex::Female => died,
+        };
+        if child_born.to_days() > last_day.to_days() {
+            return Err(Error::Conflict {
+                reason: Reason::ParentInvalid,
+                subject: field,
+                description: match sex {
+                    Sex::Male => "died more than ten months before the birth",
+                    Sex::Female => "died before the birth",
+                },
+            });
+        }
+    }
     Ok(parent)
+}
+
+/// Ten months after `date`: the last day a child of a father who died
+/// then can be born (the day clamped to the month's end).
+pub(super) fn ten_months_after(date: Date) -> Date {
+    let months = date.year() * 12 + date.month() as i32 - 1 + 10;
+    let (year, month) = (months.div_euclid(12), months.rem_euclid(12) as u32 + 1);
+    (1..=date.day())
+        .rev()
+        .find_map(|day| Date::new(year, month, day).ok())
+        .unwrap_or(date)
 }
 
 /// A free Pid for a province, sex and birth year: the next serial, or the

@@ -2,7 +2,7 @@
 
 use lienthong_proto::citizen::{FieldGroup, Marital};
 use lienthong_proto::event::kind;
-use lienthong_proto::{Date, Pid};
+use lienthong_proto::{Date, Pid, Sex};
 use serde_json::json;
 
 use super::{Change, Effect, living, not_before_birth, not_future, touch};
@@ -20,6 +20,12 @@ pub struct Marriage {
     /// Date of registration.
     pub married_on: Date,
 }
+
+/// The legal age of marriage for men (Vietnam's Law on Marriage and
+/// Family, art. 8: "from full 20 years").
+const MARRIAGE_AGE_MEN: i32 = 20;
+/// The legal age of marriage for women ("from full 18 years").
+const MARRIAGE_AGE_WOMEN: i32 = 18;
 
 impl Change for Marriage {
     const OPERATION: &'static str = "record_marriage";
@@ -45,6 +51,20 @@ impl Change for Marriage {
                 });
             }
             not_before_birth(self.married_on, &citizen, "married_on")?;
+            let of_age = match citizen.sex() {
+                Sex::Male => MARRIAGE_AGE_MEN,
+                Sex::Female => MARRIAGE_AGE_WOMEN,
+            };
+            if citizen
+                .date_of_birth()
+                .is_some_and(|born| born.age_on(self.married_on) < of_age)
+            {
+                return Err(Error::Conflict {
+                    reason: Reason::UnderMarriageAge,
+                    subject: field,
+                    description: "is under the legal age of marriage (20 for men, 18 for women)",
+                });
+            }
             citizen.marital = Marital::Married as u32;
             citizen.spouse = other.as_u64();
             touch(&mut citizen, FieldGroup::Marital, today);

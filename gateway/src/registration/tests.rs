@@ -368,3 +368,87 @@ fn card_expiry_follows_the_renewal_ages() {
     assert_eq!(on(2024, 1, 1), Date::new(2040, 5, 1).ok());
     assert_eq!(on(2059, 1, 1), None);
 }
+
+#[tokio::test]
+async fn the_law_on_marriage_and_on_parents_is_kept() {
+    let mut f = Fixture::new();
+    // A marriage below the legal age: 20 for men, 18 for women, on the day.
+    let woman = f.find(|c| adult_single(c) && c.female);
+    let boy = f.find(|c| {
+        !c.female
+            && c.life_status() == LifeStatus::Alive
+            && c.marital_status() == Marital::Single
+            && c.date_of_birth().unwrap().year() == 2007
+    });
+    let born = boy.date_of_birth().unwrap();
+    let marriage = |on: Date| Marriage {
+        pid: pid(&woman),
+        spouse: pid(&boy),
+        married_on: on,
+    };
+    let day_before_20 = Date::from_days(born.add_years(20).unwrap().to_days() - 1).unwrap();
+    let err = f
+        .record(
+            "civil",
+            marriage(day_before_20.min(Date::new(2026, 11, 1).unwrap())),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), Reason::UnderMarriageAge);
+    assert!(err.to_string().starts_with("spouse_pid:"), "{err}");
+    let girl = f.find(|c| {
+        c.female
+            && c.life_status() == LifeStatus::Alive
+            && c.marital_status() == Marital::Single
+            && c.date_of_birth().unwrap().year() == 2009
+    });
+    let man = f.find(|c| adult_single(c) && !c.female);
+    let err = f
+        .record(
+            "civil",
+            Marriage {
+                pid: pid(&man),
+                spouse: pid(&girl),
+                married_on: Date::new(2026, 11, 1).unwrap(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), Reason::UnderMarriageAge);
+
+    // A child born more than ten months after its father's death, or after
+    // its mother's, has no such parent; ten months to the day is allowed.
+    let dead_man = f.find(|c| !c.female && c.died_on().is_some_and(|d| d.year() >= 2024));
+    let died = dead_man.died_on().unwrap();
+    let mut posthumous = birth(Some(pid(&dead_man)), None);
+    posthumous.residence = dead_man.permanent.clone();
+    posthumous.date_of_birth = super::birth::ten_months_after(died);
+    f.record("civil", posthumous.clone()).await.unwrap();
+    posthumous.date_of_birth = Date::from_days(posthumous.date_of_birth.to_days() + 1).unwrap();
+    let err = f.record("civil", posthumous).await.unwrap_err();
+    assert_eq!(err.reason(), Reason::ParentInvalid);
+    assert!(err.to_string().contains("ten months"), "{err}");
+    let dead_woman = f.find(|c| c.female && c.died_on().is_some_and(|d| d.year() >= 2020));
+    let mut orphan = birth(None, Some(pid(&dead_woman)));
+    orphan.date_of_birth = Date::from_days(dead_woman.died_on().unwrap().to_days() + 1).unwrap();
+    let err = f.record("civil", orphan).await.unwrap_err();
+    assert_eq!(err.reason(), Reason::ParentInvalid);
+    assert!(err.to_string().contains("died before the birth"), "{err}");
+}
+
+#[test]
+fn ten_months_after_clamps_to_the_month_end() {
+    let d = |y, m, day| Date::new(y, m, day).unwrap();
+    assert_eq!(
+        super::birth::ten_months_after(d(2025, 3, 15)),
+        d(2026, 1, 15)
+    );
+    assert_eq!(
+        super::birth::ten_months_after(d(2025, 4, 30)),
+        d(2026, 2, 28)
+    );
+    assert_eq!(
+        super::birth::ten_months_after(d(2024, 12, 31)),
+        d(2025, 10, 31)
+    );
+}

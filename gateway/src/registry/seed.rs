@@ -98,7 +98,7 @@ pub fn seed(
         let sample = match sample {
             Some(s) => Some(SampleOut {
                 out: std::io::BufWriter::new(
-                    std::fs::File::create(s.path).map_err(Error::io(s.path))?,
+                    crate::private::create(s.path).map_err(Error::io(s.path))?,
                 ),
                 every: (population.len() / s.size.max(1)).max(1),
                 size: s.size,

@@ -47,6 +47,7 @@ impl SqliteRegistry {
     /// Opens (creating if needed) the registry at `path` and migrates it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        crate::private::touch(&path).map_err(Error::io(&path))?;
         let mut writer = Connection::open(&path)?;
         writer.execute_batch(
             "PRAGMA journal_mode = WAL;

@@ -133,8 +133,8 @@ pub fn ensure_pki<'a>(
     agencies: impl IntoIterator<Item = &'a str>,
 ) -> Result<PkiReport> {
     let mut report = PkiReport::default();
-    fs::create_dir_all(layout.root.join("agencies")).map_err(Error::io(&layout.root))?;
-    fs::create_dir_all(layout.root.join("adapters")).map_err(Error::io(&layout.root))?;
+    crate::private::create_dir(&layout.root.join("agencies")).map_err(Error::io(&layout.root))?;
+    crate::private::create_dir(&layout.root.join("adapters")).map_err(Error::io(&layout.root))?;
     let (issuer, new_ca) = ensure_ca(layout, &mut report)?;
     let mut pki = Issuing {
         issuer,
@@ -243,7 +243,7 @@ fn bundle_adapter(layout: &PkiLayout, sector: &str, report: &mut PkiReport) -> R
     let bundle = PkiLayout {
         root: layout.adapter_bundle(sector),
     };
-    fs::create_dir_all(bundle.root.join("adapters")).map_err(Error::io(&bundle.root))?;
+    crate::private::create_dir(&bundle.root.join("adapters")).map_err(Error::io(&bundle.root))?;
     for (from, to, secret) in [
         (layout.ca_cert(), bundle.ca_cert(), false),
         (

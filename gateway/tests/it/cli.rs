@@ -9,7 +9,7 @@ use lienthong_proto::v1::{self, exchange_service_client::ExchangeServiceClient};
 use lienthong_gateway::tls::PkiLayout;
 
 use crate::support::{
-    BIN, connect_as, output_within, serve_args, spawn_serve, spawn_serve_logged, wait_for,
+    BIN, connect_as, output_within, run_bin, serve_args, spawn_serve, spawn_serve_logged, wait_for,
 };
 
 fn run(args: &[&str]) -> std::process::Output {
@@ -211,6 +211,27 @@ async fn serve_alone_prepares_an_empty_data_directory() {
         panic!("a verification")
     };
     assert_eq!(v.verdict(), v1::Verdict::Match);
+
+    // What holds personal data or accesses, and the keys, are this user's
+    // alone: files 0600 (a database's -wal too), directories 0700.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| std::fs::metadata(data.join(p)).unwrap().permissions().mode() & 0o777;
+    for d in ["", "audit", "keys", "pki"] {
+        assert_eq!(mode(d), 0o700, "{d:?}");
+    }
+    let mut files = vec![
+        "registry.db".to_owned(),
+        "sample.jsonl".into(),
+        "audit/index.db".into(),
+        "audit/00000001.seg".into(),
+        "keys/signing.pk8".into(),
+    ];
+    if data.join("registry.db-wal").exists() {
+        files.push("registry.db-wal".into());
+    }
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{f}");
+    }
 }
 
 #[tokio::test]
@@ -459,4 +480,35 @@ async fn health_probes_a_running_gateway_with_its_own_certificate() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn a_data_directory_that_has_served_is_never_refilled() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let no_broker = ["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f"];
+    let (mut serving, _) = spawn_serve(&serve_args(data, &no_broker)).await;
+    let status = crate::support::terminate(&mut serving, Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+    let mut args = serve_args(data, &no_broker);
+    args.extend(["--metrics-listen", "off"]);
+    for file in ["registry.db", "policy.toml", "keys/signing.pk8"] {
+        let path = dir.path().join(file);
+        let kept = dir.path().join("kept");
+        std::fs::rename(&path, &kept).unwrap();
+        let (ok, said) = run_bin(&args, Duration::from_secs(120));
+        assert!(!ok, "served without {file}: {said}");
+        assert!(
+            said.contains(file) && said.contains("restore it from a backup"),
+            "{file}: {said}"
+        );
+        assert!(!path.exists(), "{file} was re-created");
+        std::fs::rename(&kept, &path).unwrap();
+    }
+    // An emptied registry is not seeded again either.
+    let registry = rusqlite::Connection::open(dir.path().join("registry.db")).unwrap();
+    registry.execute("DELETE FROM citizen", []).unwrap();
+    drop(registry);
+    let (ok, said) = run_bin(&args, Duration::from_secs(120));
+    assert!(!ok && said.contains("population"), "{said}");
 }

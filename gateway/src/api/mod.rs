@@ -14,6 +14,7 @@ mod audited;
 mod citizen;
 mod convert;
 mod exchange;
+mod known_agency;
 mod rate_limit;
 mod registry;
 mod request_id;
@@ -150,6 +151,8 @@ pub struct Services {
     pub limits: ServerLimits,
     /// The sector adapters `QuerySector` asks; none until connected.
     pub sectors: Sectors,
+    /// Who may call at all, in front of every lienthong service.
+    policy: LivePolicy,
     audited: audited::Audited,
 }
 
@@ -180,7 +183,8 @@ impl Services {
             rates,
             limits: ServerLimits::default(),
             sectors: Sectors::default(),
-            audited: audited::Audited::new(Arc::new(audit), policy),
+            audited: audited::Audited::new(Arc::new(audit), policy.clone()),
+            policy,
         }
     }
 
@@ -283,6 +287,12 @@ pub async fn serve(
         // Outermost: the call's id, which everything below records, and the
         // time a caller waits, refusals included.
         .layer(request_id::RequestIdLayer)
+        // A certificate for no agency in the policy gets health and
+        // reflection only: refused before it can take a permit.
+        .layer(known_agency::KnownAgencyLayer::new(
+            services.policy,
+            audited.clone(),
+        ))
         // Shed what is over the limit before any other work, and end what
         // runs past the deadline.
         .layer(admission::AdmissionLayer::new(

@@ -18,6 +18,7 @@ use tower::{Layer, Service};
 
 use super::audited::{Access, Audited};
 use super::known_method;
+use crate::error::Error;
 use crate::limits::AgencyRates;
 use crate::tls::Peer;
 
@@ -58,7 +59,29 @@ pub(crate) struct RateLimit<S> {
     audited: Audited,
 }
 
-type Refusal<E> = Pin<Box<dyn Future<Output = Result<http::Response<Body>, E>> + Send>>;
+/// A refusal's answer, once its audit record is durable.
+pub(crate) type Refusal<E> = Pin<Box<dyn Future<Output = Result<http::Response<Body>, E>> + Send>>;
+
+/// Refuses the call to `path` by `agency` with `refused`, once the refusal
+/// is audited (operation from the path; the body is not read, so its hash
+/// is all zeros).
+pub(crate) fn refuse<E: Send + 'static>(
+    audited: Audited,
+    agency: String,
+    path: &str,
+    refused: Error,
+) -> Refusal<E> {
+    let access = Access::new(operation(path));
+    Box::pin(async move {
+        // Made here, in the call's future, where its request id is.
+        let entry = audited.entry(&agency, access, [0; 32], Err(&refused));
+        let status = match audited.append(vec![entry]).await {
+            Ok(()) => Status::from(refused),
+            Err(unaudited) => unaudited,
+        };
+        Ok(status.into_http())
+    })
+}
 
 impl<S, B> Service<http::Request<B>> for RateLimit<S>
 where
@@ -82,18 +105,12 @@ where
             && let Some(peer) = request.extensions().get::<Peer>()
             && let Err(refused) = self.rates.take(&peer.agency)
         {
-            let access = Access::new(operation(request.uri().path()));
-            let agency = peer.agency.clone();
-            let audited = self.audited.clone();
-            return futures_util::future::Either::Right(Box::pin(async move {
-                // Made here, in the call's future, where its request id is.
-                let entry = audited.entry(&agency, access, [0; 32], Err(&refused));
-                let status = match audited.append(vec![entry]).await {
-                    Ok(()) => Status::from(refused),
-                    Err(unaudited) => unaudited,
-                };
-                Ok(status.into_http())
-            }));
+            return futures_util::future::Either::Right(refuse(
+                self.audited.clone(),
+                peer.agency.to_string(),
+                request.uri().path(),
+                refused,
+            ));
         }
         futures_util::future::Either::Left(self.inner.call(request))
     }

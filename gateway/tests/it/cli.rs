@@ -215,7 +215,13 @@ async fn serve_alone_prepares_an_empty_data_directory() {
     // What holds personal data or accesses, and the keys, are this user's
     // alone: files 0600 (a database's -wal too), directories 0700.
     use std::os::unix::fs::PermissionsExt;
-    let mode = |p: &str| std::fs::metadata(data.join(p)).unwrap().permissions().mode() & 0o777;
+    let mode = |p: &str| {
+        std::fs::metadata(data.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
     for d in ["", "audit", "keys", "pki"] {
         assert_eq!(mode(d), 0o700, "{d:?}");
     }

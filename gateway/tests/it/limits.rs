@@ -345,3 +345,56 @@ async fn the_binary_enforces_each_limit_it_is_given_by_flag_environment_or_file(
         .unwrap()
         .expect("and is answered");
 }
+
+#[tokio::test]
+async fn a_certificate_for_no_agency_gets_health_and_takes_no_permit() {
+    let gw = TestGateway::with_limits(ServerLimits {
+        max_in_flight: 1,
+        ..ServerLimits::default()
+    })
+    .await;
+    let me = format!("{:012}", gw.find(|_| true).pid);
+    // A valid certificate of the gateway's CA, for nobody in the policy.
+    lienthong_gateway::tls::ensure_pki(&gw.pki, ["stranger"]).unwrap();
+    let stranger = gw.channel("stranger").await;
+    // The only permit is held by an agency's open stream.
+    let (send, batches) = tokio::sync::mpsc::channel(1);
+    send.send(batch("SUBSCRIBER_VERIFICATION", &me, 1, 4))
+        .await
+        .unwrap();
+    let mut answers = gw
+        .client("telco")
+        .await
+        .verify_batch(tokio_stream::wrappers::ReceiverStream::new(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answers.message().await.unwrap().unwrap().results.len(), 1);
+    // The stranger is refused for who it is, not shed for want of a permit
+    // (it never asked for one), and its refusal is audited.
+    let refused = ExchangeServiceClient::new(stranger.clone())
+        .verify_identity(verify(&me))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), reason(&refused).as_str()),
+        (Code::PermissionDenied, "AGENCY_UNKNOWN"),
+        "{refused:?}"
+    );
+    let audited = lienthong_gateway::audit::records(&gw.audit_path()).unwrap();
+    assert!(
+        audited
+            .iter()
+            .any(|r| r.entry.agency == "stranger" && r.entry.outcome == "AGENCY_UNKNOWN"),
+        "the refusal is in the audit log"
+    );
+    // Health it may ask.
+    let health = HealthClient::new(stranger)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(health.into_inner().status, 1, "SERVING");
+    drop(send);
+}

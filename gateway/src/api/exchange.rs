@@ -8,6 +8,7 @@ use lienthong_proto::v1::{self, exchange_service_server::ExchangeService};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::audited::{Access, Audited, hash_message};
+use super::undecodable::undecodable;
 use super::{caller, convert, request_id};
 use crate::error::{Error, Result};
 use crate::exchange::{Asker, Exchange};
@@ -145,7 +146,17 @@ impl ExchangeService for ExchangeApi {
                 let agency = peer.agency.clone();
                 let request_id = request_id.clone();
                 async move {
-                    let batch = batch?;
+                    let batch = match batch {
+                        Ok(batch) => batch,
+                        Err(status) => {
+                            return Err(match undecodable(&status) {
+                                Some(refused) => {
+                                    audit_undecodable_batch(&audited, &agency, refused).await
+                                }
+                                None => status,
+                            });
+                        }
+                    };
                     let verified = verify_one_batch(&exchange, &audited, &agency, batch);
                     match request_id {
                         Some(id) => id.scope(verified).await,
@@ -192,6 +203,16 @@ impl ExchangeService for ExchangeApi {
         self.audited
             .seal(&peer.agency, access, hash_message(&req), answer)
             .await
+    }
+}
+
+/// Records a batch message that did not decode (one record: nothing in it
+/// can be read); the stream then ends with `error`.
+async fn audit_undecodable_batch(audited: &Audited, agency: &str, error: Error) -> Status {
+    let entry = audited.entry(agency, Access::new("verify_batch"), [0; 32], Err(&error));
+    match audited.append(vec![entry]).await {
+        Ok(()) => error.into(),
+        Err(unaudited) => unaudited,
     }
 }
 

@@ -19,6 +19,7 @@ mod rate_limit;
 mod registry;
 mod request_id;
 mod status;
+mod undecodable;
 
 pub use citizen::CitizenApi;
 pub use exchange::ExchangeApi;
@@ -300,7 +301,13 @@ pub async fn serve(
             limits.deadline,
         ))
         // Then the agency's rate and quota, before any decoding.
-        .layer(rate_limit::RateLimitLayer::new(services.rates, audited))
+        .layer(rate_limit::RateLimitLayer::new(
+            services.rates,
+            audited.clone(),
+        ))
+        // Innermost: a message that does not decode is the caller's
+        // mistake, answered INVALID_ARGUMENT and audited.
+        .layer(undecodable::UndecodableLayer::new(audited))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -404,3 +404,49 @@ async fn an_agency_over_its_rate_is_refused_and_others_are_not() {
         bank.verify_identity(ask()).await.unwrap();
     }
 }
+
+/// A message whose field 2 (VerifyIdentityRequest.claim, a message) holds
+/// bytes that are no message: it cannot be decoded as the RPC's request.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Undecodable {
+    #[prost(bytes = "vec", tag = "2")]
+    claim: Vec<u8>,
+}
+
+#[tokio::test]
+async fn a_message_that_does_not_decode_is_invalid_argument_and_audited() {
+    let gw = TestGateway::start().await;
+    let mut grpc = tonic::client::Grpc::new(gw.channel("bank").await);
+    grpc.ready().await.unwrap();
+    let refused = grpc
+        .unary::<Undecodable, v1::VerifyIdentityResponse, _>(
+            tonic::Request::new(Undecodable {
+                claim: vec![0xFF; 16],
+            }),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/lienthong.v1.ExchangeService/VerifyIdentity",
+            ),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), reason(&refused).as_str()),
+        (tonic::Code::InvalidArgument, "ARGUMENT_INVALID"),
+        "{refused:?}"
+    );
+    assert_eq!(bad_fields(&refused), ["message"]);
+    let audited = lienthong_gateway::audit::records(&gw.audit_path()).unwrap();
+    assert!(
+        audited.iter().any(|r| r.entry.agency == "bank"
+            && r.entry.operation == "verify_identity"
+            && r.entry.outcome == "ARGUMENT_INVALID"),
+        "the refusal is audited"
+    );
+    // The same caller goes on being served.
+    gw.client("bank")
+        .await
+        .verify_identity(kyc(claim_of(&gw.find(|_| true), "r")))
+        .await
+        .unwrap();
+}

@@ -63,7 +63,7 @@ fn init_logs(dir: &DirArgs) {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if dir.log_format == "json" {
+    if dir.log_format.eq_ignore_ascii_case("json") {
         logs.json().init();
     } else {
         logs.with_ansi(std::io::stderr().is_terminal()).init();
@@ -76,7 +76,8 @@ fn run(command: Command, settings: &[Setting]) -> anyhow::Result<()> {
             let dir = DataDir::new(&args.dir.data_dir);
             let opts = args.options();
             let runtime = tokio::runtime::Runtime::new()?;
-            let served = runtime.block_on(cmd::serve(&dir, &opts, shutdown_signal()));
+            let served =
+                runtime.block_on(async { cmd::serve(&dir, &opts, shutdown_signal()).await });
             // Connections still open after the grace period end here.
             runtime.shutdown_timeout(Duration::from_secs(5));
             served?;
@@ -85,7 +86,7 @@ fn run(command: Command, settings: &[Setting]) -> anyhow::Result<()> {
             let dir = DataDir::new(&args.dir.data_dir);
             let opts = args.options();
             let runtime = tokio::runtime::Runtime::new()?;
-            let served = runtime.block_on(cmd::up(&dir, &opts, shutdown_signal()));
+            let served = runtime.block_on(async { cmd::up(&dir, &opts, shutdown_signal()).await });
             runtime.shutdown_timeout(Duration::from_secs(5));
             served?;
         }
@@ -144,7 +145,9 @@ fn run(command: Command, settings: &[Setting]) -> anyhow::Result<()> {
         Command::Check(args) => {
             let path = config::file_path(&args.dir.data_dir, args.config.as_deref());
             // A file that does not read stopped `parse` already.
-            let keys = settings.iter().filter(|s| s.from == "file").count();
+            let keys = config::ConfigFile::load(&path, false, &cli::setting_keys())
+                .map(|f| f.values().len())
+                .unwrap_or(0);
             let mut findings = vec![cmd::Finding::Ok(if path.exists() {
                 format!("{}: {keys} settings", path.display())
             } else {
@@ -219,8 +222,12 @@ fn run(command: Command, settings: &[Setting]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    lienthong_proto::signal::shutdown_signal().await;
-    tracing::info!("shutting down: draining in-flight requests");
+/// Completes on Ctrl-C or SIGTERM, caught from the moment this is called
+/// (inside the runtime, before anything is served).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    let signalled = lienthong_proto::signal::shutdown_signal();
+    async move {
+        signalled.await;
+        tracing::info!("shutting down: draining in-flight requests");
+    }
 }

@@ -325,11 +325,13 @@ fn serve(args: AdapterArgs) -> anyhow::Result<ExitCode> {
     });
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        // Caught from now on: a SIGTERM while starting stops it cleanly.
+        let stop = shutdown_signal();
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("{listen}: {e}"))?;
         tracing::info!(sector = %name, listen = %listener.local_addr()?, "lienthong adapter serving (mTLS, the gateway only)");
-        framework::run(adapter, listener, tls, opts.events.clone(), shutdown_signal()).await?;
+        framework::run(adapter, listener, tls, opts.events.clone(), stop).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

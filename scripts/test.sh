@@ -161,6 +161,7 @@ start_test_node() {
         ERL_EPMD_ADDRESS=127.0.0.1 \
         RABBITMQ_CONF_ENV_FILE="$TEST_NODE_DIR/rabbitmq-env.conf" \
         RABBITMQ_CONFIG_FILE="$TEST_NODE_DIR/rabbitmq.conf" \
+        RABBITMQ_ADVANCED_CONFIG_FILE="$TEST_NODE_DIR/advanced.config" \
         RABBITMQ_MNESIA_BASE="$TEST_NODE_DIR/mnesia" \
         RABBITMQ_LOG_BASE="$TEST_NODE_DIR/log" \
         RABBITMQ_PID_FILE="$TEST_NODE_DIR/pid" \

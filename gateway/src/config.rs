@@ -27,8 +27,9 @@
 //! ```
 //!
 //! The file is checked as a whole when it is read: a key that is no
-//! setting, or a value that is neither text nor a number, is an error
-//! naming its line. The values themselves are validated as the flags are.
+//! setting, or a value that is neither text nor a whole number, is an
+//! error naming its line. The values themselves are validated as the flags
+//! are (a number written as text is taken as the flag would take it).
 
 use std::path::{Path, PathBuf};
 
@@ -75,9 +76,7 @@ impl ConfigFile {
             let value = match value {
                 toml::Value::String(s) => s,
                 toml::Value::Integer(n) => n.to_string(),
-                toml::Value::Float(x) => x.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                _ => return Err(bad(format!("{at}`{key}` takes text or a number"))),
+                _ => return Err(bad(format!("{at}`{key}` takes text or a whole number"))),
             };
             file.values.push((key.clone(), value));
             file.lines.push((key, line.unwrap_or(0)));
@@ -154,6 +153,7 @@ mod tests {
         for (text, line) in [
             ("listen = \"127.0.0.1:1\"\nmax_inflight = 3\n", "line 2"),
             ("\n\ndeadline_ms = [1, 2]\n", "line 3"),
+            ("listen = true\n", "line 1"),
             ("listen = \n", "line 1"),
         ] {
             std::fs::write(&path, text).unwrap();

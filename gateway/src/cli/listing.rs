@@ -29,14 +29,14 @@ pub struct Setting {
 }
 
 impl Setting {
-    /// `key = value`, a number bare and anything else quoted.
+    /// `key = value`, a whole number bare and anything else quoted.
     fn line(&self) -> String {
         let value = if self.secret {
             config::redact_url(&self.value)
         } else {
             self.value.clone()
         };
-        if value.parse::<f64>().is_ok() {
+        if value.parse::<u64>().is_ok() {
             format!("{} = {value}", self.key)
         } else {
             format!("{} = {value:?}", self.key)

@@ -188,9 +188,14 @@ pub struct DirArgs {
         value_name = "FILTER"
     )]
     pub log: String,
-    /// How the logs are written: `text` for people, `json` for one JSON
-    /// object a line.
-    #[arg(long, env = "LIENTHONG_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    /// How the logs are written: `json` for one JSON object a line; any
+    /// other value (`text`) for people.
+    #[arg(
+        long,
+        env = "LIENTHONG_LOG_FORMAT",
+        default_value = "text",
+        value_name = "text|json"
+    )]
     pub log_format: String,
 }
 
@@ -247,10 +252,14 @@ pub fn parse() -> Result<(Command, Vec<Setting>)> {
         clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => e.exit(),
         _ => {
             let said = e.to_string();
-            let line = keys
-                .iter()
-                .find(|k| said.contains(&format!("--{}", k.replace('_', "-"))))
-                .and_then(|k| file.line_of(k));
+            // The setting at fault, as clap names it: `--log-format <…>`.
+            let line = e
+                .get(clap::error::ContextKind::InvalidArg)
+                .map(|arg| arg.to_string())
+                .and_then(|arg| {
+                    let flag = arg.split_whitespace().next()?.trim_start_matches('-');
+                    file.line_of(&flag.replace('-', "_"))
+                });
             Error::Config {
                 path: path.clone(),
                 message: format!(

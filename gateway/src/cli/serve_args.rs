@@ -68,7 +68,8 @@ pub struct ServeArgs {
     pub shutdown_grace_ms: u64,
     /// After SIGTERM or Ctrl-C, how long connections already open may still
     /// start calls, in milliseconds, while health answers NOT_SERVING and
-    /// new connections are refused (part of the grace period).
+    /// new connections are refused (part of the grace period, at most half
+    /// of it).
     #[arg(long, env = "LIENTHONG_SHUTDOWN_DRAIN_MS", default_value_t = 1_000,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub shutdown_drain_ms: u64,

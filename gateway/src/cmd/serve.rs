@@ -131,6 +131,16 @@ pub async fn serve(
     let (mut services, audit_writer) =
         Services::open(policy, registry, &dir.audit(), &dir.signing_key())?;
     services.limits = opts.limits;
+    // The drain is part of the grace period: at most half of it, so that
+    // calls in flight have the other half.
+    if services.limits.drain > opts.shutdown_grace / 2 {
+        tracing::warn!(
+            drain_ms = services.limits.drain.as_millis() as u64,
+            grace_ms = opts.shutdown_grace.as_millis() as u64,
+            "the shutdown drain is longer than half the grace period; it is shortened to half"
+        );
+        services.limits.drain = opts.shutdown_grace / 2;
+    }
     let sectors = SectorOptions {
         population: seeded_with,
         ..opts.sectors.clone()

@@ -14,6 +14,18 @@ use crate::amqp::{EventTap, OwnBroker, bind_refusing_queue, delete_queue, unique
 use crate::registry::move_to;
 use crate::support::{BIN, Failures, TestGateway, connect_as, serve_args, spawn_serve, wait_for};
 
+/// Starts the tests' own broker node again when dropped (a test that
+/// stopped it and then failed).
+struct StartAgainOnDrop(Option<Arc<OwnBroker>>);
+
+impl Drop for StartAgainOnDrop {
+    fn drop(&mut self) {
+        if let Some(broker) = self.0.take() {
+            broker.rabbitmqctl(&["start_app"]);
+        }
+    }
+}
+
 /// The outbox as committed: seq → event id.
 fn outbox(path: &std::path::Path) -> BTreeMap<u64, String> {
     let conn =
@@ -72,6 +84,8 @@ async fn fifty_thousand_writes_survive_a_broker_restart() {
     tokio::task::spawn_blocking(move || ctl.rabbitmqctl(&["stop_app"]))
         .await
         .unwrap();
+    // Should the test fail while it is stopped, the node is started again.
+    let mut stopped = StartAgainOnDrop(Some(broker.clone()));
     tokio::time::timeout(Duration::from_secs(30), relay.wait_for(|s| !s.connected))
         .await
         .expect("the relay notices the broker is gone")
@@ -96,6 +110,8 @@ async fn fifty_thousand_writes_survive_a_broker_restart() {
     .await;
     let restarted_at = acked.load(Ordering::Relaxed);
     let ctl = broker.clone();
+    // Started here instead.
+    stopped.0 = None;
     tokio::task::spawn_blocking(move || {
         ctl.rabbitmqctl(&["start_app"]);
         ctl.rabbitmqctl(&["await_startup"]);

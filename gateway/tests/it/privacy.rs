@@ -221,8 +221,27 @@ async fn workload(format: &str) -> Traces {
 /// names the citizen by Pid and holds none of the values.
 fn assert_private(traces: &Traces) {
     let folded = |s: &str| lienthong_proto::name::fold_diacritics(s);
+    // The Pid as text and as the number it is (no leading zeros); each date
+    // also as the yyyymmdd number the record stores.
+    let number = traces.pid.trim_start_matches('0').to_owned();
+    let compact: Vec<String> = traces
+        .secrets
+        .iter()
+        .filter(|s| s.len() == 10 && s.as_bytes()[4] == b'-')
+        .map(|d| d.replace('-', ""))
+        .collect();
+    assert!(!compact.is_empty(), "the workload carries a date of birth");
     for line in &traces.lines {
-        assert!(!line.contains(&traces.pid), "the Pid is in the log: {line}");
+        assert!(
+            !line.contains(&traces.pid) && !line.contains(&number),
+            "the Pid is in the log: {line}"
+        );
+        for date in &compact {
+            assert!(
+                !line.contains(date.as_str()),
+                "{date} is in the log: {line}"
+            );
+        }
         for secret in &traces.secrets {
             assert!(
                 !line.contains(secret.as_str()),

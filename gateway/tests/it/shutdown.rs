@@ -50,8 +50,12 @@ async fn sigterm_turns_health_not_serving_refuses_new_connections_and_answers_th
             "amqp://guest:guest@127.0.0.1:1/%2f",
             "--sector-endpoints",
             &endpoints,
+            // The adapter holds the look-up as long as the test needs.
+            "--sector-deadline-ms",
+            "60000",
+            // Longer than every wait below together (3 × 2.5 s).
             "--shutdown-drain-ms",
-            "5000",
+            "10000",
         ],
     ))
     .await;
@@ -93,17 +97,17 @@ async fn sigterm_turns_health_not_serving_refuses_new_connections_and_answers_th
     // On the connection already open, the gateway as a whole and each of
     // its services say they no longer serve.
     for service in ["", "lienthong.v1.ExchangeService"] {
-        let until = tokio::time::Instant::now() + Duration::from_secs(4);
+        let until = tokio::time::Instant::now() + Duration::from_millis(2_500);
         while status(service).await != ServingStatus::NotServing {
             assert!(
                 tokio::time::Instant::now() < until,
-                "{service:?} still SERVING 4 s after SIGTERM"
+                "{service:?} still SERVING 2.5 s after SIGTERM"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     // A new connection is refused.
-    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    let until = tokio::time::Instant::now() + Duration::from_millis(2_500);
     while connect(
         addr,
         &pki.ca_cert(),
@@ -117,7 +121,7 @@ async fn sigterm_turns_health_not_serving_refuses_new_connections_and_answers_th
     {
         assert!(
             tokio::time::Instant::now() < until,
-            "new connections still accepted 4 s after SIGTERM"
+            "new connections still accepted 2.5 s after SIGTERM"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -140,7 +144,7 @@ async fn sigterm_turns_health_not_serving_refuses_new_connections_and_answers_th
         ),
         "the adapter's answer"
     );
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
         .await
         .expect("the gateway exits once its calls are answered")
         .unwrap();
@@ -160,7 +164,17 @@ async fn sigterm_under_load_publishes_every_acknowledged_event_and_closes_the_au
     let tap = EventTap::start(&exchange).await;
     let data = tempfile::tempdir().unwrap();
     let data_s = data.path().to_str().unwrap();
-    let args = serve_args(data_s, &["--seed", "6", "--events-exchange", &exchange]);
+    let args = serve_args(
+        data_s,
+        &[
+            "--seed",
+            "6",
+            "--events-exchange",
+            &exchange,
+            "--shutdown-drain-ms",
+            "1000",
+        ],
+    );
     let (mut child, addr) = spawn_serve(&args).await;
     let people: Arc<Vec<u64>> = Arc::new(
         Population::new(6, 2_000)
@@ -216,9 +230,12 @@ async fn sigterm_under_load_publishes_every_acknowledged_event_and_closes_the_au
     for w in writers {
         w.await.unwrap();
     }
-    // A stopping server refuses (UNAVAILABLE) or cuts (CANCELLED); one that
+    // Open connections are served for the drain (1 s) after the signal, and
+    // only then told to go away: no call fails before, and after it a
+    // stopping server refuses (UNAVAILABLE) or cuts (CANCELLED). One that
     // aborted the calls it had would fail here.
-    failures.assert_only_after(signalled, "SIGTERM", |s| {
+    let drained = signalled + Duration::from_secs(1);
+    failures.assert_only_after(drained, "the drain after SIGTERM", |s| {
         matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Cancelled)
     });
     let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
@@ -273,6 +290,8 @@ async fn a_stream_still_open_is_cut_after_the_grace_period_and_the_audit_closes(
             "amqp://guest:guest@127.0.0.1:1/%2f",
             "--shutdown-grace-ms",
             "500",
+            "--shutdown-drain-ms",
+            "0",
         ],
     ))
     .await;

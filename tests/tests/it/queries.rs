@@ -219,11 +219,11 @@ async fn a_stopped_adapter_is_unavailable_fast_and_used_again_once_back() {
             .unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert_eq!(reason(&status), "SECTOR_UNAVAILABLE");
-        // Loose: a stopped adapter refuses the connection at once, so this
-        // only fails if the gateway waited for something.
+        // A stopped adapter refuses the connection at once: answered before
+        // the sector's deadline (loose: 5 s), not at it.
         assert!(
-            started.elapsed() < SECTOR_DEADLINE + Duration::from_secs(10),
-            "answered after {:?}",
+            started.elapsed() < SECTOR_DEADLINE,
+            "answered after {:?}, as late as the deadline",
             started.elapsed()
         );
         // The other sectors go on meanwhile.
@@ -283,7 +283,7 @@ async fn a_slow_adapter_is_cut_at_the_deadline_and_holds_nothing_else() {
     )
     .await;
     // Meanwhile the gateway's other work goes on: a verification and
-    // another sector are answered.
+    // another sector are answered while the look-ups are still held.
     clinic
         .verify_identity(VerifyIdentityRequest {
             purpose: "HEALTH_INSURANCE_CHECK".into(),
@@ -304,6 +304,11 @@ async fn a_slow_adapter_is_cut_at_the_deadline_and_holds_nothing_else() {
     )
     .await
     .unwrap();
+    let unfinished = stalled.iter().filter(|t| !t.is_finished()).count();
+    assert!(
+        unfinished >= SECTOR_IN_FLIGHT,
+        "the other work waited for the held look-ups: {unfinished} still held"
+    );
     let (mut refused, mut cut) = (0, 0);
     for call in stalled {
         let (status, took) = call.await.unwrap();

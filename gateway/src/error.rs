@@ -277,6 +277,9 @@ pub enum Error {
         path.display()
     )]
     StateMissing { path: PathBuf, what: &'static str },
+    /// `lienthong check` found problems in a data directory.
+    #[error("the data directory has {problems} problem(s)")]
+    CheckFailed { problems: usize },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -345,6 +348,7 @@ impl Error {
             | Self::Key(_)
             | Self::Io { .. }
             | Self::StateMissing { .. }
+            | Self::CheckFailed { .. }
             | Self::Population(_)
             | Self::Server(_)
             | Self::Task => Reason::Internal,

@@ -14,9 +14,11 @@
 //! ```
 
 mod listing;
+mod run;
 mod serve_args;
 
 pub use listing::{Setting, print_config};
+pub use run::run;
 pub use serve_args::ServeArgs;
 
 use std::net::SocketAddr;

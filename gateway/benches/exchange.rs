@@ -522,6 +522,7 @@ fn main() {
                 .serve_with_incoming(lienthong_gateway::tls::incoming(
                     listener,
                     echo_tls,
+                    Duration::from_secs(3),
                     std::future::pending(),
                 )),
         );

@@ -75,6 +75,8 @@ pub struct ServerLimits {
     /// still start calls while health answers `NOT_SERVING` and new
     /// connections are refused.
     pub drain: Duration,
+    /// Time a client has to complete its TLS handshake.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -86,6 +88,7 @@ impl Default for ServerLimits {
             deadline: Duration::from_secs(30),
             max_batch_claims: crate::exchange::MAX_BATCH,
             drain: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -280,7 +283,7 @@ pub async fn serve(
         let _ = stop_accepting.send(());
         tokio::time::sleep(drain).await;
     };
-    let incoming = tls::incoming(listener, tls, async {
+    let incoming = tls::incoming(listener, tls, limits.handshake_timeout, async {
         let _ = accepting_stopped.await;
     });
     Server::builder()

@@ -58,6 +58,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LIENTHONG_DEADLINE_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub deadline_ms: u64,
+    /// Time a client has to complete its TLS handshake, in milliseconds;
+    /// past it the connection is closed. At most 256 handshakes run at
+    /// once, one more dropping the oldest.
+    #[arg(long, env = "LIENTHONG_HANDSHAKE_TIMEOUT_MS", default_value_t = 3_000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub handshake_timeout_ms: u64,
     /// Most claims in one VerifyBatch batch (BATCH_TOO_LARGE beyond).
     #[arg(long, env = "LIENTHONG_MAX_BATCH_CLAIMS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -143,6 +149,7 @@ impl ServeArgs {
                 deadline: Duration::from_millis(args.deadline_ms),
                 max_batch_claims: args.max_batch_claims as usize,
                 drain: Duration::from_millis(args.shutdown_drain_ms),
+                handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
             },
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             sectors: SectorOptions {

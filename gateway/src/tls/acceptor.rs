@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Handshakes run in their own tasks so one slow client cannot stall the
-//! accept loop; at most [`MAX_HANDSHAKES`] run at once. Failed handshakes are
+//! accept loop, which never waits: at most [`MAX_HANDSHAKES`] run at once,
+//! one more dropping the oldest, each within its deadline. Failed handshakes are
 //! dropped (and logged without personal data); tonic only ever sees
 //! authenticated connections, and every request carries the [`Peer`] in its
 //! extensions.
@@ -24,16 +25,14 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
-/// Handshakes allowed in progress at once.
-const MAX_HANDSHAKES: usize = 256;
-/// Time a client has to complete its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; one more drops the oldest.
+pub const MAX_HANDSHAKES: usize = 256;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
@@ -98,32 +97,27 @@ impl AsyncWrite for AuthenticatedStream {
     }
 }
 
-/// The stream of authenticated connections on `listener`. Once
-/// `stop_accepting` completes the listener is closed (new connections are
-/// refused) while the stream stays open, so the server keeps the
-/// connections it has; the accept loop ends when the stream is dropped.
+/// The stream of authenticated connections on `listener`, each TLS
+/// handshake given `handshake_timeout`. Once `stop_accepting` completes
+/// the listener is closed (new connections are refused) while the stream
+/// stays open, so the server keeps the connections it has; the accept loop
+/// ends when the stream is dropped.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
+    handshake_timeout: Duration,
     stop_accepting: impl Future<Output = ()> + Send + 'static,
 ) -> ReceiverStream<Result<AuthenticatedStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let handshakes = Arc::new(Handshakes::default());
     tokio::spawn(async move {
         let mut stop_accepting = std::pin::pin!(stop_accepting);
         loop {
-            let permit = tokio::select! {
-                _ = tx.closed() => return,
-                () = &mut stop_accepting => break,
-                permit = handshakes.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
-            };
             let (tcp, remote) = tokio::select! {
-                _ = tx.closed() => return,
+                biased;
                 () = &mut stop_accepting => break,
+                _ = tx.closed() => return,
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -137,10 +131,18 @@ pub fn incoming(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
+            let id = handshakes.next_id();
+            let done = handshakes.clone();
+            // The task starts once it is recorded, so that it is never
+            // forgotten before it is recorded.
+            let (recorded, when_recorded) = tokio::sync::oneshot::channel::<()>();
+            let handshake = tokio::spawn(async move {
+                if when_recorded.await.is_err() {
+                    return;
+                }
+                let accepted = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await;
+                done.finished(id);
+                let tls = match accepted {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::info!(%remote, error = %e, "TLS handshake refused");
@@ -167,9 +169,48 @@ pub fn incoming(
                 };
                 let _ = tx.send(Ok(AuthenticatedStream { inner: tls, peer })).await;
             });
+            handshakes.started(id, handshake.abort_handle());
+            let _ = recorded.send(());
         }
         drop(listener);
         tx.closed().await;
     });
     ReceiverStream::new(rx)
+}
+
+/// The handshakes in progress, oldest first. At most [`MAX_HANDSHAKES`]:
+/// one more drops the oldest, so that connections that send nothing cannot
+/// hold every slot while new clients wait — the accept loop never waits for
+/// a slot, and a silent connection lasts at most until enough newer ones
+/// have come, or its deadline.
+#[derive(Default)]
+struct Handshakes {
+    next: std::sync::atomic::AtomicU64,
+    running: std::sync::Mutex<std::collections::VecDeque<(u64, tokio::task::AbortHandle)>>,
+}
+
+impl Handshakes {
+    fn next_id(&self) -> u64 {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records handshake `id`, dropping the oldest beyond the bound.
+    fn started(&self, id: u64, handle: tokio::task::AbortHandle) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.push_back((id, handle));
+        if running.len() > MAX_HANDSHAKES
+            && let Some((_, oldest)) = running.pop_front()
+        {
+            oldest.abort();
+            tracing::debug!("the handshakes in progress are at their bound: the oldest is dropped");
+        }
+    }
+
+    /// Forgets handshake `id`, which ended.
+    fn finished(&self, id: u64) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = running.iter().position(|(i, _)| *i == id) {
+            running.remove(at);
+        }
+    }
 }

@@ -208,3 +208,41 @@ async fn a_tls_1_2_client_is_refused_with_a_valid_certificate() {
         Ok(rustls::ProtocolVersion::TLSv1_3)
     );
 }
+
+#[tokio::test]
+async fn connections_that_send_nothing_never_keep_a_client_out() {
+    // Handshakes that could wait a minute: only the bound on handshakes in
+    // progress can let a new client in before then.
+    let gw = TestGateway::with_limits(lienthong_gateway::api::ServerLimits {
+        handshake_timeout: std::time::Duration::from_secs(60),
+        ..Default::default()
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..lienthong_gateway::tls::MAX_HANDSHAKES + 8 {
+        silent.push(tokio::net::TcpStream::connect(gw.addr).await.unwrap());
+    }
+    // A client that completes its handshake gets in, well before any silent
+    // connection's deadline (loose: 20 s of 60).
+    let served = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        try_call(
+            &gw,
+            &gw.pki.ca_cert(),
+            Some((&gw.pki.agency_cert("bank"), &gw.pki.agency_key("bank"))),
+        )
+        .await
+    })
+    .await
+    .expect("a new client is let in while silent connections wait");
+    assert_eq!(served, Call::Served("OK".into()));
+    // The bound holds: the oldest silent connections were closed to make
+    // room (their reads end), long before their own deadline.
+    use tokio::io::AsyncReadExt;
+    for (i, tcp) in silent.iter_mut().take(8).enumerate() {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(20), tcp.read(&mut byte))
+            .await
+            .unwrap_or_else(|_| panic!("silent connection {i} is still open"));
+        assert!(matches!(read, Ok(0) | Err(_)), "{i}: {read:?}");
+    }
+}

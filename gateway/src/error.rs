@@ -48,6 +48,9 @@ reasons! {
     AgencyUnknown = "AGENCY_UNKNOWN",
     /// The registry store failed; retrying may help.
     StoreUnavailable = "STORE_UNAVAILABLE",
+    /// The registry's file is damaged: retrying will not help; the
+    /// operator restores it.
+    DataLoss = "DATA_LOSS",
     /// The request carried no authenticated peer.
     Unauthenticated = "UNAUTHENTICATED",
     /// The agency has no role that owns this registry write.
@@ -339,6 +342,7 @@ impl Error {
             Self::SectorUnavailable { .. } => Reason::SectorUnavailable,
             Self::SectorRecordNotFound { .. } => Reason::SectorRecordNotFound,
             Self::Audit(_) => Reason::AuditUnavailable,
+            Self::Store(e) if is_damage(e) => Reason::DataLoss,
             Self::Store(_) => Reason::StoreUnavailable,
             Self::Corrupt
             | Self::SchemaTooNew { .. }
@@ -354,6 +358,15 @@ impl Error {
             | Self::Task => Reason::Internal,
         }
     }
+}
+
+/// Whether SQLite says its file is damaged (a corrupt page, or no
+/// database at all), rather than busy or out of space.
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 /// The most characters of a caller's text an error message repeats.

@@ -50,6 +50,7 @@ fn code(reason: Reason) -> Code {
         | Reason::Overloaded
         | Reason::SectorUnavailable => Code::Unavailable,
         Reason::DeadlineExceeded => Code::DeadlineExceeded,
+        Reason::DataLoss => Code::DataLoss,
         Reason::Unauthenticated => Code::Unauthenticated,
         Reason::Internal => Code::Internal,
     }
@@ -60,7 +61,10 @@ impl From<Error> for Status {
         let reason = err.reason();
         if matches!(
             reason,
-            Reason::StoreUnavailable | Reason::AuditUnavailable | Reason::Internal
+            Reason::StoreUnavailable
+                | Reason::AuditUnavailable
+                | Reason::DataLoss
+                | Reason::Internal
         ) {
             tracing::error!(error = %err, "request failed inside the gateway");
         }
@@ -213,6 +217,14 @@ mod tests {
             Reason::Unauthenticated => {
                 (Error::Unauthenticated, Code::Unauthenticated, Detail::None)
             }
+            Reason::DataLoss => (
+                Error::Store(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                    None,
+                )),
+                Code::DataLoss,
+                Detail::None,
+            ),
             Reason::RoleNotPermitted => (
                 Error::RoleNotPermitted {
                     agency: agency(),
@@ -338,6 +350,7 @@ mod tests {
             Reason::ArgumentInvalid => "ARGUMENT_INVALID",
             Reason::AgencyUnknown => "AGENCY_UNKNOWN",
             Reason::StoreUnavailable => "STORE_UNAVAILABLE",
+            Reason::DataLoss => "DATA_LOSS",
             Reason::Unauthenticated => "UNAUTHENTICATED",
             Reason::RoleNotPermitted => "ROLE_NOT_PERMITTED",
             Reason::RequestIdReused => "REQUEST_ID_REUSED",

@@ -1,6 +1,7 @@
 //! `lienthong check`: validates a data directory without serving it — the
 //! policy, the certificates the policy and the sector adapters need, the
-//! signing key — and says exactly what is wrong.
+//! signing key, the registry's integrity and the audit chain — and says
+//! exactly what is wrong.
 //!
 //! ```text
 //! ok       policy.toml: 9 agencies
@@ -98,6 +99,17 @@ pub fn check(dir: &DataDir) -> Vec<Finding> {
             ));
         }
     }
+    if pki.ca_key().exists() {
+        found.push(Finding::Warning(
+            "pki/ca.key: the CA's private key lies in a data directory serve uses; \
+             a real deployment keeps it offline (serve never reads it)"
+                .into(),
+        ));
+    }
+    found.push(registry_integrity(dir));
+    if dir.has_served() {
+        found.push(audit_chain(dir));
+    }
     let key = dir.signing_key();
     found.push(if key.exists() {
         match SigningKey::load(&key) {
@@ -111,6 +123,52 @@ pub fn check(dir: &DataDir) -> Vec<Finding> {
         Finding::Ok("keys/signing.pk8: not yet created (serve creates it on first start)".into())
     });
     found
+}
+
+/// SQLite's own check of every page and index of the registry.
+fn registry_integrity(dir: &DataDir) -> Finding {
+    let path = dir.registry();
+    if !path.exists() {
+        return Finding::Ok("registry.db: not yet created (serve seeds it on first start)".into());
+    }
+    let checked =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|conn| {
+                let mut stmt = conn.prepare("PRAGMA integrity_check(20)")?;
+                let said = stmt
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(said)
+            });
+    match checked {
+        Ok(said) if said == ["ok"] => Finding::Ok("registry.db: integrity check passed".into()),
+        Ok(said) => Finding::Problem(format!(
+            "registry.db: damaged ({}); restore it from a backup",
+            said.join("; ")
+        )),
+        Err(e) => Finding::Problem(format!(
+            "registry.db: cannot be read ({e}); restore it from a backup"
+        )),
+    }
+}
+
+/// The audit chain walked as `lienthong audit verify` walks it.
+fn audit_chain(dir: &DataDir) -> Finding {
+    match super::audit_verify(dir, None, None) {
+        Ok((report, _)) => match report.problem {
+            None if report.set_aside.is_empty() => Finding::Ok(format!(
+                "audit/: {} records chained, {} signed checkpoints",
+                report.records, report.checkpoints
+            )),
+            None => Finding::Warning(format!(
+                "audit/: chained, but {} file(s) of bytes were set aside at a start \
+                 (lienthong audit verify lists them)",
+                report.set_aside.len()
+            )),
+            Some(problem) => Finding::Problem(format!("audit/: {problem}")),
+        },
+        Err(e) => Finding::Problem(format!("audit/: {e}")),
+    }
 }
 
 /// Checks the certificate at `path`: it reads, was issued by the CA

@@ -62,8 +62,10 @@ pub(crate) async fn first_start(
         return what_served_holds(dir);
     }
     let policy = dir.prepare()?;
-    let created = ensure_pki(&dir.pki(), policy.agencies.keys().map(String::as_str))?;
-    if !created.created.is_empty() {
+    // A development PKI where there is none; an existing one is used as it
+    // is (`lienthong certs` adds to it): serve never reads the CA's key.
+    if !dir.pki().ca_cert().exists() {
+        let created = ensure_pki(&dir.pki(), policy.agencies.keys().map(String::as_str))?;
         tracing::info!(files = created.created.len(), pki = %dir.pki().root.display(), "created development certificates");
     }
     let store = SqliteRegistry::open(dir.registry())?;

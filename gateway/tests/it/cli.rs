@@ -518,3 +518,73 @@ async fn a_data_directory_that_has_served_is_never_refilled() {
     let (ok, said) = run_bin(&args, Duration::from_secs(120));
     assert!(!ok && said.contains("population"), "{said}");
 }
+
+#[tokio::test]
+async fn serve_never_reads_the_ca_key_and_check_finds_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    assert!(run(&["certs", "--data-dir", data]).status.success());
+    // The CA's key beside the gateway is worth a warning, not a failure.
+    let out = run(&["check", "--data-dir", data]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("warning  pki/ca.key: the CA's private key"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Kept offline, as a deployment would: serve runs without it and keeps
+    // the CA it has.
+    let ca = std::fs::read(dir.path().join("pki/ca.pem")).unwrap();
+    std::fs::rename(
+        dir.path().join("pki/ca.key"),
+        dir.path().join("ca.key.offline"),
+    )
+    .unwrap();
+    let (mut serving, addr) = spawn_serve(&serve_args(
+        data,
+        &["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f"],
+    ))
+    .await;
+    let pki = PkiLayout::under(dir.path());
+    ExchangeServiceClient::new(connect_as(addr, &pki, "vietcombank").await)
+        .verify_identity(v1::VerifyIdentityRequest {
+            purpose: "KYC_ONBOARDING".into(),
+            claim: Some(v1::IdentityClaim {
+                pid: "001085000123".into(),
+                ..Default::default()
+            }),
+            r#match: None,
+        })
+        .await
+        .unwrap();
+    assert!(!dir.path().join("pki/ca.key").exists(), "no new CA key");
+    assert_eq!(std::fs::read(dir.path().join("pki/ca.pem")).unwrap(), ca);
+    let status = crate::support::terminate(&mut serving, Duration::from_secs(30)).await;
+    assert!(status.success());
+
+    // A served directory is checked whole: the registry page by page, the
+    // audit chain record by record.
+    let out = run(&["check", "--data-dir", data]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("ok       registry.db: integrity check passed"),
+        "{said}"
+    );
+    assert!(
+        said.contains("ok       audit/: 1 records chained"),
+        "{said}"
+    );
+    // A flipped stretch in the middle of the registry is found.
+    let registry = dir.path().join("registry.db");
+    let mut bytes = std::fs::read(&registry).unwrap();
+    let middle = bytes.len() / 2 / 4096 * 4096;
+    for b in &mut bytes[middle..middle + 16 * 4096] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(&registry, bytes).unwrap();
+    let out = run(&["check", "--data-dir", data]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(64), "{said}");
+    assert!(said.contains("problem  registry.db:"), "{said}");
+}

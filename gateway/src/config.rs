@@ -13,6 +13,7 @@
 //! outbox_retention_days = 7
 //! max_message_bytes = 16777216
 //! max_in_flight = 2048
+//! max_in_flight_per_agency = 0           # 0: a quarter of max_in_flight
 //! max_streams_per_connection = 256
 //! deadline_ms = 30000
 //! handshake_timeout_ms = 3000

@@ -222,6 +222,9 @@ pub enum Error {
     /// Every admission permit is taken.
     #[error("the gateway is at its limit of {limit} calls in flight; retry shortly")]
     Overloaded { limit: usize },
+    /// The caller's agency holds its share of the calls in flight.
+    #[error("this agency holds its share of {share} calls in flight; retry once one ends")]
+    ShareUsed { share: usize },
     /// The server-side deadline passed.
     #[error("the call did not finish within the server's deadline of {} ms", limit.as_millis())]
     DeadlineExceeded { limit: std::time::Duration },
@@ -336,7 +339,7 @@ impl Error {
             Self::ConsentRequired { .. } => Reason::ConsentRequired,
             Self::Consent { reason, .. } => *reason,
             Self::ConsentNotFound => Reason::ConsentNotFound,
-            Self::Overloaded { .. } => Reason::Overloaded,
+            Self::Overloaded { .. } | Self::ShareUsed { .. } => Reason::Overloaded,
             Self::DeadlineExceeded { .. } => Reason::DeadlineExceeded,
             Self::SectorQueryNotPermitted { .. } => Reason::SectorQueryNotPermitted,
             Self::SectorUnavailable { .. } => Reason::SectorUnavailable,

@@ -4,6 +4,9 @@
 //! ```text
 //! a permit free?   no  → UNAVAILABLE, OVERLOADED, RetryInfo 100 ms (at once:
 //!                        nothing queues without end)
+//! the agency's     no  → the same: one agency holds at most its share of the
+//! share free?            permits (--max-in-flight-per-agency), so it cannot
+//!                        take them all from the others
 //!                  yes → held until the answer has been sent, stream included
 //! the deadline?    past before the answer → DEADLINE_EXCEEDED (a stream's
 //!                  answer is its opening: a verification job may stream for
@@ -17,8 +20,9 @@
 //! have been audited; a registry write it carried may have been committed,
 //! and a retry with the same `request_id` returns its receipt.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,6 +35,7 @@ use tower::{Layer, Service};
 
 use crate::error::Error;
 use crate::telemetry::SHED;
+use crate::tls::Peer;
 
 /// Paths of the services admission applies to.
 const ADMITTED: &str = "/lienthong.";
@@ -40,16 +45,54 @@ const ADMITTED: &str = "/lienthong.";
 pub(crate) struct AdmissionLayer {
     permits: Arc<Semaphore>,
     limit: usize,
+    /// Calls in flight by agency, each at most `share`.
+    agencies: Arc<Mutex<HashMap<Arc<str>, usize>>>,
+    share: usize,
     deadline: Duration,
 }
 
 impl AdmissionLayer {
-    /// At most `limit` calls in flight, each within `deadline`.
-    pub(crate) fn new(limit: usize, deadline: Duration) -> Self {
+    /// At most `limit` calls in flight, at most `share` of them one
+    /// agency's, each within `deadline`.
+    pub(crate) fn new(limit: usize, share: usize, deadline: Duration) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(limit)),
             limit,
+            agencies: Arc::default(),
+            share: share.clamp(1, limit.max(1)),
             deadline,
+        }
+    }
+
+    /// One more call of `agency`, unless it holds its share already.
+    fn take_share(&self, agency: &Arc<str>) -> Option<Share> {
+        let mut agencies = self.agencies.lock().unwrap_or_else(|e| e.into_inner());
+        let held = agencies.entry(agency.clone()).or_insert(0);
+        if *held >= self.share {
+            return None;
+        }
+        *held += 1;
+        Some(Share {
+            agencies: self.agencies.clone(),
+            agency: agency.clone(),
+        })
+    }
+}
+
+/// One call's place in its agency's share, given back when dropped.
+struct Share {
+    agencies: Arc<Mutex<HashMap<Arc<str>, usize>>>,
+    agency: Arc<str>,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut agencies = self.agencies.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = agencies.get_mut(&self.agency) {
+            *held -= 1;
+            if *held == 0 {
+                agencies.remove(&self.agency);
+            }
         }
     }
 }
@@ -92,14 +135,27 @@ where
         if !request.uri().path().starts_with(ADMITTED) {
             return futures_util::future::Either::Left(self.inner.call(request));
         }
-        let Ok(permit) = self.layer.permits.clone().try_acquire_owned() else {
-            let refused = Error::Overloaded {
-                limit: self.layer.limit,
-            };
+        let shed = |refused: Error| -> Self::Future {
             metrics::counter!(SHED, "reason" => "OVERLOADED").increment(1);
-            return futures_util::future::Either::Right(Box::pin(async move {
+            futures_util::future::Either::Right(Box::pin(async move {
                 Ok(Status::from(refused).into_http())
-            }));
+            }))
+        };
+        let share = match request.extensions().get::<Peer>() {
+            Some(peer) => match self.layer.take_share(&peer.agency) {
+                Some(share) => Some(share),
+                None => {
+                    return shed(Error::ShareUsed {
+                        share: self.layer.share,
+                    });
+                }
+            },
+            None => None,
+        };
+        let Ok(permit) = self.layer.permits.clone().try_acquire_owned() else {
+            return shed(Error::Overloaded {
+                limit: self.layer.limit,
+            });
         };
         let deadline = self.layer.deadline;
         let answer = self.inner.call(request);
@@ -109,6 +165,7 @@ where
                     Body::new(Holding {
                         body,
                         _permit: permit,
+                        _share: share,
                     })
                 })),
                 Ok(Err(e)) => Err(e),
@@ -121,10 +178,12 @@ where
     }
 }
 
-/// A response body that holds its call's permit until it has been sent.
+/// A response body that holds its call's permit (and its place in its
+/// agency's share) until it has been sent.
 struct Holding {
     body: Body,
     _permit: OwnedSemaphorePermit,
+    _share: Option<Share>,
 }
 
 impl http_body::Body for Holding {
@@ -181,7 +240,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_past_the_deadline_ends_with_deadline_exceeded_and_frees_its_permit() {
-        let layer = AdmissionLayer::new(1, Duration::from_millis(20));
+        let layer = AdmissionLayer::new(1, 1, Duration::from_millis(20));
         let mut service = layer.layer(Stuck);
         let path = "/lienthong.v1.ExchangeService/VerifyIdentity";
         let late = service.call(call(path)).await.unwrap();
@@ -193,7 +252,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_over_the_limit_is_shed_at_once_and_probes_are_not_counted() {
-        let layer = AdmissionLayer::new(1, Duration::from_secs(3600));
+        let layer = AdmissionLayer::new(1, 1, Duration::from_secs(3600));
         let mut service = layer.layer(Stuck);
         let path = "/lienthong.v1.ExchangeService/VerifyIdentity";
         let _holding = service.call(call(path));

@@ -268,17 +268,13 @@ async fn verify_one_batch(
         agency,
         purpose: &batch.purpose,
     };
-    let admitted = exchange
-        .admit_batch(asker, batch.claims.len())
-        .and_then(|admitted| Ok((admitted, convert::match_options(batch.r#match.as_ref())?)));
-    let (admitted, how) = match admitted {
-        Ok(admitted) => admitted,
-        Err(refused) => {
-            return Err(audit_failed_batch(audited, agency, &batch, accesses, refused).await);
-        }
+    let size = batch.claims.len();
+    let (how, claims) = (&batch.r#match, &mut batch.claims);
+    let decode = || {
+        let how = convert::match_options(how.as_ref())?;
+        Ok((how, claims.iter_mut().map(convert::take_claim).collect()))
     };
-    let claims = batch.claims.iter_mut().map(convert::take_claim).collect();
-    let verified = match admitted.verify(claims, how).await {
+    let verified = match exchange.verify_batch(asker, size, decode).await {
         Ok(verified) => verified,
         Err(failed) => {
             return Err(audit_failed_batch(audited, agency, &batch, accesses, failed).await);

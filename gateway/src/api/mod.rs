@@ -64,6 +64,9 @@ pub struct ServerLimits {
     /// lienthong calls in flight across all connections; one more is shed
     /// at once with `UNAVAILABLE` / `OVERLOADED`.
     pub max_in_flight: usize,
+    /// Of those, the most one agency may hold; one more of its calls is
+    /// shed the same way, so no agency can take the others' room.
+    pub max_in_flight_per_agency: usize,
     /// Concurrent calls (HTTP/2 streams) one connection may open; the
     /// client waits for a free one.
     pub max_streams_per_connection: u32,
@@ -84,6 +87,7 @@ impl Default for ServerLimits {
         Self {
             max_message_bytes: 16 * 1024 * 1024,
             max_in_flight: 2_048,
+            max_in_flight_per_agency: 512,
             max_streams_per_connection: 256,
             deadline: Duration::from_secs(30),
             max_batch_claims: crate::exchange::MAX_BATCH,
@@ -301,6 +305,7 @@ pub async fn serve(
         // runs past the deadline.
         .layer(admission::AdmissionLayer::new(
             limits.max_in_flight,
+            limits.max_in_flight_per_agency,
             limits.deadline,
         ))
         // Then the agency's rate and quota, before any decoding.

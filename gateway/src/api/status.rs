@@ -115,7 +115,7 @@ impl From<Error> for Status {
             _ if matches!(reason, Reason::StoreUnavailable | Reason::AuditUnavailable) => {
                 details.set_retry_info(Some(Duration::from_secs(1)));
             }
-            Error::Overloaded { .. } => {
+            Error::Overloaded { .. } | Error::ShareUsed { .. } => {
                 details.set_retry_info(Some(Duration::from_millis(100)));
             }
             _ => {}

@@ -49,6 +49,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LIENTHONG_MAX_IN_FLIGHT", default_value_t = 2_048,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_in_flight: u64,
+    /// Of the calls in flight, the most one agency may hold (its share):
+    /// one more of its calls is shed the same way, so no agency can take
+    /// the others' room; 0 for a quarter of --max-in-flight.
+    #[arg(long, env = "LIENTHONG_MAX_IN_FLIGHT_PER_AGENCY", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub max_in_flight_per_agency: u64,
     /// Concurrent calls (HTTP/2 streams) one connection may open.
     #[arg(long, env = "LIENTHONG_MAX_STREAMS_PER_CONNECTION", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -145,6 +151,10 @@ impl ServeArgs {
             limits: ServerLimits {
                 max_message_bytes: args.max_message_bytes as usize,
                 max_in_flight: args.max_in_flight as usize,
+                max_in_flight_per_agency: match args.max_in_flight_per_agency {
+                    0 => (args.max_in_flight as usize / 4).max(1),
+                    n => n as usize,
+                },
                 max_streams_per_connection: args.max_streams_per_connection,
                 deadline: Duration::from_millis(args.deadline_ms),
                 max_batch_claims: args.max_batch_claims as usize,

@@ -1,12 +1,15 @@
-//! A `VerifyBatch` batch through the domain, in the order that keeps a
-//! refused batch cheap and an agency's quota honest:
+//! A `VerifyBatch` batch through the domain, one call
+//! ([`Exchange::verify_batch`]) in the order that keeps a refused batch
+//! cheap and an agency's quota honest:
 //!
 //! ```text
 //! admit   the policy grants verify_batch for the purpose,
-//!         and the batch holds at most the configured claims ─▶ AdmittedBatch
-//! verify  the claims, once the batch is known well-formed, are charged to
-//!         the agency's daily quota (one each), then looked up together on
-//!         the blocking pool; a claim that did not parse keeps its error
+//!         and the batch holds at most the configured claims
+//! decode  only then its match options and claims (the caller's decoder;
+//!         a claim that does not parse keeps its error)
+//! charge  the claims, once the batch is known well-formed, to the agency's
+//!         daily quota (one each)
+//! verify  the claims together, on the blocking pool
 //! ```
 
 use lienthong_proto::name::NameMatch;
@@ -16,17 +19,34 @@ use crate::error::{Error, Result};
 use crate::policy::Operation;
 use crate::verify::{Claim, Verification};
 
+/// What a batch is, once decoded: how to match names, and each claim (or
+/// why it does not parse).
+pub type DecodedBatch = (NameMatch, Vec<Result<Claim>>);
+
 /// A batch the agency may send, not yet charged or verified.
-pub struct AdmittedBatch<'a> {
+struct AdmittedBatch<'a> {
     exchange: &'a Exchange,
     asker: Asker<'a>,
     size: usize,
 }
 
 impl Exchange {
+    /// Verifies a batch of `size` claims from `asker`: admitted, decoded by
+    /// `decode`, charged to the quota, verified; results in claim order.
+    pub async fn verify_batch(
+        &self,
+        asker: Asker<'_>,
+        size: usize,
+        decode: impl FnOnce() -> Result<DecodedBatch>,
+    ) -> Result<Vec<Result<Verification>>> {
+        let admitted = self.admit_batch(asker, size)?;
+        let (how, claims) = decode()?;
+        admitted.verify(claims, how).await
+    }
+
     /// Admits a batch of `size` claims from `asker`: its grant allows
     /// `verify_batch` for the purpose, and `size` is within the limit.
-    pub fn admit_batch<'a>(&'a self, asker: Asker<'a>, size: usize) -> Result<AdmittedBatch<'a>> {
+    fn admit_batch<'a>(&'a self, asker: Asker<'a>, size: usize) -> Result<AdmittedBatch<'a>> {
         self.policy
             .current()
             .authorize(asker.agency, asker.purpose, Operation::VerifyBatch)?;
@@ -48,7 +68,7 @@ impl AdmittedBatch<'_> {
     /// Charges the batch's claims to the agency's daily quota and verifies
     /// them, each with `how`: a claim that failed to parse keeps its error,
     /// the others are looked up together. Results are in claim order.
-    pub async fn verify(
+    async fn verify(
         self,
         claims: Vec<Result<Claim>>,
         how: NameMatch,

@@ -9,7 +9,7 @@
 
 mod batch;
 
-pub use batch::AdmittedBatch;
+pub use batch::DecodedBatch;
 
 use std::sync::Arc;
 

@@ -203,6 +203,9 @@ async fn the_binary_enforces_each_limit_it_is_given_by_flag_environment_or_file(
         "4096",
         "--max-streams-per-connection",
         "2",
+        // Each agency may hold them all here (the share is another test's).
+        "--max-in-flight-per-agency",
+        "3",
         "--sector-endpoints",
         &endpoints,
         "--sector-deadline-ms",
@@ -396,4 +399,94 @@ async fn a_certificate_for_no_agency_gets_health_and_takes_no_permit() {
         .unwrap();
     assert_eq!(health.into_inner().status, 1, "SERVING");
     drop(send);
+}
+
+#[tokio::test]
+async fn no_agency_holds_more_than_its_share_of_the_calls_in_flight() {
+    let gw = TestGateway::with_limits(ServerLimits {
+        max_in_flight: 4,
+        max_in_flight_per_agency: 2,
+        ..ServerLimits::default()
+    })
+    .await;
+    let me = format!("{:012}", gw.find(|_| true).pid);
+    // A telecom job holds two streams open that send nothing more: its share.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (send, batches) = tokio::sync::mpsc::channel(1);
+        send.send(batch("SUBSCRIBER_VERIFICATION", &me, 1, 4))
+            .await
+            .unwrap();
+        let mut answers = gw
+            .client("telco")
+            .await
+            .verify_batch(tokio_stream::wrappers::ReceiverStream::new(batches))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answers.message().await.unwrap().unwrap().results.len(), 1);
+        held.push((send, answers));
+    }
+    // Its third call is shed, with a retry hint, though permits are free...
+    let third = gw
+        .client("telco")
+        .await
+        .verify_batch(tokio_stream::iter(vec![batch(
+            "SUBSCRIBER_VERIFICATION",
+            &me,
+            1,
+            4,
+        )]))
+        .await;
+    let shed = match third {
+        Ok(answers) => answers.into_inner().message().await.unwrap_err(),
+        Err(status) => status,
+    };
+    assert_eq!(
+        (shed.code(), reason(&shed).as_str()),
+        (Code::Unavailable, "OVERLOADED"),
+        "{shed:?}"
+    );
+    assert!(shed.message().contains("its share of 2"), "{shed:?}");
+    use tonic_types::StatusExt;
+    assert!(shed.get_details_retry_info().is_some());
+    // ...which the other agencies have: a bank is served meanwhile.
+    gw.client("bank")
+        .await
+        .verify_identity(verify(&me))
+        .await
+        .unwrap();
+    // One of its streams ends: its share has room again.
+    let (send, mut answers) = held.pop().unwrap();
+    drop(send);
+    assert!(answers.message().await.unwrap().is_none());
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = gw
+            .client("telco")
+            .await
+            .verify_batch(tokio_stream::iter(vec![batch(
+                "SUBSCRIBER_VERIFICATION",
+                &me,
+                1,
+                4,
+            )]))
+            .await
+            .unwrap()
+            .into_inner()
+            .message()
+            .await;
+        match again {
+            Ok(Some(answer)) => {
+                assert_eq!(answer.results.len(), 1);
+                break;
+            }
+            // The place comes back once the stream's last frame is sent, a
+            // moment after the client has read it.
+            Err(s) if reason(&s) == "OVERLOADED" && std::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => panic!("not admitted again: {other:?}"),
+        }
+    }
 }

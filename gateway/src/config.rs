@@ -17,6 +17,7 @@
 //! max_streams_per_connection = 256
 //! deadline_ms = 30000
 //! handshake_timeout_ms = 3000
+//! stream_idle_ms = 60000
 //! max_batch_claims = 10000
 //! shutdown_grace_ms = 20000
 //! shutdown_drain_ms = 1000

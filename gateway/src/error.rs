@@ -99,6 +99,8 @@ reasons! {
     Overloaded = "OVERLOADED",
     /// The call did not finish within the server's deadline.
     DeadlineExceeded = "DEADLINE_EXCEEDED",
+    /// A stream sent nothing for longer than the server waits.
+    StreamIdle = "STREAM_IDLE",
     /// The agency's grant for this purpose does not name this sector query.
     SectorQueryNotPermitted = "SECTOR_QUERY_NOT_PERMITTED",
     /// The sector's adapter did not answer in time, failed, or is paused
@@ -225,6 +227,9 @@ pub enum Error {
     /// The caller's agency holds its share of the calls in flight.
     #[error("this agency holds its share of {share} calls in flight; retry once one ends")]
     ShareUsed { share: usize },
+    /// A stream sent nothing for `limit`.
+    #[error("no message for {} ms: the stream is ended; open another to go on", limit.as_millis())]
+    StreamIdle { limit: std::time::Duration },
     /// The server-side deadline passed.
     #[error("the call did not finish within the server's deadline of {} ms", limit.as_millis())]
     DeadlineExceeded { limit: std::time::Duration },
@@ -341,6 +346,7 @@ impl Error {
             Self::ConsentNotFound => Reason::ConsentNotFound,
             Self::Overloaded { .. } | Self::ShareUsed { .. } => Reason::Overloaded,
             Self::DeadlineExceeded { .. } => Reason::DeadlineExceeded,
+            Self::StreamIdle { .. } => Reason::StreamIdle,
             Self::SectorQueryNotPermitted { .. } => Reason::SectorQueryNotPermitted,
             Self::SectorUnavailable { .. } => Reason::SectorUnavailable,
             Self::SectorRecordNotFound { .. } => Reason::SectorRecordNotFound,

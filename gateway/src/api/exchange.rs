@@ -2,12 +2,14 @@
 //! every answer (each record of a batch too) passes the audit step first.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use lienthong_proto::v1::{self, exchange_service_server::ExchangeService};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::audited::{Access, Audited, hash_message};
+use super::idle::IdleEnded;
 use super::undecodable::undecodable;
 use super::{caller, convert, request_id};
 use crate::error::{Error, Result};
@@ -25,16 +27,24 @@ pub struct ExchangeApi {
     exchange: Exchange,
     sectors: Sectors,
     audited: Audited,
+    /// How long a VerifyBatch stream may send nothing.
+    stream_idle: Duration,
 }
 
 impl ExchangeApi {
     /// Serves `exchange`, asking `sectors` for sector queries, auditing
-    /// through `audited`.
-    pub(crate) fn new(exchange: Exchange, sectors: Sectors, audited: Audited) -> Self {
+    /// through `audited`, ending a batch stream quiet for `stream_idle`.
+    pub(crate) fn new(
+        exchange: Exchange,
+        sectors: Sectors,
+        audited: Audited,
+        stream_idle: Duration,
+    ) -> Self {
         Self {
             exchange,
             sectors,
             audited,
+            stream_idle,
         }
     }
 
@@ -138,8 +148,7 @@ impl ExchangeService for ExchangeApi {
         // `buffered` reads the next batch only while fewer than
         // BATCHES_IN_FLIGHT are being verified, and yields answers in order:
         // the client's sending is throttled by our answering (flow control).
-        let answers = request
-            .into_inner()
+        let answers = IdleEnded::new(request.into_inner(), self.stream_idle)
             .map(move |batch| {
                 let exchange = exchange.clone();
                 let audited = audited.clone();

@@ -14,6 +14,7 @@ mod audited;
 mod citizen;
 mod convert;
 mod exchange;
+mod idle;
 mod known_agency;
 mod rate_limit;
 mod registry;
@@ -80,6 +81,9 @@ pub struct ServerLimits {
     pub drain: Duration,
     /// Time a client has to complete its TLS handshake.
     pub handshake_timeout: Duration,
+    /// How long a stream may send nothing while the gateway waits for it
+    /// (`DEADLINE_EXCEEDED` / `STREAM_IDLE` beyond).
+    pub stream_idle: Duration,
 }
 
 impl Default for ServerLimits {
@@ -93,6 +97,7 @@ impl Default for ServerLimits {
             max_batch_claims: crate::exchange::MAX_BATCH,
             drain: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(3),
+            stream_idle: Duration::from_secs(60),
         }
     }
 }
@@ -250,6 +255,7 @@ pub async fn serve(
         exchange,
         services.sectors,
         audited.clone(),
+        limits.stream_idle,
     ))
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);

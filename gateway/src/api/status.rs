@@ -49,7 +49,7 @@ fn code(reason: Reason) -> Code {
         | Reason::AuditUnavailable
         | Reason::Overloaded
         | Reason::SectorUnavailable => Code::Unavailable,
-        Reason::DeadlineExceeded => Code::DeadlineExceeded,
+        Reason::DeadlineExceeded | Reason::StreamIdle => Code::DeadlineExceeded,
         Reason::DataLoss => Code::DataLoss,
         Reason::Unauthenticated => Code::Unauthenticated,
         Reason::Internal => Code::Internal,
@@ -306,6 +306,11 @@ mod tests {
                 Code::Unavailable,
                 Detail::RetryInfo,
             ),
+            Reason::StreamIdle => (
+                Error::StreamIdle { limit: wait },
+                Code::DeadlineExceeded,
+                Detail::None,
+            ),
             Reason::DeadlineExceeded => (
                 Error::DeadlineExceeded { limit: wait },
                 Code::DeadlineExceeded,
@@ -374,6 +379,7 @@ mod tests {
             Reason::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Reason::Overloaded => "OVERLOADED",
             Reason::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Reason::StreamIdle => "STREAM_IDLE",
             Reason::SectorQueryNotPermitted => "SECTOR_QUERY_NOT_PERMITTED",
             Reason::SectorUnavailable => "SECTOR_UNAVAILABLE",
             Reason::SectorRecordNotFound => "SECTOR_RECORD_NOT_FOUND",

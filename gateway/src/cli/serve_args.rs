@@ -64,6 +64,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LIENTHONG_DEADLINE_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub deadline_ms: u64,
+    /// How long a VerifyBatch stream may send nothing while the gateway
+    /// waits for its next batch, in milliseconds; then it is ended
+    /// (DEADLINE_EXCEEDED / STREAM_IDLE) and its place in flight comes back.
+    #[arg(long, env = "LIENTHONG_STREAM_IDLE_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    pub stream_idle_ms: u64,
     /// Time a client has to complete its TLS handshake, in milliseconds;
     /// past it the connection is closed. At most 256 handshakes run at
     /// once, one more dropping the oldest.
@@ -160,6 +166,7 @@ impl ServeArgs {
                 max_batch_claims: args.max_batch_claims as usize,
                 drain: Duration::from_millis(args.shutdown_drain_ms),
                 handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
+                stream_idle: Duration::from_millis(args.stream_idle_ms),
             },
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             sectors: SectorOptions {

@@ -490,3 +490,49 @@ async fn no_agency_holds_more_than_its_share_of_the_calls_in_flight() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_stream_that_sends_nothing_is_ended_and_gives_its_place_back() {
+    let gw = TestGateway::with_limits(ServerLimits {
+        max_in_flight: 1,
+        stream_idle: Duration::from_millis(500),
+        ..ServerLimits::default()
+    })
+    .await;
+    let me = format!("{:012}", gw.find(|_| true).pid);
+    let (send, batches) = tokio::sync::mpsc::channel(1);
+    send.send(batch("SUBSCRIBER_VERIFICATION", &me, 1, 4))
+        .await
+        .unwrap();
+    let mut answers = gw
+        .client("telco")
+        .await
+        .verify_batch(tokio_stream::wrappers::ReceiverStream::new(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answers.message().await.unwrap().unwrap().results.len(), 1);
+    // Then nothing: the gateway ends the stream, saying why.
+    let ended = tokio::time::timeout(Duration::from_secs(20), answers.message())
+        .await
+        .expect("an idle stream is ended")
+        .unwrap_err();
+    assert_eq!(
+        (ended.code(), reason(&ended).as_str()),
+        (Code::DeadlineExceeded, "STREAM_IDLE"),
+        "{ended:?}"
+    );
+    // Its place in flight came back: another agency is admitted.
+    let mut bank = gw.client("bank").await;
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match bank.verify_identity(verify(&me)).await {
+            Ok(_) => break,
+            Err(s) if reason(&s) == "OVERLOADED" && std::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(s) => panic!("not admitted: {s:?}"),
+        }
+    }
+    drop(send);
+}

@@ -75,8 +75,14 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered> {
         std::fs::remove_file(&path).map_err(Error::io(&path))?;
     }
     // The last begun segment, whole frames checked: a record against its
-    // hash (a checkpoint's signature is for `audit verify` to judge: the
+    // hash and its place in the chain, from the last record before the
+    // segment (a checkpoint's signature is for `audit verify` to judge: the
     // key may have changed since).
+    let before = if current == 1 {
+        (0, GENESIS)
+    } else {
+        last_of(dir, current - 1)?
+    };
     let mut head = None;
     let mut checkpointed = 0;
     let start = Position {
@@ -86,7 +92,18 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered> {
     let mut cursor = Cursor::new(dir, start, None, 1 << 20);
     let end = loop {
         match cursor.step()? {
-            Step::Frame(_, Frame::Record(r)) if r.expected_hash() == r.hash => {
+            Step::Frame(at, Frame::Record(r)) if r.expected_hash() == r.hash => {
+                let (seq, hash) = head.unwrap_or(before);
+                if r.seq != seq + 1 || r.prev_hash != hash {
+                    return Err(Error::Audit(format!(
+                        "{}: record {} at offset {} does not follow record {seq} in the chain \
+                         (an edit, a removal or a reordering); the gateway does not serve over \
+                         it. Run `lienthong audit verify`; restore the log from a backup",
+                        segment::segment_path(dir, at.segment).display(),
+                        r.seq,
+                        at.offset
+                    )));
+                }
                 head = Some((r.seq, r.hash));
             }
             Step::Frame(_, Frame::Checkpoint(c)) => {
@@ -107,17 +124,51 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered> {
         .write(true)
         .open(&path)
         .map_err(Error::io(&path))?;
+    refuse_damage_before_records(&file, &path, end)?;
     set_aside_torn(dir, &file, &path, end)?;
     drop(file);
-    let head = match head {
-        Some(h) => h,
-        None if current == 1 => (0, GENESIS),
-        None => last_of(dir, current - 1)?,
-    };
+    let head = head.unwrap_or(before);
     Ok(Recovered {
         head,
         checkpointed,
         end,
+    })
+}
+
+/// Refuses to go on when a whole record lies after the first frame that does
+/// not read (at `end`): a write cut short ends the log, so that is damage
+/// or an edit, and setting it aside would hide records. The file is left
+/// exactly as found.
+fn refuse_damage_before_records(file: &File, path: &Path, end: Position) -> Result<()> {
+    let len = file.metadata().map_err(Error::io(path))?.len();
+    let mut rest = vec![0u8; (len - end.offset) as usize];
+    file.read_exact_at(&mut rest, end.offset)
+        .map_err(Error::io(path))?;
+    if let Some(at) = whole_record_after(&rest) {
+        return Err(Error::Audit(format!(
+            "{}: the frame at offset {} does not read, yet a whole record follows at offset {}: \
+             that is damage or an edit, not a write cut short; the gateway does not start over \
+             it and leaves the log as it is. Run `lienthong audit verify`; restore the segment \
+             from a backup",
+            path.display(),
+            end.offset,
+            end.offset + at as u64
+        )));
+    }
+    Ok(())
+}
+
+/// The first offset after the start of `bytes` where a whole record (one
+/// whose hash matches) begins, if any.
+fn whole_record_after(bytes: &[u8]) -> Option<usize> {
+    (1..bytes.len().saturating_sub(4)).find(|&at| {
+        let n = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4])) as usize;
+        n != 0
+            && at + 4 + n <= bytes.len()
+            && matches!(
+                segment::decode(&bytes[at + 4..at + 4 + n]),
+                Ok(Frame::Record(r)) if r.expected_hash() == r.hash
+            )
     })
 }
 

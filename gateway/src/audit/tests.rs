@@ -493,3 +493,71 @@ async fn verify_finds_a_citizen_index_that_hides_or_invents_accesses() {
     assert_eq!(problem(&path, &key), None);
     assert_eq!(index_value(&path, "SELECT count(*) FROM audit_pid"), 40);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_or_an_edit_before_whole_records_stops_the_start_and_is_left_as_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, key) = written_log(dir.path(), 20).await;
+    let pristine = frames(&path);
+    let segment = segment::segment_path(&path, 1);
+    let index_of = |seq: u64| {
+        pristine
+            .iter()
+            .position(|f| record_of(f).is_some_and(|r| r.seq == seq))
+            .unwrap()
+    };
+    let refuses = |what: &str| {
+        let found = std::fs::read(&segment).unwrap();
+        let e = match AuditLog::open(&path, key.clone()) {
+            Ok(_) => panic!("{what}: the log opened"),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(
+            std::fs::read(&segment).unwrap(),
+            found,
+            "{what}: left as found"
+        );
+        let aside = std::fs::read_dir(&path)
+            .unwrap()
+            .filter(|f| {
+                f.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("torn-")
+            })
+            .count();
+        assert_eq!(aside, 0, "{what}: nothing set aside");
+        e
+    };
+
+    // A flipped byte in record 10, with whole records after it.
+    let mut damaged = pristine.clone();
+    let f = &mut damaged[index_of(10)];
+    let middle = f.len() / 2;
+    f[middle] ^= 0x40;
+    rewrite(&path, &damaged);
+    let e = refuses("a damaged record");
+    assert!(
+        e.contains("does not read, yet a whole record follows"),
+        "{e}"
+    );
+
+    // Record 15 replaced by one whose own hash is right but which does not
+    // follow record 14.
+    let mut edited = pristine.clone();
+    let r = record_of(&edited[index_of(15)]).unwrap();
+    edited[index_of(15)] = encoded(&AuditRecord::chain(15, r.time, r.entry, [7; 32]));
+    rewrite(&path, &edited);
+    let e = refuses("an edited record");
+    assert!(
+        e.contains("record 15") && e.contains("does not follow record 14"),
+        "{e}"
+    );
+
+    // Put back, the log opens and goes on.
+    rewrite(&path, &pristine);
+    let (log, writer) = AuditLog::open(&path, key.clone()).unwrap();
+    drop(log);
+    assert!(writer.close(Duration::from_secs(10)).await);
+}

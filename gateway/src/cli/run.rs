@@ -118,6 +118,14 @@ pub fn run(command: Command, settings: &[Setting]) -> Result<()> {
                     file.display()
                 );
             }
+            if !report.set_aside.is_empty() {
+                return Err(Error::Audit(format!(
+                    "{} file(s) set aside in {}: a record in them may be missing from the chain \
+                     until someone has looked; move them out of the audit directory once inspected",
+                    report.set_aside.len(),
+                    dir.audit().display()
+                )));
+            }
             if let Some(problem) = report.problem {
                 return Err(Error::Audit(format!(
                     "audit log {} failed verification: {problem}",

@@ -160,9 +160,9 @@ fn audit_chain(dir: &DataDir) -> Finding {
                 "audit/: {} records chained, {} signed checkpoints",
                 report.records, report.checkpoints
             )),
-            None => Finding::Warning(format!(
+            None => Finding::Problem(format!(
                 "audit/: chained, but {} file(s) of bytes were set aside at a start \
-                 (lienthong audit verify lists them)",
+                 (lienthong audit verify lists them; move them away once inspected)",
                 report.set_aside.len()
             )),
             Some(problem) => Finding::Problem(format!("audit/: {problem}")),

@@ -575,6 +575,25 @@ async fn serve_never_reads_the_ca_key_and_check_finds_damage() {
         said.contains("ok       audit/: 1 records chained"),
         "{said}"
     );
+    // Bytes set aside at a start (a write cut short) fail both until they
+    // are moved away.
+    let torn = dir.path().join("audit/torn-00000001-4096.bin");
+    std::fs::write(&torn, b"half a frame").unwrap();
+    let out = run(&["check", "--data-dir", data]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("set aside"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&["audit", "verify", "--data-dir", data]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("set aside"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_file(&torn).unwrap();
     // A flipped stretch in the middle of the registry is found.
     let registry = dir.path().join("registry.db");
     let mut bytes = std::fs::read(&registry).unwrap();

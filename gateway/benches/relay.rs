@@ -133,7 +133,8 @@ async fn relay(store: Arc<SqliteRegistry>, exchange: &str, n: u64) -> Duration {
             .unwrap_or(512),
         ..RelayConfig::default()
     };
-    let relay = OutboxRelay::new(store, Arc::new(Notify::new()), config);
+    let key = Arc::new(lienthong_gateway::signing::SigningKey::ephemeral());
+    let relay = OutboxRelay::new(store, Arc::new(Notify::new()), config, key);
     let mut status = relay.status();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();

@@ -142,6 +142,10 @@ fn main() {
     std::fs::create_dir_all(&data).unwrap();
     let pki = PkiLayout::under(&data);
     ensure_pki(&pki, ["bench"]).unwrap();
+    // The adapter checks events with the gateway's public key (this bench
+    // publishes none).
+    lienthong_gateway::tls::publish_signing_key(&pki, &SigningKey::ephemeral().verifying_key())
+        .unwrap();
     let store = Arc::new(SqliteRegistry::open(data.join("registry.db")).unwrap());
     let population = Population::new(1, citizens).unwrap();
     if store.count().unwrap() != citizens {

@@ -26,6 +26,8 @@ pub enum Context {
     Consent,
     /// An audit checkpoint.
     Checkpoint,
+    /// A population event's body, as published.
+    Event,
 }
 
 impl Context {
@@ -33,6 +35,7 @@ impl Context {
         match self {
             Self::Consent => b"lienthong consent v1\0",
             Self::Checkpoint => b"lienthong audit checkpoint v1\0",
+            Self::Event => lienthong_proto::event::SIGNING_CONTEXT,
         }
     }
 }

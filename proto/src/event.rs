@@ -19,6 +19,16 @@
 //! the binding's preferred `cloudEvents_` prefix); the body repeats the
 //! attributes, so a consumer reading only the body has everything. A body
 //! that does not read as an event can never be processed: it is [`Poison`].
+//!
+//! ```text
+//! header lienthong_signature = hex(Ed25519(gateway key,
+//!                              "lienthong event v1\0" ‖ body bytes as sent))
+//! ```
+//!
+//! The body carries every attribute (id, seq, type, pid, occurred_at, data),
+//! so the signature covers the whole envelope; a consumer believes an event
+//! only if it verifies with the gateway's public key
+//! ([`verify_signature`]), which `lienthong certs` writes beside the CA.
 
 use serde::Deserialize;
 
@@ -29,6 +39,44 @@ pub const EXCHANGE: &str = "lienthong.events";
 
 /// The CloudEvents `source` of every event.
 pub const EVENT_SOURCE: &str = "urn:lienthong:registry";
+
+/// The AMQP header carrying the gateway's signature of the body.
+pub const SIGNATURE_HEADER: &str = "lienthong_signature";
+
+/// What the gateway's signature covers before the body: a label that keeps
+/// an event's signature from standing for anything else the key signs.
+pub const SIGNING_CONTEXT: &[u8] = b"lienthong event v1\0";
+
+/// Checks that `signature` (hex, as in [`SIGNATURE_HEADER`]) is the
+/// gateway's, whose public key is `public_key`, over `body`.
+pub fn verify_signature(
+    public_key: &[u8; 32],
+    body: &[u8],
+    signature: Option<&str>,
+) -> Result<(), Poison> {
+    let Some(signature) = signature else {
+        return Err(Poison(format!(
+            "{SIGNATURE_HEADER}: missing; the gateway signs every event"
+        )));
+    };
+    let bytes = (signature.len() == 128 && signature.is_ascii())
+        .then(|| {
+            (0..64)
+                .map(|i| u8::from_str_radix(&signature[2 * i..2 * i + 2], 16).ok())
+                .collect::<Option<Vec<u8>>>()
+        })
+        .flatten()
+        .ok_or_else(|| Poison(format!("{SIGNATURE_HEADER}: not 128 hex digits")))?;
+    let mut signed = SIGNING_CONTEXT.to_vec();
+    signed.extend_from_slice(body);
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key)
+        .verify(&signed, &bytes)
+        .map_err(|_| {
+            Poison(format!(
+                "{SIGNATURE_HEADER}: does not verify with the gateway's key (forged or altered)"
+            ))
+        })
+}
 
 /// The event types, which are also their routing keys.
 pub mod kind {
@@ -157,6 +205,12 @@ impl Event {
         if wire.id.is_empty() || wire.id.len() > 128 {
             return Err(Poison("id: must be 1–128 characters".into()));
         }
+        if !kind::ALL.contains(&wire.kind.as_str()) {
+            return Err(Poison(format!(
+                "type: not an event type of the contract ({})",
+                kind::ALL.join(", ")
+            )));
+        }
         let pid = wire.pid.parse().map_err(|e| Poison(format!("pid: {e}")))?;
         Ok(Self {
             id: wire.id,
@@ -252,6 +306,45 @@ mod tests {
     }
 
     #[test]
+    fn only_the_gateways_signature_over_the_body_as_sent_verifies() {
+        use ring::signature::{Ed25519KeyPair, KeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pair = |_| {
+            Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref())
+                .unwrap()
+        };
+        let (gateway, other) = (pair(0), pair(1));
+        let public: [u8; 32] = gateway.public_key().as_ref().try_into().unwrap();
+        let body = died().body;
+        let sign = |key: &Ed25519KeyPair, body: &[u8]| {
+            let mut signed = SIGNING_CONTEXT.to_vec();
+            signed.extend_from_slice(body);
+            key.sign(&signed)
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        assert_eq!(
+            verify_signature(&public, &body, Some(&sign(&gateway, &body))),
+            Ok(())
+        );
+        let mut altered = body.clone();
+        altered[10] ^= 1;
+        for (what, body, signature) in [
+            ("another key", body.clone(), Some(sign(&other, &body))),
+            ("an altered body", altered, Some(sign(&gateway, &body))),
+            ("no signature", body.clone(), None),
+            ("not hex", body.clone(), Some("zz".repeat(64))),
+        ] {
+            assert!(
+                verify_signature(&public, &body, signature.as_deref()).is_err(),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
     fn reads_a_body_and_names_what_is_wrong() {
         let body = br#"{"id":"e1","seq":4,"type":"citizen.died","pid":"001085000123",
             "occurred_at":"2026-11-23T02:41:07Z","data":{"date_of_death":"2026-11-20"}}"#;
@@ -263,5 +356,8 @@ mod tests {
         let bad_pid = br#"{"id":"e1","seq":4,"type":"citizen.died","pid":"12",
             "occurred_at":"x","data":{}}"#;
         assert!(Event::parse(bad_pid).unwrap_err().0.starts_with("pid:"));
+        let unknown = br#"{"id":"e1","seq":4,"type":"citizen.moved_to_mars","pid":"001085000123",
+            "occurred_at":"x","data":{}}"#;
+        assert!(Event::parse(unknown).unwrap_err().0.starts_with("type:"));
     }
 }

@@ -43,6 +43,12 @@ pub fn adapter_key(pki_dir: &Path, sector: &str) -> PathBuf {
     pki_dir.join("adapters").join(format!("{sector}.key"))
 }
 
+/// The gateway's public signing key (64 hex digits) in a PKI directory:
+/// what a consumer checks each event's signature with.
+pub fn gateway_signing_key(pki_dir: &Path) -> PathBuf {
+    pki_dir.join("gateway-signing.pub")
+}
+
 /// The CA's certificate in a PKI directory.
 pub fn ca_cert(pki_dir: &Path) -> PathBuf {
     pki_dir.join("ca.pem")

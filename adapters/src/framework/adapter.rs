@@ -21,6 +21,9 @@ use lienthong_proto::event::{Event, Poison};
 /// One sector's adapter.
 pub struct Adapter {
     sector: Arc<dyn Sector>,
+    /// The gateway's public signing key: only events it verifies are
+    /// believed.
+    gateway_key: [u8; 32],
     population: Population,
     population_id: PopulationId,
     base: Base,
@@ -38,6 +41,7 @@ impl Adapter {
     /// the population of `seed` with `citizens` people (as the gateway's).
     pub fn open(
         sector: Arc<dyn Sector>,
+        gateway_key: [u8; 32],
         data_dir: &Path,
         seed: u64,
         citizens: u64,
@@ -60,6 +64,7 @@ impl Adapter {
         let store = Store::open(&path, sector.name(), population_id)?;
         Ok(Self {
             sector,
+            gateway_key,
             population,
             population_id,
             base,
@@ -75,6 +80,11 @@ impl Adapter {
     /// The sector served.
     pub fn sector(&self) -> &dyn Sector {
         &*self.sector
+    }
+
+    /// The gateway's public signing key.
+    pub fn gateway_key(&self) -> &[u8; 32] {
+        &self.gateway_key
     }
 
     /// The answer to `query` about `pid`; `None`: the sector has no record.

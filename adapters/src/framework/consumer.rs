@@ -38,7 +38,7 @@ use tokio::sync::watch;
 
 use super::adapter::Adapter;
 use super::store::Applied;
-use lienthong_proto::event::{Event, Poison};
+use lienthong_proto::event::{Event, Poison, SIGNATURE_HEADER, verify_signature};
 
 /// The header carrying why a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-lienthong-reason";
@@ -245,7 +245,19 @@ async fn handle(
     delivery: &Delivery,
 ) -> Result<(), SessionEnd> {
     let sector = adapter.sector().name();
-    let event = match Event::parse(&delivery.data) {
+    // Believed only if the gateway said it: anyone who may publish to the
+    // exchange could otherwise declare a living citizen dead.
+    let signature = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(SIGNATURE_HEADER))
+        .and_then(|v| match v {
+            AMQPValue::LongString(s) => Some(s.to_string()),
+            _ => None,
+        });
+    let verified = verify_signature(adapter.gateway_key(), &delivery.data, signature.as_deref());
+    let event = match verified.and_then(|()| Event::parse(&delivery.data)) {
         Ok(event) => event,
         Err(poison) => return dead_letter(adapter, channel, dead, delivery, &poison).await,
     };

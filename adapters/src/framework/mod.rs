@@ -63,7 +63,14 @@ pub struct AdapterOptions {
 pub fn open(opts: &AdapterOptions) -> Result<(Arc<Adapter>, ServerTlsConfig)> {
     let sector = opts.sector.clone();
     let tls = tls::server_tls(&opts.pki_dir, sector.name())?;
-    let adapter = Adapter::open(sector, &opts.data_dir, opts.seed, opts.citizens)?;
+    let gateway_key = tls::gateway_signing_key(&opts.pki_dir)?;
+    let adapter = Adapter::open(
+        sector,
+        gateway_key,
+        &opts.data_dir,
+        opts.seed,
+        opts.citizens,
+    )?;
     Ok((Arc::new(adapter), tls))
 }
 

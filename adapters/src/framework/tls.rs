@@ -20,6 +20,30 @@ fn read(path: &Path) -> Result<String> {
     })
 }
 
+/// The gateway's public signing key, from `gateway-signing.pub` in the PKI
+/// directory (64 hex digits; `lienthong certs` writes it).
+pub fn gateway_signing_key(pki_dir: &Path) -> Result<[u8; 32]> {
+    let path = lienthong_proto::pki::gateway_signing_key(pki_dir);
+    let text = read(&path)?;
+    let text = text.trim();
+    let bytes = (text.len() == 64 && text.is_ascii())
+        .then(|| {
+            (0..32)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+                .collect::<Option<Vec<u8>>>()
+        })
+        .flatten()
+        .ok_or_else(|| {
+            Error::Tls(format!(
+                "{}: not an Ed25519 public key (64 hex digits; lienthong certs writes it)",
+                path.display()
+            ))
+        })?;
+    let mut key = [0; 32];
+    key.copy_from_slice(&bytes);
+    Ok(key)
+}
+
 /// The adapter's server TLS: its certificate, client certificates required
 /// and verified against the CA.
 pub fn server_tls(pki_dir: &Path, sector: &str) -> Result<ServerTlsConfig> {

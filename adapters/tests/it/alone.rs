@@ -46,6 +46,9 @@ async fn an_adapter_alone_answers_the_gateway_and_nobody_else() {
     let dir = tempfile::tempdir().unwrap();
     let pki = PkiLayout::under(dir.path());
     ensure_pki(&pki, ["vietcombank"]).unwrap();
+    // The gateway's public key, which the adapter checks events with.
+    let key = lienthong_gateway::signing::SigningKey::ephemeral();
+    lienthong_gateway::tls::publish_signing_key(&pki, &key.verifying_key()).unwrap();
     let mut child = tokio::process::Command::new(BIN)
         .args([
             "--sector",

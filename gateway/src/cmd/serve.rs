@@ -58,9 +58,20 @@ pub(crate) async fn first_start(
     dir: &DataDir,
     seed: &SeedOptions,
 ) -> Result<crate::policy::Policy> {
-    if dir.has_served() {
-        return what_served_holds(dir);
-    }
+    let policy = if dir.has_served() {
+        what_served_holds(dir)?
+    } else {
+        first_fill(dir, seed).await?
+    };
+    // The consumers of its events check them with its public key.
+    let key = crate::signing::SigningKey::load_or_create(&dir.signing_key())?;
+    crate::tls::publish_signing_key(&dir.pki(), &key.verifying_key())?;
+    Ok(policy)
+}
+
+/// What a data directory that has never served is given: the policy, a
+/// development PKI where there is none, the seeded registry.
+async fn first_fill(dir: &DataDir, seed: &SeedOptions) -> Result<crate::policy::Policy> {
     let policy = dir.prepare()?;
     // A development PKI where there is none; an existing one is used as it
     // is (`lienthong certs` adds to it): serve never reads the CA's key.
@@ -163,7 +174,13 @@ pub async fn serve(
         agencies,
         "lienthong gateway serving (mTLS; health and reflection on the same port)"
     );
-    let relay = OutboxRelay::new(outbox, services.registrar.committed(), opts.relay.clone());
+    let key = Arc::new(crate::signing::SigningKey::load(&dir.signing_key())?);
+    let relay = OutboxRelay::new(
+        outbox,
+        services.registrar.committed(),
+        opts.relay.clone(),
+        key,
+    );
     let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
     let relay = tokio::spawn(relay.run(async {
         let _ = relay_stopped.await;

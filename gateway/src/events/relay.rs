@@ -31,9 +31,12 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use lapin::{Confirmation, PublisherConfirm};
 use tokio::sync::{Notify, watch};
 
+use lienthong_proto::event::SIGNATURE_HEADER;
+
 use super::{EventMessage, message};
 use crate::clock;
 use crate::registry::{Outbox, OutboxLag, OutboxRow};
+use crate::signing::{Context, SigningKey};
 
 /// How the relay reaches the broker and paces itself.
 #[derive(Debug, Clone)]
@@ -107,16 +110,25 @@ pub struct OutboxRelay {
     outbox: Arc<dyn Outbox>,
     wake: Arc<Notify>,
     config: RelayConfig,
+    /// Signs each event's body, so that its consumers can tell the
+    /// gateway's events from anyone else's.
+    key: Arc<SigningKey>,
     status: watch::Sender<RelayStatus>,
 }
 
 impl OutboxRelay {
     /// A relay for `outbox`, woken by `wake` after each commit.
-    pub fn new(outbox: Arc<dyn Outbox>, wake: Arc<Notify>, config: RelayConfig) -> Self {
+    pub fn new(
+        outbox: Arc<dyn Outbox>,
+        wake: Arc<Notify>,
+        config: RelayConfig,
+        key: Arc<SigningKey>,
+    ) -> Self {
         Self {
             outbox,
             wake,
             config,
+            key,
             status: watch::channel(RelayStatus::default()).0,
         }
     }
@@ -239,7 +251,7 @@ impl OutboxRelay {
             while in_flight.len() < self.config.window
                 && let Some(row) = unsent.pop_front()
             {
-                let confirm = self.publish(channel, &message(&row)).await?;
+                let confirm = self.publish(channel, &self.signed(message(&row))).await?;
                 cursor = row.seq;
                 in_flight.push_back((row.seq, confirm));
             }
@@ -295,6 +307,14 @@ impl OutboxRelay {
                 .await
                 .map_err(|_| crate::Error::Task)??,
         )
+    }
+
+    /// `message` with the gateway's signature of its body.
+    fn signed(&self, mut message: EventMessage) -> EventMessage {
+        let signature = self.key.sign(Context::Event, &message.body);
+        let hex: String = signature.iter().map(|b| format!("{b:02x}")).collect();
+        message.headers.push((SIGNATURE_HEADER, hex));
+        message
     }
 
     async fn publish(

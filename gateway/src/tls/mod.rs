@@ -10,7 +10,9 @@ mod acceptor;
 mod pki;
 
 pub use acceptor::{AuthenticatedStream, MAX_HANDSHAKES, Peer, incoming};
-pub use pki::{PROBE, PkiLayout, PkiReport, RESERVED_CNS, ensure_pki, issue_client};
+pub use pki::{
+    PROBE, PkiLayout, PkiReport, RESERVED_CNS, ensure_pki, issue_client, publish_signing_key,
+};
 
 use std::path::Path;
 use std::sync::Arc;

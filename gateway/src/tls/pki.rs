@@ -261,6 +261,30 @@ fn bundle_adapter(layout: &PkiLayout, sector: &str, report: &mut PkiReport) -> R
     Ok(())
 }
 
+/// Writes the gateway's public signing key where the consumers of its
+/// events find it: beside the CA, and in each adapter's bundle. Only what
+/// differs is written.
+pub fn publish_signing_key(
+    layout: &PkiLayout,
+    key: &crate::signing::VerifyingKey,
+) -> Result<PkiReport> {
+    let mut report = PkiReport::default();
+    let text = format!("{key}\n");
+    let mut places = vec![lienthong_proto::pki::gateway_signing_key(&layout.root)];
+    for sector in lienthong_proto::sector::names() {
+        let bundle = layout.adapter_bundle(sector);
+        if bundle.is_dir() {
+            places.push(lienthong_proto::pki::gateway_signing_key(&bundle));
+        }
+    }
+    for path in places {
+        if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            write(&path, &text, false, &mut report)?;
+        }
+    }
+    Ok(report)
+}
+
 /// Issues a client certificate with subject CN `agency`: (cert PEM, key PEM).
 pub fn issue_client(issuer: &Issuer<'_, KeyPair>, agency: &str) -> Result<(String, String)> {
     let key = KeyPair::generate().map_err(tls_err)?;

@@ -87,7 +87,8 @@ fn the_compose_file_runs_the_stack_on_loopback_with_commands_the_binary_accepts(
         assert_ne!(exit_code(&args), Some(2), "{args:?}");
     }
     // Each adapter mounts only its bundle from the certs job's volume: the
-    // bundle exists after `certs`, and holds no key but the adapter's own.
+    // bundle exists after `certs`, and holds no private key but the
+    // adapter's own (and the gateway's public one, to check events with).
     for (name, service) in services {
         if !name.as_str().unwrap().starts_with("adapter-") {
             continue;
@@ -108,7 +109,8 @@ fn the_compose_file_runs_the_stack_on_loopback_with_commands_the_binary_accepts(
             [
                 format!("adapters/{sector}.key"),
                 format!("adapters/{sector}.pem"),
-                "ca.pem".to_owned()
+                "ca.pem".to_owned(),
+                "gateway-signing.pub".to_owned()
             ],
             "{name:?}"
         );

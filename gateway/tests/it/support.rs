@@ -172,7 +172,7 @@ impl TestGateway {
             Arc::new(SigningKey::load_or_create(&dir.path().join("keys/signing.pk8")).unwrap());
         let audit_path = dir.path().join("audit");
         let (audit, _writer) = AuditLog::open(&audit_path, key.clone()).unwrap();
-        let mut services = Services::new(policy, store.clone(), audit, &audit_path, key);
+        let mut services = Services::new(policy, store.clone(), audit, &audit_path, key.clone());
         services.limits = limits;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -180,7 +180,7 @@ impl TestGateway {
         let (stop, stopped) = oneshot::channel::<()>();
         let (stop_relay, relay_stopped) = oneshot::channel::<()>();
         let relay = relay.map(|config| {
-            let relay = OutboxRelay::new(store, services.registrar.committed(), config);
+            let relay = OutboxRelay::new(store, services.registrar.committed(), config, key);
             let status = relay.status();
             tokio::spawn(relay.run(async {
                 let _ = relay_stopped.await;

@@ -9,9 +9,11 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::AMQPValue;
+use lapin::types::FieldTable;
 use lienthong_adapters::framework::consumer::REASON_HEADER;
 use lienthong_proto::adapter::v1::{DescribeRequest, LookupRequest};
 use lienthong_proto::citizen::LifeStatus;
+use lienthong_proto::event::SIGNATURE_HEADER;
 use lienthong_proto::v1::sector_answer::Answer;
 use lienthong_proto::v1::{
     self, CardStatus, KycLevel, PensionStatus, RecordDeathRequest, RegisterBirthRequest,
@@ -239,8 +241,28 @@ async fn a_birth_gives_the_child_a_free_health_card() {
     system.clean_up().await;
 }
 
-/// Publishes `body` to the system's exchange with `routing_key`, confirmed.
+/// Publishes `body` to the system's exchange with `routing_key`, confirmed,
+/// signed with the gateway's key as the relay signs.
 async fn publish(system: &System, routing_key: &str, id: &str, body: &[u8]) {
+    let signature = system.signature(body);
+    publish_signed(system, routing_key, id, body, Some(&signature)).await;
+}
+
+/// [`publish`] with `signature` in its header (none: no header).
+async fn publish_signed(
+    system: &System,
+    routing_key: &str,
+    id: &str,
+    body: &[u8],
+    signature: Option<&str>,
+) {
+    let mut headers = FieldTable::default();
+    if let Some(signature) = signature {
+        headers.insert(
+            SIGNATURE_HEADER.into(),
+            AMQPValue::LongString(signature.into()),
+        );
+    }
     let conn = amqp().await;
     let channel = conn.create_channel().await.unwrap();
     channel
@@ -255,7 +277,8 @@ async fn publish(system: &System, routing_key: &str, id: &str, body: &[u8]) {
             body,
             BasicProperties::default()
                 .with_message_id(id.into())
-                .with_delivery_mode(2),
+                .with_delivery_mode(2)
+                .with_headers(headers),
         )
         .await
         .unwrap()
@@ -378,6 +401,95 @@ async fn a_poison_message_is_dead_lettered_with_its_reason_and_the_queue_goes_on
     .await;
     assert_eq!(dead.len(), 1);
     assert!(dead[0].1.contains("corrupt"), "{}", dead[0].1);
+    system.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_gateway_did_not_sign_is_dead_lettered_and_changes_nothing() {
+    let system = System::start().await;
+    let someone = system.find("subscriber", |c| {
+        matches!(answer_of(&system, "telecom", "subscriptions", c),
+            Some(Answer::TelecomSubscriptions(s)) if s.count > 0)
+            && c.life_status() == LifeStatus::Alive
+    });
+    let pid = pid_of(&someone);
+    let died = |id: &str| {
+        format!(
+            r#"{{"id":"{id}","seq":1,"type":"citizen.died","pid":"{pid}","occurred_at":"2026-11-24T00:00:00Z","data":{{"date_of_death":"2026-11-20"}}}}"#
+        )
+    };
+    // A death nobody signed, and one signed by another key: forged.
+    let unsigned = died("forged-1");
+    publish_signed(
+        &system,
+        "citizen.died",
+        "forged-1",
+        unsigned.as_bytes(),
+        None,
+    )
+    .await;
+    let other = lienthong_gateway::signing::SigningKey::ephemeral();
+    let forged = died("forged-2");
+    let wrong: String = other
+        .sign(
+            lienthong_gateway::signing::Context::Event,
+            forged.as_bytes(),
+        )
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    publish_signed(
+        &system,
+        "citizen.died",
+        "forged-2",
+        forged.as_bytes(),
+        Some(&wrong),
+    )
+    .await;
+    // The gateway's own signature over an altered body does not hold either.
+    let genuine = died("altered-1");
+    let signature = system.signature(genuine.as_bytes());
+    let altered = genuine.replace("2026-11-20", "2026-11-19");
+    publish_signed(
+        &system,
+        "citizen.died",
+        "altered-1",
+        altered.as_bytes(),
+        Some(&signature),
+    )
+    .await;
+    // Signed, but of no type the contract has.
+    let unknown = died("unknown-1").replace("citizen.died", "citizen.teleported");
+    publish(&system, "citizen.died", "unknown-1", unknown.as_bytes()).await;
+    let dead = eventually(Duration::from_secs(20), "four dead letters", || async {
+        let dead = drain(&system.dead_letter_queue("telecom")).await;
+        (dead.len() >= 4).then_some(dead)
+    })
+    .await;
+    let reasons: Vec<&str> = dead.iter().map(|(_, r)| r.as_str()).collect();
+    assert!(
+        reasons[0].contains("lienthong_signature: missing"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("does not verify"), "{reasons:?}");
+    assert!(reasons[2].contains("does not verify"), "{reasons:?}");
+    assert!(reasons[3].starts_with("type:"), "{reasons:?}");
+    // The subscriber's SIMs were never flagged for locking.
+    let mut viettel = system.exchange_as("viettel").await;
+    let answer = query(
+        &mut viettel,
+        "SUBSCRIBER_VERIFICATION",
+        &pid,
+        "telecom",
+        "subscriptions",
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(answer.answer, Some(Answer::TelecomSubscriptions(s))
+            if s.subscriptions.iter().all(|s| !s.flagged_for_locking)),
+        "a forged death changed nothing"
+    );
     system.clean_up().await;
 }
 

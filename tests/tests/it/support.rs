@@ -93,6 +93,10 @@ impl System {
         let population = Population::new(SEED, CITIZENS).unwrap();
         seed(&store, &population, None, |_| {}).unwrap();
 
+        // The gateway's key, whose public half the adapters check events with.
+        let key =
+            Arc::new(SigningKey::load_or_create(&dir.path().join("keys/signing.pk8")).unwrap());
+        lienthong_gateway::tls::publish_signing_key(&pki, &key.verifying_key()).unwrap();
         let mut system_adapters = BTreeMap::new();
         for sector in lienthong_adapters::sectors::names() {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -119,8 +123,6 @@ impl System {
             }
         }
 
-        let key =
-            Arc::new(SigningKey::load_or_create(&dir.path().join("keys/signing.pk8")).unwrap());
         let audit_path = dir.path().join("audit");
         let (audit, _writer) = AuditLog::open(&audit_path, key.clone()).unwrap();
         let mut services = Services::new(
@@ -128,7 +130,7 @@ impl System {
             store.clone(),
             audit,
             &audit_path,
-            key,
+            key.clone(),
         );
         services.sectors = Sectors::connect(
             &pki,
@@ -150,6 +152,7 @@ impl System {
                 exchange: exchange.clone(),
                 ..RelayConfig::default()
             },
+            key,
         );
         let (stop, stopped) = oneshot::channel::<()>();
         let (stop_relay, relay_stopped) = oneshot::channel::<()>();
@@ -183,6 +186,16 @@ impl System {
     /// How many look-ups have reached the stalled adapter so far.
     pub fn stalled_lookups(&self) -> usize {
         self.stalled_lookups.load(Ordering::SeqCst)
+    }
+
+    /// The gateway's signature of an event `body`, as the relay sends it
+    /// (the `lienthong_signature` header).
+    pub fn signature(&self, body: &[u8]) -> String {
+        let key = SigningKey::load(&self.dir.path().join("keys/signing.pk8")).unwrap();
+        key.sign(lienthong_gateway::signing::Context::Event, body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// The store file of `sector`'s adapter.

@@ -22,6 +22,9 @@ pub mod province;
 pub mod sector;
 pub mod signal;
 
+#[cfg(test)]
+mod properties;
+
 pub use citizen::Citizen;
 pub use date::Date;
 pub use pid::{Pid, PidError, Sex};

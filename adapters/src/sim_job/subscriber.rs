@@ -220,4 +220,26 @@ mod tests {
         let e = Subscriber::parse(Format::Jsonl, 9, "{\"msisdn\": 1").unwrap_err();
         assert_eq!((e.line, e.field), (9, "line"));
     }
+
+    proptest::proptest! {
+        /// Any line is a subscriber or an error naming its line and field.
+        #[test]
+        fn any_line_is_a_subscriber_or_names_its_line_and_field(
+            text in "\\PC{0,120}|[0-9,a-zA-Z -]{0,80}",
+            line in 1u64..1_000_000,
+        ) {
+            for format in [Format::Csv, Format::Jsonl] {
+                match Subscriber::parse(format, line, &text) {
+                    Ok(s) if format == Format::Csv => {
+                        proptest::prop_assert_eq!(Subscriber::parse(format, line, &s.to_csv()), Ok(s));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        proptest::prop_assert_eq!(e.line, line);
+                        proptest::prop_assert!(!e.field.is_empty() && !e.message.is_empty());
+                    }
+                }
+            }
+        }
+    }
 }

@@ -108,4 +108,14 @@ mod tests {
         assert_eq!(open("not a token", &key.verifying_key()), None);
         assert_eq!(open("", &key.verifying_key()), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_opens_to_nothing_but_a_sealed_token_opens(junk in ".{0,300}") {
+            let key = SigningKey::ephemeral();
+            proptest::prop_assert_eq!(open(&junk, &key.verifying_key()), None);
+            let token = seal(&claims(), &key);
+            proptest::prop_assert_eq!(open(&format!("{token}{junk}"), &key.verifying_key()).is_some(), junk.is_empty());
+        }
+    }
 }

@@ -462,4 +462,21 @@ fields = ["full_name", "date_of_birth"]
             assert!(err.contains(want), "{text:?} → {err}");
         }
     }
+
+    proptest::proptest! {
+        /// Any text is a policy or an error saying why, never a panic; one
+        /// line changed in the shipped policy the same.
+        #[test]
+        fn any_text_is_a_policy_or_says_why(text in "\\PC{0,200}", at in 0usize..200, with in "\\PC{0,40}") {
+            if let Err(e) = Policy::parse(&text) {
+                proptest::prop_assert!(!e.is_empty());
+            }
+            let mut lines: Vec<String> = DEFAULT_POLICY.lines().map(str::to_owned).collect();
+            let at = at % lines.len();
+            lines[at] = with;
+            if let Err(e) = Policy::parse(&lines.join("\n")) {
+                proptest::prop_assert!(!e.is_empty());
+            }
+        }
+    }
 }

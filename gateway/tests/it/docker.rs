@@ -162,3 +162,136 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// The compose file's broker accounts, loaded into the tests' own RabbitMQ
+/// node: the gateway's account publishes to `lienthong.events`; an
+/// adapter's account binds and reads its own queue, and may neither publish
+/// an event nor read another sector's queue.
+#[tokio::test]
+async fn the_brokers_accounts_let_only_the_gateway_publish_and_each_adapter_read_its_own() {
+    use lapin::options::{
+        BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+        QueueBindOptions, QueueDeclareOptions,
+    };
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, ExchangeKind};
+
+    let broker = crate::amqp::OwnBroker::get();
+    let definitions = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docker/rabbitmq/definitions.json"
+    );
+    broker.rabbitmqctl(&["import_definitions", definitions]);
+    let port = broker
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let as_user = |user: &str| format!("amqp://{user}:{user}-dev@127.0.0.1:{port}/%2f");
+    let durable = || ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+
+    // The gateway declares the exchange and publishes, confirmed.
+    let gateway = crate::amqp::connect_to(&as_user("lienthong-gateway")).await;
+    let channel = gateway.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            "lienthong.events".into(),
+            ExchangeKind::Topic,
+            durable(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirm = channel
+        .basic_publish(
+            "lienthong.events".into(),
+            "citizen.died".into(),
+            BasicPublishOptions::default(),
+            b"{}",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack());
+
+    // An adapter binds and reads its own queue...
+    let telecom = crate::amqp::connect_to(&as_user("lienthong-telecom")).await;
+    let channel = telecom.create_channel().await.unwrap();
+    let own = "lienthong.events.telecom";
+    channel
+        .queue_declare(
+            own.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            own.into(),
+            "lienthong.events".into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .basic_consume(
+            own.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    // ...but may not publish an event (a forged death, say)...
+    let forging = telecom.create_channel().await.unwrap();
+    forging
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let forged = match forging
+        .basic_publish(
+            "lienthong.events".into(),
+            "citizen.died".into(),
+            BasicPublishOptions::default(),
+            b"{}",
+            BasicProperties::default(),
+        )
+        .await
+    {
+        Ok(confirm) => confirm.await.map(|c| c.is_ack()).unwrap_or(false),
+        Err(_) => false,
+    };
+    assert!(!forged, "an adapter's account published to the exchange");
+    // ...nor read another sector's queue.
+    let prying = telecom.create_channel().await.unwrap();
+    let pried = prying
+        .basic_consume(
+            "lienthong.events.health".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await;
+    assert!(pried.is_err(), "an adapter read another sector's queue");
+    let _ = telecom.close(200, "done".into()).await;
+    let _ = gateway.close(200, "done".into()).await;
+}

@@ -225,9 +225,10 @@ async fn audit_undecodable_batch(audited: &Audited, agency: &str, error: Error) 
     }
 }
 
-/// Records a batch that failed whole (refused, or the look-up failed): one
-/// record per claim, or one for the batch if it has none; the stream then
-/// ends with `error`.
+/// Records a batch that failed whole: refused before its claims were read
+/// (`accesses` empty), one record for the batch — a refusal costs the
+/// log the same whatever the batch holds; failed once read (the look-up),
+/// one per claim. The stream then ends with `error`.
 async fn audit_failed_batch(
     audited: &Audited,
     agency: &str,
@@ -252,35 +253,38 @@ async fn audit_failed_batch(
     }
 }
 
-/// Verifies one batch: a batch the agency may not send fails the stream; a
-/// bad claim is a per-claim error. Each claim is one audit record (its
-/// reference as the request id), all appended together before the answer.
+/// Verifies one batch: a batch the agency may not send fails the stream
+/// before any of its claims is read; a bad claim is a per-claim error. Each
+/// claim is one audit record (its reference as the request id), all
+/// appended together before the answer.
 async fn verify_one_batch(
     exchange: &Exchange,
     audited: &Audited,
     agency: &str,
     mut batch: v1::VerifyBatchRequest,
 ) -> Result<v1::VerifyBatchResponse, Status> {
-    let accesses: Vec<(Access, [u8; 32])> = batch
-        .claims
-        .iter()
-        .map(|c| {
-            let access = Access::new("verify_batch")
-                .purpose(&batch.purpose)
-                .pid(&c.pid)
-                .request_id(&c.reference);
-            (access, hash_message(c))
-        })
-        .collect();
     let empty_request = batch.claims.is_empty().then(|| hash_message(&batch));
     let asker = Asker {
         agency,
         purpose: &batch.purpose,
     };
     let size = batch.claims.len();
-    let (how, claims) = (&batch.r#match, &mut batch.claims);
+    // What each claim's audit record says of it, made once the batch is
+    // admitted, before its claims are taken apart.
+    let mut accesses: Vec<(Access, [u8; 32])> = Vec::new();
+    let (how, purpose, claims) = (&batch.r#match, &batch.purpose, &mut batch.claims);
     let decode = || {
         let how = convert::match_options(how.as_ref())?;
+        accesses = claims
+            .iter()
+            .map(|c| {
+                let access = Access::new("verify_batch")
+                    .purpose(purpose)
+                    .pid(&c.pid)
+                    .request_id(&c.reference);
+                (access, hash_message(c))
+            })
+            .collect();
         Ok((how, claims.iter_mut().map(convert::take_claim).collect()))
     };
     let verified = match exchange.verify_batch(asker, size, decode).await {

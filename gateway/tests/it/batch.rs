@@ -166,11 +166,21 @@ async fn large_batches_and_the_limit() {
 async fn a_batch_for_a_purpose_not_granted_fails_the_stream() {
     let gw = TestGateway::start().await;
     let c = gw.find(|_| true);
-    let mut req = batch("b", vec![claim_of(&c, "r")]);
+    // Thousands of claims, refused: one audit record, about no citizen (no
+    // claim was read), however many the batch holds.
+    let mut req = batch("b", vec![claim_of(&c, "r"); 5_000]);
     req.purpose = "MARKETING".into();
     let status = refusal(&mut gw.client("telco").await, req).await;
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(reason(&status), "PURPOSE_NOT_PERMITTED");
+    let records = lienthong_gateway::audit::records(&gw.audit_path()).unwrap();
+    let refused: Vec<_> = records
+        .iter()
+        .filter(|r| r.entry.outcome == "PURPOSE_NOT_PERMITTED")
+        .collect();
+    assert_eq!(refused.len(), 1, "one record for the refused batch");
+    assert_eq!(refused[0].entry.request_id, "b");
+    assert!(refused[0].entry.pids.is_empty(), "{:?}", refused[0].entry);
 }
 
 /// A client that stops reading answers stops the gateway reading batches:

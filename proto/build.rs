@@ -28,6 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Repeated fields bounded before a message is decoded.
+        .codec_path("crate::codec::BoundedCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -9,9 +9,11 @@
 //! - [`sector`]: the sector catalogue (queries, events followed, ports).
 //! - [`pki`]: the certificate names between the gateway and the adapters.
 //! - [`signal`]: Ctrl-C or SIGTERM, the end of every binary's serving.
+//! - [`codec`]: the services' codec, which bounds repeated fields before decoding.
 #![forbid(unsafe_code)]
 
 pub mod citizen;
+pub mod codec;
 pub mod date;
 pub mod event;
 pub mod name;

@@ -158,7 +158,12 @@ impl ExchangeService for ExchangeApi {
                     let batch = match batch {
                         Ok(batch) => batch,
                         Err(status) => {
-                            return Err(match undecodable(&status) {
+                            // Claims counted on the wire, over the limit:
+                            // refused before any was decoded.
+                            let refused = lienthong_proto::codec::too_many(&status)
+                                .map(|(size, limit)| Error::BatchTooLarge { size, limit })
+                                .or_else(|| undecodable(&status));
+                            return Err(match refused {
                                 Some(refused) => {
                                     audit_undecodable_batch(&audited, &agency, refused).await
                                 }

@@ -23,7 +23,7 @@ use tonic::Status;
 use crate::error::Error;
 
 /// `inner`, ended with `STREAM_IDLE` once it yields nothing for `idle`
-/// while polled.
+/// while polled, and ended after the first error it yields.
 pub(crate) struct IdleEnded<S> {
     inner: Pin<Box<S>>,
     idle: Duration,
@@ -56,6 +56,9 @@ where
         match self.inner.as_mut().poll_next(cx) {
             Poll::Ready(item) => {
                 self.timer = None;
+                // A stream that failed (a message that did not decode) is
+                // over: its error is answered once.
+                self.ended = matches!(item, Some(Err(_)));
                 Poll::Ready(item)
             }
             Poll::Pending => {

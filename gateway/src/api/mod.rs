@@ -249,6 +249,9 @@ pub async fn serve(
         .map_err(|e| Error::Server(format!("reflection: {e}")))?;
     let audited = services.audited;
     let limits = services.limits;
+    // No message is decoded with more elements of a repeated field than a
+    // batch may hold claims (at least 1,000: a request's other lists).
+    lienthong_proto::codec::raise_max_repeated(limits.max_batch_claims.max(1_000));
     let max = limits.max_message_bytes;
     let exchange = services.exchange.with_max_batch(limits.max_batch_claims);
     let exchange = ExchangeServiceServer::new(ExchangeApi::new(

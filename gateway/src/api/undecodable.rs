@@ -27,8 +27,15 @@ use crate::tls::Peer;
 /// What tonic's protobuf codec says of a message it cannot decode.
 const DECODE_FAILED: &str = "failed to decode Protobuf message";
 
-/// The error for a message that does not decode, if `status` says so.
+/// The error for a message that does not decode, or holds more elements
+/// of a repeated field than the codec takes, if `status` says so.
 pub(crate) fn undecodable(status: &Status) -> Option<Error> {
+    if let Some((count, limit)) = lienthong_proto::codec::too_many(status) {
+        return Some(Error::invalid(
+            "message",
+            format!("a repeated field holds {count} elements; at most {limit} are read"),
+        ));
+    }
     (status.code() == tonic::Code::Internal && status.message().starts_with(DECODE_FAILED))
         .then(|| Error::invalid("message", "is not a valid protobuf message for this method"))
 }

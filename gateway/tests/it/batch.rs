@@ -237,3 +237,51 @@ async fn an_unread_answer_stream_throttles_the_sender() {
     }
     assert_eq!(pulled.load(Ordering::SeqCst), BATCHES);
 }
+
+/// A batch message as a caller could send it: field 4 (`claims`) holding
+/// only empty elements, two bytes each.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EmptyClaims {
+    #[prost(string, tag = "1")]
+    batch_id: String,
+    #[prost(string, tag = "2")]
+    purpose: String,
+    #[prost(bytes = "vec", repeated, tag = "4")]
+    claims: Vec<Vec<u8>>,
+}
+
+#[tokio::test]
+async fn a_message_of_a_million_empty_claims_is_refused_before_it_is_decoded() {
+    let gw = TestGateway::start().await;
+    let mut grpc = tonic::client::Grpc::new(gw.channel("telco").await);
+    grpc.ready().await.unwrap();
+    // 2 MB, well under the message limit, and a million claims.
+    let message = EmptyClaims {
+        batch_id: "flood".into(),
+        purpose: "SUBSCRIBER_VERIFICATION".into(),
+        claims: vec![Vec::new(); 1_000_000],
+    };
+    let answers = grpc
+        .streaming::<_, EmptyClaims, v1::VerifyBatchResponse, _>(
+            tonic::Request::new(tokio_stream::iter(vec![message])),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/lienthong.v1.ExchangeService/VerifyBatch",
+            ),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    let refused = match answers {
+        Ok(answers) => answers.into_inner().message().await.unwrap_err(),
+        Err(status) => status,
+    };
+    assert_eq!(
+        (refused.code(), reason(&refused).as_str()),
+        (Code::InvalidArgument, "BATCH_TOO_LARGE"),
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("1000000"), "{refused:?}");
+    // One record for the refusal, not a million.
+    let records = lienthong_gateway::audit::records(&gw.audit_path()).unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].entry.outcome, "BATCH_TOO_LARGE");
+}

@@ -523,6 +523,8 @@ fn main() {
                     listener,
                     echo_tls,
                     Duration::from_secs(3),
+                    // The echo counts no calls: never closed for idling.
+                    Duration::ZERO,
                     std::future::pending(),
                 )),
         );

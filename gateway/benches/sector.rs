@@ -192,15 +192,16 @@ fn main() {
             exchange: "lienthong-bench".into(),
             prefetch: 1,
         },
+        connection_idle: std::time::Duration::from_secs(300),
     };
-    let (adapter, tls) = framework::open(&opts).unwrap();
+    let (adapter, port) = framework::open(&opts).unwrap();
     let adapter_addr = adapter_rt.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(framework::run(
             adapter,
             listener,
-            tls,
+            port,
             opts.events,
             std::future::pending(),
         ));

@@ -17,6 +17,7 @@
 //! max_streams_per_connection = 256
 //! deadline_ms = 30000
 //! handshake_timeout_ms = 3000
+//! connection_idle_ms = 300000              # 0: never closed for idling
 //! stream_idle_ms = 60000
 //! max_batch_claims = 10000
 //! shutdown_grace_ms = 20000

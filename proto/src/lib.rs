@@ -10,12 +10,14 @@
 //! - [`pki`]: the certificate names between the gateway and the adapters.
 //! - [`signal`]: Ctrl-C or SIGTERM, the end of every binary's serving.
 //! - [`codec`]: the services' codec, which bounds repeated fields before decoding.
+//! - [`idle`]: connections that carry no call closed after a while.
 #![forbid(unsafe_code)]
 
 pub mod citizen;
 pub mod codec;
 pub mod date;
 pub mod event;
+pub mod idle;
 pub mod name;
 pub mod pid;
 pub mod pki;

@@ -76,6 +76,11 @@ struct AdapterArgs {
         default_value = "lienthong.events"
     )]
     events_exchange: String,
+    /// How long a connection may carry no call, in milliseconds, before it
+    /// is closed (HTTP/2 pings do not count); 0 never closes one.
+    #[arg(long, env = "LIENTHONG_CONNECTION_IDLE_MS", default_value_t = 300_000,
+          value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    connection_idle_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -318,8 +323,9 @@ fn serve(args: AdapterArgs) -> anyhow::Result<ExitCode> {
             exchange: args.events_exchange,
             prefetch: 32,
         },
+        connection_idle: Duration::from_millis(args.connection_idle_ms),
     };
-    let (adapter, tls) = framework::open(&opts)?;
+    let (adapter, port) = framework::open(&opts)?;
     let listen = args.listen.unwrap_or_else(|| {
         SocketAddr::from(([127, 0, 0, 1], adapter.sector().spec().default_port))
     });
@@ -331,7 +337,7 @@ fn serve(args: AdapterArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|e| anyhow::anyhow!("{listen}: {e}"))?;
         tracing::info!(sector = %name, listen = %listener.local_addr()?, "lienthong adapter serving (mTLS, the gateway only)");
-        framework::run(adapter, listener, tls, opts.events.clone(), stop).await?;
+        framework::run(adapter, listener, port, opts.events.clone(), stop).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -31,13 +31,14 @@ pub mod tls;
 pub use adapter::Adapter;
 pub use consumer::ConsumerConfig;
 pub use sector::{Base, Records, Sector};
+pub use service::AdapterPort;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tonic::transport::ServerTlsConfig;
 
 use crate::error::Result;
 
@@ -56,13 +57,19 @@ pub struct AdapterOptions {
     pub citizens: u64,
     /// The broker and exchange events come from.
     pub events: ConsumerConfig,
+    /// How long a connection to its port may carry no call before it is
+    /// closed (never if zero).
+    pub connection_idle: Duration,
 }
 
 /// Opens the sector's store and certificates: everything that can fail
 /// before a port is bound.
-pub fn open(opts: &AdapterOptions) -> Result<(Arc<Adapter>, ServerTlsConfig)> {
+pub fn open(opts: &AdapterOptions) -> Result<(Arc<Adapter>, AdapterPort)> {
     let sector = opts.sector.clone();
-    let tls = tls::server_tls(&opts.pki_dir, sector.name())?;
+    let port = AdapterPort {
+        tls: tls::server_tls(&opts.pki_dir, sector.name())?,
+        connection_idle: opts.connection_idle,
+    };
     let gateway_key = tls::gateway_signing_key(&opts.pki_dir)?;
     let adapter = Adapter::open(
         sector,
@@ -71,7 +78,7 @@ pub fn open(opts: &AdapterOptions) -> Result<(Arc<Adapter>, ServerTlsConfig)> {
         opts.seed,
         opts.citizens,
     )?;
-    Ok((Arc::new(adapter), tls))
+    Ok((Arc::new(adapter), port))
 }
 
 /// Runs an adapter: serves look-ups on `listener` and consumes events, until
@@ -79,12 +86,12 @@ pub fn open(opts: &AdapterOptions) -> Result<(Arc<Adapter>, ServerTlsConfig)> {
 pub async fn run(
     adapter: Arc<Adapter>,
     listener: TcpListener,
-    tls: ServerTlsConfig,
+    port: AdapterPort,
     events: ConsumerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let (bound, _) = tokio::sync::watch::channel(false);
-    run_reporting(adapter, listener, tls, events, bound, shutdown).await
+    run_reporting(adapter, listener, port, events, bound, shutdown).await
 }
 
 /// [`run`], turning `bound` true once the adapter's queue is declared and
@@ -92,14 +99,14 @@ pub async fn run(
 pub async fn run_reporting(
     adapter: Arc<Adapter>,
     listener: TcpListener,
-    tls: ServerTlsConfig,
+    port: AdapterPort,
     events: ConsumerConfig,
     bound: tokio::sync::watch::Sender<bool>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let consumer = tokio::spawn(consumer::consume(adapter.clone(), events, stopped, bound));
-    let served = service::serve(adapter, listener, tls, shutdown).await;
+    let served = service::serve(adapter, listener, port, shutdown).await;
     let _ = stop.send(true);
     let _ = consumer.await;
     served

@@ -1,9 +1,15 @@
 //! `lienthong.adapter.v1.SectorAdapterService` over an [`Adapter`]: decode,
 //! look up on the blocking pool, encode. Served with `grpc.health.v1` on one
 //! port, over mutual TLS, to the gateway only.
+//!
+//! The port, like the gateway's, never stops accepting: each TLS handshake
+//! runs in a task of its own within [`HANDSHAKE_TIMEOUT`], and a connection
+//! that carries no call for its idle limit is closed
+//! ([`lienthong_proto::idle`]).
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lienthong_proto::Pid;
 use lienthong_proto::adapter::v1::sector_adapter_service_server::{
@@ -12,8 +18,12 @@ use lienthong_proto::adapter::v1::sector_adapter_service_server::{
 use lienthong_proto::adapter::v1::{
     self as wire, DescribeRequest, DescribeResponse, LookupRequest, LookupResponse,
 };
-use tokio::net::TcpListener;
+use lienthong_proto::idle::{IdleClosing, IdleConnectInfo, OpenCallLayer, OpenCalls};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codegen::http;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
@@ -100,11 +110,34 @@ impl SectorAdapterService for AdapterApi {
     }
 }
 
+/// Time a client has to complete its TLS handshake on an adapter's port.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How an adapter's port takes connections.
+#[derive(Clone)]
+pub struct AdapterPort {
+    /// Its mutual TLS ([`super::tls::server_tls`]).
+    pub tls: ServerTlsConfig,
+    /// How long a connection may carry no call before it is closed (never
+    /// if zero).
+    pub connection_idle: Duration,
+}
+
+/// What a call learns of its connection on an adapter's port.
+pub(crate) type ConnectInfo = TlsConnectInfo<IdleConnectInfo<TcpConnectInfo>>;
+
+/// The calls open on a request's connection.
+fn open_calls(extensions: &http::Extensions) -> Option<&Arc<OpenCalls>> {
+    extensions
+        .get::<ConnectInfo>()
+        .map(|info| &info.get_ref().calls)
+}
+
 /// Serves `adapter` on `listener` until `shutdown` completes.
 pub async fn serve(
     adapter: Arc<Adapter>,
     listener: TcpListener,
-    tls: ServerTlsConfig,
+    port: AdapterPort,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -113,12 +146,20 @@ pub async fn serve(
         .await;
     let api =
         SectorAdapterServiceServer::with_interceptor(AdapterApi { adapter }, only_the_gateway);
+    let idle = port.connection_idle;
+    let incoming = TcpListenerStream::new(listener).map(move |tcp: std::io::Result<TcpStream>| {
+        tcp.map(|tcp| {
+            let _ = tcp.set_nodelay(true);
+            IdleClosing::new(tcp, idle)
+        })
+    });
     Server::builder()
-        .tls_config(tls)
+        .tls_config(port.tls.timeout(HANDSHAKE_TIMEOUT))
         .map_err(|e| Error::Tls(e.to_string()))?
+        .layer(OpenCallLayer::new(open_calls))
         .add_service(health_service)
         .add_service(api)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| Error::Server(e.to_string()))
 }

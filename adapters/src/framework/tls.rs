@@ -58,7 +58,9 @@ pub fn server_tls(pki_dir: &Path, sector: &str) -> Result<ServerTlsConfig> {
 /// Lets through calls whose client certificate is the gateway's.
 pub(crate) fn only_the_gateway(request: Request<()>) -> Result<Request<()>, Status> {
     let certs = request
-        .peer_certs()
+        .extensions()
+        .get::<super::service::ConnectInfo>()
+        .and_then(|info| info.peer_certs())
         .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
     let cn = certs.first().and_then(|cert| {
         let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;

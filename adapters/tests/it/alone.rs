@@ -41,14 +41,13 @@ async fn client(
     SectorAdapterServiceClient::new(channel)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_adapter_alone_answers_the_gateway_and_nobody_else() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = PkiLayout::under(dir.path());
-    ensure_pki(&pki, ["vietcombank"]).unwrap();
-    // The gateway's public key, which the adapter checks events with.
-    let key = lienthong_gateway::signing::SigningKey::ephemeral();
-    lienthong_gateway::tls::publish_signing_key(&pki, &key.verifying_key()).unwrap();
+/// The health adapter binary over `dir` and `pki` (2,000 citizens, seed 5,
+/// no broker) with `extra` flags: the child and the address it listens on.
+async fn spawn_adapter(
+    dir: &tempfile::TempDir,
+    pki: &PkiLayout,
+    extra: &[&str],
+) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(BIN)
         .args([
             "--sector",
@@ -60,6 +59,7 @@ async fn an_adapter_alone_answers_the_gateway_and_nobody_else() {
             "--seed",
             "5",
         ])
+        .args(extra)
         .arg("--data-dir")
         .arg(dir.path().join("adapters"))
         .arg("--pki-dir")
@@ -82,6 +82,29 @@ async fn an_adapter_alone_answers_the_gateway_and_nobody_else() {
     .await
     .expect("listens within 30 s");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+/// The PKI under `dir`, with the gateway's public signing key published.
+fn pki_under(dir: &tempfile::TempDir) -> PkiLayout {
+    let pki = PkiLayout::under(dir.path());
+    ensure_pki(&pki, ["vietcombank"]).unwrap();
+    // The gateway's public key, which the adapter checks events with.
+    let key = lienthong_gateway::signing::SigningKey::ephemeral();
+    lienthong_gateway::tls::publish_signing_key(&pki, &key.verifying_key()).unwrap();
+    pki
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_alone_answers_the_gateway_and_nobody_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki_under(&dir);
+    let (mut child, addr) = spawn_adapter(&dir, &pki, &[]).await;
+    // The port never waits on a silent client: a connection that does not
+    // complete its TLS handshake is closed at the handshake deadline (3 s;
+    // idle connections only after 5 min).
+    let silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let silent = tokio::spawn(closed(silent, "a connection without a handshake"));
 
     let mut gateway = client(
         &addr,
@@ -145,6 +168,8 @@ async fn an_adapter_alone_answers_the_gateway_and_nobody_else() {
     let status = agency.describe(DescribeRequest {}).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 
+    silent.await.unwrap();
+
     let id = child.id().unwrap().to_string();
     assert!(
         std::process::Command::new("kill")
@@ -170,4 +195,56 @@ async fn an_adapter_alone_answers_the_gateway_and_nobody_else() {
     };
     assert_eq!(mode("adapters"), 0o700);
     assert_eq!(mode("adapters/health.db"), 0o600);
+}
+
+/// Reads `io` until the adapter closes it, within a deadline well past any
+/// limit of the port's.
+async fn closed(mut io: impl tokio::io::AsyncRead + Unpin, what: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(n) = io.read(&mut buf).await
+            && n > 0
+        {}
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} is still open after 20 s"));
+}
+
+/// A connection that completes its handshake, then carries no call, is
+/// closed at `--connection-idle-ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapters_port_closes_connections_that_carry_nothing() {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki_under(&dir);
+    let (_child, addr) = spawn_adapter(&dir, &pki, &["--connection-idle-ms", "300"]).await;
+
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(pki.ca_cert()).unwrap())
+        .unwrap();
+    let chain = CertificateDer::pem_file_iter(pki.gateway_client_cert())
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(pki.gateway_client_key()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            ServerName::try_from(adapter_server_name("health")).unwrap(),
+            tcp,
+        )
+        .await
+        .expect("the gateway's certificate completes the handshake");
+    closed(tls, "an authenticated connection without a call").await;
 }

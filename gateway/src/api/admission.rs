@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body::Frame;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use lienthong_proto::idle::Holding;
+use tokio::sync::Semaphore;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::http;
@@ -161,13 +161,11 @@ where
         let answer = self.inner.call(request);
         futures_util::future::Either::Right(Box::pin(async move {
             match tokio::time::timeout(deadline, answer).await {
-                Ok(Ok(response)) => Ok(response.map(|body| {
-                    Body::new(Holding {
-                        body,
-                        _permit: permit,
-                        _share: share,
-                    })
-                })),
+                // The permit and the share are held until the answer has
+                // been sent.
+                Ok(Ok(response)) => {
+                    Ok(response.map(|body| Body::new(Holding::new(body, (permit, share)))))
+                }
                 Ok(Err(e)) => Err(e),
                 Err(_) => {
                     metrics::counter!(SHED, "reason" => "DEADLINE_EXCEEDED").increment(1);
@@ -175,34 +173,6 @@ where
                 }
             }
         }))
-    }
-}
-
-/// A response body that holds its call's permit (and its place in its
-/// agency's share) until it has been sent.
-struct Holding {
-    body: Body,
-    _permit: OwnedSemaphorePermit,
-    _share: Option<Share>,
-}
-
-impl http_body::Body for Holding {
-    type Data = <Body as http_body::Body>::Data;
-    type Error = <Body as http_body::Body>::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use prost::Message;
 
+use lienthong_proto::idle::OpenCallLayer;
 use lienthong_proto::v1::citizen_service_server::CitizenServiceServer;
 use lienthong_proto::v1::exchange_service_server::ExchangeServiceServer;
 use lienthong_proto::v1::registry_service_server::RegistryServiceServer;
@@ -84,6 +85,9 @@ pub struct ServerLimits {
     /// How long a stream may send nothing while the gateway waits for it
     /// (`DEADLINE_EXCEEDED` / `STREAM_IDLE` beyond).
     pub stream_idle: Duration,
+    /// How long a connection may carry no call before it is closed (never
+    /// if zero).
+    pub connection_idle: Duration,
 }
 
 impl Default for ServerLimits {
@@ -98,6 +102,7 @@ impl Default for ServerLimits {
             drain: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(3),
             stream_idle: Duration::from_secs(60),
+            connection_idle: Duration::from_secs(300),
         }
     }
 }
@@ -296,13 +301,22 @@ pub async fn serve(
         let _ = stop_accepting.send(());
         tokio::time::sleep(drain).await;
     };
-    let incoming = tls::incoming(listener, tls, limits.handshake_timeout, async {
-        let _ = accepting_stopped.await;
-    });
+    let incoming = tls::incoming(
+        listener,
+        tls,
+        limits.handshake_timeout,
+        limits.connection_idle,
+        async {
+            let _ = accepting_stopped.await;
+        },
+    );
     Server::builder()
         .max_concurrent_streams(Some(limits.max_streams_per_connection))
-        // Outermost: the call's id, which everything below records, and the
-        // time a caller waits, refusals included.
+        // Outermost: the call is open on its connection, which is not idle
+        // until it ends.
+        .layer(OpenCallLayer::new(Peer::open_calls))
+        // The call's id, which everything below records, and the time a
+        // caller waits, refusals included.
         .layer(request_id::RequestIdLayer)
         // A certificate for no agency in the policy gets health and
         // reflection only: refused before it can take a permit.

@@ -76,6 +76,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LIENTHONG_HANDSHAKE_TIMEOUT_MS", default_value_t = 3_000,
           value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub handshake_timeout_ms: u64,
+    /// How long a connection may carry no call, in milliseconds, before it
+    /// is closed (HTTP/2 pings do not count); 0 never closes one.
+    #[arg(long, env = "LIENTHONG_CONNECTION_IDLE_MS", default_value_t = 300_000,
+          value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub connection_idle_ms: u64,
     /// Most claims in one VerifyBatch batch (BATCH_TOO_LARGE beyond).
     #[arg(long, env = "LIENTHONG_MAX_BATCH_CLAIMS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -167,6 +172,7 @@ impl ServeArgs {
                 drain: Duration::from_millis(args.shutdown_drain_ms),
                 handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
                 stream_idle: Duration::from_millis(args.stream_idle_ms),
+                connection_idle: Duration::from_millis(args.connection_idle_ms),
             },
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             sectors: SectorOptions {

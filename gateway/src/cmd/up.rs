@@ -74,8 +74,9 @@ pub async fn up(
                 exchange: opts.relay.exchange.clone(),
                 prefetch: 32,
             },
+            connection_idle: opts.limits.connection_idle,
         };
-        let (adapter, tls) =
+        let (adapter, port) =
             framework::open(&adapter_opts).map_err(|e| Error::Server(e.to_string()))?;
         let at = |e| Error::io(format!("{} adapter on {listen}", endpoint.sector))(e);
         let listener = TcpListener::bind(listen).await.map_err(at)?;
@@ -93,9 +94,15 @@ pub async fn up(
             let until = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            let ran =
-                framework::run_reporting(adapter, listener, tls, adapter_opts.events, bound, until)
-                    .await;
+            let ran = framework::run_reporting(
+                adapter,
+                listener,
+                port,
+                adapter_opts.events,
+                bound,
+                until,
+            )
+            .await;
             if let Err(e) = ran {
                 tracing::error!(sector, error = %e, "sector adapter stopped");
             }

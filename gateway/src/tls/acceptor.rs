@@ -12,7 +12,8 @@
 //! one more dropping the oldest, each within its deadline. Failed handshakes are
 //! dropped (and logged without personal data); tonic only ever sees
 //! authenticated connections, and every request carries the [`Peer`] in its
-//! extensions.
+//! extensions. A connection with no call open for its idle limit is closed
+//! ([`lienthong_proto::idle`]).
 
 use std::future::Future;
 use std::io;
@@ -31,6 +32,9 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
+use lienthong_proto::idle::{IdleClosing, OpenCalls};
+use tonic::codegen::http;
+
 /// Handshakes in progress at once; one more drops the oldest.
 pub const MAX_HANDSHAKES: usize = 256;
 
@@ -41,11 +45,20 @@ pub struct Peer {
     pub agency: Arc<str>,
     /// The remote address.
     pub remote: SocketAddr,
+    /// The calls open on the connection, which keep it from being idle.
+    pub(crate) calls: Arc<OpenCalls>,
+}
+
+impl Peer {
+    /// The calls open on `extensions`' connection, for the [`OpenCallLayer`](lienthong_proto::idle::OpenCallLayer).
+    pub(crate) fn open_calls(extensions: &http::Extensions) -> Option<&Arc<OpenCalls>> {
+        extensions.get::<Peer>().map(|peer| &peer.calls)
+    }
 }
 
 /// A TLS connection whose client certificate has been verified.
 pub struct AuthenticatedStream {
-    inner: TlsStream<TcpStream>,
+    inner: TlsStream<IdleClosing<TcpStream>>,
     peer: Peer,
 }
 
@@ -98,7 +111,8 @@ impl AsyncWrite for AuthenticatedStream {
 }
 
 /// The stream of authenticated connections on `listener`, each TLS
-/// handshake given `handshake_timeout`. Once `stop_accepting` completes
+/// handshake given `handshake_timeout`, each connection closed once it has
+/// carried no call for `idle` (never if zero). Once `stop_accepting` completes
 /// the listener is closed (new connections are refused) while the stream
 /// stays open, so the server keeps the connections it has; the accept loop
 /// ends when the stream is dropped.
@@ -106,6 +120,7 @@ pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     handshake_timeout: Duration,
+    idle: Duration,
     stop_accepting: impl Future<Output = ()> + Send + 'static,
 ) -> ReceiverStream<Result<AuthenticatedStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
@@ -140,6 +155,8 @@ pub fn incoming(
                 if when_recorded.await.is_err() {
                     return;
                 }
+                let tcp = IdleClosing::new(tcp, idle);
+                let calls = tcp.calls();
                 let accepted = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await;
                 done.finished(id);
                 let tls = match accepted {
@@ -166,6 +183,7 @@ pub fn incoming(
                 let peer = Peer {
                     agency: agency.into(),
                     remote,
+                    calls,
                 };
                 let _ = tx.send(Ok(AuthenticatedStream { inner: tls, peer })).await;
             });

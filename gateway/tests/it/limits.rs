@@ -214,6 +214,9 @@ async fn the_binary_enforces_each_limit_it_is_given_by_flag_environment_or_file(
     let env = [
         ("LIENTHONG_MAX_IN_FLIGHT", "3"),
         ("LIENTHONG_DEADLINE_MS", "1000"),
+        // Longer than this test: no connection of it is closed for idling
+        // (the closing itself is tls.rs's test).
+        ("LIENTHONG_CONNECTION_IDLE_MS", "600000"),
     ];
     let mut config = std::process::Command::new(BIN);
     config
@@ -227,6 +230,7 @@ async fn the_binary_enforces_each_limit_it_is_given_by_flag_environment_or_file(
         ("max_streams_per_connection = 2", "# flag"),
         ("max_in_flight = 3", "# environment"),
         ("deadline_ms = 1000", "# environment"),
+        ("connection_idle_ms = 600000", "# environment"),
         ("max_batch_claims = 3", "# file"),
     ] {
         assert!(

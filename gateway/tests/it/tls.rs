@@ -165,12 +165,12 @@ async fn list_services(channel: tonic::transport::Channel, version: &str) -> Vec
     }
 }
 
-/// A TLS handshake with the gateway offering only `version`, presenting
-/// the bank's certificate: the negotiated version, or the error.
-async fn handshake(
+/// A TLS connection to the gateway offering only `version`, presenting the
+/// bank's certificate, or the handshake's error.
+async fn connect_tls(
     gw: &TestGateway,
     version: &'static rustls::SupportedProtocolVersion,
-) -> Result<rustls::ProtocolVersion, String> {
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
@@ -183,17 +183,27 @@ async fn handshake(
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let key = PrivateKeyDer::from_pem_file(gw.pki.agency_key("bank")).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[version])
         .unwrap()
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
         .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// A TLS handshake with the gateway offering only `version`: the
+/// negotiated version, or the error.
+async fn handshake(
+    gw: &TestGateway,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Result<rustls::ProtocolVersion, String> {
+    let tls = connect_tls(gw, version).await?;
     Ok(tls.get_ref().1.protocol_version().unwrap())
 }
 
@@ -245,4 +255,76 @@ async fn connections_that_send_nothing_never_keep_a_client_out() {
             .unwrap_or_else(|_| panic!("silent connection {i} is still open"));
         assert!(matches!(read, Ok(0) | Err(_)), "{i}: {read:?}");
     }
+}
+
+#[tokio::test]
+async fn a_connection_that_carries_no_call_is_closed_and_one_with_a_call_open_is_kept() {
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    use tonic::codegen::{Bytes, http};
+    const IDLE: Duration = Duration::from_millis(300);
+    let gw = TestGateway::with_limits(lienthong_gateway::api::ServerLimits {
+        connection_idle: IDLE,
+        ..Default::default()
+    })
+    .await;
+
+    // Authenticated, then silent: the gateway closes it (loose: 20 s).
+    let mut silent = connect_tls(&gw, &rustls::version::TLS13).await.unwrap();
+    let mut byte = [0u8; 64];
+    let read = async {
+        loop {
+            // The server's HTTP/2 settings come first, then the end.
+            match silent.read(&mut byte).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("a connection without a call is closed");
+
+    // HTTP/2 with a health watch open: kept while the call is open, though
+    // it sends nothing for many times the limit.
+    let tls = connect_tls(&gw, &rustls::version::TLS13).await.unwrap();
+    let (client, connection) = h2::client::handshake(tls).await.unwrap();
+    let mut connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let watch = http::Request::post(format!("https://{}/grpc.health.v1.Health/Watch", gw.addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut body) = client.send_request(watch, false).unwrap();
+    // An empty HealthCheckRequest (the server as a whole), framed.
+    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(20), response)
+        .await
+        .expect("the watch is answered")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut answers = response.into_body();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(20), answers.data())
+            .await
+            .expect("the first status comes")
+            .is_some()
+    );
+    assert!(
+        tokio::time::timeout(IDLE * 6, &mut connection)
+            .await
+            .is_err(),
+        "the connection was closed with a call open on it"
+    );
+    // The call ends (the client resets it): the connection is idle, then
+    // closed.
+    body.send_reset(h2::Reason::CANCEL);
+    drop((answers, body, client));
+    let ended = tokio::time::timeout(Duration::from_secs(20), connection)
+        .await
+        .expect("the connection is closed once its call has ended");
+    // The server closed it: the client task ended without being aborted.
+    assert!(ended.is_ok(), "{ended:?}");
 }

@@ -510,11 +510,12 @@ fn run_adapter(
             exchange: exchange.to_owned(),
             prefetch: 32,
         },
+        connection_idle: Duration::from_secs(300),
     };
-    let (adapter, tls) = framework::open(&opts).unwrap();
+    let (adapter, port) = framework::open(&opts).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        framework::run(adapter, listener, tls, opts.events, async {
+        framework::run(adapter, listener, port, opts.events, async {
             let _ = stopped.await;
         })
         .await

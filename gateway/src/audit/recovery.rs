@@ -24,7 +24,9 @@ pub(super) struct Recovered {
 /// none. Segments past the last begun one hold only zeros (prepared, never
 /// used) and are removed; a write a crash cut short at the end is moved
 /// aside to `torn-SEGMENT-OFFSET.bin` and zeroed, so appending goes on
-/// after the last whole frame and nothing is destroyed.
+/// after the last whole frame and nothing is destroyed. Every record after
+/// the last checkpoint is checked first; damage or an edit there is an
+/// error naming the file and offset, the log left as found.
 pub(super) fn recover(dir: &Path) -> Result<Recovered> {
     for entry in std::fs::read_dir(dir).map_err(Error::io(dir))?.flatten() {
         if entry.file_name().to_string_lossy().ends_with(".seg.tmp") {
@@ -74,19 +76,21 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered> {
         }
         std::fs::remove_file(&path).map_err(Error::io(&path))?;
     }
-    // The last begun segment, whole frames checked: a record against its
-    // hash and its place in the chain, from the last record before the
-    // segment (a checkpoint's signature is for `audit verify` to judge: the
-    // key may have changed since).
-    let before = if current == 1 {
+    // Every record after the last checkpoint, and more: from the start of
+    // the newest segment that holds a checkpoint to the end, whole frames
+    // checked — a record against its hash and its place in the chain, from
+    // the last record before that segment (a checkpoint's signature is for
+    // `audit verify` to judge: the key may have changed since).
+    let from = newest_with_checkpoint(dir, current)?;
+    let before = if from == 1 {
         (0, GENESIS)
     } else {
-        last_of(dir, current - 1)?
+        last_of(dir, from - 1)?
     };
     let mut head = None;
     let mut checkpointed = 0;
     let start = Position {
-        segment: current,
+        segment: from,
         offset: 0,
     };
     let mut cursor = Cursor::new(dir, start, None, 1 << 20);
@@ -114,9 +118,14 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered> {
         }
     };
     if end.segment != current {
-        return Err(Error::Audit(
-            "the audit log's segments changed while it was opened".into(),
-        ));
+        return Err(Error::Audit(format!(
+            "{}: the frame at offset {} does not read, yet the log goes on in a later segment: \
+             that is damage or an edit, not a write cut short; the gateway does not start over \
+             it and leaves the log as it is. Run `lienthong audit verify`; restore the segment \
+             from a backup",
+            segment::segment_path(dir, end.segment).display(),
+            end.offset
+        )));
     }
     let path = segment::segment_path(dir, current);
     let file = File::options()
@@ -200,6 +209,31 @@ fn set_aside_torn(dir: &Path, file: &File, path: &Path, end: Position) -> Result
         "the audit log ended in a write cut short; its bytes are kept aside and the log goes on after the last whole record"
     );
     Ok(())
+}
+
+/// The newest segment, up to `current`, that holds a checkpoint; 1 if none
+/// does.
+fn newest_with_checkpoint(dir: &Path, current: u32) -> Result<u32> {
+    for n in (1..=current).rev() {
+        let start = Position {
+            segment: n,
+            offset: 0,
+        };
+        let until = Position {
+            segment: n + 1,
+            offset: 0,
+        };
+        let mut cursor = Cursor::new(dir, start, Some(until), 1 << 20);
+        while let Step::Frame(at, frame) = cursor.step()? {
+            if at.segment != n {
+                break;
+            }
+            if matches!(frame, Frame::Checkpoint(_)) {
+                return Ok(n);
+            }
+        }
+    }
+    Ok(1)
 }
 
 /// The last record's (or checkpoint's) number and hash in segment `n`.

@@ -561,3 +561,83 @@ async fn damage_or_an_edit_before_whole_records_stops_the_start_and_is_left_as_f
     drop(log);
     assert!(writer.close(Duration::from_secs(10)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_after_the_last_checkpoint_stops_the_start_though_a_newer_segment_began() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, key) = written_log(dir.path(), 20).await;
+    // Segment 1 holds records 1–20 and no checkpoint (the gateway stopped
+    // before signing one); segment 2 goes on from record 20 with 21–25, no
+    // checkpoint either: the last checkpoint is none, so the chain is
+    // checked from the start, not only in the newest segment.
+    let records: Vec<AuditRecord> = frames(&path).iter().filter_map(|f| record_of(f)).collect();
+    assert_eq!(records.len(), 20);
+    let pristine: Vec<Vec<u8>> = records.iter().map(encoded).collect();
+    let mut prev = records[19].hash;
+    let mut next = Vec::new();
+    for seq in 21..=25 {
+        let r = AuditRecord::chain(
+            seq,
+            records[19].time.clone(),
+            entry("001089000099", "verify_identity", None),
+            prev,
+        );
+        prev = r.hash;
+        next.extend(encoded(&r));
+    }
+    next.resize(segment::segment_size(2) as usize, 0);
+    std::fs::write(segment::segment_path(&path, 2), &next).unwrap();
+    let first = segment::segment_path(&path, 1);
+    let refuses = |what: &str| {
+        let found = std::fs::read(&first).unwrap();
+        let e = match AuditLog::open(&path, key.clone()) {
+            Ok(_) => panic!("{what}: the log opened"),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(
+            std::fs::read(&first).unwrap(),
+            found,
+            "{what}: left as found"
+        );
+        e
+    };
+
+    // Record 18 replaced by one whose own hash is right but which does not
+    // follow record 17.
+    let mut edited = pristine.clone();
+    let r = &records[17];
+    edited[17] = encoded(&AuditRecord::chain(
+        18,
+        r.time.clone(),
+        r.entry.clone(),
+        [7; 32],
+    ));
+    rewrite(&path, &edited);
+    let e = refuses("an edited record in an earlier segment");
+    assert!(
+        e.contains("record 18") && e.contains("does not follow record 17"),
+        "{e}"
+    );
+
+    // A flipped byte in record 19.
+    let mut damaged = pristine.clone();
+    let middle = damaged[18].len() / 2;
+    damaged[18][middle] ^= 0x40;
+    rewrite(&path, &damaged);
+    let e = refuses("a damaged record in an earlier segment");
+    assert!(
+        e.contains("00000001.seg") && e.contains("the log goes on in a later segment"),
+        "{e}"
+    );
+
+    // Put back, the log opens and goes on after record 25.
+    rewrite(&path, &pristine);
+    let (log, writer) = AuditLog::open(&path, key.clone()).unwrap();
+    let seq = log
+        .append(vec![entry("001089000100", "verify_identity", None)])
+        .await
+        .unwrap();
+    assert_eq!(seq, 26);
+    drop(log);
+    assert!(writer.close(Duration::from_secs(10)).await);
+}

@@ -238,8 +238,8 @@ async fn an_unread_answer_stream_throttles_the_sender() {
     assert_eq!(pulled.load(Ordering::SeqCst), BATCHES);
 }
 
-/// A batch message as a caller could send it: field 4 (`claims`) holding
-/// only empty elements, two bytes each.
+/// A batch message as a caller could send it, each claim (field 4) as raw
+/// bytes: empty ones, two bytes each on the wire, or ones that are no claim.
 #[derive(Clone, PartialEq, prost::Message)]
 struct EmptyClaims {
     #[prost(string, tag = "1")]
@@ -284,4 +284,59 @@ async fn a_message_of_a_million_empty_claims_is_refused_before_it_is_decoded() {
     let records = lienthong_gateway::audit::records(&gw.audit_path()).unwrap();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].entry.outcome, "BATCH_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn a_batch_that_does_not_decode_ends_the_stream_invalid_argument_and_is_audited() {
+    let gw = TestGateway::start().await;
+    let mut grpc = tonic::client::Grpc::new(gw.channel("telco").await);
+    grpc.ready().await.unwrap();
+    // Its claims field holds bytes that are no IdentityClaim.
+    let message = EmptyClaims {
+        batch_id: "garbled".into(),
+        purpose: "SUBSCRIBER_VERIFICATION".into(),
+        claims: vec![vec![0xFF; 16]],
+    };
+    let answers = grpc
+        .streaming::<_, EmptyClaims, v1::VerifyBatchResponse, _>(
+            tonic::Request::new(tokio_stream::iter(vec![message])),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/lienthong.v1.ExchangeService/VerifyBatch",
+            ),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    let refused = match answers {
+        Ok(answers) => answers.into_inner().message().await.unwrap_err(),
+        Err(status) => status,
+    };
+    assert_eq!(
+        (refused.code(), reason(&refused).as_str()),
+        (Code::InvalidArgument, "ARGUMENT_INVALID"),
+        "{refused:?}"
+    );
+    let records = lienthong_gateway::audit::records(&gw.audit_path()).unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        (
+            records[0].entry.agency.as_str(),
+            records[0].entry.operation.as_str(),
+            records[0].entry.outcome.as_str()
+        ),
+        ("telco", "verify_batch", "ARGUMENT_INVALID")
+    );
+    // The same caller goes on being served.
+    let mut client = lienthong_proto::v1::exchange_service_client::ExchangeServiceClient::new(
+        gw.channel("telco").await,
+    );
+    let alive = gw.find(|c| c.life_status() == LifeStatus::Alive);
+    let mut answers = client
+        .verify_batch(tokio_stream::iter(vec![batch(
+            "after",
+            vec![claim_of(&alive, "ok")],
+        )]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answers.next().await.unwrap().unwrap().results.len(), 1);
 }

@@ -488,8 +488,9 @@ fn main() {
         audit,
         &audit_path,
         key.clone(),
-    );
-    let unaudited = Services::new(policy, store, NoAudit, &audit_path, key);
+    )
+    .unwrap();
+    let unaudited = Services::new(policy, store, NoAudit, &audit_path, key).unwrap();
     let start_gateway = |rt: &tokio::runtime::Runtime, services: Services| {
         let tls = server_config(&pki).unwrap();
         rt.block_on(async {

@@ -246,11 +246,12 @@ fn main() {
             audit,
             &audit_path,
             key.clone(),
-        ),
+        )
+        .unwrap(),
     );
     let unaudited = start_gateway(
         &unaudited_rt,
-        Services::new(policy, store, NoAudit, &audit_path, key),
+        Services::new(policy, store, NoAudit, &audit_path, key).unwrap(),
     );
 
     client_rt.block_on(async move {

@@ -2,6 +2,7 @@
 //!
 //! One module a concern:
 //! - [`verify`]: matching claims against the register, predicates.
+//! - [`projection`]: what verification reads of every citizen, in memory.
 //! - [`disclose`]: granted fields with their provenance.
 //! - [`registry`]: the population store and its embedded backend, seeding.
 //! - [`policy`]: who may do what, for which purpose.
@@ -35,6 +36,7 @@ pub mod exchange;
 pub mod limits;
 pub mod policy;
 pub mod private;
+pub mod projection;
 pub mod registration;
 pub mod registry;
 pub mod sector;

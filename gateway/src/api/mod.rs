@@ -51,6 +51,7 @@ use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::limits::AgencyRates;
 use crate::policy::LivePolicy;
+use crate::projection::{ProjectedStore, Projection};
 use crate::registration::Registrar;
 use crate::registry::PopulationStore;
 use crate::sector::Sectors;
@@ -177,21 +178,25 @@ pub struct Services {
 impl Services {
     /// Every service over one `registry` (citizens and consents), under one
     /// policy, auditing into `audit` (`ListAccesses` reads the log in the
-    /// directory `audit_path`); `key` signs consent tokens.
+    /// directory `audit_path`); `key` signs consent tokens. Verification
+    /// reads the registry's [`Projection`], built here.
     pub fn new<R: PopulationStore + ConsentBook>(
         policy: LivePolicy,
         registry: Arc<R>,
         audit: impl AuditTrail,
         audit_path: &Path,
         key: Arc<SigningKey>,
-    ) -> Self {
-        let store: Arc<dyn PopulationStore> = registry.clone();
+    ) -> Result<Self> {
+        let projection = Arc::new(Projection::build(&*registry)?);
+        let store: Arc<dyn PopulationStore> =
+            Arc::new(ProjectedStore::new(registry.clone(), projection.clone()));
         let consents = Consents::new(policy.clone(), registry, store.clone(), key);
         let rates = Arc::new(AgencyRates::new(policy.clone()));
-        Self {
+        Ok(Self {
             exchange: Exchange::new(
                 policy.clone(),
                 store.clone(),
+                projection,
                 consents.clone(),
                 rates.clone(),
             ),
@@ -203,7 +208,7 @@ impl Services {
             sectors: Sectors::default(),
             audited: audited::Audited::new(Arc::new(audit), policy.clone()),
             policy,
-        }
+        })
     }
 
     /// [`Services::new`] with the audit log in the directory `audit_path` and the signing
@@ -218,7 +223,7 @@ impl Services {
     ) -> Result<(Self, AuditWriter)> {
         let key = Arc::new(SigningKey::load_or_create(key_path)?);
         let (audit, writer) = AuditLog::open(audit_path, key.clone())?;
-        Ok((Self::new(policy, registry, audit, audit_path, key), writer))
+        Ok((Self::new(policy, registry, audit, audit_path, key)?, writer))
     }
 }
 

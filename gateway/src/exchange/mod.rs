@@ -21,6 +21,7 @@ use crate::disclose::{self, Disclosed, Field};
 use crate::error::{Error, Result};
 use crate::limits::AgencyRates;
 use crate::policy::{LivePolicy, Operation};
+use crate::projection::Projection;
 use crate::registry::PopulationStore;
 use crate::verify::{Claim, Verification, Verifier};
 
@@ -50,11 +51,13 @@ pub struct Asker<'a> {
 }
 
 impl Exchange {
-    /// An exchange answering from `store` under `policy`, checking consent
-    /// tokens with `consents` and batches against the quotas in `rates`.
+    /// An exchange under `policy` verifying claims against `projection`
+    /// and disclosing fields from `store`, checking consent tokens with
+    /// `consents` and batches against the quotas in `rates`.
     pub fn new(
         policy: LivePolicy,
         store: Arc<dyn PopulationStore>,
+        projection: Arc<Projection>,
         consents: Consents,
         rates: Arc<AgencyRates>,
     ) -> Self {
@@ -62,7 +65,7 @@ impl Exchange {
             policy,
             rates,
             max_batch: MAX_BATCH,
-            verifier: Verifier::new(store.clone()),
+            verifier: Verifier::new(projection),
             store,
             consents,
         }
@@ -74,8 +77,7 @@ impl Exchange {
         self
     }
 
-    /// Verifies one claim. The look-up is a single indexed read, cheaper than
-    /// a hop to the blocking pool, so it runs in place.
+    /// Verifies one claim. The look-up is in memory, so it runs in place.
     pub fn verify_identity(
         &self,
         asker: Asker<'_>,

@@ -135,6 +135,11 @@ pub trait PopulationStore: Send + Sync + 'static {
         Ok(self.get_many(&[pid])?.pop().flatten())
     }
 
+    /// Visits every record, `view` of each, in Pid order, in one snapshot;
+    /// returns the outbox's last `seq` in that snapshot: the register as it
+    /// was after that write (what the [`crate::projection`] is built from).
+    fn visit_all(&self, view: RecordView, visit: &mut dyn FnMut(Citizen)) -> Result<u64>;
+
     /// Number of citizens on the register (a full count: not for hot paths).
     fn count(&self) -> Result<u64>;
 

@@ -165,6 +165,35 @@ impl PopulationStore for SqliteRegistry {
         Ok(n? as u64)
     }
 
+    fn visit_all(&self, view: RecordView, visit: &mut dyn FnMut(Citizen)) -> Result<u64> {
+        let conn = self.reader()?;
+        let result = (|| {
+            conn.prepare_cached("BEGIN")?.execute([])?;
+            let scanned = (|| {
+                let seq: i64 = conn.query_row(
+                    "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let mut stmt = conn.prepare("SELECT pid, record FROM citizen ORDER BY pid")?;
+                let mut rows = stmt.query([])?;
+                while let Some(row) = rows.next()? {
+                    let pid =
+                        Pid::from_u64(row.get::<_, i64>(0)? as u64).map_err(|_| Error::Corrupt)?;
+                    let blob = row.get_ref(1)?.as_blob().map_err(|_| Error::Corrupt)?;
+                    visit(decode(blob, pid, view)?);
+                }
+                Ok(seq as u64)
+            })();
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            scanned
+        })();
+        if result.is_ok() {
+            self.give_back(conn);
+        }
+        result
+    }
+
     fn is_empty(&self) -> Result<bool> {
         let conn = self.reader()?;
         let any: Result<bool> = conn

@@ -14,6 +14,8 @@
 //! lienthong_outbox_oldest_waiting_seconds              gauge
 //! lienthong_shed_total{reason}                         counter: calls refused
 //!     at admission (OVERLOADED) or ended at the deadline (DEADLINE_EXCEEDED)
+//! lienthong_projection_seq                             gauge: the outbox seq
+//!     of the last registry write the verification projection holds
 //! ```
 //!
 //! Labels hold agency ids, operation and method names and reasons — never a
@@ -43,6 +45,8 @@ pub const OUTBOX_WAITING: &str = "lienthong_outbox_waiting";
 /// Age of the oldest event waiting for the broker.
 pub const OUTBOX_OLDEST: &str = "lienthong_outbox_oldest_waiting_seconds";
 
+/// The outbox seq of the last registry write the verification projection holds.
+pub const PROJECTION_SEQ: &str = "lienthong_projection_seq";
 /// Calls shed at admission or ended at the server's deadline, by reason.
 pub const SHED: &str = "lienthong_shed_total";
 /// Look-ups sent to a sector adapter, by sector and outcome.
@@ -91,6 +95,10 @@ pub fn install() -> Result<PrometheusHandle> {
     metrics::describe_gauge!(
         SECTOR_AVAILABLE,
         "1 while a sector adapter takes calls, 0 while its circuit is open"
+    );
+    metrics::describe_gauge!(
+        PROJECTION_SEQ,
+        "The outbox seq of the last registry write the verification projection holds"
     );
     metrics::describe_gauge!(OUTBOX_WAITING, "Events not yet confirmed by the broker");
     metrics::describe_gauge!(

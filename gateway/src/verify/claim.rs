@@ -1,6 +1,5 @@
 //! What an agency claims about a person, in domain terms.
 
-use lienthong_proto::citizen::Address;
 use lienthong_proto::name::{self, NameMatch};
 use lienthong_proto::{Date, Pid, Sex};
 
@@ -52,18 +51,18 @@ pub struct ResidenceClaim {
 impl ResidenceClaim {
     /// Compares with the registered permanent address: the province exactly,
     /// the line as names are compared.
-    pub(super) fn compare(&self, registered: Option<&Address>, how: NameMatch) -> FieldResult {
+    pub(super) fn compare(&self, registered: Option<(u32, &str)>, how: NameMatch) -> FieldResult {
         let field = ClaimedField::PermanentResidence;
-        let Some(reg) = registered else {
+        let Some((province, registered_line)) = registered else {
             return FieldResult::exact(field, false);
         };
-        if u32::from(self.province) != reg.province {
+        if u32::from(self.province) != province {
             return FieldResult::exact(field, false);
         }
         match &self.line {
             None => FieldResult::exact(field, true),
             Some(line) => {
-                let s = name::compare(line, &reg.line, how);
+                let s = name::compare(line, registered_line, how);
                 FieldResult {
                     field,
                     matched: s.matched,

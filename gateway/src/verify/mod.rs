@@ -2,24 +2,26 @@
 //! never with data.
 //!
 //! A [`Claim`] has already been parsed at the edge (a malformed Pid never
-//! gets here). [`verify`] compares it with the registered [`Citizen`] field by
+//! gets here). [`verify`] compares it with the registered [`Facts`] field by
 //! field and answers the predicates; [`Verifier`] does the look-ups, one or
-//! many claims at a time.
+//! many claims at a time, in the in-memory [`Projection`].
 
 mod claim;
+mod facts;
 mod predicate;
 
 pub use claim::{Claim, ResidenceClaim};
+pub use facts::Facts;
 pub use predicate::Predicate;
 
 use std::sync::Arc;
 
-use lienthong_proto::citizen::{LifeStatus, RecordView};
+use lienthong_proto::Date;
+use lienthong_proto::citizen::LifeStatus;
 use lienthong_proto::name::{self, NameMatch};
-use lienthong_proto::{Citizen, Date, Pid};
 
 use crate::error::{Error, Result};
-use crate::registry::PopulationStore;
+use crate::projection::Projection;
 
 /// The overall answer to a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,10 +90,10 @@ impl FieldResult {
     }
 }
 
-/// Compares `claim` with the registered record (`None`: not found), as of `today`.
+/// Compares `claim` with the registered facts (`None`: not found), as of `today`.
 pub fn verify(
     claim: &Claim,
-    citizen: Option<&Citizen>,
+    citizen: Option<&Facts<'_>>,
     how: NameMatch,
     today: Date,
 ) -> Verification {
@@ -110,7 +112,7 @@ pub fn verify(
         };
     };
     if let Some(claimed) = &claim.full_name {
-        let s = name::compare(claimed, &c.full_name, how);
+        let s = name::compare(claimed, c.full_name, how);
         fields.push(FieldResult {
             field: ClaimedField::FullName,
             matched: s.matched,
@@ -129,11 +131,11 @@ pub fn verify(
     if let Some(old) = &claim.old_id_number {
         fields.push(FieldResult::exact(
             ClaimedField::OldIdNumber,
-            !c.old_id_number.is_empty() && *old == c.old_id_number,
+            !c.old_id_number.is_empty() && old == c.old_id_number,
         ));
     }
     if let Some(residence) = &claim.permanent_residence {
-        fields.push(residence.compare(c.permanent.as_ref(), how));
+        fields.push(residence.compare(c.permanent, how));
     }
     let verdict = if fields.iter().all(|f| f.matched) {
         Verdict::Match
@@ -150,7 +152,7 @@ pub fn verify(
 }
 
 /// Whether the citizen's chip card is valid on `today`.
-fn card_validity(c: &Citizen, today: Date) -> CardValidity {
+fn card_validity(c: &Facts<'_>, today: Date) -> CardValidity {
     match (c.card_issued_on(), c.card_expires_on()) {
         (None, _) => CardValidity::None,
         (Some(_), Some(expiry)) if expiry < today => CardValidity::Expired,
@@ -159,30 +161,31 @@ fn card_validity(c: &Citizen, today: Date) -> CardValidity {
     }
 }
 
-/// Verifies claims against a population store.
+/// Verifies claims against the projection of the register.
 #[derive(Clone)]
 pub struct Verifier {
-    store: Arc<dyn PopulationStore>,
+    projection: Arc<Projection>,
 }
 
 impl Verifier {
-    /// A verifier reading from `store`.
-    pub fn new(store: Arc<dyn PopulationStore>) -> Self {
-        Self { store }
+    /// A verifier reading from `projection`.
+    pub fn new(projection: Arc<Projection>) -> Self {
+        Self { projection }
     }
 
-    /// Verifies many claims with one batched look-up; results in claim order.
-    /// Blocking: call from a blocking context.
+    /// Verifies many claims in one look-up of the projection; results in
+    /// claim order. Memory-bound, no I/O: it runs in place.
     pub fn verify_many(&self, claims: &[&Claim], how: NameMatch) -> Result<Vec<Verification>> {
-        let pids: Vec<Pid> = claims.iter().map(|c| c.pid).collect();
         let today = Date::today();
-        let mut out: Vec<Option<Verification>> = vec![None; claims.len()];
-        self.store
-            .visit_many(&pids, RecordView::Verification, &mut |i, citizen| {
-                out[i] = Some(verify(claims[i], citizen.as_ref(), how, today));
-            })?;
-        // Every index is visited exactly once.
-        out.into_iter().map(|v| v.ok_or(Error::Task)).collect()
+        let pids = claims.iter().map(|c| c.pid);
+        let mut out = Vec::with_capacity(claims.len());
+        self.projection.visit(pids, |i, facts| {
+            out.push(verify(claims[i], facts.as_ref(), how, today));
+        });
+        if out.len() != claims.len() {
+            return Err(Error::Task);
+        }
+        Ok(out)
     }
 }
 

@@ -1,7 +1,9 @@
 //! Yes/no predicates: the minimum a bank or an operator needs to know.
 
+use lienthong_proto::Date;
 use lienthong_proto::citizen::LifeStatus;
-use lienthong_proto::{Citizen, Date};
+
+use super::Facts;
 
 /// A yes/no question about a person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,15 +18,14 @@ pub enum Predicate {
 
 impl Predicate {
     /// Answers the question for `c` on `today`.
-    pub fn holds(self, c: &Citizen, today: Date) -> bool {
+    pub fn holds(self, c: &Facts<'_>, today: Date) -> bool {
         match self {
             Self::AgeAtLeast(years) => c
                 .date_of_birth()
                 .is_some_and(|dob| u32::try_from(dob.age_on(today)).is_ok_and(|age| age >= years)),
             Self::PermanentResidentOf(code) => c
                 .permanent
-                .as_ref()
-                .is_some_and(|a| a.province == u32::from(code)),
+                .is_some_and(|(province, _)| province == u32::from(code)),
             Self::Alive => c.life_status() == LifeStatus::Alive,
         }
     }

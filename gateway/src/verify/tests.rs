@@ -125,7 +125,12 @@ fn field_by_field() {
     for (name, edit, verdict, fields) in cases {
         let mut c = claim();
         edit(&mut c);
-        let v = verify(&c, Some(&registered()), NameMatch::Exact, date(TODAY));
+        let v = verify(
+            &c,
+            Some(&(&registered()).into()),
+            NameMatch::Exact,
+            date(TODAY),
+        );
         assert_eq!(v.verdict, *verdict, "{name}");
         let got: Vec<(ClaimedField, bool)> =
             v.fields.iter().map(|f| (f.field, f.matched)).collect();
@@ -139,11 +144,16 @@ fn field_by_field() {
 fn partial_names_score() {
     let mut c = claim();
     c.full_name = Some("Nguyen Van An".into());
-    let exact = verify(&c, Some(&registered()), NameMatch::Exact, date(TODAY));
+    let exact = verify(
+        &c,
+        Some(&(&registered()).into()),
+        NameMatch::Exact,
+        date(TODAY),
+    );
     assert_eq!(exact.verdict, Verdict::Mismatch);
     let partial = verify(
         &c,
-        Some(&registered()),
+        Some(&(&registered()).into()),
         NameMatch::Partial { threshold: 85 },
         date(TODAY),
     );
@@ -152,7 +162,7 @@ fn partial_names_score() {
     c.full_name = Some("Nguyen Van Ann".into());
     let typo = verify(
         &c,
-        Some(&registered()),
+        Some(&(&registered()).into()),
         NameMatch::Partial { threshold: 95 },
         date(TODAY),
     );
@@ -185,13 +195,18 @@ fn predicates_and_status() {
         Predicate::PermanentResidentOf(1),
         Predicate::Alive,
     ];
-    let v = verify(&c, Some(&registered()), NameMatch::Exact, date(TODAY));
+    let v = verify(
+        &c,
+        Some(&(&registered()).into()),
+        NameMatch::Exact,
+        date(TODAY),
+    );
     assert_eq!(v.predicates, vec![true, false, true, false, true]);
 
     let mut deceased = registered();
     deceased.status = LifeStatus::Deceased as u32;
     deceased.died_on = 20250101;
-    let v = verify(&c, Some(&deceased), NameMatch::Exact, date(TODAY));
+    let v = verify(&c, Some(&(&deceased).into()), NameMatch::Exact, date(TODAY));
     assert_eq!(
         v.verdict,
         Verdict::Match,
@@ -203,10 +218,10 @@ fn predicates_and_status() {
 
     let mut expired = registered();
     expired.card_expires_on = 20250514;
-    let v = verify(&c, Some(&expired), NameMatch::Exact, date(TODAY));
+    let v = verify(&c, Some(&(&expired).into()), NameMatch::Exact, date(TODAY));
     assert_eq!(v.card, Some(CardValidity::Expired));
     let mut none = registered();
     none.card_issued_on = 0;
-    let v = verify(&c, Some(&none), NameMatch::Exact, date(TODAY));
+    let v = verify(&c, Some(&(&none).into()), NameMatch::Exact, date(TODAY));
     assert_eq!(v.card, Some(CardValidity::None));
 }

@@ -434,3 +434,126 @@ async fn a_birth_with_no_pid_left_is_pid_space_exhausted() {
         .await
         .unwrap();
 }
+
+/// Each kind of registry write that changes what verification reads is seen
+/// by the very next verification: the projection is updated before the
+/// write is answered.
+#[tokio::test]
+async fn each_registry_write_is_seen_by_the_next_verification() {
+    let gw = TestGateway::start().await;
+    let mut civil = gw.registry("civil").await;
+    let mut police = gw.registry("police").await;
+    let mut bank = gw.client("bank").await;
+    let mover = gw
+        .find(|c| alive(c) && c.permanent.as_ref().is_some_and(|a| a.province != 48) && !c.female);
+    let pid = |p: u64| format!("{p:012}");
+    let claim = |pid: &str| v1::IdentityClaim {
+        reference: "r".into(),
+        pid: pid.to_owned(),
+        ..Default::default()
+    };
+    let mut verify = async |claim: v1::IdentityClaim| {
+        crate::exchange::answer(bank.verify_identity(crate::exchange::kyc(claim)).await)
+    };
+
+    // A birth: the new Pid verifies at once, with no card yet.
+    let born = civil
+        .register_birth(v1::RegisterBirthRequest {
+            request_id: "b-1".into(),
+            full_name: "Trần Gia Bảo".into(),
+            date_of_birth: date(2026, 5, 19),
+            sex: v1::Sex::Male as i32,
+            birth_province_code: "079".into(),
+            permanent_residence: residence("079", "5 Lê Lợi, Quận 1"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .receipt
+        .unwrap();
+    let baby = v1::IdentityClaim {
+        full_name: Some("Trần Gia Bảo".into()),
+        date_of_birth: date(2026, 5, 19),
+        sex: v1::Sex::Male as i32,
+        ..claim(&born.pid)
+    };
+    let v = verify(baby.clone()).await;
+    assert_eq!(v.verdict(), v1::Verdict::Match, "{v:?}");
+    assert_eq!(v.card_validity(), v1::CardValidity::None);
+
+    // A card issued: valid at once.
+    police
+        .issue_card(v1::IssueCardRequest {
+            request_id: "c-1".into(),
+            pid: born.pid.clone(),
+            issued_on: date(2026, 6, 1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(verify(baby).await.card_validity(), v1::CardValidity::Valid);
+
+    // A permanent residence changed: the new province matches, the old
+    // one no longer.
+    let old_province = format!("{:03}", mover.permanent.as_ref().unwrap().province);
+    let lives_in = |province: &str| v1::IdentityClaim {
+        permanent_residence: residence(province, ""),
+        ..claim(&pid(mover.pid))
+    };
+    assert_eq!(
+        verify(lives_in("048")).await.verdict(),
+        v1::Verdict::Mismatch
+    );
+    police
+        .change_residence(v1::ChangeResidenceRequest {
+            request_id: "r-1".into(),
+            pid: pid(mover.pid),
+            kind: v1::ResidenceKind::Permanent as i32,
+            residence: residence("048", "12 Bạch Đằng, Hải Châu"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(verify(lives_in("048")).await.verdict(), v1::Verdict::Match);
+    assert_eq!(
+        verify(lives_in(&old_province)).await.verdict(),
+        v1::Verdict::Mismatch
+    );
+
+    // A name changed: the new name matches, the old one no longer.
+    let named = |name: &str| v1::IdentityClaim {
+        full_name: Some(name.to_owned()),
+        ..claim(&pid(mover.pid))
+    };
+    assert_eq!(
+        verify(named(&mover.full_name)).await.verdict(),
+        v1::Verdict::Match
+    );
+    civil
+        .change_name(v1::ChangeNameRequest {
+            request_id: "n-1".into(),
+            pid: pid(mover.pid),
+            full_name: "Lê Văn Thu".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        verify(named("Lê Văn Thu")).await.verdict(),
+        v1::Verdict::Match
+    );
+    assert_eq!(
+        verify(named(&mover.full_name)).await.verdict(),
+        v1::Verdict::Mismatch
+    );
+
+    // A death: the holder is deceased at once.
+    civil
+        .record_death(v1::RecordDeathRequest {
+            request_id: "d-1".into(),
+            pid: pid(mover.pid),
+            date_of_death: date(2026, 6, 30),
+        })
+        .await
+        .unwrap();
+    let v = verify(claim(&pid(mover.pid))).await;
+    assert_eq!(v.holder_status(), v1::HolderStatus::Deceased, "{v:?}");
+}

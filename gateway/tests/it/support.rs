@@ -172,7 +172,8 @@ impl TestGateway {
             Arc::new(SigningKey::load_or_create(&dir.path().join("keys/signing.pk8")).unwrap());
         let audit_path = dir.path().join("audit");
         let (audit, _writer) = AuditLog::open(&audit_path, key.clone()).unwrap();
-        let mut services = Services::new(policy, store.clone(), audit, &audit_path, key.clone());
+        let mut services =
+            Services::new(policy, store.clone(), audit, &audit_path, key.clone()).unwrap();
         services.limits = limits;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

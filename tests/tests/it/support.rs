@@ -131,7 +131,8 @@ impl System {
             audit,
             &audit_path,
             key.clone(),
-        );
+        )
+        .unwrap();
         services.sectors = Sectors::connect(
             &pki,
             &SectorOptions {

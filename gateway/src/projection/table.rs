@@ -1,0 +1,209 @@
+//! The projection's layout: a fixed row per citizen, its text in one arena,
+//! and an index from Pid to row.
+//!
+//! ```text
+//! index   HashMap<pid u64, row u32>                ~19 B a citizen (load ≤ 7/8)
+//! rows    Vec<Row>, 40 B each:
+//!         text_at u64 │ date_of_birth u32 │ card_issued_on u32 │ card_expires_on u32
+//!         province u32 │ name_len u32 │ old_id_len u32 │ line_len u32 │ flags u32
+//!         flags: bit 0 female, bit 1 has a permanent residence, bits 8.. status
+//! text    one String: name ‖ old ID number ‖ permanent address line, per row
+//!         (a changed citizen's text is appended anew; the old bytes stay
+//!         until the next start)
+//! ```
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+
+use lienthong_proto::Citizen;
+
+use crate::verify::Facts;
+
+/// One citizen's fixed facts, and where its text lies.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    text_at: u64,
+    date_of_birth: u32,
+    card_issued_on: u32,
+    card_expires_on: u32,
+    province: u32,
+    name_len: u32,
+    old_id_len: u32,
+    line_len: u32,
+    flags: u32,
+}
+
+const FEMALE: u32 = 1;
+const HAS_PERMANENT: u32 = 1 << 1;
+const STATUS_SHIFT: u32 = 8;
+
+/// Every citizen's verification facts.
+#[derive(Default)]
+pub(super) struct Table {
+    index: HashMap<u64, u32, PidHash>,
+    rows: Vec<Row>,
+    text: String,
+    /// Bytes of `text` no row points at any more.
+    stale: usize,
+}
+
+impl Table {
+    /// An empty table with room for `citizens`.
+    pub(super) fn with_capacity(citizens: usize) -> Self {
+        Self {
+            index: HashMap::with_capacity_and_hasher(citizens, PidHash),
+            rows: Vec::with_capacity(citizens),
+            text: String::with_capacity(citizens * 48),
+            stale: 0,
+        }
+    }
+
+    /// Puts `c`'s facts in, replacing what the table held of it.
+    pub(super) fn put(&mut self, c: &Citizen) {
+        let (province, line) = c
+            .permanent
+            .as_ref()
+            .map_or((0, ""), |a| (a.province, a.line.as_str()));
+        let row = Row {
+            text_at: self.text.len() as u64,
+            date_of_birth: c.date_of_birth,
+            card_issued_on: c.card_issued_on,
+            card_expires_on: c.card_expires_on,
+            province,
+            name_len: len(&c.full_name),
+            old_id_len: len(&c.old_id_number),
+            line_len: len(line),
+            flags: (if c.female { FEMALE } else { 0 })
+                | (if c.permanent.is_some() {
+                    HAS_PERMANENT
+                } else {
+                    0
+                })
+                | (c.status.min(u32::MAX >> STATUS_SHIFT) << STATUS_SHIFT),
+        };
+        self.text.push_str(&c.full_name);
+        self.text.push_str(&c.old_id_number);
+        self.text.push_str(line);
+        match self.index.get(&c.pid) {
+            Some(&at) => {
+                let old = &mut self.rows[at as usize];
+                self.stale += (old.name_len + old.old_id_len + old.line_len) as usize;
+                *old = row;
+            }
+            None => {
+                self.index.insert(c.pid, self.rows.len() as u32);
+                self.rows.push(row);
+            }
+        }
+    }
+
+    /// The facts of citizen `pid`, if on the register.
+    pub(super) fn get(&self, pid: u64) -> Option<Facts<'_>> {
+        let row = self.rows[*self.index.get(&pid)? as usize];
+        let at = row.text_at as usize;
+        let name_end = at + row.name_len as usize;
+        let old_end = name_end + row.old_id_len as usize;
+        let line_end = old_end + row.line_len as usize;
+        Some(Facts {
+            full_name: &self.text[at..name_end],
+            date_of_birth: row.date_of_birth,
+            female: row.flags & FEMALE != 0,
+            old_id_number: &self.text[name_end..old_end],
+            permanent: (row.flags & HAS_PERMANENT != 0)
+                .then(|| (row.province, &self.text[old_end..line_end])),
+            status: row.flags >> STATUS_SHIFT,
+            card_issued_on: row.card_issued_on,
+            card_expires_on: row.card_expires_on,
+        })
+    }
+
+    /// Citizens held.
+    pub(super) fn citizens(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Bytes held: rows, text (stale included) and the index's table.
+    pub(super) fn bytes(&self) -> usize {
+        let index = self.index.capacity() * (std::mem::size_of::<(u64, u32)>() + 1);
+        self.rows.capacity() * std::mem::size_of::<Row>() + self.text.capacity() + index
+    }
+
+    /// Bytes of text no row points at any more.
+    pub(super) fn stale(&self) -> usize {
+        self.stale
+    }
+}
+
+/// A text's length as a row keeps it. The registry refuses names over 100
+/// characters; no field comes near 4 GiB.
+fn len(text: &str) -> u32 {
+    u32::try_from(text.len()).unwrap_or(u32::MAX)
+}
+
+/// Hashes a Pid with one multiplication: Pids are not chosen by callers
+/// to collide (they must be on the register to be stored), and SipHash
+/// would cost more than the rest of a look-up.
+#[derive(Clone, Copy, Default)]
+struct PidHash;
+
+impl BuildHasher for PidHash {
+    type Hasher = PidHasher;
+
+    fn build_hasher(&self) -> PidHasher {
+        PidHasher(0)
+    }
+}
+
+struct PidHasher(u64);
+
+impl Hasher for PidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lienthong_proto::population::Population;
+
+    use super::*;
+
+    #[test]
+    fn every_citizen_reads_back_as_put_and_a_change_replaces_it() {
+        let population = Population::new(7, 3_000).unwrap();
+        let mut table = Table::with_capacity(3_000);
+        let citizens: Vec<Citizen> = population.iter().collect();
+        for c in &citizens {
+            table.put(c);
+        }
+        assert_eq!(table.citizens(), 3_000);
+        for c in &citizens {
+            assert_eq!(table.get(c.pid), Some(Facts::from(c)), "{}", c.pid);
+        }
+        assert_eq!(table.get(1), None);
+        // A change: a new name, no permanent residence, deceased.
+        let mut changed = citizens[10].clone();
+        changed.full_name = "Trần Văn Đổi".into();
+        changed.permanent = None;
+        changed.status = 1;
+        table.put(&changed);
+        assert_eq!(table.citizens(), 3_000);
+        assert_eq!(table.get(changed.pid), Some(Facts::from(&changed)));
+        assert_eq!(
+            table.get(citizens[11].pid),
+            Some(Facts::from(&citizens[11]))
+        );
+        assert!(table.stale() > 0);
+    }
+}

@@ -477,6 +477,20 @@ fn main() {
     let unaudited_rt = runtime("gw-unaudited");
 
     let store = Arc::new(store);
+    // The verification projection each gateway builds at start: its time
+    // and size.
+    {
+        let started = Instant::now();
+        let projection = lienthong_gateway::projection::Projection::build(&*store).unwrap();
+        let f = projection.footprint();
+        eprintln!(
+            "projection of {} citizens built in {:.2} s: {} MiB, {:.0} B a citizen",
+            f.citizens,
+            started.elapsed().as_secs_f64(),
+            f.bytes >> 20,
+            f.bytes as f64 / f.citizens.max(1) as f64
+        );
+    }
     let policy = LivePolicy::new(Policy::parse(POLICY).unwrap());
     let key = Arc::new(SigningKey::ephemeral());
     let audit_path = data.join("audit-bench");

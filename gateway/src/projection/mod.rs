@@ -63,6 +63,7 @@ impl Projection {
         let citizens = store.count()? as usize;
         let mut table = Table::with_capacity(citizens);
         let seq = store.visit_all(RecordView::Verification, &mut |c| table.put(&c))?;
+        table.shrink();
         let projection = Self {
             table: RwLock::new(table),
             applied: AtomicU64::new(seq),

@@ -2,19 +2,22 @@
 //! and an index from Pid to row.
 //!
 //! ```text
-//! index   HashMap<pid u64, row u32>                ~19 B a citizen (load ≤ 7/8)
-//! rows    Vec<Row>, 40 B each:
-//!         text_at u64 │ date_of_birth u32 │ card_issued_on u32 │ card_expires_on u32
-//!         province u32 │ name_len u32 │ old_id_len u32 │ line_len u32 │ flags u32
+//! index   hash table of row numbers (u32), keyed by the row's Pid:
+//!         4 B + 1 control byte a bucket, at most 7/8 full
+//! rows    Vec<Row>, 48 B each:
+//!         pid u64 │ text_at u64 │ date_of_birth u32 │ card_issued_on u32
+//!         card_expires_on u32 │ province u32 │ name_len u32 │ old_id_len u32
+//!         line_len u32 │ flags u32
 //!         flags: bit 0 female, bit 1 has a permanent residence, bits 8.. status
 //! text    one String: name ‖ old ID number ‖ permanent address line, per row
 //!         (a changed citizen's text is appended anew; the old bytes stay
 //!         until the next start)
 //! ```
+//!
+//! A look-up hashes the Pid, finds its row number in the index and reads
+//! the row (whose Pid confirms it) and its text: about three cache misses.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-
+use hashbrown::HashTable;
 use lienthong_proto::Citizen;
 
 use crate::verify::Facts;
@@ -22,6 +25,7 @@ use crate::verify::Facts;
 /// One citizen's fixed facts, and where its text lies.
 #[derive(Debug, Clone, Copy)]
 struct Row {
+    pid: u64,
     text_at: u64,
     date_of_birth: u32,
     card_issued_on: u32,
@@ -40,7 +44,7 @@ const STATUS_SHIFT: u32 = 8;
 /// Every citizen's verification facts.
 #[derive(Default)]
 pub(super) struct Table {
-    index: HashMap<u64, u32, PidHash>,
+    index: HashTable<u32>,
     rows: Vec<Row>,
     text: String,
     /// Bytes of `text` no row points at any more.
@@ -51,7 +55,7 @@ impl Table {
     /// An empty table with room for `citizens`.
     pub(super) fn with_capacity(citizens: usize) -> Self {
         Self {
-            index: HashMap::with_capacity_and_hasher(citizens, PidHash),
+            index: HashTable::with_capacity(citizens),
             rows: Vec::with_capacity(citizens),
             text: String::with_capacity(citizens * 48),
             stale: 0,
@@ -65,6 +69,7 @@ impl Table {
             .as_ref()
             .map_or((0, ""), |a| (a.province, a.line.as_str()));
         let row = Row {
+            pid: c.pid,
             text_at: self.text.len() as u64,
             date_of_birth: c.date_of_birth,
             card_issued_on: c.card_issued_on,
@@ -84,22 +89,42 @@ impl Table {
         self.text.push_str(&c.full_name);
         self.text.push_str(&c.old_id_number);
         self.text.push_str(line);
-        match self.index.get(&c.pid) {
-            Some(&at) => {
+        match self.find(c.pid) {
+            Some(at) => {
                 let old = &mut self.rows[at as usize];
                 self.stale += (old.name_len + old.old_id_len + old.line_len) as usize;
                 *old = row;
             }
             None => {
-                self.index.insert(c.pid, self.rows.len() as u32);
+                // A register holds fewer than 2^32 citizens (a country's
+                // population is under 2^27).
+                let at = u32::try_from(self.rows.len()).expect("fewer than 2^32 citizens");
                 self.rows.push(row);
+                let rows = &self.rows;
+                self.index
+                    .insert_unique(hash(c.pid), at, |&r| hash(rows[r as usize].pid));
             }
         }
     }
 
+    /// Gives back what the build reserved beyond what it used.
+    pub(super) fn shrink(&mut self) {
+        let rows = &self.rows;
+        self.index.shrink_to_fit(|&r| hash(rows[r as usize].pid));
+        self.rows.shrink_to_fit();
+        self.text.shrink_to_fit();
+    }
+
+    /// The row number of `pid`.
+    fn find(&self, pid: u64) -> Option<u32> {
+        self.index
+            .find(hash(pid), |&r| self.rows[r as usize].pid == pid)
+            .copied()
+    }
+
     /// The facts of citizen `pid`, if on the register.
     pub(super) fn get(&self, pid: u64) -> Option<Facts<'_>> {
-        let row = self.rows[*self.index.get(&pid)? as usize];
+        let row = self.rows[self.find(pid)? as usize];
         let at = row.text_at as usize;
         let name_end = at + row.name_len as usize;
         let old_end = name_end + row.old_id_len as usize;
@@ -124,7 +149,9 @@ impl Table {
 
     /// Bytes held: rows, text (stale included) and the index's table.
     pub(super) fn bytes(&self) -> usize {
-        let index = self.index.capacity() * (std::mem::size_of::<(u64, u32)>() + 1);
+        // Buckets are a power of two, at most 7/8 used.
+        let buckets = (self.index.capacity() * 8 / 7).next_power_of_two();
+        let index = buckets * (std::mem::size_of::<u32>() + 1);
         self.rows.capacity() * std::mem::size_of::<Row>() + self.text.capacity() + index
     }
 
@@ -140,37 +167,12 @@ fn len(text: &str) -> u32 {
     u32::try_from(text.len()).unwrap_or(u32::MAX)
 }
 
-/// Hashes a Pid with one multiplication: Pids are not chosen by callers
-/// to collide (they must be on the register to be stored), and SipHash
-/// would cost more than the rest of a look-up.
-#[derive(Clone, Copy, Default)]
-struct PidHash;
-
-impl BuildHasher for PidHash {
-    type Hasher = PidHasher;
-
-    fn build_hasher(&self) -> PidHasher {
-        PidHasher(0)
-    }
-}
-
-struct PidHasher(u64);
-
-impl Hasher for PidHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = h ^ (h >> 29);
-    }
+/// A Pid's hash: one multiplication. Pids are not chosen by callers to
+/// collide (only registered ones are stored), and SipHash would cost more
+/// than the rest of a look-up.
+fn hash(pid: u64) -> u64 {
+    let h = pid.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^ (h >> 29)
 }
 
 #[cfg(test)]

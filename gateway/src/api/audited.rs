@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::policy::LivePolicy;
 use crate::telemetry::REQUESTS;
 
-/// What one request (or one record of a batch) was about, as decoded.
+/// What one request was about, as decoded.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Access {
     operation: String,
@@ -158,27 +158,76 @@ impl Audited {
         }
     }
 
+    /// The record of one admitted batch: `claims` gives each claim's Pid
+    /// (`None` if it had no well-formed one) and outcome (`OK` or its
+    /// reason), in claim order; the hashes are of the whole batch as
+    /// received and of the whole answer.
+    pub(crate) fn batch_entry<'a>(
+        &self,
+        agency: &str,
+        purpose: &str,
+        batch_id: &str,
+        hashes: (Hash, Hash),
+        claims: impl IntoIterator<Item = (Option<Pid>, &'a str)>,
+    ) -> AuditEntry {
+        use std::fmt::Write;
+        let mut pids = String::new();
+        let mut outcomes = String::new();
+        let mut all_ok = true;
+        for (i, (pid, outcome)) in claims.into_iter().enumerate() {
+            if i > 0 {
+                pids.push(' ');
+                outcomes.push(' ');
+            }
+            match pid {
+                Some(pid) => {
+                    let _ = write!(pids, "{pid}");
+                }
+                None => pids.push('-'),
+            }
+            outcomes.push_str(outcome);
+            all_ok &= outcome == "OK";
+        }
+        let access = Access::new(AuditEntry::BATCH)
+            .purpose(purpose)
+            .request_id(batch_id);
+        let mut entry = self.entry(agency, access, hashes.0, Ok(hashes.1));
+        entry.pids = pids;
+        if !all_ok {
+            entry.outcome = outcomes;
+        }
+        entry
+    }
+
     /// Appends `entries` (one call's records) and waits until they are
     /// durable; then logs the call's one line: its id, agency, operation and
-    /// outcome (for a batch, how many records and how many not OK) — never a
+    /// outcome (for a batch, how many claims and how many not OK) — never a
     /// Pid or any other personal field.
     pub(crate) async fn append(&self, entries: Vec<AuditEntry>) -> Result<(), Status> {
-        let (Some(first), records) = (entries.first(), entries.len()) else {
+        let Some(first) = entries.first() else {
             return Ok(());
         };
         let agency = first.agency.clone();
         let operation = first.operation.clone();
-        let outcome = first.outcome.clone();
-        let not_ok = entries.iter().filter(|e| e.outcome != "OK").count();
         let request_id = first.trace_id.clone();
-        // One call's records share agency and operation; count by outcome.
+        // One call's records share agency and operation; count each claim
+        // (a batch's record covers many) by outcome.
         let mut tallies: Vec<(String, u64)> = Vec::new();
         for e in &entries {
-            match tallies.iter_mut().find(|(o, _)| *o == e.outcome) {
-                Some((_, n)) => *n += 1,
-                None => tallies.push((e.outcome.clone(), 1)),
+            for (_, outcome) in e.claims() {
+                match tallies.iter_mut().find(|(o, _)| o == outcome) {
+                    Some((_, n)) => *n += 1,
+                    None => tallies.push((outcome.to_owned(), 1)),
+                }
             }
         }
+        let records: u64 = tallies.iter().map(|(_, n)| n).sum();
+        let not_ok: u64 = tallies
+            .iter()
+            .filter(|(o, _)| o != "OK")
+            .map(|(_, n)| n)
+            .sum();
+        let outcome = tallies.first().map(|(o, _)| o.clone()).unwrap_or_default();
         self.log.append(entries).await.map_err(Status::from)?;
         // Counted once durable: what the callers are answered.
         for (outcome, n) in tallies {

@@ -1,5 +1,5 @@
 //! `lienthong.v1.ExchangeService`: decode, call the [`Exchange`], encode;
-//! every answer (each record of a batch too) passes the audit step first.
+//! every answer (each batch's too, one record a batch) passes the audit step first.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -12,8 +12,10 @@ use super::audited::{Access, Audited, hash_message};
 use super::idle::IdleEnded;
 use super::undecodable::undecodable;
 use super::{caller, convert, request_id};
+use crate::audit::AuditEntry;
 use crate::error::{Error, Result};
 use crate::exchange::{Asker, Exchange};
+use lienthong_proto::Pid;
 use lienthong_proto::sector::query_name;
 
 use crate::sector::Sectors;
@@ -223,127 +225,112 @@ impl ExchangeService for ExchangeApi {
 /// Records a batch message that did not decode (one record: nothing in it
 /// can be read); the stream then ends with `error`.
 async fn audit_undecodable_batch(audited: &Audited, agency: &str, error: Error) -> Status {
-    let entry = audited.entry(agency, Access::new("verify_batch"), [0; 32], Err(&error));
+    let entry = audited.entry(agency, Access::new(AuditEntry::BATCH), [0; 32], Err(&error));
     match audited.append(vec![entry]).await {
         Ok(()) => error.into(),
         Err(unaudited) => unaudited,
     }
 }
 
-/// Records a batch that failed whole: refused before its claims were read
-/// (`accesses` empty), one record for the batch — a refusal costs the
-/// log the same whatever the batch holds; failed once read (the look-up),
-/// one per claim. The stream then ends with `error`.
+/// Records a batch that failed whole, in one record: refused before its
+/// claims were read (`pids` empty) — a refusal costs the log the same
+/// whatever the batch holds — or failed once read (the look-up), naming
+/// each claim's Pid. The stream then ends with `error`.
 async fn audit_failed_batch(
     audited: &Audited,
     agency: &str,
     batch: &v1::VerifyBatchRequest,
-    accesses: Vec<(Access, [u8; 32])>,
+    request_hash: [u8; 32],
+    pids: &[Option<Pid>],
     error: Error,
 ) -> Status {
-    let entries: Vec<_> = if accesses.is_empty() {
-        let access = Access::new("verify_batch")
-            .purpose(&batch.purpose)
-            .request_id(&batch.batch_id);
-        vec![audited.entry(agency, access, hash_message(batch), Err(&error))]
-    } else {
-        accesses
-            .into_iter()
-            .map(|(access, hash)| audited.entry(agency, access, hash, Err(&error)))
-            .collect()
-    };
-    match audited.append(entries).await {
+    let access = Access::new(AuditEntry::BATCH)
+        .purpose(&batch.purpose)
+        .request_id(&batch.batch_id);
+    let mut entry = audited.entry(agency, access, request_hash, Err(&error));
+    entry.pids = pids
+        .iter()
+        .map(|pid| pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    match audited.append(vec![entry]).await {
         Ok(()) => error.into(),
         Err(unaudited) => unaudited,
     }
 }
 
 /// Verifies one batch: a batch the agency may not send fails the stream
-/// before any of its claims is read; a bad claim is a per-claim error. Each
-/// claim is one audit record (its reference as the request id), all
-/// appended together before the answer.
+/// before any of its claims is read; a bad claim is a per-claim error. The
+/// batch is one audit record (each claim's Pid and outcome in it), appended
+/// before the answer.
 async fn verify_one_batch(
     exchange: &Exchange,
     audited: &Audited,
     agency: &str,
     mut batch: v1::VerifyBatchRequest,
 ) -> Result<v1::VerifyBatchResponse, Status> {
-    let empty_request = batch.claims.is_empty().then(|| hash_message(&batch));
+    let request_hash = hash_message(&batch);
     let asker = Asker {
         agency,
         purpose: &batch.purpose,
     };
     let size = batch.claims.len();
-    // What each claim's audit record says of it, made once the batch is
+    // Each claim's Pid as its record names it, read once the batch is
     // admitted, before its claims are taken apart.
-    let mut accesses: Vec<(Access, [u8; 32])> = Vec::new();
-    let (how, purpose, claims) = (&batch.r#match, &batch.purpose, &mut batch.claims);
+    let mut pids: Vec<Option<Pid>> = Vec::new();
+    let (how, claims) = (&batch.r#match, &mut batch.claims);
     let decode = || {
         let how = convert::match_options(how.as_ref())?;
-        accesses = claims
-            .iter()
-            .map(|c| {
-                let access = Access::new("verify_batch")
-                    .purpose(purpose)
-                    .pid(&c.pid)
-                    .request_id(&c.reference);
-                (access, hash_message(c))
-            })
-            .collect();
+        pids = claims.iter().map(|c| c.pid.parse().ok()).collect();
         Ok((how, claims.iter_mut().map(convert::take_claim).collect()))
     };
     let verified = match exchange.verify_batch(asker, size, decode).await {
         Ok(verified) => verified,
         Err(failed) => {
-            return Err(audit_failed_batch(audited, agency, &batch, accesses, failed).await);
+            return Err(
+                audit_failed_batch(audited, agency, &batch, request_hash, &pids, failed).await,
+            );
         }
     };
-    let mut entries = Vec::with_capacity(accesses.len());
+    let mut outcomes: Vec<&'static str> = Vec::with_capacity(size);
     let results = batch
         .claims
         .into_iter()
         .zip(verified)
-        .zip(accesses)
-        .map(|((claim, outcome), (access, request_hash))| {
+        .map(|(claim, outcome)| {
             use v1::claim_result::Outcome;
             let reference = claim.reference;
-            let (wire, failed) = match outcome {
-                Ok(v) => (
+            let wire = match outcome {
+                Ok(v) => {
+                    outcomes.push("OK");
                     Outcome::Verification(convert::verification(
                         reference.clone(),
                         &claim.predicates,
                         v,
-                    )),
-                    None,
-                ),
-                Err(e) => (Outcome::Error(convert::claim_error(&e)), Some(e)),
+                    ))
+                }
+                Err(e) => {
+                    outcomes.push(e.reason().as_str());
+                    Outcome::Error(convert::claim_error(&e))
+                }
             };
-            let result = v1::ClaimResult {
+            v1::ClaimResult {
                 reference,
                 outcome: Some(wire),
-            };
-            let answer = match &failed {
-                None => Ok(hash_message(&result)),
-                Some(e) => Err(e),
-            };
-            entries.push(audited.entry(agency, access, request_hash, answer));
-            result
+            }
         })
         .collect();
-    if let Some(request_hash) = empty_request {
-        // An empty batch is a request too: one record for it.
-        let access = Access::new("verify_batch")
-            .purpose(&batch.purpose)
-            .request_id(&batch.batch_id);
-        let answer = v1::VerifyBatchResponse {
-            batch_id: batch.batch_id.clone(),
-            results: Vec::new(),
-        };
-        entries.push(audited.entry(agency, access, request_hash, Ok(hash_message(&answer))));
-    }
-    audited.append(entries).await?;
-    Ok(v1::VerifyBatchResponse {
+    let answer = v1::VerifyBatchResponse {
         batch_id: batch.batch_id,
         results,
-    })
+    };
+    let entry = audited.batch_entry(
+        agency,
+        &batch.purpose,
+        &answer.batch_id,
+        (request_hash, hash_message(&answer)),
+        pids.into_iter().zip(outcomes),
+    );
+    audited.append(vec![entry]).await?;
+    Ok(answer)
 }

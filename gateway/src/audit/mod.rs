@@ -1,5 +1,6 @@
 //! The audit log: every request to `ExchangeService`, `RegistryService` and
-//! `CitizenService` — granted or refused, each record of a batch — as an
+//! `CitizenService` — granted or refused, a batch as one record naming each
+//! of its claims — as an
 //! append-only, hash-chained record, durable before the answer leaves.
 //!
 //! - [`AuditTrail`]: where records go, durable before `append` returns —
@@ -283,9 +284,11 @@ fn accesses(
                 }
             }
         }
+        let wanted = pid.to_string();
         Ok(out
             .into_iter()
             .map(|r| StoredAccess {
+                outcome: r.entry.outcome_for(&wanted).to_owned(),
                 seq: r.seq,
                 time: r.time,
                 agency: r.entry.agency,
@@ -293,7 +296,6 @@ fn accesses(
                 purpose: r.entry.purpose,
                 fields: r.entry.fields,
                 decision: r.entry.decision,
-                outcome: r.entry.outcome,
             })
             .collect())
     })();

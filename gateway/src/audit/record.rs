@@ -10,7 +10,19 @@
 //! ```
 //!
 //! Every stored field is in the hash, the sequence number too: editing a
-//! record, removing one or moving one breaks the chain at that record. The
+//! record, removing one or moving one breaks the chain at that record.
+//!
+//! A `VerifyBatch` batch is one record, whatever it holds: its agency,
+//! purpose, time, batch id and hashes once, then each claim compactly —
+//!
+//! ```text
+//! operation = "verify_batch"     request_id = the batch id
+//! pids      = each claim's Pid, in claim order, space-separated; "-" for a
+//!             claim without a well-formed Pid (13 bytes a claim)
+//! outcome   = "OK" when every claim is; else each claim's outcome ("OK" or
+//!             its reason), in claim order, space-separated
+//! request_hash, response_hash = of the whole batch and its whole answer
+//! ``` The
 //! `entry` bytes are exactly what the segment stores ([`super::segment`]),
 //! encoded once by the request that makes the record; the writer only adds
 //! the number, the time and the chain.
@@ -79,6 +91,40 @@ pub struct AuditEntry {
     pub response_hash: Hash,
     /// Until then the citizen does not see this access (confidential).
     pub hidden_until: Option<String>,
+}
+
+impl AuditEntry {
+    /// The operation whose records each cover a whole batch of claims.
+    pub const BATCH: &'static str = "verify_batch";
+
+    /// What the record says of each claim it covers, as (Pid, outcome): for
+    /// a batch's record one pair a claim, in claim order; for any other
+    /// record (or a batch refused before its claims were read) one pair,
+    /// its own.
+    pub fn claims(&self) -> Vec<(&str, &str)> {
+        if self.operation != Self::BATCH || self.pids.is_empty() {
+            return vec![(self.pids.as_str(), self.outcome.as_str())];
+        }
+        let pids = self.pids.split(' ');
+        if self.outcome.contains(' ') {
+            pids.zip(self.outcome.split(' ')).collect()
+        } else {
+            pids.map(|pid| (pid, self.outcome.as_str())).collect()
+        }
+    }
+
+    /// The outcome the record gives for citizen `pid` (its first claim
+    /// about them, in a batch's record).
+    pub fn outcome_for(&self, pid: &str) -> &str {
+        if self.operation != Self::BATCH || !self.outcome.contains(' ') {
+            return &self.outcome;
+        }
+        self.pids
+            .split(' ')
+            .zip(self.outcome.split(' '))
+            .find(|(p, _)| *p == pid)
+            .map_or(self.outcome.as_str(), |(_, outcome)| outcome)
+    }
 }
 
 /// An entry as appended: numbered, timed and chained.
@@ -206,6 +252,36 @@ mod tests {
             response_hash: [n; 32],
             hidden_until: None,
         }
+    }
+
+    #[test]
+    fn a_batch_record_names_each_claim_with_its_outcome() {
+        let mut batch = entry(1);
+        batch.operation = AuditEntry::BATCH.into();
+        batch.pids = "001089000001 - 001089000002".into();
+        batch.outcome = "OK PID_MALFORMED OK".into();
+        assert_eq!(
+            batch.claims(),
+            [
+                ("001089000001", "OK"),
+                ("-", "PID_MALFORMED"),
+                ("001089000002", "OK")
+            ]
+        );
+        assert_eq!(batch.outcome_for("001089000002"), "OK");
+        // Every claim OK: one word for all of them.
+        batch.outcome = "OK".into();
+        assert_eq!(batch.claims().len(), 3);
+        assert_eq!(batch.outcome_for("001089000001"), "OK");
+        // A batch refused before its claims were read: one record, one pair.
+        batch.pids = String::new();
+        batch.outcome = "QUOTA_EXCEEDED".into();
+        assert_eq!(batch.claims(), [("", "QUOTA_EXCEEDED")]);
+        // Any other record is one pair, whatever Pids it names.
+        let mut marriage = entry(1);
+        marriage.operation = "record_marriage".into();
+        marriage.pids = "001089000001 001089000002".into();
+        assert_eq!(marriage.claims(), [("001089000001 001089000002", "OK")]);
     }
 
     #[test]

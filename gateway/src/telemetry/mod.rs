@@ -32,7 +32,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::error::{Error, Result};
 
-/// Requests (and records of a batch) by agency, operation and outcome.
+/// Requests (and claims of a batch) by agency, operation and outcome.
 pub const REQUESTS: &str = "lienthong_requests_total";
 /// Time from a request's arrival to its answer, by gRPC method.
 pub const REQUEST_DURATION: &str = "lienthong_request_duration_seconds";
@@ -71,7 +71,7 @@ pub fn install() -> Result<PrometheusHandle> {
         .map_err(|_| Error::Server("metrics: a recorder is already installed".into()))?;
     metrics::describe_counter!(
         REQUESTS,
-        "Requests, and records of a batch, by agency, operation and outcome (OK or the reason)"
+        "Requests, and claims of a batch, by agency, operation and outcome (OK or the reason)"
     );
     metrics::describe_histogram!(
         REQUEST_DURATION,

@@ -1,5 +1,5 @@
 //! Every call's id: returned in `x-request-id`, on the call's log line and
-//! in its audit records (a batch's claims share their stream's).
+//! in its audit records (a batch's record carries its stream's).
 
 use lienthong_proto::v1::{self, exchange_service_client::ExchangeServiceClient};
 
@@ -79,8 +79,7 @@ async fn each_call_has_an_id_returned_logged_and_audited() {
         [
             row("bank-ref.0001", "verify_identity", "OK"),
             row(&given, "verify_identity", "PURPOSE_NOT_PERMITTED"),
-            row("bank-batch-7", "verify_batch", "OK"),
-            row("bank-batch-7", "verify_batch", "OK"),
+            // The batch of three claims: one record.
             row("bank-batch-7", "verify_batch", "OK"),
         ]
     );

@@ -123,6 +123,18 @@ pub enum LifeStatus {
     Missing = 2,
 }
 
+impl LifeStatus {
+    /// The status stored as `code` ([`Citizen::status`]); an unknown code
+    /// is read as alive.
+    pub fn from_code(code: u32) -> Self {
+        match code {
+            1 => Self::Deceased,
+            2 => Self::Missing,
+            _ => Self::Alive,
+        }
+    }
+}
+
 /// Fields change together, recorded by the same office: each group has one
 /// provenance (office and date of last change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,11 +177,7 @@ impl Citizen {
 
     /// Life status.
     pub fn life_status(&self) -> LifeStatus {
-        match self.status {
-            1 => LifeStatus::Deceased,
-            2 => LifeStatus::Missing,
-            _ => LifeStatus::Alive,
-        }
+        LifeStatus::from_code(self.status)
     }
 
     /// Marital status.

@@ -54,11 +54,7 @@ impl Facts<'_> {
 
     /// Life status.
     pub fn life_status(&self) -> LifeStatus {
-        match self.status {
-            1 => LifeStatus::Deceased,
-            2 => LifeStatus::Missing,
-            _ => LifeStatus::Alive,
-        }
+        LifeStatus::from_code(self.status)
     }
 
     /// Card issue date, when a card has been issued.

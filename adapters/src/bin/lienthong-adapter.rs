@@ -79,7 +79,7 @@ struct AdapterArgs {
     /// How long a connection may carry no call, in milliseconds, before it
     /// is closed (HTTP/2 pings do not count); 0 never closes one.
     #[arg(long, env = "LIENTHONG_CONNECTION_IDLE_MS", default_value_t = 300_000,
-          value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+          value_parser = lienthong_proto::idle::parse_limit_ms)]
     connection_idle_ms: u64,
 }
 

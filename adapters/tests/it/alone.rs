@@ -219,7 +219,7 @@ async fn an_adapters_port_closes_connections_that_carry_nothing() {
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     let dir = tempfile::tempdir().unwrap();
     let pki = pki_under(&dir);
-    let (_child, addr) = spawn_adapter(&dir, &pki, &["--connection-idle-ms", "300"]).await;
+    let (_child, addr) = spawn_adapter(&dir, &pki, &["--connection-idle-ms", "1000"]).await;
 
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();

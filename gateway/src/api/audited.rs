@@ -69,7 +69,7 @@ impl Access {
         self
     }
 
-    /// With the client's `request_id` (or a batch record's reference).
+    /// With the client's `request_id` (or a batch's `batch_id`).
     pub(crate) fn request_id(mut self, id: &str) -> Self {
         id.clone_into(&mut self.request_id);
         self
@@ -221,7 +221,7 @@ impl Audited {
                 }
             }
         }
-        let records: u64 = tallies.iter().map(|(_, n)| n).sum();
+        let claims: u64 = tallies.iter().map(|(_, n)| n).sum();
         let not_ok: u64 = tallies
             .iter()
             .filter(|(o, _)| o != "OK")
@@ -241,7 +241,7 @@ impl Audited {
         }
         let ms = request_id::current().map_or(0.0, |id| (id.elapsed_ms() * 100.0).round() / 100.0);
         // `%`: as text, unquoted.
-        if records == 1 {
+        if claims == 1 {
             tracing::info!(
                 request_id = %request_id,
                 agency = %agency,
@@ -255,7 +255,7 @@ impl Audited {
                 request_id = %request_id,
                 agency = %agency,
                 operation = %operation,
-                records,
+                claims,
                 not_ok,
                 ms,
                 "batch"

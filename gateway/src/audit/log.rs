@@ -58,6 +58,7 @@ impl AuditLog {
     /// stops.
     pub fn open(dir: &Path, key: Arc<SigningKey>) -> Result<(Self, AuditWriter)> {
         crate::private::create_dir(dir).map_err(Error::io(dir))?;
+        let taken = take(dir)?;
         let found = recover(dir)?;
         let durable = Arc::new(AtomicU64::new(found.end.pack()));
         let indexer = Indexer::open(dir, durable.clone(), found.head.0)?;
@@ -91,6 +92,8 @@ impl AuditLog {
                 // The index catches up with the last records.
                 drop(stop_indexer);
                 let _ = indexing.join();
+                // Only then may another process take the log.
+                drop(taken);
             }),
         )?;
         Ok((
@@ -156,5 +159,30 @@ impl AuditWriter {
         self.inbox.close();
         let joined = tokio::task::spawn_blocking(move || self.thread.join().is_ok());
         matches!(tokio::time::timeout(limit, joined).await, Ok(Ok(true)))
+    }
+}
+
+/// Takes the log in `dir` for this process: `DIR/lock`, locked exclusively
+/// until the writer's thread ends. A second `serve` on the same data
+/// directory then refuses to start, naming the file, rather than append to
+/// the same segments (and serve verifications from a projection that
+/// misses the other's writes).
+fn take(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("lock");
+    let file = crate::private::options(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false),
+    )
+    .open(&path)
+    .map_err(Error::io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Audit(format!(
+            "{}: the audit log is in use by another lienthong process (one serve a data directory)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path)(e)),
     }
 }

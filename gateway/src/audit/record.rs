@@ -10,7 +10,10 @@
 //! ```
 //!
 //! Every stored field is in the hash, the sequence number too: editing a
-//! record, removing one or moving one breaks the chain at that record.
+//! record, removing one or moving one breaks the chain at that record. The
+//! `entry` bytes are exactly what the segment stores ([`super::segment`]),
+//! encoded once by the request that makes the record; the writer only adds
+//! the number, the time and the chain.
 //!
 //! A `VerifyBatch` batch is one record, whatever it holds: its agency,
 //! purpose, time, batch id and hashes once, then each claim compactly —
@@ -22,10 +25,12 @@
 //! outcome   = "OK" when every claim is; else each claim's outcome ("OK" or
 //!             its reason), in claim order, space-separated
 //! request_hash, response_hash = of the whole batch and its whole answer
-//! ``` The
-//! `entry` bytes are exactly what the segment stores ([`super::segment`]),
-//! encoded once by the request that makes the record; the writer only adds
-//! the number, the time and the chain.
+//! ```
+//!
+//! What a batch's record does not keep: each claim's `reference`, and a
+//! hash of each claim alone (proving what was asked about one citizen takes
+//! the whole batch's bytes). A batch naming a citizen twice shows them one
+//! access, with their first claim's outcome.
 
 use sha2::{Digest, Sha256};
 
@@ -63,7 +68,8 @@ impl Decision {
     }
 }
 
-/// What the gateway records about one request (or one record of a batch).
+/// What the gateway records about one request (a whole batch, for
+/// `VerifyBatch`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     /// The calling agency (certificate CN).
@@ -72,18 +78,21 @@ pub struct AuditEntry {
     pub operation: String,
     /// The purpose the agency stated (empty where none applies).
     pub purpose: String,
-    /// The citizens concerned, as 12-digit Pids, space-separated.
+    /// The citizens concerned, as 12-digit Pids, space-separated; for a
+    /// batch, one a claim in claim order (repeats kept, `-` for a claim
+    /// without a well-formed Pid).
     pub pids: String,
     /// The fields asked for, comma-separated.
     pub fields: String,
     /// Granted or refused.
     pub decision: Decision,
-    /// `OK` or the `ErrorInfo.reason` it ended with.
+    /// `OK` or the `ErrorInfo.reason` it ended with; for a batch with a
+    /// claim not OK, each claim's, space-separated, in claim order.
     pub outcome: String,
-    /// The request's id: the client's `request_id`, a batch's reference.
+    /// The request's id: the client's `request_id`, a batch's `batch_id`.
     pub request_id: String,
     /// The gateway's id for the call (the `x-request-id` the caller got
-    /// back, and the one its log line carries); a batch's claims share it.
+    /// back, and the one its log line carries); a stream's batches share it.
     pub trace_id: String,
     /// SHA-256 of the request as received (protobuf bytes).
     pub request_hash: Hash,
@@ -123,7 +132,7 @@ impl AuditEntry {
             .split(' ')
             .zip(self.outcome.split(' '))
             .find(|(p, _)| *p == pid)
-            .map_or(self.outcome.as_str(), |(_, outcome)| outcome)
+            .map_or("", |(_, outcome)| outcome)
     }
 }
 

@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 pub(super) struct Recovered {
     /// The last record's number and hash.
     pub(super) head: (u64, Hash),
-    /// The last record a checkpoint in the last segment covers.
+    /// The last record the last checkpoint covers (0 if none was found in
+    /// the segments checked at start).
     pub(super) checkpointed: u64,
     /// Where the next frame goes.
     pub(super) end: Position,
@@ -212,7 +213,8 @@ fn set_aside_torn(dir: &Path, file: &File, path: &Path, end: Position) -> Result
 }
 
 /// The newest segment, up to `current`, that holds a checkpoint; 1 if none
-/// does.
+/// does (then the whole log is checked at start, and the segment chosen is
+/// read twice: a checkpoint is signed every second, so that is rare).
 fn newest_with_checkpoint(dir: &Path, current: u32) -> Result<u32> {
     for n in (1..=current).rev() {
         let start = Position {

@@ -641,3 +641,21 @@ async fn damage_after_the_last_checkpoint_stops_the_start_though_a_newer_segment
     drop(log);
     assert!(writer.close(Duration::from_secs(10)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_in_use_is_refused_to_a_second_opener_until_it_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit");
+    let key = Arc::new(SigningKey::ephemeral());
+    let (log, writer) = AuditLog::open(&path, key.clone()).unwrap();
+    let e = match AuditLog::open(&path, key.clone()) {
+        Ok(_) => panic!("a second opener took the log"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("lock") && e.contains("in use"), "{e}");
+    drop(log);
+    assert!(writer.close(Duration::from_secs(10)).await);
+    let (log, writer) = AuditLog::open(&path, key).unwrap();
+    drop(log);
+    assert!(writer.close(Duration::from_secs(10)).await);
+}

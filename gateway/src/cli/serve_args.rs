@@ -79,7 +79,7 @@ pub struct ServeArgs {
     /// How long a connection may carry no call, in milliseconds, before it
     /// is closed (HTTP/2 pings do not count); 0 never closes one.
     #[arg(long, env = "LIENTHONG_CONNECTION_IDLE_MS", default_value_t = 300_000,
-          value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+          value_parser = lienthong_proto::idle::parse_limit_ms)]
     pub connection_idle_ms: u64,
     /// Most claims in one VerifyBatch batch (BATCH_TOO_LARGE beyond).
     #[arg(long, env = "LIENTHONG_MAX_BATCH_CLAIMS", default_value_t = 10_000,

@@ -17,7 +17,9 @@
 //!
 //! A verification never sees an older state than a write this gateway has
 //! acknowledged: the write is applied before it is answered, and writes are
-//! applied one at a time, in commit order.
+//! applied one at a time, in commit order. This gateway is the register's
+//! only writer: the audit log's lock (`audit/lock`) keeps a second `serve`
+//! off the data directory.
 
 mod store;
 mod table;
@@ -36,6 +38,9 @@ use crate::registry::PopulationStore;
 use crate::telemetry::PROJECTION_SEQ;
 use crate::verify::Facts;
 use table::Table;
+
+/// Claims verified under one read of the projection.
+pub const VISIT_CHUNK: usize = 256;
 
 /// Every citizen's verification facts, kept current by this gateway's
 /// registry writes.
@@ -81,15 +86,20 @@ impl Projection {
     }
 
     /// Calls `visit` with each Pid's index in `pids` and its facts (`None`:
-    /// not on the register), in order, all from one state of the register.
+    /// not on the register), in order. Each [`VISIT_CHUNK`] Pids are read
+    /// from one state of the register, so that a registry write waits for
+    /// at most one chunk's comparisons, never a whole batch's.
     pub fn visit(
         &self,
         pids: impl Iterator<Item = Pid>,
         mut visit: impl FnMut(usize, Option<Facts<'_>>),
     ) {
-        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
-        for (i, pid) in pids.enumerate() {
-            visit(i, table.get(pid.as_u64()));
+        let mut pids = pids.enumerate().peekable();
+        while pids.peek().is_some() {
+            let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+            for (i, pid) in pids.by_ref().take(VISIT_CHUNK) {
+                visit(i, table.get(pid.as_u64()));
+            }
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! [`PopulationStore`] is what the rest of the gateway sees; [`SqliteRegistry`]
 //! is the embedded backend (SQLite, bundled). Look-ups come in batches
-//! ([`PopulationStore::get_many`]) because that is how verification jobs ask.
+//! ([`PopulationStore::get_many`]); verification reads the in-memory
+//! [`crate::projection`], built from [`PopulationStore::visit_all`].
 //! A registry write, its outbox event and its idempotency receipt commit in
 //! one transaction ([`PopulationStore::write`]); the relay reads the outbox
 //! through [`Outbox`].

@@ -173,8 +173,9 @@ impl Verifier {
         Self { projection }
     }
 
-    /// Verifies many claims in one look-up of the projection; results in
-    /// claim order. Memory-bound, no I/O: it runs in place.
+    /// Verifies many claims against the projection; results in claim
+    /// order. Memory-bound, no I/O; a batch's thousands of name comparisons
+    /// still belong on the blocking pool.
     pub fn verify_many(&self, claims: &[&Claim], how: NameMatch) -> Result<Vec<Verification>> {
         let today = Date::today();
         let pids = claims.iter().map(|c| c.pid);

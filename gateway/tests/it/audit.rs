@@ -1,5 +1,5 @@
 //! The audit log through the real gateway: every request — granted, refused,
-//! each record of a batch — is recorded and chained; the citizen sees
+//! a batch as one record naming each claim — is recorded and chained; the citizen sees
 //! exactly the accesses made; `lienthong audit verify` finds tampering.
 
 use std::path::Path;

@@ -99,7 +99,7 @@ async fn each_call_has_an_id_returned_logged_and_audited() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("request_id=bank-batch-7") && l.contains("records=3")),
+            .any(|l| l.contains("request_id=bank-batch-7") && l.contains("claims=3")),
         "{lines:#?}"
     );
 }

@@ -94,11 +94,18 @@ impl Projection {
         pids: impl Iterator<Item = Pid>,
         mut visit: impl FnMut(usize, Option<Facts<'_>>),
     ) {
-        let mut pids = pids.enumerate().peekable();
+        let mut pids = pids.map(Pid::as_u64).peekable();
+        let mut chunk = Vec::with_capacity(VISIT_CHUNK);
+        let mut i = 0;
         while pids.peek().is_some() {
+            chunk.clear();
+            chunk.extend(pids.by_ref().take(VISIT_CHUNK));
             let table = self.table.read().unwrap_or_else(|e| e.into_inner());
-            for (i, pid) in pids.by_ref().take(VISIT_CHUNK) {
-                visit(i, table.get(pid.as_u64()));
+            let mut facts = Vec::with_capacity(chunk.len());
+            table.get_many(&chunk, &mut facts);
+            for f in facts {
+                visit(i, f);
+                i += 1;
             }
         }
     }

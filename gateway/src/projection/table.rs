@@ -123,13 +123,38 @@ impl Table {
     }
 
     /// The facts of citizen `pid`, if on the register.
+    #[cfg(test)]
     pub(super) fn get(&self, pid: u64) -> Option<Facts<'_>> {
-        let row = self.rows[self.find(pid)? as usize];
+        Some(self.facts(self.rows[self.find(pid)? as usize]))
+    }
+
+    /// The facts of each of `pids` (`None`: not on the register), in order,
+    /// appended to `out`. The look-ups are made in passes — every row
+    /// found, then every text touched, then the facts made — so that each
+    /// pass's memory reads are independent of one another and the
+    /// processor overlaps their cache misses; one look-up after another
+    /// waits for each miss in turn.
+    pub(super) fn get_many<'a>(&'a self, pids: &[u64], out: &mut Vec<Option<Facts<'a>>>) {
+        let found: Vec<Option<Row>> = pids
+            .iter()
+            .map(|&pid| self.find(pid).map(|at| self.rows[at as usize]))
+            .collect();
+        let text = self.text.as_bytes();
+        for row in found.iter().flatten() {
+            // The first byte of its text, read now so that the comparisons
+            // after find it in cache.
+            std::hint::black_box(text.get(row.text_at as usize));
+        }
+        out.extend(found.into_iter().map(|row| row.map(|row| self.facts(row))));
+    }
+
+    /// The facts in `row`.
+    fn facts(&self, row: Row) -> Facts<'_> {
         let at = row.text_at as usize;
         let name_end = at + row.name_len as usize;
         let old_end = name_end + row.old_id_len as usize;
         let line_end = old_end + row.line_len as usize;
-        Some(Facts {
+        Facts {
             full_name: &self.text[at..name_end],
             date_of_birth: row.date_of_birth,
             female: row.flags & FEMALE != 0,
@@ -139,7 +164,7 @@ impl Table {
             status: row.flags >> STATUS_SHIFT,
             card_issued_on: row.card_issued_on,
             card_expires_on: row.card_expires_on,
-        })
+        }
     }
 
     /// Citizens held.

@@ -23,8 +23,12 @@
 //! `serve` does); a second gateway with the audit off (`NoAudit`, which keeps no record) over
 //! the same registry measures what the audit costs.
 
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "support/no_audit.rs"]
 mod no_audit;
+
+use cpu::{cores, meter};
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -651,68 +655,4 @@ fn runtime(name: &'static str) -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn cores() -> f64 {
-    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
-}
-
-/// USER_HZ on Linux: the unit of CPU times in /proc.
-const TICKS: f64 = 100.0;
-
-/// A /proc `stat` line's name and its user + system CPU time, in ticks.
-fn stat_cpu(stat: &str) -> Option<(&str, u64)> {
-    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
-    let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some((&stat[open + 1..close], ticks))
-}
-
-/// CPU time (user + system) of this process's live threads whose name
-/// starts with `prefix` (every live thread for ""), in seconds.
-fn cpu_of(prefix: &str) -> f64 {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        if let Some((name, ticks)) = stat_cpu(&stat)
-            && name.starts_with(prefix)
-        {
-            total += ticks;
-        }
-    }
-    total as f64 / TICKS
-}
-
-/// CPU time of this process's threads that have ended, in seconds: the
-/// process's total, which keeps theirs, less its live threads'.
-fn cpu_of_ended() -> f64 {
-    cpu_of_process() - cpu_of("")
-}
-
-/// CPU time of the whole process, ended threads included, in seconds.
-fn cpu_of_process() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    stat_cpu(&stat).map_or(0, |(_, ticks)| ticks) as f64 / TICKS
-}
-
-/// Measures the CPU time of `server`'s threads between `from` and `to`
-/// (of the whole process for "").
-/// The audited gateway's threads include the audit log's writer and
-/// indexer (`lienthong-audit`, as /proc shortens both names), and the
-/// threads that prepare its next segments, which end once they have (the
-/// only threads of the bench that end: its runtimes keep theirs).
-fn meter(server: &'static str, from: Instant, to: Instant) -> tokio::task::JoinHandle<f64> {
-    let cpu = move || match server {
-        "" => cpu_of_process(),
-        "gw-server" => cpu_of(server) + cpu_of("lienthong-audit") + cpu_of_ended(),
-        _ => cpu_of(server),
-    };
-    tokio::spawn(async move {
-        tokio::time::sleep_until(from.into()).await;
-        let before = cpu();
-        tokio::time::sleep_until(to.into()).await;
-        cpu() - before
-    })
 }

@@ -52,16 +52,6 @@ pub(super) struct Table {
 }
 
 impl Table {
-    /// An empty table with room for `citizens`.
-    pub(super) fn with_capacity(citizens: usize) -> Self {
-        Self {
-            index: HashTable::with_capacity(citizens),
-            rows: Vec::with_capacity(citizens),
-            text: String::with_capacity(citizens * 48),
-            stale: 0,
-        }
-    }
-
     /// Puts `c`'s facts in, replacing what the table held of it.
     pub(super) fn put(&mut self, c: &Citizen) {
         let (province, line) = c
@@ -209,7 +199,7 @@ mod tests {
     #[test]
     fn every_citizen_reads_back_as_put_and_a_change_replaces_it() {
         let population = Population::new(7, 3_000).unwrap();
-        let mut table = Table::with_capacity(3_000);
+        let mut table = Table::default();
         let citizens: Vec<Citizen> = population.iter().collect();
         for c in &citizens {
             table.put(c);

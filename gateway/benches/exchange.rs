@@ -25,17 +25,19 @@
 
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "support/echo.rs"]
+mod echo;
 #[path = "support/no_audit.rs"]
 mod no_audit;
 
 use cpu::{cores, meter};
+use echo::Echo;
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use lienthong_gateway::api::Services;
 use lienthong_gateway::audit::AuditLog;
 use lienthong_gateway::policy::{LivePolicy, Policy};
@@ -43,14 +45,13 @@ use lienthong_gateway::registry::{PopulationStore, SqliteRegistry, seed};
 use lienthong_gateway::signing::SigningKey;
 use lienthong_gateway::tls::{PkiLayout, ensure_pki, server_config};
 use lienthong_proto::population::Population;
+use lienthong_proto::v1;
 use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
-use lienthong_proto::v1::exchange_service_server::{ExchangeService, ExchangeServiceServer};
-use lienthong_proto::v1::{self, claim_result::Outcome};
+use lienthong_proto::v1::exchange_service_server::ExchangeServiceServer;
 use lienthong_proto::{Citizen, Pid};
 use no_audit::NoAudit;
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server};
-use tonic::{Request, Response, Status, Streaming};
 
 /// The allocator the `lienthong` binary serves with: the servers here, the
 /// echo included, run on what `serve` runs on.
@@ -123,88 +124,6 @@ fn options() -> Options {
         i += 2;
     }
     o
-}
-
-/// The echo baseline: answers every claim with a fixed verification of the
-/// same shape the gateway sends, doing no other work.
-struct Echo;
-
-fn echo_verification(claim: &v1::IdentityClaim) -> v1::IdentityVerification {
-    v1::IdentityVerification {
-        reference: claim.reference.clone(),
-        verdict: v1::Verdict::Match as i32,
-        fields: [
-            v1::ClaimedField::PidDigits,
-            v1::ClaimedField::FullName,
-            v1::ClaimedField::DateOfBirth,
-            v1::ClaimedField::Sex,
-        ]
-        .into_iter()
-        .map(|f| v1::FieldResult {
-            field: f as i32,
-            matched: true,
-            score: 100,
-        })
-        .collect(),
-        holder_status: v1::HolderStatus::Alive as i32,
-        card_validity: v1::CardValidity::Valid as i32,
-        predicates: Vec::new(),
-    }
-}
-
-type BatchStream = Pin<Box<dyn Stream<Item = Result<v1::VerifyBatchResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl ExchangeService for Echo {
-    async fn verify_identity(
-        &self,
-        request: Request<v1::VerifyIdentityRequest>,
-    ) -> Result<Response<v1::VerifyIdentityResponse>, Status> {
-        let claim = request.into_inner().claim.unwrap_or_default();
-        Ok(Response::new(v1::VerifyIdentityResponse {
-            verification: Some(echo_verification(&claim)),
-        }))
-    }
-
-    type VerifyBatchStream = BatchStream;
-
-    async fn verify_batch(
-        &self,
-        request: Request<Streaming<v1::VerifyBatchRequest>>,
-    ) -> Result<Response<BatchStream>, Status> {
-        let answers = request
-            .into_inner()
-            .map(|batch| async move {
-                let batch = batch?;
-                Ok(v1::VerifyBatchResponse {
-                    batch_id: batch.batch_id,
-                    results: batch
-                        .claims
-                        .iter()
-                        .map(|c| v1::ClaimResult {
-                            reference: c.reference.clone(),
-                            outcome: Some(Outcome::Verification(echo_verification(c))),
-                        })
-                        .collect(),
-                })
-            })
-            .buffered(2);
-        Ok(Response::new(Box::pin(answers)))
-    }
-
-    async fn get_citizen(
-        &self,
-        _: Request<v1::GetCitizenRequest>,
-    ) -> Result<Response<v1::GetCitizenResponse>, Status> {
-        Err(Status::unimplemented("echo"))
-    }
-
-    async fn query_sector(
-        &self,
-        _: Request<v1::QuerySectorRequest>,
-    ) -> Result<Response<v1::QuerySectorResponse>, Status> {
-        Err(Status::unimplemented("echo"))
-    }
 }
 
 fn claim(c: &Citizen, reference: usize) -> v1::IdentityClaim {

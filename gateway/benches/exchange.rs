@@ -460,9 +460,12 @@ fn main() {
                 .serve_with_incoming(lienthong_gateway::tls::incoming(
                     listener,
                     echo_tls,
-                    Duration::from_secs(3),
-                    // The echo counts no calls: never closed for idling.
-                    Duration::ZERO,
+                    lienthong_gateway::tls::ConnectionLimits {
+                        handshake_timeout: Duration::from_secs(3),
+                        // The echo counts no calls: never closed for idling.
+                        idle: Duration::ZERO,
+                        per_agency: 1_000,
+                    },
                     std::future::pending(),
                 )),
         );

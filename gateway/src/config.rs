@@ -18,6 +18,7 @@
 //! deadline_ms = 30000
 //! handshake_timeout_ms = 3000
 //! connection_idle_ms = 300000              # 0: never closed for idling
+//! max_connections_per_agency = 64
 //! stream_idle_ms = 60000
 //! max_batch_claims = 10000
 //! shutdown_grace_ms = 20000

@@ -20,9 +20,8 @@
 //! have been audited; a registry write it carried may have been committed,
 //! and a retry with the same `request_id` returns its receipt.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,6 +33,7 @@ use tonic::codegen::http;
 use tower::{Layer, Service};
 
 use crate::error::Error;
+use crate::limits::{Held, Shares};
 use crate::telemetry::SHED;
 use crate::tls::Peer;
 
@@ -46,7 +46,7 @@ pub(crate) struct AdmissionLayer {
     permits: Arc<Semaphore>,
     limit: usize,
     /// Calls in flight by agency, each at most `share`.
-    agencies: Arc<Mutex<HashMap<Arc<str>, usize>>>,
+    agencies: Arc<Shares>,
     share: usize,
     deadline: Duration,
 }
@@ -65,35 +65,8 @@ impl AdmissionLayer {
     }
 
     /// One more call of `agency`, unless it holds its share already.
-    fn take_share(&self, agency: &Arc<str>) -> Option<Share> {
-        let mut agencies = self.agencies.lock().unwrap_or_else(|e| e.into_inner());
-        let held = agencies.entry(agency.clone()).or_insert(0);
-        if *held >= self.share {
-            return None;
-        }
-        *held += 1;
-        Some(Share {
-            agencies: self.agencies.clone(),
-            agency: agency.clone(),
-        })
-    }
-}
-
-/// One call's place in its agency's share, given back when dropped.
-struct Share {
-    agencies: Arc<Mutex<HashMap<Arc<str>, usize>>>,
-    agency: Arc<str>,
-}
-
-impl Drop for Share {
-    fn drop(&mut self) {
-        let mut agencies = self.agencies.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(held) = agencies.get_mut(&self.agency) {
-            *held -= 1;
-            if *held == 0 {
-                agencies.remove(&self.agency);
-            }
-        }
+    fn take_share(&self, agency: &Arc<str>) -> Option<Held> {
+        self.agencies.take(agency, self.share)
     }
 }
 

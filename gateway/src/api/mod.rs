@@ -89,6 +89,9 @@ pub struct ServerLimits {
     /// How long a connection may carry no call before it is closed (never
     /// if zero).
     pub connection_idle: Duration,
+    /// Connections one agency may hold at once; one more is closed as its
+    /// handshake ends.
+    pub max_connections_per_agency: usize,
 }
 
 impl Default for ServerLimits {
@@ -104,6 +107,7 @@ impl Default for ServerLimits {
             handshake_timeout: Duration::from_secs(3),
             stream_idle: Duration::from_secs(60),
             connection_idle: Duration::from_secs(300),
+            max_connections_per_agency: 64,
         }
     }
 }
@@ -309,8 +313,11 @@ pub async fn serve(
     let incoming = tls::incoming(
         listener,
         tls,
-        limits.handshake_timeout,
-        limits.connection_idle,
+        tls::ConnectionLimits {
+            handshake_timeout: limits.handshake_timeout,
+            idle: limits.connection_idle,
+            per_agency: limits.max_connections_per_agency,
+        },
         async {
             let _ = accepting_stopped.await;
         },

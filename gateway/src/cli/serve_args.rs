@@ -81,6 +81,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LIENTHONG_CONNECTION_IDLE_MS", default_value_t = 300_000,
           value_parser = lienthong_proto::idle::parse_limit_ms)]
     pub connection_idle_ms: u64,
+    /// Connections one agency (one client certificate's name) may hold at
+    /// once; one more is closed as its handshake ends.
+    #[arg(long, env = "LIENTHONG_MAX_CONNECTIONS_PER_AGENCY", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_connections_per_agency: u64,
     /// Most claims in one VerifyBatch batch (BATCH_TOO_LARGE beyond).
     #[arg(long, env = "LIENTHONG_MAX_BATCH_CLAIMS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -173,6 +178,7 @@ impl ServeArgs {
                 handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
                 stream_idle: Duration::from_millis(args.stream_idle_ms),
                 connection_idle: Duration::from_millis(args.connection_idle_ms),
+                max_connections_per_agency: args.max_connections_per_agency as usize,
             },
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             sectors: SectorOptions {

@@ -13,6 +13,10 @@
 //! buckets. A request the rate refuses does not count against the quota.
 //! Counts live in memory: a restart starts the day's count again.
 
+mod shares;
+
+pub(crate) use shares::{Held, Shares};
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -13,7 +13,8 @@
 //! dropped (and logged without personal data); tonic only ever sees
 //! authenticated connections, and every request carries the [`Peer`] in its
 //! extensions. A connection with no call open for its idle limit is closed
-//! ([`lienthong_proto::idle`]).
+//! ([`lienthong_proto::idle`]), and one agency holds at most so many
+//! connections at once: one more is closed as its handshake ends.
 
 use std::future::Future;
 use std::io;
@@ -33,10 +34,24 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
 use lienthong_proto::idle::{IdleClosing, OpenCalls};
+
+use crate::limits::{Held, Shares};
 use tonic::codegen::http;
 
 /// Handshakes in progress at once; one more drops the oldest.
 pub const MAX_HANDSHAKES: usize = 256;
+
+/// How connections are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time a client has to complete its TLS handshake.
+    pub handshake_timeout: Duration,
+    /// How long a connection may carry no call before it is closed (never
+    /// if zero).
+    pub idle: Duration,
+    /// Connections one certificate's agency may hold at once.
+    pub per_agency: usize,
+}
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
@@ -60,6 +75,8 @@ impl Peer {
 pub struct AuthenticatedStream {
     inner: TlsStream<IdleClosing<TcpStream>>,
     peer: Peer,
+    /// Its place among its agency's connections.
+    _held: Held,
 }
 
 impl Connected for AuthenticatedStream {
@@ -110,22 +127,21 @@ impl AsyncWrite for AuthenticatedStream {
     }
 }
 
-/// The stream of authenticated connections on `listener`, each TLS
-/// handshake given `handshake_timeout`, each connection closed once it has
-/// carried no call for `idle` (never if zero). Once `stop_accepting` completes
+/// The stream of authenticated connections on `listener`, taken within
+/// `limits`. Once `stop_accepting` completes
 /// the listener is closed (new connections are refused) while the stream
 /// stays open, so the server keeps the connections it has; the accept loop
 /// ends when the stream is dropped.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
-    handshake_timeout: Duration,
-    idle: Duration,
+    limits: ConnectionLimits,
     stop_accepting: impl Future<Output = ()> + Send + 'static,
 ) -> ReceiverStream<Result<AuthenticatedStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     let handshakes = Arc::new(Handshakes::default());
+    let connections = Arc::new(Shares::default());
     tokio::spawn(async move {
         let mut stop_accepting = std::pin::pin!(stop_accepting);
         loop {
@@ -148,6 +164,7 @@ pub fn incoming(
             let tx = tx.clone();
             let id = handshakes.next_id();
             let done = handshakes.clone();
+            let connections = connections.clone();
             // The task starts once it is recorded, so that it is never
             // forgotten before it is recorded.
             let (recorded, when_recorded) = tokio::sync::oneshot::channel::<()>();
@@ -155,9 +172,10 @@ pub fn incoming(
                 if when_recorded.await.is_err() {
                     return;
                 }
-                let tcp = IdleClosing::new(tcp, idle);
+                let tcp = IdleClosing::new(tcp, limits.idle);
                 let calls = tcp.calls();
-                let accepted = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await;
+                let accepted =
+                    tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await;
                 done.finished(id);
                 let tls = match accepted {
                     Ok(Ok(tls)) => tls,
@@ -180,12 +198,26 @@ pub fn incoming(
                     tracing::info!(%remote, "client certificate names no agency");
                     return;
                 };
+                let agency: Arc<str> = agency.into();
+                let Some(held) = connections.take(&agency, limits.per_agency) else {
+                    tracing::info!(
+                        %remote,
+                        %agency,
+                        "the agency holds its connections already: one more is closed"
+                    );
+                    return;
+                };
                 let peer = Peer {
-                    agency: agency.into(),
+                    agency,
                     remote,
                     calls,
                 };
-                let _ = tx.send(Ok(AuthenticatedStream { inner: tls, peer })).await;
+                let stream = AuthenticatedStream {
+                    inner: tls,
+                    peer,
+                    _held: held,
+                };
+                let _ = tx.send(Ok(stream)).await;
             });
             handshakes.started(id, handshake.abort_handle());
             let _ = recorded.send(());

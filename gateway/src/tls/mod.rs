@@ -9,7 +9,7 @@
 mod acceptor;
 mod pki;
 
-pub use acceptor::{AuthenticatedStream, MAX_HANDSHAKES, Peer, incoming};
+pub use acceptor::{AuthenticatedStream, ConnectionLimits, MAX_HANDSHAKES, Peer, incoming};
 pub use pki::{
     PROBE, PkiLayout, PkiReport, RESERVED_CNS, ensure_pki, issue_client, publish_signing_key,
 };

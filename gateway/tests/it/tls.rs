@@ -171,6 +171,15 @@ async fn connect_tls(
     gw: &TestGateway,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    connect_tls_as(gw, "bank", version).await
+}
+
+/// [`connect_tls`] presenting `agency`'s certificate.
+async fn connect_tls_as(
+    gw: &TestGateway,
+    agency: &str,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
@@ -178,11 +187,11 @@ async fn connect_tls(
     roots
         .add(CertificateDer::from_pem_file(gw.pki.ca_cert()).unwrap())
         .unwrap();
-    let chain = CertificateDer::pem_file_iter(gw.pki.agency_cert("bank"))
+    let chain = CertificateDer::pem_file_iter(gw.pki.agency_cert(agency))
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
-    let key = PrivateKeyDer::from_pem_file(gw.pki.agency_key("bank")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(gw.pki.agency_key(agency)).unwrap();
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[version])
         .unwrap()
@@ -327,4 +336,69 @@ async fn a_connection_that_carries_no_call_is_closed_and_one_with_a_call_open_is
         .expect("the connection is closed once its call has ended");
     // The server closed it: the client task ended without being aborted.
     assert!(ended.is_ok(), "{ended:?}");
+}
+
+#[tokio::test]
+async fn one_agency_holds_at_most_its_connections_and_the_others_still_connect() {
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    let gw = TestGateway::with_limits(lienthong_gateway::api::ServerLimits {
+        max_connections_per_agency: 2,
+        ..Default::default()
+    })
+    .await;
+    let tls13 = &rustls::version::TLS13;
+    // Two of the bank's connections, each taken by the server (its HTTP/2
+    // settings come), held open.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tls = connect_tls_as(&gw, "bank", tls13).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(20), tls.read(&mut byte))
+            .await
+            .expect("the server speaks first");
+        assert!(matches!(read, Ok(1)), "{read:?}");
+        held.push(tls);
+    }
+    // A third is closed as its handshake ends: its reads end.
+    if let Ok(mut third) = connect_tls_as(&gw, "bank", tls13).await {
+        let mut buf = [0u8; 64];
+        let ended = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(n) = third.read(&mut buf).await
+                && n > 0
+            {}
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "a third connection of the bank is still open"
+        );
+    }
+    // Another agency is not held back.
+    let health = |channel| async move {
+        HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .map(|r| r.into_inner().status())
+    };
+    assert_eq!(
+        health(gw.channel("telco").await).await.unwrap(),
+        ServingStatus::Serving
+    );
+    // One of the bank's closes: its place comes back.
+    held.pop();
+    let served = tokio::time::timeout(Duration::from_secs(20), async {
+        let (cert, key) = (gw.pki.agency_cert("bank"), gw.pki.agency_key("bank"));
+        loop {
+            if let Ok(channel) = connect(gw.addr, &gw.pki.ca_cert(), Some((&cert, &key))).await
+                && let Ok(status) = health(channel).await
+            {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the bank connects again once one of its connections closed");
+    assert_eq!(served, ServingStatus::Serving);
 }

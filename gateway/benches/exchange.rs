@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench -p lienthong-gateway --bench exchange -- [--citizens N] [--seconds S] [--phase unary|batch|all]
-//!     [--in-flight N] [--channels N] [--rounds N]
+//!     [--in-flight N] [--channels N] [--rounds N] [--names registered|written]
 //! ```
 //!
 //! Phases: VerifyIdentity (requests/s, p50, p99) with 64 calls in flight
@@ -16,6 +16,10 @@
 //! server, one after the other). Each VerifyIdentity line also says how
 //! busy the machine's cores were (the whole bench process, client
 //! included): below about 95%, that server's rate was not bound by CPU.
+//! `--names written` sends names as an operator's list holds them (a third
+//! as registered, a third in capitals, a third in capitals without
+//! accents, as `sim-verify` does) and batches match them PARTIAL at 90;
+//! by default names are sent as registered and batches match EXACT.
 //! The registry is seeded once per size under `target/bench-data/` and
 //! reused.
 //!
@@ -29,6 +33,8 @@ mod cpu;
 mod echo;
 #[path = "support/no_audit.rs"]
 mod no_audit;
+#[path = "support/options.rs"]
+mod options;
 
 use cpu::{cores, meter};
 use echo::Echo;
@@ -50,6 +56,7 @@ use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
 use lienthong_proto::v1::exchange_service_server::ExchangeServiceServer;
 use lienthong_proto::{Citizen, Pid};
 use no_audit::NoAudit;
+use options::{median, options};
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server};
 
@@ -71,69 +78,20 @@ const BATCHES_IN_FLIGHT: usize = 2;
 /// Concurrent VerifyBatch streams (as a verification job runs them).
 const STREAMS: usize = 2;
 
-struct Options {
-    citizens: u64,
-    seconds: u64,
-    /// `unary`, `batch` or `all`.
-    phase: String,
-    /// VerifyIdentity calls in flight, spread over the channels.
-    in_flight: usize,
-    /// Client connections to each server, as that many agencies would
-    /// open (all of them with the bench agency's certificate).
-    channels: usize,
-    /// Rounds of every phase, one after the other (the medians are printed).
-    rounds: usize,
-}
-
-/// The median of `values`.
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn options() -> Options {
-    let mut o = Options {
-        citizens: 1_000_000,
-        seconds: 10,
-        phase: "all".into(),
-        in_flight: 64,
-        channels: 1,
-        rounds: 1,
-    };
-    let args: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--citizens" => o.citizens = args[i + 1].parse().expect("--citizens N"),
-            "--seconds" => o.seconds = args[i + 1].parse().expect("--seconds S"),
-            "--phase" => o.phase = args[i + 1].clone(),
-            "--in-flight" => o.in_flight = args[i + 1].parse().expect("--in-flight N"),
-            "--channels" => {
-                o.channels = args[i + 1]
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .expect("--channels N (1 or more)")
-            }
-            "--rounds" => o.rounds = args[i + 1].parse().expect("--rounds N"),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
-    o
-}
-
-fn claim(c: &Citizen, reference: usize) -> v1::IdentityClaim {
+fn claim(c: &Citizen, reference: usize, written: bool) -> v1::IdentityClaim {
     let dob = c.date_of_birth().expect("seeded dates are valid");
+    let full_name = match reference % 3 {
+        _ if !written => c.full_name.clone(),
+        0 => c.full_name.clone(),
+        1 => c.full_name.to_uppercase(),
+        _ => lienthong_proto::name::fold_diacritics(&c.full_name).to_uppercase(),
+    };
     v1::IdentityClaim {
         reference: reference.to_string(),
         pid: Pid::from_u64(c.pid)
             .expect("seeded Pids are valid")
             .to_string(),
-        full_name: Some(c.full_name.clone()),
+        full_name: Some(full_name),
         date_of_birth: Some(v1::Date {
             year: dob.year(),
             month: dob.month() as i32,
@@ -282,6 +240,7 @@ async fn unary(
 async fn batch(
     clients: &[ExchangeServiceClient<Channel>],
     claims: Arc<Vec<v1::IdentityClaim>>,
+    how: v1::MatchOptions,
     run: Duration,
     server: &'static str,
 ) -> (f64, f64) {
@@ -291,7 +250,7 @@ async fn batch(
         .map(|s| {
             let client = clients[s % clients.len()].clone();
             let claims = claims.clone();
-            tokio::spawn(async move { one_stream(client, claims, s, run).await })
+            tokio::spawn(async move { one_stream(client, claims, how, s, run).await })
         })
         .collect();
     let mut total = 0.0;
@@ -305,6 +264,7 @@ async fn batch(
 async fn one_stream(
     mut client: ExchangeServiceClient<Channel>,
     claims: Arc<Vec<v1::IdentityClaim>>,
+    how: v1::MatchOptions,
     offset: usize,
     run: Duration,
 ) -> f64 {
@@ -314,10 +274,7 @@ async fn one_stream(
         .map(|(i, chunk)| v1::VerifyBatchRequest {
             batch_id: i.to_string(),
             purpose: "BENCH".into(),
-            r#match: Some(v1::MatchOptions {
-                strategy: v1::MatchStrategy::Exact as i32,
-                threshold: 0,
-            }),
+            r#match: Some(how),
             claims: chunk.to_vec(),
         })
         .filter(|b| b.claims.len() == BATCH)
@@ -381,13 +338,23 @@ fn main() {
             started.elapsed().as_secs_f64()
         );
     }
+    let how = match o.written_names {
+        false => v1::MatchOptions {
+            strategy: v1::MatchStrategy::Exact as i32,
+            threshold: 0,
+        },
+        true => v1::MatchOptions {
+            strategy: v1::MatchStrategy::Partial as i32,
+            threshold: 90,
+        },
+    };
     // Claims about citizens spread over the whole registry.
     let step = (o.citizens / 40_000).max(1);
     let claims: Arc<Vec<v1::IdentityClaim>> = Arc::new(
         (0..40_000u64)
             .map(|i| (i * step) % o.citizens)
             .enumerate()
-            .map(|(r, i)| claim(&population.citizen(i), r))
+            .map(|(r, i)| claim(&population.citizen(i), r, o.written_names))
             .collect(),
     );
 
@@ -532,9 +499,9 @@ fn main() {
             if o.phase == "unary" {
                 continue;
             }
-            let eb = batch(&echo, claims.clone(), run, "echo-server").await;
-            let nb = batch(&gw_unaudited, claims.clone(), run, "gw-unaudited").await;
-            let gb = batch(&gw, claims.clone(), run, "gw-server").await;
+            let eb = batch(&echo, claims.clone(), how, run, "echo-server").await;
+            let nb = batch(&gw_unaudited, claims.clone(), how, run, "gw-unaudited").await;
+            let gb = batch(&gw, claims.clone(), how, run, "gw-server").await;
             println!(
                 "VerifyBatch, {BATCH} claims a batch, {STREAMS} streams, {BATCHES_IN_FLIGHT} batches in flight each:"
             );

@@ -127,6 +127,18 @@ fn fold(chars: impl Iterator<Item = char>) -> String {
 
 /// Compares a claimed name with the registered one.
 pub fn compare(claimed: &str, registered: &str, how: NameMatch) -> NameScore {
+    compare_registered(claimed, registered, None, how)
+}
+
+/// [`compare`], given the registered name's [`fold_diacritics`] form when
+/// it was made beforehand (as the verification projection keeps it), so
+/// that a PARTIAL comparison folds only the claimed name.
+pub fn compare_registered(
+    claimed: &str,
+    registered: &str,
+    folded: Option<&str>,
+    how: NameMatch,
+) -> NameScore {
     // Fast path: byte-equal names are equal under every strategy.
     if claimed == registered {
         return NameScore {
@@ -145,7 +157,11 @@ pub fn compare(claimed: &str, registered: &str, how: NameMatch) -> NameScore {
             }
         }
         NameMatch::Partial { threshold } => {
-            let score = partial_score(claimed, registered);
+            let claimed = fold_diacritics(claimed);
+            let score = match folded {
+                Some(registered) => partial_score(&claimed, registered),
+                None => partial_score(&claimed, &fold_diacritics(registered)),
+            };
             NameScore {
                 matched: score >= threshold,
                 score,
@@ -154,13 +170,12 @@ pub fn compare(claimed: &str, registered: &str, how: NameMatch) -> NameScore {
     }
 }
 
-/// Similarity 0–100 of the diacritic-folded names (normalized Levenshtein).
+/// Similarity 0–100 of two diacritic-folded names (normalized Levenshtein).
 fn partial_score(a: &str, b: &str) -> u32 {
-    let (a, b) = (fold_diacritics(a), fold_diacritics(b));
     if a == b {
         return 100;
     }
-    (strsim::normalized_levenshtein(&a, &b) * 100.0).floor() as u32
+    (strsim::normalized_levenshtein(a, b) * 100.0).floor() as u32
 }
 
 #[cfg(test)]
@@ -208,6 +223,12 @@ mod tests {
                 got.score
             );
             assert_eq!(got.matched, want, "{claimed:?} vs {registered:?}");
+            // The registered name folded beforehand scores the same.
+            let folded = fold_diacritics(registered);
+            assert_eq!(
+                compare_registered(claimed, registered, Some(&folded), how),
+                got
+            );
         }
     }
 

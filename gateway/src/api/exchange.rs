@@ -9,6 +9,7 @@ use lienthong_proto::v1::{self, exchange_service_server::ExchangeService};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::audited::{Access, Audited, hash_message};
+use super::fresh;
 use super::idle::IdleEnded;
 use super::undecodable::undecodable;
 use super::{caller, convert, request_id};
@@ -124,15 +125,26 @@ impl ExchangeService for ExchangeApi {
         request: Request<v1::VerifyIdentityRequest>,
     ) -> Result<Response<v1::VerifyIdentityResponse>, Status> {
         let peer = caller(&request)?;
+        let min_seq = fresh::min_seq(request.metadata());
         let req = request.into_inner();
         let request_hash = hash_message(&req);
         let access = Access::new("verify_identity")
             .purpose(&req.purpose)
             .pid(req.claim.as_ref().map_or("", |c| &c.pid));
-        let answer = self.verify_identity(&peer.agency, req);
-        self.audited
+        let at = match min_seq {
+            Ok(min_seq) => self.exchange.verifying_at(min_seq).await,
+            Err(e) => Err(e),
+        };
+        let (at, answer) = match at {
+            Ok(at) => (at, self.verify_identity(&peer.agency, req)),
+            Err(e) => (0, Err(e)),
+        };
+        let mut response = self
+            .audited
             .seal(&peer.agency, access, request_hash, answer)
-            .await
+            .await?;
+        fresh::stamp(&mut response, at);
+        Ok(response)
     }
 
     type VerifyBatchStream = BatchStream;
@@ -144,6 +156,16 @@ impl ExchangeService for ExchangeApi {
         let peer = caller(&request)?;
         let exchange = self.exchange.clone();
         let audited = self.audited.clone();
+        // A stream too fresh for this gateway is refused before any batch
+        // is read, in one record.
+        let at = match fresh::min_seq(request.metadata()) {
+            Ok(min_seq) => exchange.verifying_at(min_seq).await,
+            Err(e) => Err(e),
+        };
+        let at = match at {
+            Ok(at) => at,
+            Err(e) => return Err(audit_unread_batch(&audited, &peer.agency, e).await),
+        };
         // The answers are made after this returns, outside the call's scope:
         // they carry its request id along.
         let request_id = request_id::current();
@@ -167,7 +189,7 @@ impl ExchangeService for ExchangeApi {
                                 .or_else(|| undecodable(&status));
                             return Err(match refused {
                                 Some(refused) => {
-                                    audit_undecodable_batch(&audited, &agency, refused).await
+                                    audit_unread_batch(&audited, &agency, refused).await
                                 }
                                 None => status,
                             });
@@ -181,7 +203,9 @@ impl ExchangeService for ExchangeApi {
                 }
             })
             .buffered(BATCHES_IN_FLIGHT);
-        Ok(Response::new(Box::pin(answers)))
+        let mut response = Response::new(Box::pin(answers) as BatchStream);
+        fresh::stamp(&mut response, at);
+        Ok(response)
     }
 
     async fn get_citizen(
@@ -222,9 +246,10 @@ impl ExchangeService for ExchangeApi {
     }
 }
 
-/// Records a batch message that did not decode (one record: nothing in it
-/// can be read); the stream then ends with `error`.
-async fn audit_undecodable_batch(audited: &Audited, agency: &str, error: Error) -> Status {
+/// Records a batch refused before anything in it was read — a message that
+/// did not decode, or a stream asking for a write the register does not
+/// hold — in one record; the stream then ends with `error`.
+async fn audit_unread_batch(audited: &Audited, agency: &str, error: Error) -> Status {
     let entry = audited.entry(agency, Access::new(AuditEntry::BATCH), [0; 32], Err(&error));
     match audited.append(vec![entry]).await {
         Ok(()) => error.into(),

@@ -14,6 +14,7 @@ mod audited;
 mod citizen;
 mod convert;
 mod exchange;
+mod fresh;
 mod idle;
 mod known_agency;
 mod rate_limit;
@@ -51,7 +52,7 @@ use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::limits::AgencyRates;
 use crate::policy::LivePolicy;
-use crate::projection::{ProjectedStore, Projection};
+use crate::projection::{FOLLOW_EVERY, ProjectedStore, Projection};
 use crate::registration::Registrar;
 use crate::registry::PopulationStore;
 use crate::sector::Sectors;
@@ -174,9 +175,15 @@ pub struct Services {
     pub limits: ServerLimits,
     /// The sector adapters `QuerySector` asks; none until connected.
     pub sectors: Sectors,
+    /// How often the projection reads the writes of other gateways sharing
+    /// the store ([`FOLLOW_EVERY`]).
+    pub follow_every: Duration,
     /// Who may call at all, in front of every lienthong service.
     policy: LivePolicy,
     audited: audited::Audited,
+    /// What verification reads, and the store it follows.
+    projection: Arc<Projection>,
+    registry: Arc<dyn PopulationStore>,
 }
 
 impl Services {
@@ -194,13 +201,13 @@ impl Services {
         let projection = Arc::new(Projection::build(&*registry)?);
         let store: Arc<dyn PopulationStore> =
             Arc::new(ProjectedStore::new(registry.clone(), projection.clone()));
-        let consents = Consents::new(policy.clone(), registry, store.clone(), key);
+        let consents = Consents::new(policy.clone(), registry.clone(), store.clone(), key);
         let rates = Arc::new(AgencyRates::new(policy.clone()));
         Ok(Self {
             exchange: Exchange::new(
                 policy.clone(),
                 store.clone(),
-                projection,
+                projection.clone(),
                 consents.clone(),
                 rates.clone(),
             ),
@@ -210,8 +217,11 @@ impl Services {
             rates,
             limits: ServerLimits::default(),
             sectors: Sectors::default(),
+            follow_every: FOLLOW_EVERY,
             audited: audited::Audited::new(Arc::new(audit), policy.clone()),
             policy,
+            projection,
+            registry,
         })
     }
 
@@ -322,11 +332,21 @@ pub async fn serve(
             let _ = accepting_stopped.await;
         },
     );
-    Server::builder()
+    // Writes of other gateways sharing the store reach the projection
+    // while this one serves.
+    let projection = services.projection;
+    let follower = AbortOnDrop(tokio::spawn(crate::projection::follow(
+        projection.clone(),
+        services.registry,
+        services.follow_every,
+    )));
+    let served = Server::builder()
         .max_concurrent_streams(Some(limits.max_streams_per_connection))
         // Outermost: the call is open on its connection, which is not idle
         // until it ends.
         .layer(OpenCallLayer::new(Peer::open_calls))
+        // Every answer names the projection's seq (health checks' included).
+        .layer(fresh::stamp_every(projection))
         // The call's id, which everything below records, and the time a
         // caller waits, refusals included.
         .layer(request_id::RequestIdLayer)
@@ -359,5 +379,16 @@ pub async fn serve(
         .add_service(citizen)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-        .map_err(|e| Error::Server(e.to_string()))
+        .map_err(|e| Error::Server(e.to_string()));
+    drop(follower);
+    served
+}
+
+/// A task that ends when its owner does.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -74,7 +74,9 @@ pub enum Command {
     Check(ServeArgs),
     /// Ask a running gateway whether it serves (grpc.health.v1), presenting
     /// the probe certificate from the data directory (pki/probe.pem): the
-    /// container's health check. Exits 0 when SERVING, 1 otherwise.
+    /// container's health check; prints the status, then the outbox seq
+    /// its verification projection has applied. Exits 0 when SERVING, 1
+    /// otherwise.
     Health(HealthArgs),
     /// Print the configuration `serve` would run with (the same options,
     /// environment and configuration file), each value with where it comes

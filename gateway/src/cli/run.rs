@@ -39,9 +39,12 @@ pub fn run(command: Command, settings: &[Setting]) -> Result<()> {
             let dir = DataDir::new(&args.dir.data_dir);
             let runtime = runtime()?;
             // Any failure is "not healthy" (exit 1), bad certificates too.
-            let status = runtime.block_on(cmd::health(&dir, args.addr, &args.service))?;
-            println!("{}", status.as_str_name());
-            if status != tonic_health::pb::health_check_response::ServingStatus::Serving {
+            let health = runtime.block_on(cmd::health(&dir, args.addr, &args.service))?;
+            println!("{}", health.status.as_str_name());
+            if let Some(seq) = health.projection_seq {
+                println!("projection_seq {seq}");
+            }
+            if health.status != tonic_health::pb::health_check_response::ServingStatus::Serving {
                 return Err(Error::Server(format!("{} is not serving", args.addr)));
             }
         }

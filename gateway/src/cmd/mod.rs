@@ -28,7 +28,7 @@ mod up;
 pub use audit::audit_verify;
 pub use certs::certs;
 pub use check::{Finding, check};
-pub use health::health;
+pub use health::{Health, health};
 pub use outbox::{OutboxReport, outbox};
 pub use seed::{SeedOptions, seed};
 pub use serve::{ServeOptions, serve};

@@ -33,6 +33,7 @@ pub const MAX_BATCH: usize = 10_000;
 pub struct Exchange {
     policy: LivePolicy,
     store: Arc<dyn PopulationStore>,
+    projection: Arc<Projection>,
     verifier: Verifier,
     consents: Consents,
     /// Charges each claim of a batch against the agency's daily quota.
@@ -65,7 +66,8 @@ impl Exchange {
             policy,
             rates,
             max_batch: MAX_BATCH,
-            verifier: Verifier::new(projection),
+            verifier: Verifier::new(projection.clone()),
+            projection,
             store,
             consents,
         }
@@ -75,6 +77,23 @@ impl Exchange {
     pub fn with_max_batch(mut self, claims: usize) -> Self {
         self.max_batch = claims;
         self
+    }
+
+    /// The outbox `seq` verifications are made at now, after catching up
+    /// to `min_seq` if the projection has not yet applied it (a write
+    /// acknowledged through another gateway); a `seq` the store has not
+    /// committed is refused.
+    pub async fn verifying_at(&self, min_seq: Option<u64>) -> Result<u64> {
+        let applied = self.projection.applied_seq();
+        match min_seq {
+            Some(seq) if seq > applied => {
+                let (projection, store) = (self.projection.clone(), self.store.clone());
+                tokio::task::spawn_blocking(move || projection.at_least(&*store, seq))
+                    .await
+                    .map_err(|_| Error::Task)?
+            }
+            _ => Ok(applied),
+        }
     }
 
     /// Verifies one claim. The look-up is in memory, so it runs in place.

@@ -1,33 +1,27 @@
 //! The store every registry write of this gateway goes through: the write
-//! commits in the store, then its records are applied to the projection,
-//! before the write is answered, one write at a time.
+//! commits in the store, then the projection catches up with the outbox
+//! (that write, and any other committed before it), before the write is
+//! answered.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use lienthong_proto::citizen::RecordView;
 use lienthong_proto::{Citizen, Pid};
 
 use super::Projection;
 use crate::error::Result;
-use crate::registry::{Plan, PopulationStore, RequestKey, Written};
+use crate::registry::{Changes, Plan, PopulationStore, RequestKey, Written};
 
-/// `inner`, with each committed write applied to `projection`.
+/// `inner`, with each write applied to `projection` before it is answered.
 pub struct ProjectedStore {
     inner: Arc<dyn PopulationStore>,
     projection: Arc<Projection>,
-    /// Held from a write's start until it is applied: writes reach the
-    /// projection in the order they committed.
-    writing: Mutex<()>,
 }
 
 impl ProjectedStore {
     /// `inner`'s writes applied to `projection`.
     pub fn new(inner: Arc<dyn PopulationStore>, projection: Arc<Projection>) -> Self {
-        Self {
-            inner,
-            projection,
-            writing: Mutex::new(()),
-        }
+        Self { inner, projection }
     }
 }
 
@@ -45,6 +39,10 @@ impl PopulationStore for ProjectedStore {
         self.inner.visit_all(view, visit)
     }
 
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Changes> {
+        self.inner.changes_after(after, limit)
+    }
+
     fn count(&self) -> Result<u64> {
         self.inner.count()
     }
@@ -54,18 +52,11 @@ impl PopulationStore for ProjectedStore {
     }
 
     fn write(&self, key: &RequestKey<'_>, plan: &mut Plan<'_>) -> Result<Written> {
-        let _in_order = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        // The records of the plan that committed (a plan may run again if
-        // the store retries).
-        let mut records = Vec::new();
-        let written = self.inner.write(key, &mut |scope| {
-            let planned = plan(scope)?;
-            records.clone_from(&planned.records);
-            Ok(planned)
-        })?;
-        if let Written::Committed(receipt) = &written {
-            self.projection.apply(receipt.seq, &records);
-        }
+        let written = self.inner.write(key, plan)?;
+        // A replayed receipt may be of a write through another gateway not
+        // yet followed: it is applied before it is answered too.
+        self.projection
+            .at_least(&*self.inner, written.receipt().seq)?;
         Ok(written)
     }
 }

@@ -6,20 +6,22 @@
 //!         4 B + 1 control byte a bucket, at most 7/8 full
 //! rows    Vec<Row>, 48 B each:
 //!         pid u64 │ text_at u64 │ date_of_birth u32 │ card_issued_on u32
-//!         card_expires_on u32 │ province u32 │ name_len u32 │ old_id_len u32
-//!         line_len u32 │ flags u32
+//!         card_expires_on u32 │ province u32 │ line_len u32 │ flags u32
+//!         name_len u16 │ folded_len u16 │ old_id_len u16 │ (2 B unused)
 //!         flags: bit 0 female, bit 1 has a permanent residence, bits 8.. status
-//! text    one String: name ‖ old ID number ‖ permanent address line, per row
-//!         (a changed citizen's text is appended anew; the old bytes stay
-//!         until the next start)
+//! text    one String: name ‖ name folded (lower case, no diacritics: what a
+//!         PARTIAL match compares) ‖ old ID number ‖ permanent address line,
+//!         per row (a changed citizen's text is appended anew; the old bytes
+//!         stay until the next start)
 //! ```
 //!
 //! A look-up hashes the Pid, finds its row number in the index and reads
 //! the row (whose Pid confirms it) and its text: about three cache misses.
 
 use hashbrown::HashTable;
-use lienthong_proto::Citizen;
+use lienthong_proto::{Citizen, name};
 
+use crate::error::{Error, Result};
 use crate::verify::Facts;
 
 /// One citizen's fixed facts, and where its text lies.
@@ -31,10 +33,11 @@ struct Row {
     card_issued_on: u32,
     card_expires_on: u32,
     province: u32,
-    name_len: u32,
-    old_id_len: u32,
     line_len: u32,
     flags: u32,
+    name_len: u16,
+    folded_len: u16,
+    old_id_len: u16,
 }
 
 const FEMALE: u32 = 1;
@@ -52,12 +55,16 @@ pub(super) struct Table {
 }
 
 impl Table {
-    /// Puts `c`'s facts in, replacing what the table held of it.
-    pub(super) fn put(&mut self, c: &Citizen) {
+    /// Puts `c`'s facts in, replacing what the table held of it. A record
+    /// whose name or old ID number is longer than any the registry takes
+    /// (over 64 KiB) is refused as damaged.
+    pub(super) fn put(&mut self, c: &Citizen) -> Result<()> {
         let (province, line) = c
             .permanent
             .as_ref()
             .map_or((0, ""), |a| (a.province, a.line.as_str()));
+        let folded = name::fold_diacritics(&c.full_name);
+        let short = |text: &str| u16::try_from(text.len()).map_err(|_| Error::Corrupt);
         let row = Row {
             pid: c.pid,
             text_at: self.text.len() as u64,
@@ -65,9 +72,7 @@ impl Table {
             card_issued_on: c.card_issued_on,
             card_expires_on: c.card_expires_on,
             province,
-            name_len: len(&c.full_name),
-            old_id_len: len(&c.old_id_number),
-            line_len: len(line),
+            line_len: u32::try_from(line.len()).map_err(|_| Error::Corrupt)?,
             flags: (if c.female { FEMALE } else { 0 })
                 | (if c.permanent.is_some() {
                     HAS_PERMANENT
@@ -75,14 +80,21 @@ impl Table {
                     0
                 })
                 | (c.status.min(u32::MAX >> STATUS_SHIFT) << STATUS_SHIFT),
+            name_len: short(&c.full_name)?,
+            folded_len: short(&folded)?,
+            old_id_len: short(&c.old_id_number)?,
         };
         self.text.push_str(&c.full_name);
+        self.text.push_str(&folded);
         self.text.push_str(&c.old_id_number);
         self.text.push_str(line);
         match self.find(c.pid) {
             Some(at) => {
                 let old = &mut self.rows[at as usize];
-                self.stale += (old.name_len + old.old_id_len + old.line_len) as usize;
+                self.stale += old.name_len as usize
+                    + old.folded_len as usize
+                    + old.old_id_len as usize
+                    + old.line_len as usize;
                 *old = row;
             }
             None => {
@@ -95,6 +107,7 @@ impl Table {
                     .insert_unique(hash(c.pid), at, |&r| hash(rows[r as usize].pid));
             }
         }
+        Ok(())
     }
 
     /// Gives back what the build reserved beyond what it used.
@@ -142,13 +155,15 @@ impl Table {
     fn facts(&self, row: Row) -> Facts<'_> {
         let at = row.text_at as usize;
         let name_end = at + row.name_len as usize;
-        let old_end = name_end + row.old_id_len as usize;
+        let folded_end = name_end + row.folded_len as usize;
+        let old_end = folded_end + row.old_id_len as usize;
         let line_end = old_end + row.line_len as usize;
         Facts {
             full_name: &self.text[at..name_end],
+            folded_name: Some(&self.text[name_end..folded_end]),
             date_of_birth: row.date_of_birth,
             female: row.flags & FEMALE != 0,
-            old_id_number: &self.text[name_end..old_end],
+            old_id_number: &self.text[folded_end..old_end],
             permanent: (row.flags & HAS_PERMANENT != 0)
                 .then(|| (row.province, &self.text[old_end..line_end])),
             status: row.flags >> STATUS_SHIFT,
@@ -176,12 +191,6 @@ impl Table {
     }
 }
 
-/// A text's length as a row keeps it. The registry refuses names over 100
-/// characters; no field comes near 4 GiB.
-fn len(text: &str) -> u32 {
-    u32::try_from(text.len()).unwrap_or(u32::MAX)
-}
-
 /// A Pid's hash: one multiplication. Pids are not chosen by callers to
 /// collide (only registered ones are stored), and SipHash would cost more
 /// than the rest of a look-up.
@@ -202,11 +211,21 @@ mod tests {
         let mut table = Table::default();
         let citizens: Vec<Citizen> = population.iter().collect();
         for c in &citizens {
-            table.put(c);
+            table.put(c).unwrap();
         }
         assert_eq!(table.citizens(), 3_000);
         for c in &citizens {
-            assert_eq!(table.get(c.pid), Some(Facts::from(c)), "{}", c.pid);
+            let facts = table.get(c.pid).unwrap();
+            assert_eq!(
+                facts.folded_name,
+                Some(&*name::fold_diacritics(&c.full_name))
+            );
+            assert_eq!(
+                facts,
+                Facts::from(c).with_folded_name(facts.folded_name),
+                "{}",
+                c.pid
+            );
         }
         assert_eq!(table.get(1), None);
         // A change: a new name, no permanent residence, deceased.
@@ -214,13 +233,14 @@ mod tests {
         changed.full_name = "Trần Văn Đổi".into();
         changed.permanent = None;
         changed.status = 1;
-        table.put(&changed);
+        table.put(&changed).unwrap();
         assert_eq!(table.citizens(), 3_000);
-        assert_eq!(table.get(changed.pid), Some(Facts::from(&changed)));
-        assert_eq!(
-            table.get(citizens[11].pid),
-            Some(Facts::from(&citizens[11]))
-        );
+        let facts = table.get(changed.pid).unwrap();
+        assert_eq!(facts.folded_name, Some("tran van doi"));
+        assert_eq!(facts.full_name, "Trần Văn Đổi");
+        assert_eq!(facts.permanent, None);
+        let facts = table.get(citizens[11].pid).unwrap();
+        assert_eq!(facts.full_name, citizens[11].full_name);
         assert!(table.stale() > 0);
     }
 }

@@ -11,7 +11,8 @@ use lienthong_proto::{Citizen, Date, Pid};
 
 use super::*;
 use crate::policy::{LivePolicy, Policy};
-use crate::registration::{CardIssue, Death, NameChange, Registrar, WriteRequest};
+use crate::registration::{CardIssue, Death, Marriage, NameChange, Registrar, WriteRequest};
+use crate::registry::Outbox;
 use crate::registry::{SqliteRegistry, seed};
 use crate::verify::{Claim, Predicate, ResidenceClaim, verify};
 
@@ -41,7 +42,11 @@ fn holds_the_store(projection: &Projection, store: &dyn PopulationStore) {
     assert_eq!(projection.footprint().citizens, stored.len());
     let pids = stored.iter().map(|c| Pid::from_u64(c.pid).unwrap());
     projection.visit(pids, |i, facts| {
-        assert_eq!(facts, Some(Facts::from(&stored[i])), "{}", stored[i].pid);
+        let facts = facts.unwrap();
+        let folded = lienthong_proto::name::fold_diacritics(&stored[i].full_name);
+        assert_eq!(facts.folded_name, Some(&*folded));
+        let held = facts.with_folded_name(None);
+        assert_eq!(held, Facts::from(&stored[i]), "{}", stored[i].pid);
     });
 }
 
@@ -192,4 +197,101 @@ async fn every_write_through_the_projected_store_is_applied_and_a_rebuild_is_the
     assert_eq!(rebuilt.applied_seq(), projection.applied_seq());
     holds_the_store(&rebuilt, &*store);
     assert_eq!(rebuilt.footprint().stale, 0);
+}
+
+/// Another gateway over the same store writes; this projection learns of
+/// it from the outbox only: every record a write stored (both of a
+/// marriage), in order, a seq the store has not committed refused, and a
+/// stretch purged before it was read rebuilt from the store, not skipped.
+#[tokio::test]
+async fn writes_of_another_writer_are_followed_through_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, population) = registry(&dir);
+    let projection = Projection::build(&*store).unwrap();
+    // The other gateway: its writes reach the store, not this projection.
+    let other = Registrar::new(
+        LivePolicy::new(Policy::parse(POLICY).unwrap()),
+        store.clone(),
+    );
+    let today = Date::today();
+    let single_adults: Vec<Citizen> = population
+        .iter()
+        .filter(|c| {
+            c.life_status() == lienthong_proto::citizen::LifeStatus::Alive
+                && c.marital_status() == lienthong_proto::citizen::Marital::Single
+                && c.date_of_birth().is_some_and(|d| d.age_on(today) >= 25)
+        })
+        .collect();
+    let man = single_adults.iter().find(|c| !c.female).unwrap();
+    let woman = single_adults.iter().find(|c| c.female).unwrap();
+    let (man_pid, woman_pid) = (
+        Pid::from_u64(man.pid).unwrap(),
+        Pid::from_u64(woman.pid).unwrap(),
+    );
+    let request = |n: u8| WriteRequest {
+        request_id: format!("o-{n}"),
+        fingerprint: [n; 32],
+    };
+    let before = projection.applied_seq();
+    other
+        .record(
+            "civil",
+            request(1),
+            Marriage {
+                pid: man_pid,
+                spouse: woman_pid,
+                married_on: Date::new(2025, 5, 1).unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let renamed = other
+        .record(
+            "civil",
+            request(2),
+            NameChange {
+                pid: man_pid,
+                full_name: "Võ Văn Theo".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let changes = store.changes_after(before, 10).unwrap();
+    assert_eq!(changes.last_seq, before + 2);
+    let pids: Vec<Vec<Pid>> = changes.writes.iter().map(|c| c.pids.clone()).collect();
+    assert_eq!(pids, [vec![man_pid, woman_pid], vec![man_pid]]);
+    // Not applied until followed.
+    assert_eq!(projection.applied_seq(), before);
+    projection.visit(std::iter::once(man_pid), |_, facts| {
+        assert_eq!(facts.unwrap().full_name, man.full_name);
+    });
+    assert!(projection.at_least(&*store, before + 3).is_err());
+    assert_eq!(
+        projection.at_least(&*store, before + 2).unwrap(),
+        before + 2
+    );
+    assert_eq!(renamed.receipt().seq, before + 2);
+    holds_the_store(&projection, &*store);
+
+    // A write, published and purged before this projection read it.
+    other
+        .record(
+            "civil",
+            request(3),
+            NameChange {
+                pid: woman_pid,
+                full_name: "Hồ Thị Sau".into(),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .mark_published(1, before + 3, "2026-01-01T00:00:00Z")
+        .unwrap();
+    assert_eq!(store.purge_published("9999-12-31T00:00:00Z").unwrap(), 3);
+    assert_eq!(projection.catch_up(&*store).unwrap(), before + 3);
+    projection.visit(std::iter::once(woman_pid), |_, facts| {
+        assert_eq!(facts.unwrap().full_name, "Hồ Thị Sau");
+    });
+    holds_the_store(&projection, &*store);
 }

@@ -108,6 +108,27 @@ impl Written {
     }
 }
 
+/// One committed write as the outbox tells it: its `seq` and the Pids of
+/// the records it stored (what the [`crate::projection`] reads again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The write's outbox sequence number.
+    pub seq: u64,
+    /// Every record it stored (the event's citizen, and a spouse's).
+    pub pids: Vec<Pid>,
+}
+
+/// What the outbox holds after a `seq`: the writes, and the last `seq`
+/// committed (with no writes, a `last_seq` beyond the one asked after means
+/// a purged stretch).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The writes, in `seq` order.
+    pub writes: Vec<Change>,
+    /// The outbox's last `seq`, as of the same read.
+    pub last_seq: u64,
+}
+
 /// Plans a registry write from the register's current state.
 pub type Plan<'a> = dyn FnMut(&mut dyn WriteScope) -> Result<Planned> + 'a;
 
@@ -140,6 +161,12 @@ pub trait PopulationStore: Send + Sync + 'static {
     /// returns the outbox's last `seq` in that snapshot: the register as it
     /// was after that write (what the [`crate::projection`] is built from).
     fn visit_all(&self, view: RecordView, visit: &mut dyn FnMut(Citizen)) -> Result<u64>;
+
+    /// The writes committed after outbox `seq` `after`, at most `limit` of
+    /// them, in `seq` order: published or not, by this process or by any
+    /// other writing to the same store. A purged stretch of the outbox
+    /// shows as a gap in the `seq`s.
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Changes>;
 
     /// Number of citizens on the register (a full count: not for hot paths).
     fn count(&self) -> Result<u64>;

@@ -4,7 +4,10 @@
 //! ```text
 //! citizen(pid INTEGER PRIMARY KEY, record BLOB)   record = prost-encoded Citizen
 //! outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, id, type, pid, occurred_at,
-//!        data, published_at)          seq never reused, even after a purge
+//!        data, published_at, changed)
+//!                           seq never reused, even after a purge; changed:
+//!                           the Pids of every record the write stored, 8 B
+//!                           little-endian each (NULL: the event's pid alone)
 //! meta(key TEXT PRIMARY KEY, value)               e.g. seed, citizens
 //! request(agency, request_id, operation, fingerprint, pid, event_id, seq,
 //!         recorded_at)      one row per registry write: its receipt, by the
@@ -62,6 +65,9 @@ seq          INTEGER PRIMARY KEY AUTOINCREMENT,
         revoked_at TEXT
      ) WITHOUT ROWID;
      CREATE INDEX consent_by_citizen ON consent (pid);",
+    // 4: which records each write stored, for the verification projection
+    // to follow the outbox (a death or a marriage changes two).
+    "ALTER TABLE outbox ADD COLUMN changed BLOB;",
 ];
 
 /// The schema version this binary writes.

@@ -10,6 +10,9 @@ use lienthong_proto::{Citizen, Date, Sex};
 pub struct Facts<'a> {
     /// Full name in NFC, as registered.
     pub full_name: &'a str,
+    /// The name as a PARTIAL match compares it ([`lienthong_proto::name::fold_diacritics`]),
+    /// when it was made beforehand; `None`: folded when compared.
+    pub folded_name: Option<&'a str>,
     /// Date of birth, `YYYYMMDD` as stored.
     pub date_of_birth: u32,
     /// Sex: false male, true female.
@@ -30,6 +33,7 @@ impl<'a> From<&'a Citizen> for Facts<'a> {
     fn from(c: &'a Citizen) -> Self {
         Self {
             full_name: &c.full_name,
+            folded_name: None,
             date_of_birth: c.date_of_birth,
             female: c.female,
             old_id_number: &c.old_id_number,
@@ -41,7 +45,15 @@ impl<'a> From<&'a Citizen> for Facts<'a> {
     }
 }
 
-impl Facts<'_> {
+impl<'a> Facts<'a> {
+    /// The same facts, with the name's folded form `folded`.
+    pub fn with_folded_name(self, folded: Option<&'a str>) -> Self {
+        Self {
+            folded_name: folded,
+            ..self
+        }
+    }
+
     /// Date of birth.
     pub fn date_of_birth(&self) -> Option<Date> {
         Date::from_yyyymmdd(self.date_of_birth).ok()

@@ -112,7 +112,7 @@ pub fn verify(
         };
     };
     if let Some(claimed) = &claim.full_name {
-        let s = name::compare(claimed, c.full_name, how);
+        let s = name::compare_registered(claimed, c.full_name, c.folded_name, how);
         fields.push(FieldResult {
             field: ClaimedField::FullName,
             matched: s.matched,

@@ -476,7 +476,8 @@ async fn health_probes_a_running_gateway_with_its_own_certificate() {
             service,
         ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        assert_eq!(text(&out.stdout), "SERVING\n");
+        // A fresh register: no write yet, the projection at seq 0.
+        assert_eq!(text(&out.stdout), "SERVING\nprojection_seq 0\n");
     }
     // Nothing listens there.
     let out = run(&["health", "--data-dir", data, "--addr", "127.0.0.1:1"]);

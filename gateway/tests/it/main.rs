@@ -20,6 +20,7 @@ mod limits;
 mod metrics;
 mod privacy;
 mod registry;
+mod replicas;
 mod request_ids;
 mod shutdown;
 mod tls;

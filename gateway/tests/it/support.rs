@@ -162,19 +162,43 @@ impl TestGateway {
 
     async fn serve(relay: Option<RelayConfig>, limits: ServerLimits) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let policy = LivePolicy::new(Policy::parse(POLICY).unwrap());
+        let policy = Policy::parse(POLICY).unwrap();
         let pki = PkiLayout::under(dir.path());
-        ensure_pki(&pki, policy.current().agencies.keys().map(String::as_str)).unwrap();
+        ensure_pki(&pki, policy.agencies.keys().map(String::as_str)).unwrap();
         let store = Arc::new(SqliteRegistry::open(dir.path().join("registry.db")).unwrap());
         let population = Population::new(SEED, CITIZENS).unwrap();
         seed(&store, &population, None, |_| {}).unwrap();
+        let mut configure = |services: &mut Services| services.limits = limits;
+        Self::run(dir, pki, store, population, relay, &mut configure).await
+    }
+
+    /// A second gateway over `other`'s registry (as replicas share one
+    /// store), with an audit log of its own, trusting the same PKI; its
+    /// projection reads the others' writes every `follow_every`.
+    pub async fn beside(other: &TestGateway, follow_every: std::time::Duration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteRegistry::open(other.registry_path()).unwrap());
+        let mut configure = |services: &mut Services| services.follow_every = follow_every;
+        let (pki, population) = (other.pki.clone(), other.population.clone());
+        Self::run(dir, pki, store, population, None, &mut configure).await
+    }
+
+    async fn run(
+        dir: TempDir,
+        pki: PkiLayout,
+        store: Arc<SqliteRegistry>,
+        population: Population,
+        relay: Option<RelayConfig>,
+        configure: &mut dyn FnMut(&mut Services),
+    ) -> Self {
+        let policy = LivePolicy::new(Policy::parse(POLICY).unwrap());
         let key =
             Arc::new(SigningKey::load_or_create(&dir.path().join("keys/signing.pk8")).unwrap());
         let audit_path = dir.path().join("audit");
         let (audit, _writer) = AuditLog::open(&audit_path, key.clone()).unwrap();
         let mut services =
             Services::new(policy, store.clone(), audit, &audit_path, key.clone()).unwrap();
-        services.limits = limits;
+        configure(&mut services);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tls = server_config(&pki).unwrap();

@@ -16,10 +16,14 @@ use rusqlite::{
 };
 
 use super::{
-    Outbox, OutboxEvent, OutboxLag, OutboxRow, Plan, PopulationStore, Receipt, RequestKey,
-    WriteScope, Written, schema,
+    Change, Changes, Outbox, OutboxEvent, OutboxLag, OutboxRow, Plan, PopulationStore, Receipt,
+    RequestKey, WriteScope, Written, schema,
 };
 use crate::error::{Error, Result};
+
+/// The outbox's last `seq` (AUTOINCREMENT keeps it, even after a purge).
+const LAST_SEQ: &str =
+    "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)";
 
 /// The registry in an SQLite database file.
 pub struct SqliteRegistry {
@@ -170,11 +174,7 @@ impl PopulationStore for SqliteRegistry {
         let result = (|| {
             conn.prepare_cached("BEGIN")?.execute([])?;
             let scanned = (|| {
-                let seq: i64 = conn.query_row(
-                    "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)",
-                    [],
-                    |r| r.get(0),
-                )?;
+                let seq: i64 = conn.query_row(LAST_SEQ, [], |r| r.get(0))?;
                 let mut stmt = conn.prepare("SELECT pid, record FROM citizen ORDER BY pid")?;
                 let mut rows = stmt.query([])?;
                 while let Some(row) = rows.next()? {
@@ -192,6 +192,43 @@ impl PopulationStore for SqliteRegistry {
             self.give_back(conn);
         }
         result
+    }
+
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Changes> {
+        let conn = self.reader()?;
+        let changes = (|| {
+            conn.prepare_cached("BEGIN")?.execute([])?;
+            let read = (|| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT seq, pid, changed FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                let mut rows = stmt.query(params![after as i64, limit as i64])?;
+                let mut writes = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let pid = row.get::<_, i64>(1)?;
+                    let changed = row.get_ref(2)?.as_blob_or_null();
+                    let pids = match changed.map_err(|_| Error::Corrupt)? {
+                        None => vec![Pid::from_u64(pid as u64).map_err(|_| Error::Corrupt)?],
+                        Some(blob) => changed_pids(blob)?,
+                    };
+                    writes.push(Change {
+                        seq: row.get::<_, i64>(0)? as u64,
+                        pids,
+                    });
+                }
+                let last: i64 = conn.prepare_cached(LAST_SEQ)?.query_row([], |r| r.get(0))?;
+                Ok(Changes {
+                    writes,
+                    last_seq: last as u64,
+                })
+            })();
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            read
+        })();
+        if changes.is_ok() {
+            self.give_back(conn);
+        }
+        changes
     }
 
     fn is_empty(&self) -> Result<bool> {
@@ -223,14 +260,16 @@ impl PopulationStore for SqliteRegistry {
             }
             let event = &planned.event;
             tx.prepare_cached(
-                "INSERT INTO outbox (id, type, pid, occurred_at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO outbox (id, type, pid, occurred_at, data, changed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 event.id,
                 event.kind,
                 event.pid.as_u64() as i64,
                 event.occurred_at,
-                event.data
+                event.data,
+                changed(event.pid, &planned.records),
             ])?;
             let receipt = Receipt {
                 request_id: key.request_id.to_owned(),
@@ -257,6 +296,28 @@ impl PopulationStore for SqliteRegistry {
             Ok(Written::Committed(receipt))
         })
     }
+}
+
+/// The outbox's `changed` column for a write of `records` whose event is
+/// about `pid`: NULL when that is the one record stored.
+fn changed(pid: Pid, records: &[Citizen]) -> Option<Vec<u8>> {
+    match records {
+        [one] if one.pid == pid.as_u64() => None,
+        _ => Some(records.iter().flat_map(|c| c.pid.to_le_bytes()).collect()),
+    }
+}
+
+/// The Pids of an outbox `changed` column.
+fn changed_pids(blob: &[u8]) -> Result<Vec<Pid>> {
+    if !blob.len().is_multiple_of(8) {
+        return Err(Error::Corrupt);
+    }
+    blob.chunks_exact(8)
+        .map(|b| {
+            let raw = u64::from_le_bytes(b.try_into().map_err(|_| Error::Corrupt)?);
+            Pid::from_u64(raw).map_err(|_| Error::Corrupt)
+        })
+        .collect()
 }
 
 /// The receipt of `key` if it was written before; a different request under
@@ -404,11 +465,7 @@ impl Outbox for SqliteRegistry {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            let last: i64 = conn.query_row(
-                "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)",
-                [],
-                |r| r.get(0),
-            )?;
+            let last: i64 = conn.query_row(LAST_SEQ, [], |r| r.get(0))?;
             conn.execute_batch("COMMIT")?;
             Ok(OutboxLag {
                 waiting: waiting as u64,

@@ -345,8 +345,6 @@ pub async fn serve(
         // Outermost: the call is open on its connection, which is not idle
         // until it ends.
         .layer(OpenCallLayer::new(Peer::open_calls))
-        // Every answer names the projection's seq (health checks' included).
-        .layer(fresh::stamp_every(projection))
         // The call's id, which everything below records, and the time a
         // caller waits, refusals included.
         .layer(request_id::RequestIdLayer)
@@ -356,6 +354,9 @@ pub async fn serve(
             services.policy,
             audited.clone(),
         ))
+        // What a caller it lets through gets back names the projection's
+        // seq (health checks' answers included).
+        .layer(fresh::stamp_every(projection))
         // Shed what is over the limit before any other work, and end what
         // runs past the deadline.
         .layer(admission::AdmissionLayer::new(

@@ -1,6 +1,8 @@
-//! The follower: applies to the projection the writes that other processes
-//! sharing the store commit (this gateway's own are applied as they are
-//! answered), so that replicas over one store answer alike.
+//! The follower: reads the outbox on a clock, so that the writes other
+//! processes sharing the store commit reach this projection too (this
+//! gateway's own writes are applied before they are answered, and are
+//! already held when the follower reads), and replicas over one store
+//! answer alike.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +14,8 @@ use crate::registry::PopulationStore;
 /// gateway is seen here within this (and the read's time).
 pub const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
-/// Catches `projection` up with `store` every `every`, until dropped
-/// (aborted). A failed read is logged and tried again at the next tick:
+/// Catches `projection` up with `store` every `every`, for as long as the
+/// task runs (`serve` aborts it when it returns). A failed read is logged and tried again at the next tick:
 /// verification goes on from what is held.
 pub async fn follow(projection: Arc<Projection>, store: Arc<dyn PopulationStore>, every: Duration) {
     let mut tick = tokio::time::interval(every);

@@ -122,19 +122,31 @@ impl Projection {
     /// applied, in `seq` order; returns the `seq` applied after. Blocks on
     /// the store (a thread that may wait, not an async task's).
     pub fn catch_up(&self, store: &dyn PopulationStore) -> Result<u64> {
+        self.catch_up_to(store, u64::MAX)
+    }
+
+    /// [`Projection::catch_up`], unless the write of outbox `seq` is
+    /// applied already (by this caller's turn, perhaps by the one before:
+    /// concurrent writes then cost one outbox read, not one each).
+    fn catch_up_to(&self, store: &dyn PopulationStore, seq: u64) -> Result<u64> {
         let _one_reader = self.following.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             let applied = self.applied_seq();
+            if applied >= seq {
+                return Ok(applied);
+            }
             let changes = store.changes_after(applied, FOLLOW_CHUNK)?;
             // seq is gap-free: a missing one was purged from the outbox
-            // before it was applied, and what it changed is unknown.
+            // before it was applied, and what it changed is unknown; a store
+            // whose last seq is behind the projection's was restored from an
+            // older copy. Either way the projection is read again whole.
             let gapless = match changes.writes.first() {
                 Some(_) => changes
                     .writes
                     .iter()
                     .zip(applied + 1..)
                     .all(|(change, expected)| change.seq == expected),
-                None => changes.last_seq <= applied,
+                None => changes.last_seq == applied,
             };
             if !gapless {
                 tracing::warn!(
@@ -168,13 +180,11 @@ impl Projection {
     }
 
     /// Makes sure the projection holds the write of outbox `seq`, catching
-    /// up if it does not yet; refuses a `seq` the store has not committed.
+    /// up if it does not yet; refuses a `seq` the store has not committed
+    /// (named by a caller in [`MIN_SEQ_HEADER`]). Costs at most one read of
+    /// the outbox, however large `seq` is.
     pub fn at_least(&self, store: &dyn PopulationStore, seq: u64) -> Result<u64> {
-        let applied = self.applied_seq();
-        if applied >= seq {
-            return Ok(applied);
-        }
-        let applied = self.catch_up(store)?;
+        let applied = self.applied(store, seq)?;
         if applied >= seq {
             Ok(applied)
         } else {
@@ -182,6 +192,14 @@ impl Projection {
                 MIN_SEQ_HEADER,
                 format!("names write {seq}; the register's last is {applied}"),
             ))
+        }
+    }
+
+    /// The `seq` applied, after catching up if `seq` is not yet.
+    pub(crate) fn applied(&self, store: &dyn PopulationStore, seq: u64) -> Result<u64> {
+        match self.applied_seq() {
+            applied if applied >= seq => Ok(applied),
+            _ => self.catch_up_to(store, seq),
         }
     }
 

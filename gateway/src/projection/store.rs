@@ -9,7 +9,7 @@ use lienthong_proto::citizen::RecordView;
 use lienthong_proto::{Citizen, Pid};
 
 use super::Projection;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::registry::{Changes, Plan, PopulationStore, RequestKey, Written};
 
 /// `inner`, with each write applied to `projection` before it is answered.
@@ -54,9 +54,14 @@ impl PopulationStore for ProjectedStore {
     fn write(&self, key: &RequestKey<'_>, plan: &mut Plan<'_>) -> Result<Written> {
         let written = self.inner.write(key, plan)?;
         // A replayed receipt may be of a write through another gateway not
-        // yet followed: it is applied before it is answered too.
-        self.projection
-            .at_least(&*self.inner, written.receipt().seq)?;
+        // yet followed: it is applied before it is answered too. Should the
+        // outbox not be read (the store busy), the write is not answered as
+        // done; its retry gets the same receipt and reads again.
+        let seq = written.receipt().seq;
+        if self.projection.applied(&*self.inner, seq)? < seq {
+            // The store committed a seq its outbox does not show.
+            return Err(Error::Corrupt);
+        }
         Ok(written)
     }
 }

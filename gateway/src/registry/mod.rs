@@ -165,7 +165,12 @@ pub trait PopulationStore: Send + Sync + 'static {
     /// The writes committed after outbox `seq` `after`, at most `limit` of
     /// them, in `seq` order: published or not, by this process or by any
     /// other writing to the same store. A purged stretch of the outbox
-    /// shows as a gap in the `seq`s.
+    /// shows as a gap in the `seq`s. A store must hand out `seq`s gap-free
+    /// and in commit order (no write may commit with a lower `seq` than one
+    /// already visible), or a reader would take a write still in flight for
+    /// a purged one, or pass it by: SQLite has one writer at a time; a
+    /// shared store takes the next `seq` under a lock inside the write's
+    /// transaction.
     fn changes_after(&self, after: u64, limit: usize) -> Result<Changes>;
 
     /// Number of citizens on the register (a full count: not for hot paths).

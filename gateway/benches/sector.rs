@@ -191,6 +191,7 @@ fn main() {
             url: "amqp://guest:guest@127.0.0.1:1/%2f".into(),
             exchange: "lienthong-bench".into(),
             prefetch: 1,
+            queue_type: Default::default(),
         },
         connection_idle: std::time::Duration::from_secs(300),
     };

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use lienthong_adapters::framework::{self, AdapterOptions, ConsumerConfig};
+use lienthong_adapters::framework::{self, AdapterOptions, ConsumerConfig, QueueType};
 use lienthong_adapters::sectors;
 use lienthong_adapters::sim_job::generate::{BaseOptions, Rates, generate};
 use lienthong_adapters::sim_job::sim_verify::{JobObserver, JobOptions, run};
@@ -81,6 +81,11 @@ struct AdapterArgs {
     #[arg(long, env = "LIENTHONG_CONNECTION_IDLE_MS", default_value_t = 300_000,
           value_parser = lienthong_proto::idle::parse_limit_ms)]
     connection_idle_ms: u64,
+    /// How RabbitMQ keeps the adapter's queue and dead-letter queue:
+    /// quorum (replicated over a cluster's nodes) or classic. Fixed when
+    /// the queue is first declared.
+    #[arg(long, env = "LIENTHONG_QUEUE_TYPE", value_enum, default_value_t = QueueType::Quorum)]
+    queue_type: QueueType,
 }
 
 #[derive(Subcommand)]
@@ -322,6 +327,7 @@ fn serve(args: AdapterArgs) -> anyhow::Result<ExitCode> {
             url: args.amqp_url,
             exchange: args.events_exchange,
             prefetch: 32,
+            queue_type: args.queue_type,
         },
         connection_idle: Duration::from_millis(args.connection_idle_ms),
     };

@@ -2,7 +2,9 @@
 //! exchange, bound to the routing keys its sector follows.
 //!
 //! ```text
-//! lienthong.events ──<routing keys>──▶ lienthong.events.<sector>      (durable)
+//! lienthong.events ──<routing keys>──▶ lienthong.events.<sector>      (durable,
+//!                                         │ x-queue-type quorum: replicated on a
+//!                                         │ RabbitMQ cluster; or classic)
 //!                                         │ x-dead-letter-exchange ""
 //!                                         │ x-dead-letter-routing-key ─┐
 //!      delivery ─▶ parse ─▶ apply in one SQLite transaction ─▶ ack     │
@@ -10,7 +12,8 @@
 //!        │ poison (unreadable, or a stored record corrupt):            │
 //!        │   copy + x-lienthong-reason ─▶ dead queue (mandatory,       │
 //!        │   confirmed) ─▶ ack                                         ▼
-//!        │                        lienthong.events.<sector>.dead (durable)
+//!        │                        lienthong.events.<sector>.dead (durable,
+//!        │                                            the same queue type)
 //!        │ store failed, or the copy refused: the session ends; the
 //!        │   broker puts every unacknowledged message back, in order,
 //!        │   and a new session starts after a backoff
@@ -52,6 +55,36 @@ pub struct ConsumerConfig {
     pub exchange: String,
     /// Messages delivered and not yet acknowledged, at most.
     pub prefetch: u16,
+    /// The type the queues are declared with.
+    pub queue_type: QueueType,
+}
+
+/// How the adapter's queue and its dead-letter queue are kept by RabbitMQ.
+///
+/// A queue's type is fixed when it is first declared: an adapter declaring
+/// an existing queue with another type is refused by the broker
+/// (`PRECONDITION_FAILED - inequivalent arg 'x-queue-type'`), and says so
+/// in its log at every attempt. To move a queue to another type, stop the
+/// adapter once its queue is empty, delete both queues, and start it with
+/// the new type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueType {
+    /// Raft-replicated over the cluster's nodes (a single node serves one
+    /// too): a node lost loses no event.
+    #[default]
+    Quorum,
+    /// Kept on one node.
+    Classic,
+}
+
+impl QueueType {
+    /// The `x-queue-type` argument's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quorum => "quorum",
+            Self::Classic => "classic",
+        }
+    }
 }
 
 impl ConsumerConfig {
@@ -130,10 +163,18 @@ async fn declare(
             FieldTable::default(),
         )
         .await?;
+    let typed = || {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(config.queue_type.as_str().into()),
+        );
+        args
+    };
     channel
-        .queue_declare(dead.as_str().into(), durable, FieldTable::default())
+        .queue_declare(dead.as_str().into(), durable, typed())
         .await?;
-    let mut args = FieldTable::default();
+    let mut args = typed();
     args.insert(
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString("".into()),

@@ -29,7 +29,7 @@ pub mod store;
 pub mod tls;
 
 pub use adapter::Adapter;
-pub use consumer::ConsumerConfig;
+pub use consumer::{ConsumerConfig, QueueType};
 pub use sector::{Base, Records, Sector};
 pub use service::AdapterPort;
 

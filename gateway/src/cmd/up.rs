@@ -73,6 +73,7 @@ pub async fn up(
                 url: opts.relay.url.clone(),
                 exchange: opts.relay.exchange.clone(),
                 prefetch: 32,
+                queue_type: lienthong_adapters::framework::QueueType::Quorum,
             },
             connection_idle: opts.limits.connection_idle,
         };

@@ -401,7 +401,59 @@ async fn a_poison_message_is_dead_lettered_with_its_reason_and_the_queue_goes_on
     .await;
     assert_eq!(dead.len(), 1);
     assert!(dead[0].1.contains("corrupt"), "{}", dead[0].1);
+
+    // Both queues are quorum queues: the broker refuses them as classic.
+    let dead_letters = system.dead_letter_queue("telecom");
+    let queue = system.queue("telecom");
+    assert_eq!(queue_type(&queue, Some(&dead_letters)).await, "quorum");
+    assert_eq!(queue_type(&dead_letters, None).await, "quorum");
     system.clean_up().await;
+}
+
+/// The type `queue` was declared with, as the broker says when it is
+/// declared again as classic with its other arguments (dead-lettering to
+/// `dead_letters`) unchanged: refused unless it is classic.
+async fn queue_type(queue: &str, dead_letters: Option<&str>) -> String {
+    let channel = amqp().await.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("classic".into()),
+    );
+    if let Some(dead) = dead_letters {
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(dead.into()),
+        );
+    }
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await;
+    match declared {
+        Ok(_) => "classic".to_owned(),
+        Err(e) => {
+            let said = e.to_string();
+            // "… inequivalent arg 'x-queue-type' for queue '…' in vhost '/':
+            // received 'classic' but current is 'quorum'"
+            assert!(said.contains("x-queue-type"), "{said}");
+            said.rsplit("current is '")
+                .next()
+                .and_then(|t| t.split('\'').next())
+                .unwrap_or_default()
+                .to_owned()
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

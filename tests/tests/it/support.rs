@@ -222,6 +222,7 @@ impl System {
             url: AMQP_URL.to_owned(),
             exchange: self.exchange.clone(),
             prefetch: 32,
+            queue_type: Default::default(),
         }
     }
 
@@ -510,6 +511,7 @@ fn run_adapter(
             url: AMQP_URL.to_owned(),
             exchange: exchange.to_owned(),
             prefetch: 32,
+            queue_type: Default::default(),
         },
         connection_idle: Duration::from_secs(300),
     };

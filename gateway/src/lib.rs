@@ -20,10 +20,12 @@
 //! - [`cmd`]: the `lienthong` commands.
 //! - [`config`]: the configuration file.
 //! - [`private`]: the modes of the files that hold personal data.
+//! - `blocking`: store calls off the runtime's worker threads.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod audit;
+mod blocking;
 pub mod cli;
 mod clock;
 pub mod cmd;

@@ -29,7 +29,11 @@ impl CitizenApi {
         }
     }
 
-    fn grant(&self, agency: &str, r: &v1::GrantConsentRequest) -> Result<v1::GrantConsentResponse> {
+    async fn grant(
+        &self,
+        agency: &str,
+        r: &v1::GrantConsentRequest,
+    ) -> Result<v1::GrantConsentResponse> {
         let citizen = convert::pid(&r.citizen_pid, "citizen_pid")?;
         let fields = convert::fields(&r.fields)?;
         let expires_at = OffsetDateTime::parse(&r.expires_at, &Rfc3339).map_err(|_| {
@@ -38,16 +42,19 @@ impl CitizenApi {
                 "must be an RFC 3339 time, e.g. 2027-05-01T00:00:00Z",
             )
         })?;
-        let granted = self.consents.grant(
-            agency,
-            &ConsentRequest {
-                citizen,
-                agency: &r.agency,
-                purpose: &r.purpose,
-                fields: &fields,
-                expires_at,
-            },
-        )?;
+        let granted = self
+            .consents
+            .grant(
+                agency,
+                &ConsentRequest {
+                    citizen,
+                    agency: &r.agency,
+                    purpose: &r.purpose,
+                    fields: &fields,
+                    expires_at,
+                },
+            )
+            .await?;
         Ok(v1::GrantConsentResponse {
             consent_id: granted.id,
             token: granted.token,
@@ -122,7 +129,7 @@ impl CitizenService for CitizenApi {
                     .into_iter()
                     .map(|f| f.name()),
             );
-        let answer = self.grant(&peer.agency, &r);
+        let answer = self.grant(&peer.agency, &r).await;
         // The consent's id, so that its revocation's record (whose request
         // id it is) can be matched to this one.
         let access = match &answer {
@@ -143,9 +150,14 @@ impl CitizenService for CitizenApi {
         let access = Access::new("revoke_consent")
             .pid(&r.citizen_pid)
             .request_id(&r.consent_id);
-        let answer = convert::pid(&r.citizen_pid, "citizen_pid")
-            .and_then(|citizen| self.consents.revoke(&peer.agency, citizen, &r.consent_id))
-            .map(|revoked_at| v1::RevokeConsentResponse { revoked_at });
+        let answer = match convert::pid(&r.citizen_pid, "citizen_pid") {
+            Ok(citizen) => self
+                .consents
+                .revoke(&peer.agency, citizen, &r.consent_id)
+                .await
+                .map(|revoked_at| v1::RevokeConsentResponse { revoked_at }),
+            Err(e) => Err(e),
+        };
         self.audited
             .seal(&peer.agency, access, hash_message(&r), answer)
             .await

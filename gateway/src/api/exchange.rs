@@ -62,7 +62,8 @@ impl ExchangeApi {
             purpose: &req.purpose,
         };
         self.exchange
-            .authorize_sector(asker, pid, &req.sector, &req.query)?;
+            .authorize_sector(asker, pid, &req.sector, &req.query)
+            .await?;
         let answer = self.sectors.lookup(&req.sector, &req.query, pid).await?;
         Ok(v1::QuerySectorResponse {
             pid: pid.to_string(),
@@ -95,7 +96,7 @@ impl ExchangeApi {
         })
     }
 
-    fn get_citizen(
+    async fn get_citizen(
         &self,
         agency: &str,
         req: &v1::GetCitizenRequest,
@@ -108,7 +109,8 @@ impl ExchangeApi {
         };
         let disclosed = self
             .exchange
-            .get_citizen(asker, pid, &fields, &req.consent_token)?;
+            .get_citizen(asker, pid, fields, req.consent_token.clone())
+            .await?;
         Ok(v1::GetCitizenResponse {
             pid: pid.to_string(),
             values: disclosed.into_iter().map(convert::disclosed).collect(),
@@ -223,7 +225,7 @@ impl ExchangeService for ExchangeApi {
                     .into_iter()
                     .map(|f| f.name()),
             );
-        let answer = self.get_citizen(&peer.agency, &req);
+        let answer = self.get_citizen(&peer.agency, &req).await;
         self.audited
             .seal(&peer.agency, access, hash_message(&req), answer)
             .await

@@ -23,6 +23,7 @@ use std::time::Duration;
 use lienthong_proto::Pid;
 use time::OffsetDateTime;
 
+use crate::blocking::off_runtime;
 use crate::clock;
 use crate::disclose::Field;
 use crate::error::{Error, Reason, Result};
@@ -90,7 +91,7 @@ impl Consents {
     }
 
     /// Grants `request` for the identity provider `caller`.
-    pub fn grant(&self, caller: &str, request: &ConsentRequest<'_>) -> Result<Granted> {
+    pub async fn grant(&self, caller: &str, request: &ConsentRequest<'_>) -> Result<Granted> {
         let policy = self.policy.current();
         policy.authorize_role(caller, Role::IdentityProvider, "grant_consent")?;
         if request.fields.is_empty() {
@@ -117,9 +118,6 @@ impl Consents {
         if request.expires_at > now + MAX_VALIDITY {
             return Err(Error::invalid("expires_at", "must be at most a year ahead"));
         }
-        if self.store.get(request.citizen)?.is_none() {
-            return Err(Error::CitizenNotFound);
-        }
         let mut fields: Vec<Field> = request.fields.to_vec();
         fields.sort();
         fields.dedup();
@@ -136,7 +134,7 @@ impl Consents {
         let expires_at = clock::timestamp(
             OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| Error::Task)?,
         );
-        self.book.insert(&StoredConsent {
+        let stored = StoredConsent {
             id: claims.id.clone(),
             pid: request.citizen,
             agency: claims.agency.clone(),
@@ -149,7 +147,15 @@ impl Consents {
                 .join(","),
             issued_at: clock::timestamp(now),
             expires_at: expires_at.clone(),
-        })?;
+        };
+        let (store, book) = (self.store.clone(), self.book.clone());
+        off_runtime(move || {
+            if store.get(stored.pid)?.is_none() {
+                return Err(Error::CitizenNotFound);
+            }
+            book.insert(&stored)
+        })
+        .await?;
         Ok(Granted {
             token: token::seal(&claims, &self.key),
             id: claims.id,
@@ -159,15 +165,16 @@ impl Consents {
 
     /// Revokes consent `id` of `citizen` for the identity provider `caller`;
     /// returns when it was revoked.
-    pub fn revoke(&self, caller: &str, citizen: Pid, id: &str) -> Result<String> {
+    pub async fn revoke(&self, caller: &str, citizen: Pid, id: &str) -> Result<String> {
         self.policy
             .current()
             .authorize_role(caller, Role::IdentityProvider, "revoke_consent")?;
         if id.is_empty() || id.len() > 64 {
             return Err(Error::invalid("consent_id", "must be a consent id"));
         }
-        self.book
-            .revoke(citizen, id, &clock::now())?
+        let (book, id) = (self.book.clone(), id.to_owned());
+        off_runtime(move || book.revoke(citizen, &id, &clock::now()))
+            .await?
             .ok_or(Error::ConsentNotFound)
     }
 

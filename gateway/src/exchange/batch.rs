@@ -15,6 +15,7 @@
 use lienthong_proto::name::NameMatch;
 
 use super::{Asker, Exchange};
+use crate::blocking::off_runtime;
 use crate::error::{Error, Result};
 use crate::policy::Operation;
 use crate::verify::{Claim, Verification};
@@ -78,7 +79,7 @@ impl AdmittedBatch<'_> {
             .rates
             .charge(self.asker.agency, self.size as u64)?;
         let verifier = self.exchange.verifier.clone();
-        tokio::task::spawn_blocking(move || {
+        off_runtime(move || {
             let valid: Vec<&Claim> = claims.iter().filter_map(|c| c.as_ref().ok()).collect();
             let mut verified = verifier.verify_many(&valid, how)?.into_iter();
             Ok(claims
@@ -90,6 +91,5 @@ impl AdmittedBatch<'_> {
                 .collect())
         })
         .await
-        .map_err(|_| Error::Task)?
     }
 }

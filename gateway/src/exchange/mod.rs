@@ -16,6 +16,7 @@ use std::sync::Arc;
 use lienthong_proto::Pid;
 use lienthong_proto::name::NameMatch;
 
+use crate::blocking::off_runtime;
 use crate::consent::Consents;
 use crate::disclose::{self, Disclosed, Field};
 use crate::error::{Error, Result};
@@ -88,9 +89,7 @@ impl Exchange {
         match min_seq {
             Some(seq) if seq > applied => {
                 let (projection, store) = (self.projection.clone(), self.store.clone());
-                tokio::task::spawn_blocking(move || projection.at_least(&*store, seq))
-                    .await
-                    .map_err(|_| Error::Task)?
+                off_runtime(move || projection.at_least(&*store, seq)).await
             }
             _ => Ok(applied),
         }
@@ -113,12 +112,12 @@ impl Exchange {
     /// The granted `fields` of the citizen `pid`, each with its provenance;
     /// any field not granted refuses the whole request, and fields the
     /// policy gates on consent need a valid `consent_token` covering them.
-    pub fn get_citizen(
+    pub async fn get_citizen(
         &self,
         asker: Asker<'_>,
         pid: Pid,
-        fields: &[Field],
-        consent_token: &str,
+        fields: Vec<Field>,
+        consent_token: String,
     ) -> Result<Vec<Disclosed>> {
         if fields.is_empty() {
             return Err(Error::invalid("fields", "name at least one field"));
@@ -126,17 +125,21 @@ impl Exchange {
         let gated = self
             .policy
             .current()
-            .authorize_fields(asker.agency, asker.purpose, fields)?;
-        self.consents
-            .check(consent_token, pid, asker.agency, asker.purpose, &gated)?;
-        let citizen = self.store.get(pid)?.ok_or(Error::CitizenNotFound)?;
-        Ok(disclose::disclose(&citizen, fields))
+            .authorize_fields(asker.agency, asker.purpose, &fields)?;
+        let (consents, store) = (self.consents.clone(), self.store.clone());
+        let (agency, purpose) = (asker.agency.to_owned(), asker.purpose.to_owned());
+        off_runtime(move || {
+            consents.check(&consent_token, pid, &agency, &purpose, &gated)?;
+            let citizen = store.get(pid)?.ok_or(Error::CitizenNotFound)?;
+            Ok(disclose::disclose(&citizen, &fields))
+        })
+        .await
     }
 
     /// Allows `query_sector` of `sector.query` about `pid`: a sector must
     /// answer the query, the grant for the purpose must name it, and the Pid
     /// must be on the register. The adapter is asked only after this.
-    pub fn authorize_sector(
+    pub async fn authorize_sector(
         &self,
         asker: Asker<'_>,
         pid: Pid,
@@ -171,9 +174,10 @@ impl Exchange {
                 query: wanted,
             });
         }
-        if self.store.get(pid)?.is_none() {
-            return Err(Error::CitizenNotFound);
+        let store = self.store.clone();
+        match off_runtime(move || store.get(pid)).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::CitizenNotFound),
         }
-        Ok(())
     }
 }

@@ -34,6 +34,7 @@ use lienthong_proto::citizen::{FieldGroup, LifeStatus};
 use lienthong_proto::{Citizen, Date, Pid};
 use tokio::sync::Notify;
 
+use crate::blocking::off_runtime;
 use crate::clock;
 use crate::error::{Error, Reason, Result};
 use crate::policy::{LivePolicy, Role};
@@ -112,7 +113,7 @@ impl Registrar {
         check_request_id(&request.request_id)?;
         let store = self.store.clone();
         let agency = agency.to_owned();
-        let written = tokio::task::spawn_blocking(move || {
+        let written = off_runtime(move || {
             let key = RequestKey {
                 agency: &agency,
                 request_id: &request.request_id,
@@ -134,8 +135,7 @@ impl Registrar {
                 })
             })
         })
-        .await
-        .map_err(|_| Error::Task)??;
+        .await?;
         if let Written::Committed(_) = written {
             self.committed.notify_one();
         }

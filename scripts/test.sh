@@ -14,8 +14,11 @@
 #              node lienthong-test@localhost    which the broker-restart test
 #                                               stops and starts (rabbitmqctl -n),
 #                                               data in /var/tmp/lienthong-test-rabbitmq
-#   PostgreSQL 127.0.0.1:5432                   only with LIENTHONG_TEST_POSTGRES=1
-#                                               (no test needs it yet)
+#   PostgreSQL 127.0.0.1:5432                   always: the store tests run on
+#              database test, user postgres     it as on SQLite, each in a schema
+#                                               of its own (dropped after);
+#                                               LIENTHONG_TEST_POSTGRES_URL names
+#                                               another database
 #
 # LIENTHONG_TEST_TIMEOUT_SECS (default 2700) bounds the whole cargo test run.
 #
@@ -263,6 +266,36 @@ ensure_postgres() {
     fi
 }
 
+# The database the store tests use: LIENTHONG_TEST_POSTGRES_URL, by default
+# database `test` as user `postgres` over TCP (trust, or the password in the
+# URL). Created when missing, by whichever way in works: TCP as postgres, or
+# the postgres system user (peer) when run as root.
+ensure_test_database() {
+    export LIENTHONG_TEST_POSTGRES_URL="${LIENTHONG_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+    if ! command -v psql >/dev/null 2>&1; then
+        note "psql not found: the tests will connect to $LIENTHONG_TEST_POSTGRES_URL as given"
+        return 0
+    fi
+    if psql "$LIENTHONG_TEST_POSTGRES_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+        note "database reachable at $LIENTHONG_TEST_POSTGRES_URL"
+        return 0
+    fi
+    if [[ "$LIENTHONG_TEST_POSTGRES_URL" == "postgres://postgres@127.0.0.1:5432/test" ]]; then
+        if psql -h 127.0.0.1 -U postgres -d postgres -qAtc 'CREATE DATABASE test' >/dev/null 2>&1 \
+            || { [[ "$(id -u)" -eq 0 ]] && runuser -u postgres -- createdb test >/dev/null 2>&1; }; then
+            note "created database test"
+        fi
+        if psql "$LIENTHONG_TEST_POSTGRES_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+            return 0
+        fi
+    fi
+    die "cannot connect to PostgreSQL at $LIENTHONG_TEST_POSTGRES_URL." \
+        "Give the tests a database they may create schemas in, e.g. (as root):" \
+        "  runuser -u postgres -- createdb test" \
+        "  runuser -u postgres -- psql -c \"ALTER ROLE postgres PASSWORD 'postgres'\"" \
+        "  LIENTHONG_TEST_POSTGRES_URL=postgres://postgres:postgres@127.0.0.1:5432/test scripts/test.sh"
+}
+
 # run_tests ARGS...: cargo test --workspace --no-fail-fast ARGS under the
 # overall limit (LIENTHONG_TEST_TIMEOUT_SECS, 45 minutes by default).
 run_tests() {
@@ -306,9 +339,8 @@ main() {
 
     ensure_rabbitmq
     ensure_test_node
-    if [[ "${LIENTHONG_TEST_POSTGRES:-0}" == "1" ]]; then
-        ensure_postgres
-    fi
+    ensure_postgres
+    ensure_test_database
 
     run_tests "$@"
     log "tests passed"

@@ -265,6 +265,14 @@ pub enum Error {
     /// The registry store failed.
     #[error("registry store: {0}")]
     Store(#[from] rusqlite::Error),
+    /// The shared (PostgreSQL) registry failed: the connection, or a
+    /// statement. The message names the server's code and message, never
+    /// its detail (which may quote a row's values).
+    #[error("registry store (PostgreSQL): {}", postgres_summary(.0))]
+    Postgres(#[from] postgres::Error),
+    /// The `--store` URL is not one the gateway can use.
+    #[error("--store: {0}")]
+    StoreUrl(String),
     /// A stored record could not be decoded.
     #[error("registry store: a stored record is corrupt")]
     Corrupt,
@@ -352,11 +360,12 @@ impl Error {
             Self::SectorRecordNotFound { .. } => Reason::SectorRecordNotFound,
             Self::Audit(_) => Reason::AuditUnavailable,
             Self::Store(e) if is_damage(e) => Reason::DataLoss,
-            Self::Store(_) => Reason::StoreUnavailable,
+            Self::Store(_) | Self::Postgres(_) => Reason::StoreUnavailable,
             Self::Corrupt
             | Self::SchemaTooNew { .. }
             | Self::Policy { .. }
             | Self::Config { .. }
+            | Self::StoreUrl(_)
             | Self::Tls(_)
             | Self::Key(_)
             | Self::Io { .. }
@@ -376,6 +385,16 @@ fn is_damage(e: &rusqlite::Error) -> bool {
         e.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
     )
+}
+
+/// What a PostgreSQL error says without its detail: the SQLSTATE and the
+/// server's message for a database error, the client's own text otherwise
+/// (a connection refused, closed, timed out).
+fn postgres_summary(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 /// The most characters of a caller's text an error message repeats.

@@ -13,7 +13,7 @@ use super::*;
 use crate::policy::{LivePolicy, Policy};
 use crate::registration::{CardIssue, Death, Marriage, NameChange, Registrar, WriteRequest};
 use crate::registry::Outbox;
-use crate::registry::{SqliteRegistry, seed};
+use crate::registry::{PostgresRegistry, SqliteRegistry, seed};
 use crate::verify::{Claim, Predicate, ResidenceClaim, verify};
 
 const POLICY: &str = r#"
@@ -203,10 +203,19 @@ async fn every_write_through_the_projected_store_is_applied_and_a_rebuild_is_the
 /// it from the outbox only: every record a write stored (both of a
 /// marriage), in order, a seq the store has not committed refused, and a
 /// stretch purged before it was read rebuilt from the store, not skipped.
-#[tokio::test]
-async fn writes_of_another_writer_are_followed_through_the_outbox() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, population) = registry(&dir);
+///
+/// On both backends; the store is called from plain threads (a PostgreSQL
+/// client blocks), the registrar from a runtime, as the gateway runs them.
+fn writes_of_another_writer_are_followed_through_the_outbox<S>(
+    store: Arc<S>,
+    population: Population,
+) where
+    S: PopulationStore + Outbox,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let projection = Projection::build(&*store).unwrap();
     // The other gateway: its writes reach the store, not this projection.
     let other = Registrar::new(
@@ -233,8 +242,8 @@ async fn writes_of_another_writer_are_followed_through_the_outbox() {
         fingerprint: [n; 32],
     };
     let before = projection.applied_seq();
-    other
-        .record(
+    runtime
+        .block_on(other.record(
             "civil",
             request(1),
             Marriage {
@@ -242,19 +251,17 @@ async fn writes_of_another_writer_are_followed_through_the_outbox() {
                 spouse: woman_pid,
                 married_on: Date::new(2025, 5, 1).unwrap(),
             },
-        )
-        .await
+        ))
         .unwrap();
-    let renamed = other
-        .record(
+    let renamed = runtime
+        .block_on(other.record(
             "civil",
             request(2),
             NameChange {
                 pid: man_pid,
                 full_name: "Võ Văn Theo".into(),
             },
-        )
-        .await
+        ))
         .unwrap();
     let changes = store.changes_after(before, 10).unwrap();
     assert_eq!(changes.last_seq, before + 2);
@@ -274,16 +281,15 @@ async fn writes_of_another_writer_are_followed_through_the_outbox() {
     holds_the_store(&projection, &*store);
 
     // A write, published and purged before this projection read it.
-    other
-        .record(
+    runtime
+        .block_on(other.record(
             "civil",
             request(3),
             NameChange {
                 pid: woman_pid,
                 full_name: "Hồ Thị Sau".into(),
             },
-        )
-        .await
+        ))
         .unwrap();
     store
         .mark_published(1, before + 3, "2026-01-01T00:00:00Z")
@@ -294,4 +300,21 @@ async fn writes_of_another_writer_are_followed_through_the_outbox() {
         assert_eq!(facts.unwrap().full_name, "Hồ Thị Sau");
     });
     holds_the_store(&projection, &*store);
+}
+
+#[test]
+fn writes_of_another_writer_are_followed_through_the_outbox_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, population) = registry(&dir);
+    writes_of_another_writer_are_followed_through_the_outbox(store, population);
+}
+
+#[test]
+fn writes_of_another_writer_are_followed_through_the_outbox_on_postgres() {
+    let schema = crate::registry::TestSchema::new();
+    let store = Arc::new(PostgresRegistry::open(&schema.url()).unwrap());
+    let population = Population::new(11, 3_000).unwrap();
+    assert_eq!(store.seed(&population, |_| {}).unwrap(), 3_000);
+    assert_eq!(store.seeded_with().unwrap(), Some((11, 3_000)));
+    writes_of_another_writer_are_followed_through_the_outbox(store, population);
 }

@@ -9,6 +9,7 @@
 //! through [`Outbox`].
 
 mod consent;
+mod postgres;
 mod schema;
 mod seed;
 mod sqlite;
@@ -16,6 +17,7 @@ mod sqlite;
 mod outbox;
 
 pub use outbox::{Outbox, OutboxLag, OutboxRow};
+pub use postgres::PostgresRegistry;
 pub use seed::{Sample, SampleRecord, SeedReport, seed};
 pub use sqlite::SqliteRegistry;
 
@@ -217,3 +219,8 @@ pub trait ConsentBook: Send + Sync + 'static {
     /// Whether consent `id` is revoked; `None` if the book does not hold it.
     fn is_revoked(&self, id: &str) -> Result<Option<bool>>;
 }
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) use tests::TestSchema;

@@ -300,7 +300,7 @@ impl PopulationStore for SqliteRegistry {
 
 /// The outbox's `changed` column for a write of `records` whose event is
 /// about `pid`: NULL when that is the one record stored.
-fn changed(pid: Pid, records: &[Citizen]) -> Option<Vec<u8>> {
+pub(super) fn changed(pid: Pid, records: &[Citizen]) -> Option<Vec<u8>> {
     match records {
         [one] if one.pid == pid.as_u64() => None,
         _ => Some(records.iter().flat_map(|c| c.pid.to_le_bytes()).collect()),
@@ -308,7 +308,7 @@ fn changed(pid: Pid, records: &[Citizen]) -> Option<Vec<u8>> {
 }
 
 /// The Pids of an outbox `changed` column.
-fn changed_pids(blob: &[u8]) -> Result<Vec<Pid>> {
+pub(super) fn changed_pids(blob: &[u8]) -> Result<Vec<Pid>> {
     if !blob.len().is_multiple_of(8) {
         return Err(Error::Corrupt);
     }

@@ -1,0 +1,106 @@
+//! The shared registry's versioned schema. Migrations run at start in one
+//! transaction under an advisory lock, so replicas starting together do not
+//! race (the second finds the work done); `schema_version` records how many
+//! have run, and a binary older than the schema refuses it.
+//!
+//! ```text
+//! citizen(pid bigint PK, record bytea)        record = prost-encoded Citizen
+//! outbox(seq bigint PK, id text UNIQUE, type, pid bigint, occurred_at,
+//!        data, published_at, changed bytea)   as the embedded schema's
+//! outbox_seq(one boolean PK, last bigint)     the last seq handed out: a
+//!        write takes the next under this row's lock, held until it commits
+//! request(agency, request_id, operation, fingerprint bytea, pid, event_id,
+//!         seq, recorded_at; PK (agency, request_id))   receipts
+//! consent(id PK, pid, agency, purpose, fields, issued_at, expires_at,
+//!         revoked_at)
+//! meta(key PK, value)                         e.g. seed, citizens
+//! schema_version(version int)                 one row
+//! ```
+
+use postgres::Client;
+
+use crate::error::{Error, Result};
+
+/// The advisory lock migrations run under (any constant the cluster's other
+/// users do not take: "lienthong" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6C69_656E_7468_6F6E;
+
+/// Migrations in order; never edit one that has shipped, append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: everything the embedded schema's migrations 1-4 hold.
+    "CREATE TABLE citizen (
+        pid    bigint PRIMARY KEY,
+        record bytea NOT NULL
+     );
+     CREATE TABLE outbox (
+        seq          bigint PRIMARY KEY,
+        id           text NOT NULL UNIQUE,
+        type         text NOT NULL,
+        pid          bigint NOT NULL,
+        occurred_at  text NOT NULL,
+        data         text NOT NULL,
+        published_at text,
+        changed      bytea
+     );
+     CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
+     CREATE TABLE outbox_seq (
+        one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+        last bigint NOT NULL
+     );
+     INSERT INTO outbox_seq (last) VALUES (0);
+     CREATE TABLE request (
+        agency      text NOT NULL,
+        request_id  text NOT NULL,
+        operation   text NOT NULL,
+        fingerprint bytea NOT NULL,
+        pid         bigint NOT NULL,
+        event_id    text NOT NULL,
+        seq         bigint NOT NULL,
+        recorded_at text NOT NULL,
+        PRIMARY KEY (agency, request_id)
+     );
+     CREATE TABLE consent (
+        id         text PRIMARY KEY,
+        pid        bigint NOT NULL,
+        agency     text NOT NULL,
+        purpose    text NOT NULL,
+        fields     text NOT NULL,
+        issued_at  text NOT NULL,
+        expires_at text NOT NULL,
+        revoked_at text
+     );
+     CREATE INDEX consent_by_citizen ON consent (pid);
+     CREATE TABLE meta (
+        key   text PRIMARY KEY,
+        value text NOT NULL
+     );",
+];
+
+/// The schema version this binary writes.
+pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`VERSION`], or refuses a newer one.
+pub(super) fn migrate(client: &mut Client) -> Result<()> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version bigint NOT NULL)")?;
+    let found: i64 = match tx.query_opt("SELECT version FROM schema_version", &[])? {
+        Some(row) => row.get(0),
+        None => {
+            tx.execute("INSERT INTO schema_version (version) VALUES (0)", &[])?;
+            0
+        }
+    };
+    if found > VERSION {
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(sql)?;
+        tx.execute("UPDATE schema_version SET version = $1", &[&(i as i64 + 1)])?;
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! Seeding the shared registry: the synthetic population loaded with one
+//! binary `COPY`, in one transaction, into an empty register.
+
+use lienthong_proto::population::Population;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
+use prost::Message;
+
+use super::PostgresRegistry;
+use crate::error::{Error, Result};
+
+/// The advisory lock two seeding replicas take in turn ("seed").
+const SEED_LOCK: i64 = 0x7365_6564;
+
+/// Citizens between two calls of `progress`.
+const PROGRESS_EVERY: u64 = 100_000;
+
+impl PostgresRegistry {
+    /// Fills an empty register with `population`, calling `progress` with
+    /// the number of citizens written so far; refuses a register that
+    /// already holds citizens. Returns the citizens written.
+    pub fn seed(&self, population: &Population, mut progress: impl FnMut(u64)) -> Result<u64> {
+        self.with_client(|client| {
+            let mut tx = client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEED_LOCK])?;
+            let existing: i64 = tx.query_one("SELECT count(*) FROM citizen", &[])?.get(0);
+            if existing > 0 {
+                return Err(Error::invalid(
+                    "store",
+                    format!("the registry already holds {existing} citizens; seed an empty one"),
+                ));
+            }
+            let sink = tx.copy_in("COPY citizen (pid, record) FROM STDIN (FORMAT binary)")?;
+            let mut writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::BYTEA]);
+            let mut written = 0;
+            for citizen in population.iter() {
+                writer.write(&[&(citizen.pid as i64), &citizen.encode_to_vec()])?;
+                written += 1;
+                if written % PROGRESS_EVERY == 0 {
+                    progress(written);
+                }
+            }
+            writer.finish()?;
+            progress(written);
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('seed', $1), ('citizens', $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[
+                    &population.seed().to_string(),
+                    &population.len().to_string(),
+                ],
+            )?;
+            tx.commit()?;
+            Ok(written)
+        })
+    }
+}

@@ -1,0 +1,48 @@
+//! What only the PostgreSQL registry does: its schema under a lock, refused
+//! when newer than the binary's.
+
+use super::*;
+use crate::registry::tests::TestSchema;
+
+#[test]
+fn replicas_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+    let schema = TestSchema::new();
+    let url = schema.url();
+    // Four at once: the advisory lock lets one migrate; the others find it done.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| PostgresRegistry::open(&url).unwrap());
+        }
+    });
+    let store = PostgresRegistry::open(&url).unwrap();
+    store
+        .with_client(|client| {
+            let version: i64 = client
+                .query_one("SELECT version FROM schema_version", &[])?
+                .get(0);
+            assert_eq!(version, schema::VERSION);
+            client.execute("UPDATE schema_version SET version = version + 1", &[])?;
+            Ok(())
+        })
+        .unwrap();
+    let refused = PostgresRegistry::open(&url).err().unwrap();
+    assert!(
+        matches!(refused, Error::SchemaTooNew { found, supported } if found == supported + 1),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_bad_url_and_an_unreachable_server_say_so_without_a_password() {
+    let bad = PostgresRegistry::open("mysql://nobody").err().unwrap();
+    assert!(
+        bad.to_string().starts_with("--store: not a PostgreSQL URL"),
+        "{bad}"
+    );
+    let unreachable = PostgresRegistry::open("postgres://someone:s3cret@127.0.0.1:1/db")
+        .err()
+        .unwrap();
+    let said = unreachable.to_string();
+    assert!(said.starts_with("registry store (PostgreSQL): "), "{said}");
+    assert!(!said.contains("s3cret"), "{said}");
+}

@@ -47,14 +47,14 @@ use tonic::{Request, Status};
 use tonic_health::ServingStatus;
 
 use crate::audit::{AccessList, AuditLog, AuditTrail, AuditWriter};
-use crate::consent::{ConsentBook, Consents};
+use crate::consent::Consents;
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::limits::AgencyRates;
 use crate::policy::LivePolicy;
 use crate::projection::{FOLLOW_EVERY, ProjectedStore, Projection};
 use crate::registration::Registrar;
-use crate::registry::PopulationStore;
+use crate::registry::{PopulationStore, Registry};
 use crate::sector::Sectors;
 use crate::signing::SigningKey;
 use crate::tls::{self, Peer};
@@ -191,9 +191,9 @@ impl Services {
     /// policy, auditing into `audit` (`ListAccesses` reads the log in the
     /// directory `audit_path`); `key` signs consent tokens. Verification
     /// reads the registry's [`Projection`], built here.
-    pub fn new<R: PopulationStore + ConsentBook>(
+    pub fn new(
         policy: LivePolicy,
-        registry: Arc<R>,
+        registry: Arc<dyn Registry>,
         audit: impl AuditTrail,
         audit_path: &Path,
         key: Arc<SigningKey>,
@@ -229,9 +229,9 @@ impl Services {
     /// key at `key_path` (created if missing), as `serve` runs them. The
     /// [`AuditWriter`] signs the last checkpoint once the services are
     /// dropped.
-    pub fn open<R: PopulationStore + ConsentBook>(
+    pub fn open(
         policy: LivePolicy,
-        registry: Arc<R>,
+        registry: Arc<dyn Registry>,
         audit_path: &Path,
         key_path: &Path,
     ) -> Result<(Self, AuditWriter)> {

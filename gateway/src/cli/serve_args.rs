@@ -13,7 +13,7 @@ use super::{
     DirArgs, MetricsListen, SectorEndpoints, parse_metrics_listen, parse_sector_endpoints,
 };
 use crate::api::ServerLimits;
-use crate::cmd::{SeedOptions, ServeOptions};
+use crate::cmd::{SeedOptions, ServeOptions, StoreChoice};
 use crate::events::RelayConfig;
 use crate::sector::{DEFAULT_ENDPOINTS, SectorOptions};
 
@@ -123,6 +123,13 @@ pub struct ServeArgs {
     /// Population seed on first start.
     #[arg(long, env = "LIENTHONG_SEED", default_value_t = 1)]
     pub seed: u64,
+    /// Where the registry lives: nothing for DIR/registry.db (SQLite,
+    /// embedded), or postgres://user:password@host:port/database for a
+    /// store that several gateways share as replicas (seeded by the first
+    /// that finds it empty).
+    #[arg(long, env = "LIENTHONG_STORE", default_value = "", hide_env_values = true,
+          value_parser = parse_store)]
+    pub store: StoreChoice,
     /// RabbitMQ to publish population change events to. The gateway serves
     /// without it; events wait in the outbox until it is reachable.
     #[arg(
@@ -190,6 +197,12 @@ impl ServeArgs {
                 // Read from the registry when serving.
                 population: None,
             },
+            store: args.store.clone(),
         }
     }
+}
+
+/// `--store`, checked as it is read.
+fn parse_store(given: &str) -> Result<StoreChoice, String> {
+    StoreChoice::parse(given).map_err(|e| e.to_string())
 }

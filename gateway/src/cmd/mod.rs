@@ -31,7 +31,7 @@ pub use check::{Finding, check};
 pub use health::{Health, health};
 pub use outbox::{OutboxReport, outbox};
 pub use seed::{SeedOptions, seed};
-pub use serve::{ServeOptions, serve};
+pub use serve::{ServeOptions, StoreChoice, serve};
 pub use up::up;
 
 use std::path::{Path, PathBuf};

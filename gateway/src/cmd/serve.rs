@@ -15,11 +15,12 @@ use tokio::net::TcpListener;
 
 use super::{DataDir, SeedOptions};
 use crate::api::{ServerLimits, Services};
+use crate::blocking::off_runtime;
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::events::{OutboxRelay, RelayConfig};
 use crate::policy::LivePolicy;
-use crate::registry::{Outbox, PopulationStore, SqliteRegistry};
+use crate::registry::{Outbox, PopulationStore, PostgresRegistry, Registry, SqliteRegistry};
 use crate::sector::{SectorOptions, Sectors};
 use crate::telemetry;
 use crate::tls::{ensure_pki, server_config};
@@ -49,6 +50,46 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// The sector adapters `QuerySector` asks.
     pub sectors: SectorOptions,
+    /// Where the registry lives.
+    pub store: StoreChoice,
+}
+
+/// Where the registry (citizens, outbox, receipts, consents) lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// `DIR/registry.db`: SQLite, embedded.
+    #[default]
+    Embedded,
+    /// A PostgreSQL database that replicas share (its URL).
+    Postgres(String),
+}
+
+impl StoreChoice {
+    /// What `--store` says: empty for the embedded store, else a
+    /// `postgres://` (or `postgresql://`) URL.
+    pub fn parse(given: &str) -> Result<Self> {
+        match given {
+            "" => Ok(Self::Embedded),
+            url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Self::Postgres(url.to_owned()))
+            }
+            _ => Err(Error::StoreUrl(
+                "give a postgres://user:password@host:port/database URL, or nothing for DIR/registry.db".into(),
+            )),
+        }
+    }
+}
+
+/// Opens the registry `store` names (a shared one off the runtime: it
+/// connects over the network).
+pub(crate) async fn open_registry(dir: &DataDir, store: &StoreChoice) -> Result<Arc<dyn Registry>> {
+    Ok(match store {
+        StoreChoice::Embedded => Arc::new(SqliteRegistry::open(dir.registry())?),
+        StoreChoice::Postgres(url) => {
+            let url = url.clone();
+            Arc::new(off_runtime(move || PostgresRegistry::open(&url)).await?)
+        }
+    })
 }
 
 /// Readies the data directory: the policy (the default on first use), the
@@ -57,11 +98,12 @@ pub struct ServeOptions {
 pub(crate) async fn first_start(
     dir: &DataDir,
     seed: &SeedOptions,
+    store: &StoreChoice,
 ) -> Result<crate::policy::Policy> {
-    let policy = if dir.has_served() {
-        what_served_holds(dir)?
-    } else {
-        first_fill(dir, seed).await?
+    let policy = match store {
+        StoreChoice::Embedded if dir.has_served() => what_served_holds(dir)?,
+        StoreChoice::Embedded => first_fill(dir, seed).await?,
+        StoreChoice::Postgres(url) => shared_fill(dir, seed, url).await?,
     };
     // The consumers of its events check them with its public key.
     let key = crate::signing::SigningKey::load_or_create(&dir.signing_key())?;
@@ -98,6 +140,43 @@ async fn first_fill(dir: &DataDir, seed: &SeedOptions) -> Result<crate::policy::
     Ok(policy)
 }
 
+/// A replica's data directory over a shared registry: the policy and PKI
+/// as on the embedded store (a cluster's replicas are given the same ones);
+/// the register seeded once, by whichever replica finds it empty first.
+async fn shared_fill(
+    dir: &DataDir,
+    seed: &SeedOptions,
+    url: &str,
+) -> Result<crate::policy::Policy> {
+    let policy = if dir.has_served() {
+        crate::policy::Policy::load(&dir.policy())?
+    } else {
+        let policy = dir.prepare()?;
+        if !dir.pki().ca_cert().exists() {
+            ensure_pki(&dir.pki(), policy.agencies.keys().map(String::as_str))?;
+        }
+        policy
+    };
+    let (url, seed) = (url.to_owned(), seed.clone());
+    off_runtime(move || {
+        let store = PostgresRegistry::open(&url)?;
+        if store.is_empty()? {
+            let population =
+                lienthong_proto::population::Population::new(seed.seed, seed.citizens)?;
+            let started = Instant::now();
+            let written = store.seed(&population, |_| {})?;
+            tracing::info!(
+                citizens = written,
+                seconds = started.elapsed().as_secs_f32(),
+                "seeded the shared registry"
+            );
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(policy)
+}
+
 /// The policy of a data directory that has served, once it is known to
 /// hold everything it held then: a missing policy, registry or signing key,
 /// or an empty registry, is an error naming the file — never a default
@@ -131,9 +210,12 @@ pub async fn serve(
     opts: &ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let policy = first_start(dir, &opts.first_start).await?;
-    let registry = Arc::new(SqliteRegistry::open(dir.registry())?);
-    let seeded_with = registry.seeded_with()?;
+    let policy = first_start(dir, &opts.first_start, &opts.store).await?;
+    let registry = open_registry(dir, &opts.store).await?;
+    let seeded_with = {
+        let registry = registry.clone();
+        off_runtime(move || registry.seeded_with()).await?
+    };
     let outbox: Arc<dyn Outbox> = registry.clone();
     let agencies = policy.agencies.len();
     let policy = LivePolicy::new(policy);
@@ -141,8 +223,10 @@ pub async fn serve(
     let tls = server_config(&dir.pki())?;
     // The signing key and the audit log open before the port is bound: a
     // gateway that cannot audit never accepts a request.
+    let (audit, key) = (dir.audit(), dir.signing_key());
+    // Off the runtime: the projection's build reads the whole register.
     let (mut services, audit_writer) =
-        Services::open(policy, registry, &dir.audit(), &dir.signing_key())?;
+        off_runtime(move || Services::open(policy, registry, &audit, &key)).await?;
     services.limits = opts.limits;
     // The drain is part of the grace period: at most half of it, so that
     // calls in flight have the other half.

@@ -26,10 +26,10 @@ use std::time::Duration;
 use lienthong_adapters::framework::{self, AdapterOptions, ConsumerConfig};
 use tokio::net::TcpListener;
 
-use super::serve::first_start;
+use super::serve::{first_start, open_registry};
 use super::{DataDir, ServeOptions};
+use crate::blocking::off_runtime;
 use crate::error::{Error, Result};
-use crate::registry::SqliteRegistry;
 use crate::sector::{SectorEndpoint, SectorOptions};
 
 /// How long `up` waits for the adapters to bind their queues before the
@@ -42,11 +42,12 @@ pub async fn up(
     opts: &ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    first_start(dir, &opts.first_start).await?;
+    first_start(dir, &opts.first_start, &opts.store).await?;
     // The adapters derive their data from the population the registry
     // holds, whatever the flags say now.
-    let (seed, citizens) = SqliteRegistry::open(dir.registry())?
-        .seeded_with()?
+    let registry = open_registry(dir, &opts.store).await?;
+    let (seed, citizens) = off_runtime(move || registry.seeded_with())
+        .await?
         .unwrap_or((opts.first_start.seed, opts.first_start.citizens));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut adapters = Vec::new();

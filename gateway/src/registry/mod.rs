@@ -189,6 +189,27 @@ pub trait PopulationStore: Send + Sync + 'static {
     fn write(&self, key: &RequestKey<'_>, plan: &mut Plan<'_>) -> Result<Written>;
 }
 
+/// A registry backend as `serve` runs it: citizens and their outbox,
+/// consents — embedded ([`SqliteRegistry`]) or shared by replicas
+/// ([`PostgresRegistry`]).
+pub trait Registry: PopulationStore + ConsentBook + Outbox {
+    /// The synthetic population it was seeded with, as (seed, citizens);
+    /// `None` before seeding.
+    fn seeded_with(&self) -> Result<Option<(u64, u64)>>;
+}
+
+impl Registry for SqliteRegistry {
+    fn seeded_with(&self) -> Result<Option<(u64, u64)>> {
+        SqliteRegistry::seeded_with(self)
+    }
+}
+
+impl Registry for PostgresRegistry {
+    fn seeded_with(&self) -> Result<Option<(u64, u64)>> {
+        PostgresRegistry::seeded_with(self)
+    }
+}
+
 /// A consent as the book keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredConsent {

@@ -394,7 +394,11 @@ fn config_prints_each_value_with_its_source_and_hides_passwords() {
                 "--max-streams-per-connection",
                 "9",
             ])
-            .env("LIENTHONG_DEADLINE_MS", "1234"),
+            .env("LIENTHONG_DEADLINE_MS", "1234")
+            .env(
+                "LIENTHONG_STORE",
+                "postgres://gw:pg-s3cret@db:5432/lienthong",
+            ),
         Duration::from_secs(60),
     );
     let said = text(&out.stdout);
@@ -416,6 +420,10 @@ fn config_prints_each_value_with_its_source_and_hides_passwords() {
     assert_eq!(
         line("amqp_url"),
         "amqp_url = \"amqp://ops:***@broker:5672/%2f\" # file"
+    );
+    assert_eq!(
+        line("store"),
+        "store = \"postgres://gw:***@db:5432/lienthong\" # environment"
     );
     assert!(!said.contains("s3cret"), "{said}");
 

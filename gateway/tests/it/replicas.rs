@@ -178,3 +178,162 @@ async fn another_gateways_writes_reach_the_projection_by_themselves() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A schema of the local PostgreSQL for one test, dropped after
+/// (`LIENTHONG_TEST_POSTGRES_URL`, set by `scripts/test.sh`; by default
+/// `postgres://postgres@127.0.0.1:5432/test`).
+struct Schema {
+    name: String,
+}
+
+fn postgres_url() -> String {
+    std::env::var("LIENTHONG_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+impl Schema {
+    fn new() -> Self {
+        let name = format!("lienthong_it_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = postgres::Client::connect(&postgres_url(), postgres::NoTls)
+            .unwrap_or_else(|e| panic!("PostgreSQL at {} is needed: {e}", postgres_url()));
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .unwrap();
+        Self { name }
+    }
+
+    /// The `--store` URL of a registry in this schema.
+    fn url(&self) -> String {
+        let base = postgres_url();
+        let joint = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{joint}options=-csearch_path%3D{}", self.name)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        // The client blocks: off the runtime's scheduling (a multi-thread
+        // runtime's worker may block in place).
+        let drop_schema = || {
+            if let Ok(mut admin) = postgres::Client::connect(&postgres_url(), postgres::NoTls) {
+                let _ = admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(drop_schema),
+            Err(_) => drop_schema(),
+        }
+    }
+}
+
+/// Copies `from` into `to`, directories included.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Two `lienthong serve --store postgres://…` replicas over one database: the
+/// first seeds it; a write through one is verified through the other (at
+/// once when its seq is asked for); its retry through the other gets the
+/// same receipt; with the first killed, the second goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
+    use crate::support::{connect_as, serve_args, spawn_serve};
+    use lienthong_gateway::tls::PkiLayout;
+    use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
+    use lienthong_proto::v1::registry_service_client::RegistryServiceClient;
+
+    let schema = tokio::task::spawn_blocking(Schema::new).await.unwrap();
+    let store = schema.url();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let no_broker = ["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f"];
+    let a_data = a_dir.path().to_str().unwrap();
+    let mut a_args = serve_args(a_data, &["--store", &store]);
+    a_args.extend_from_slice(&no_broker);
+    let (mut a, a_addr) = spawn_serve(&a_args).await;
+    // The second replica is given the first's policy, PKI and signing key.
+    for part in ["policy.toml", "pki", "keys"] {
+        let from = a_dir.path().join(part);
+        if from.is_dir() {
+            copy_tree(&from, &b_dir.path().join(part));
+        } else {
+            std::fs::copy(&from, b_dir.path().join(part)).unwrap();
+        }
+    }
+    let b_data = b_dir.path().to_str().unwrap();
+    let mut b_args = serve_args(b_data, &["--store", &store]);
+    b_args.extend_from_slice(&no_broker);
+    let (_b, b_addr) = spawn_serve(&b_args).await;
+
+    let pki = PkiLayout::under(a_dir.path());
+    let population = lienthong_proto::population::Population::new(1, 2_000).unwrap();
+    let person = population.iter().find(|c| c.status == 0).unwrap();
+    let rename = v1::ChangeNameRequest {
+        request_id: "replica-1".into(),
+        pid: format!("{:012}", person.pid),
+        full_name: "Lê Văn Thu".into(),
+    };
+    let receipt =
+        RegistryServiceClient::new(connect_as(a_addr, &pki, "civil-registry-hanoi").await)
+            .change_name(rename.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .receipt
+            .unwrap();
+    assert_eq!(receipt.seq, 1, "the shared outbox's first write");
+
+    let mut bank_b = ExchangeServiceClient::new(connect_as(b_addr, &pki, "vietcombank").await);
+    let answer = bank_b
+        .verify_identity(at_least(
+            kyc(named(person.pid, "Lê Văn Thu")),
+            &receipt.seq.to_string(),
+        ))
+        .await
+        .unwrap();
+    assert!(seq_of(answer.metadata()) >= receipt.seq);
+    assert_eq!(
+        answer.into_inner().verification.unwrap().verdict(),
+        v1::Verdict::Match
+    );
+    // The retry through the other replica: the same receipt.
+    let mut civil_b =
+        RegistryServiceClient::new(connect_as(b_addr, &pki, "civil-registry-hanoi").await);
+    let again = civil_b
+        .change_name(rename.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.receipt.unwrap(), receipt);
+
+    // The first replica dies; the second answers.
+    a.kill().await.unwrap();
+    let answer = bank_b
+        .verify_identity(kyc(named(person.pid, "Lê Văn Thu")))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.into_inner().verification.unwrap().verdict(),
+        v1::Verdict::Match
+    );
+    let moved = civil_b
+        .change_name(v1::ChangeNameRequest {
+            request_id: "replica-2".into(),
+            full_name: "Lê Văn Thuận".into(),
+            ..rename
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .receipt
+        .unwrap();
+    assert_eq!(moved.seq, 2, "seq goes on, gap-free, through the survivor");
+}

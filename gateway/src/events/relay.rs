@@ -15,6 +15,11 @@
 //!                          mark confirmed rows published
 //! ```
 //!
+//! Over an outbox that several gateways share, one relay at a time
+//! publishes: each waits until it leads ([`Outbox::try_lead`], checked
+//! again before every read), so that when the leader dies another takes
+//! over within [`LEAD_POLL`] and resumes at the first unconfirmed row.
+//!
 //! A row is marked published only after the broker confirmed it, so a new
 //! session resumes at the first unconfirmed row; events confirmed but not
 //! yet marked when the relay stopped are published again (at least once:
@@ -75,7 +80,13 @@ pub struct RelayStatus {
     pub connected: bool,
     /// Highest `seq` the broker has confirmed since the relay started.
     pub confirmed_through: u64,
+    /// Whether this relay is the one that publishes (always, over an
+    /// embedded outbox).
+    pub leading: bool,
 }
+
+/// How often a relay that does not lead asks again.
+pub const LEAD_POLL: Duration = Duration::from_secs(1);
 
 /// Acks marked published together.
 const MARK_EVERY: usize = 512;
@@ -95,6 +106,8 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 enum SessionError {
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
+    #[error("another gateway took over publishing")]
+    NotLeading,
     #[error("broker refused event seq {0} (nack)")]
     Nacked(u64),
     #[error("the broker connection is closed")]
@@ -157,6 +170,9 @@ impl OutboxRelay {
         let mut backoff = BACKOFF.0;
         let mut last_purge: Option<Instant> = None;
         while !*stop.borrow() {
+            if !self.lead(stop.clone()).await {
+                break;
+            }
             let started = Instant::now();
             let result = self.session(stop.clone(), &mut last_purge).await;
             self.status.send_modify(|s| s.connected = false);
@@ -174,6 +190,38 @@ impl OutboxRelay {
             backoff = (backoff * 2).min(BACKOFF.1);
         }
         stopper.abort();
+    }
+
+    /// Waits until this relay leads; `false` if `stop` came first.
+    async fn lead(&self, mut stop: watch::Receiver<bool>) -> bool {
+        let mut said = false;
+        loop {
+            let outbox = self.outbox.clone();
+            let leads = tokio::task::spawn_blocking(move || outbox.try_lead()).await;
+            match leads {
+                Ok(Ok(true)) => {
+                    if said || !self.status.borrow().leading {
+                        tracing::info!("event relay: this gateway publishes the outbox");
+                    }
+                    self.status.send_modify(|s| s.leading = true);
+                    return true;
+                }
+                Ok(Ok(false)) if !said => {
+                    said = true;
+                    self.status.send_modify(|s| s.leading = false);
+                    tracing::info!(
+                        "event relay: another gateway publishes the outbox; waiting to take over"
+                    );
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "event relay: cannot tell who publishes"),
+                Err(_) => tracing::error!("event relay: the leadership check failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(LEAD_POLL) => {}
+                _ = stop.wait_for(|s| *s) => return false,
+            }
+        }
     }
 
     async fn connect(&self) -> Result<(Connection, Channel), SessionError> {
@@ -299,14 +347,22 @@ impl OutboxRelay {
         }
     }
 
+    /// The next rows to publish, while this relay still leads.
     async fn read(&self, after: u64) -> Result<Vec<OutboxRow>, SessionError> {
         let outbox = self.outbox.clone();
         let limit = self.config.read_batch;
-        Ok(
-            tokio::task::spawn_blocking(move || outbox.unpublished(after, limit))
-                .await
-                .map_err(|_| crate::Error::Task)??,
-        )
+        let rows = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::Error>(match outbox.try_lead()? {
+                true => Some(outbox.unpublished(after, limit)?),
+                false => None,
+            })
+        })
+        .await
+        .map_err(|_| crate::Error::Task)??;
+        rows.ok_or_else(|| {
+            self.status.send_modify(|s| s.leading = false);
+            SessionError::NotLeading
+        })
     }
 
     /// `message` with the gateway's signature of its body.

@@ -45,4 +45,12 @@ pub trait Outbox: Send + Sync + 'static {
     /// Deletes published events recorded before `before` (RFC 3339); returns
     /// how many. Unpublished events are never purged.
     fn purge_published(&self, before: &str) -> Result<u64>;
+
+    /// Takes (or keeps) the right to publish; whether this process holds
+    /// it. One process at a time holds it: an outbox that several gateways
+    /// share lets one of them, until it dies; an embedded one has one
+    /// writer, which always does.
+    fn try_lead(&self) -> Result<bool> {
+        Ok(true)
+    }
 }

@@ -241,12 +241,15 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
 }
 
 /// Two `lienthong serve --store postgres://…` replicas over one database: the
-/// first seeds it; a write through one is verified through the other (at
-/// once when its seq is asked for); its retry through the other gets the
-/// same receipt; with the first killed, the second goes on answering.
+/// first seeds it and publishes the outbox, the second waits to; a write
+/// through one is verified through the other (at once when its seq is asked
+/// for); its retry through the other gets the same receipt; with the first
+/// killed, the second goes on answering and writing, and takes over
+/// publishing: a consumer receives every seq.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
-    use crate::support::{connect_as, serve_args, spawn_serve};
+    use crate::amqp::{EventTap, URL, unique};
+    use crate::support::{connect_as, serve_args, spawn_serve, spawn_serve_logged};
     use lienthong_gateway::tls::PkiLayout;
     use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
     use lienthong_proto::v1::registry_service_client::RegistryServiceClient;
@@ -254,10 +257,12 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
     let schema = tokio::task::spawn_blocking(Schema::new).await.unwrap();
     let store = schema.url();
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let no_broker = ["--amqp-url", "amqp://guest:guest@127.0.0.1:1/%2f"];
+    let exchange = unique("replicas");
+    let tap = EventTap::start(&exchange).await;
+    let broker = ["--amqp-url", URL, "--events-exchange", &exchange];
     let a_data = a_dir.path().to_str().unwrap();
     let mut a_args = serve_args(a_data, &["--store", &store]);
-    a_args.extend_from_slice(&no_broker);
+    a_args.extend_from_slice(&broker);
     let (mut a, a_addr) = spawn_serve(&a_args).await;
     // The second replica is given the first's policy, PKI and signing key.
     for part in ["policy.toml", "pki", "keys"] {
@@ -270,8 +275,8 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
     }
     let b_data = b_dir.path().to_str().unwrap();
     let mut b_args = serve_args(b_data, &["--store", &store]);
-    b_args.extend_from_slice(&no_broker);
-    let (_b, b_addr) = spawn_serve(&b_args).await;
+    b_args.extend_from_slice(&broker);
+    let (_b, b_addr, b_log) = spawn_serve_logged(&b_args).await;
 
     let pki = PkiLayout::under(a_dir.path());
     let population = lienthong_proto::population::Population::new(1, 2_000).unwrap();
@@ -314,6 +319,15 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
         .into_inner();
     assert_eq!(again.receipt.unwrap(), receipt);
 
+    // The first replica publishes; the second waits.
+    tap.wait_until(Duration::from_secs(20), "seq 1 published", |got| {
+        got.iter().any(|m| m.seq() == 1)
+    })
+    .await;
+    let said = |what: &str| b_log.lock().unwrap().iter().any(|l| l.contains(what));
+    assert!(said("another gateway publishes the outbox"));
+    assert!(!said("this gateway publishes the outbox"));
+
     // The first replica dies; the second answers.
     a.kill().await.unwrap();
     let answer = bank_b
@@ -336,4 +350,15 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
         .receipt
         .unwrap();
     assert_eq!(moved.seq, 2, "seq goes on, gap-free, through the survivor");
+    // ... and publishes: it took over.
+    let got = tap
+        .wait_until(Duration::from_secs(20), "seq 2 published", |got| {
+            got.iter().any(|m| m.seq() == 2)
+        })
+        .await;
+    let seqs: std::collections::BTreeSet<u64> = got.iter().map(|m| m.seq()).collect();
+    assert_eq!(seqs, [1, 2].into());
+    assert!(said("this gateway publishes the outbox"));
+    tap.delete().await;
+    crate::amqp::delete_exchange(&exchange).await;
 }

@@ -44,10 +44,18 @@ use crate::error::{Error, Result};
 /// Idle connections kept for reuse, at most.
 const POOLED: usize = 16;
 
+/// The advisory lock the publishing replica holds: one per schema, as
+/// advisory locks are the whole database's.
+const RELAY_LOCK: &str =
+    "SELECT pg_try_advisory_lock(hashtextextended('lienthong relay ' || current_schema(), 0))";
+
 /// The registry in a PostgreSQL database.
 pub struct PostgresRegistry {
     config: postgres::Config,
     idle: Mutex<Vec<Client>>,
+    /// The session holding the relay's lock, while this process publishes:
+    /// the lock ends with it, so a replica that dies lets another lead.
+    leading: Mutex<Option<Client>>,
 }
 
 impl PostgresRegistry {
@@ -59,6 +67,7 @@ impl PostgresRegistry {
         let registry = Self {
             config,
             idle: Mutex::new(Vec::new()),
+            leading: Mutex::new(None),
         };
         registry.with_client(schema::migrate)?;
         Ok(registry)
@@ -403,6 +412,23 @@ impl Outbox for PostgresRegistry {
                 &[&before],
             )?)
         })
+    }
+
+    fn try_lead(&self) -> Result<bool> {
+        let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(session) = leading.as_mut() {
+            // Still ours while the session that took it answers.
+            if !session.is_closed() && session.simple_query("SELECT 1").is_ok() {
+                return Ok(true);
+            }
+            *leading = None;
+        }
+        let mut session = self.config.connect(NoTls)?;
+        let taken: bool = session.query_one(RELAY_LOCK, &[])?.get(0);
+        if taken {
+            *leading = Some(session);
+        }
+        Ok(taken)
     }
 }
 

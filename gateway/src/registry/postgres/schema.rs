@@ -21,9 +21,10 @@ use postgres::Client;
 
 use crate::error::{Error, Result};
 
-/// The advisory lock migrations run under (any constant the cluster's other
-/// users do not take: "lienthong" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6C69_656E_7468_6F6E;
+/// The advisory lock migrations run under: one per schema, as advisory
+/// locks are the whole database's.
+const MIGRATION_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('lienthong migrate ' || current_schema(), 0))";
 
 /// Migrations in order; never edit one that has shipped, append a new one.
 const MIGRATIONS: &[&str] = &[
@@ -82,7 +83,7 @@ pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;
 /// Brings the database up to [`VERSION`], or refuses a newer one.
 pub(super) fn migrate(client: &mut Client) -> Result<()> {
     let mut tx = client.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.execute(MIGRATION_LOCK, &[])?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version bigint NOT NULL)")?;
     let found: i64 = match tx.query_opt("SELECT version FROM schema_version", &[])? {
         Some(row) => row.get(0),

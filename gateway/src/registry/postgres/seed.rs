@@ -9,8 +9,9 @@ use prost::Message;
 use super::PostgresRegistry;
 use crate::error::{Error, Result};
 
-/// The advisory lock two seeding replicas take in turn ("seed").
-const SEED_LOCK: i64 = 0x7365_6564;
+/// The advisory lock two seeding replicas take in turn (one per schema).
+const SEED_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('lienthong seed ' || current_schema(), 0))";
 
 /// Citizens between two calls of `progress`.
 const PROGRESS_EVERY: u64 = 100_000;
@@ -22,7 +23,7 @@ impl PostgresRegistry {
     pub fn seed(&self, population: &Population, mut progress: impl FnMut(u64)) -> Result<u64> {
         self.with_client(|client| {
             let mut tx = client.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEED_LOCK])?;
+            tx.execute(SEED_LOCK, &[])?;
             let existing: i64 = tx.query_one("SELECT count(*) FROM citizen", &[])?.get(0);
             if existing > 0 {
                 return Err(Error::invalid(

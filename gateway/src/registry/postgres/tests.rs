@@ -46,3 +46,24 @@ fn a_bad_url_and_an_unreachable_server_say_so_without_a_password() {
     assert!(said.starts_with("registry store (PostgreSQL): "), "{said}");
     assert!(!said.contains("s3cret"), "{said}");
 }
+
+#[test]
+fn one_replica_at_a_time_leads_the_relay_and_another_takes_over_when_it_goes() {
+    let schema = TestSchema::new();
+    let url = schema.url();
+    let (a, b) = (
+        PostgresRegistry::open(&url).unwrap(),
+        PostgresRegistry::open(&url).unwrap(),
+    );
+    assert!(a.try_lead().unwrap());
+    assert!(!b.try_lead().unwrap(), "a leads");
+    assert!(a.try_lead().unwrap(), "a keeps leading");
+    assert!(!b.try_lead().unwrap());
+    // a's process ends: its session with it, and the lock.
+    drop(a);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !b.try_lead().unwrap() {
+        assert!(std::time::Instant::now() < until, "b never took over");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -251,6 +251,7 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
     use crate::amqp::{EventTap, URL, unique};
     use crate::support::{connect_as, serve_args, spawn_serve, spawn_serve_logged};
     use lienthong_gateway::tls::PkiLayout;
+    use lienthong_proto::v1::citizen_service_client::CitizenServiceClient;
     use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
     use lienthong_proto::v1::registry_service_client::RegistryServiceClient;
 
@@ -318,6 +319,39 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
         .unwrap()
         .into_inner();
     assert_eq!(again.receipt.unwrap(), receipt);
+
+    // A consent granted through one replica and revoked through the other
+    // is refused through the first at once: the book is the database's.
+    let mut idp_a = CitizenServiceClient::new(connect_as(a_addr, &pki, "vneid").await);
+    let mut idp_b = CitizenServiceClient::new(connect_as(b_addr, &pki, "vneid").await);
+    let mut bank_a = ExchangeServiceClient::new(connect_as(a_addr, &pki, "vietcombank").await);
+    let consent = idp_a
+        .grant_consent(v1::GrantConsentRequest {
+            citizen_pid: format!("{:012}", person.pid),
+            agency: "vietcombank".into(),
+            purpose: "CREDIT_APPLICATION".into(),
+            fields: vec![v1::CitizenField::CurrentResidence as i32],
+            expires_at: crate::support::in_secs(3_600),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ask = v1::GetCitizenRequest {
+        purpose: "CREDIT_APPLICATION".into(),
+        pid: format!("{:012}", person.pid),
+        fields: vec![v1::CitizenField::CurrentResidence as i32],
+        consent_token: consent.token.clone(),
+    };
+    bank_b.get_citizen(ask.clone()).await.unwrap();
+    idp_b
+        .revoke_consent(v1::RevokeConsentRequest {
+            citizen_pid: format!("{:012}", person.pid),
+            consent_id: consent.consent_id,
+        })
+        .await
+        .unwrap();
+    let refused = bank_a.get_citizen(ask).await.unwrap_err();
+    assert_eq!(reason(&refused), "CONSENT_REVOKED");
 
     // The first replica publishes; the second waits.
     tap.wait_until(Duration::from_secs(20), "seq 1 published", |got| {

@@ -7,6 +7,7 @@
 //!
 //! # DIR/lienthong.toml — every key optional
 //! listen = "0.0.0.0:50051"
+//! node_name = "gw-1"                       # default: the host name
 //! metrics_listen = "127.0.0.1:9464"        # or "off"
 //! store = "postgres://user:pass@db:5432/lienthong"   # default: DIR/registry.db
 //! amqp_url = "amqp://user:pass@broker:5672/%2f"

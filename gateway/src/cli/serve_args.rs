@@ -30,6 +30,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "LIENTHONG_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// This replica's name, in its log and as the `node` label of every
+    /// metric; by default the host name.
+    #[arg(long, env = "LIENTHONG_NODE_NAME", default_value_t = host_name(),
+          value_parser = parse_node_name)]
+    pub node_name: String,
     /// Where Prometheus scrapes the metrics (plain HTTP, GET /metrics; no
     /// personal data); `off` for none.
     #[arg(
@@ -198,6 +203,7 @@ impl ServeArgs {
                 population: None,
             },
             store: args.store.clone(),
+            node_name: args.node_name.clone(),
         }
     }
 }
@@ -205,4 +211,26 @@ impl ServeArgs {
 /// `--store`, checked as it is read.
 fn parse_store(given: &str) -> Result<StoreChoice, String> {
     StoreChoice::parse(given).map_err(|e| e.to_string())
+}
+
+/// The host name (Linux), or `lienthong` where it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| parse_node_name(name).is_ok())
+        .unwrap_or_else(|| "lienthong".to_owned())
+}
+
+/// `--node-name`: 1–64 of `A-Za-z0-9._-`, so that it is safe in a log, a
+/// metric label and a file name.
+fn parse_node_name(given: &str) -> Result<String, String> {
+    let fits = (1..=64).contains(&given.len())
+        && given
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    match fits {
+        true => Ok(given.to_owned()),
+        false => Err("1 to 64 letters, digits, dots, dashes or underscores".to_owned()),
+    }
 }

@@ -52,6 +52,8 @@ pub struct ServeOptions {
     pub sectors: SectorOptions,
     /// Where the registry lives.
     pub store: StoreChoice,
+    /// This replica's name (logs, the metrics' `node` label).
+    pub node_name: String,
 }
 
 /// Where the registry (citizens, outbox, receipts, consents) lives.
@@ -244,7 +246,7 @@ pub async fn serve(
     };
     services.sectors = Sectors::connect(&dir.pki(), &sectors)?;
     let metrics = match opts.metrics {
-        Some(addr) => Some(start_metrics(addr, outbox.clone()).await?),
+        Some(addr) => Some(start_metrics(addr, &opts.node_name, outbox.clone()).await?),
         None => None,
     };
     let listener = TcpListener::bind(opts.listen)
@@ -256,6 +258,7 @@ pub async fn serve(
     tracing::info!(
         listen = %local,
         agencies,
+        node = %opts.node_name,
         "lienthong gateway serving (mTLS; health and reflection on the same port)"
     );
     let key = Arc::new(crate::signing::SigningKey::load(&dir.signing_key())?);
@@ -310,9 +313,10 @@ pub async fn serve(
 /// keeps the outbox gauges current. The task runs until aborted.
 async fn start_metrics(
     addr: SocketAddr,
+    node: &str,
     outbox: Arc<dyn Outbox>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let handle = telemetry::install()?;
+    let handle = telemetry::install(node)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(Error::io(format!("metrics on {addr}")))?;

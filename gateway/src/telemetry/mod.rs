@@ -59,10 +59,12 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
 ];
 
-/// Installs the process-wide Prometheus recorder and describes the metrics;
-/// the handle renders them. Call once per process.
-pub fn install() -> Result<PrometheusHandle> {
+/// Installs the process-wide Prometheus recorder, every metric labelled
+/// with this replica's `node` name, and describes the metrics; the handle
+/// renders them. Call once per process.
+pub fn install(node: &str) -> Result<PrometheusHandle> {
     let recorder = PrometheusBuilder::new()
+        .add_global_label("node", node)
         .set_buckets(&BUCKETS)
         .map_err(|e| Error::Server(format!("metrics: {e}")))?
         .build_recorder();

@@ -72,9 +72,18 @@ async fn the_metrics_endpoint_counts_a_known_workload_exactly() {
             "amqp://guest:guest@127.0.0.1:1/%2f",
             "--sector-endpoints",
             &endpoints,
+            "--node-name",
+            "gw-test-1",
         ],
     ))
     .await;
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("node=gw-test-1")),
+        "the serving line names the node"
+    );
     let metrics: SocketAddr = log
         .lock()
         .unwrap()
@@ -154,7 +163,11 @@ async fn the_metrics_endpoint_counts_a_known_workload_exactly() {
     );
     assert_eq!(
         // Five calls, and the batch of four claims as one record.
-        sample(&body, "lienthong_audit_records_total", &[]),
+        sample(
+            &body,
+            "lienthong_audit_records_total",
+            &["node=\"gw-test-1\""]
+        ),
         Some(6.0),
         "{body}"
     );

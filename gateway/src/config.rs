@@ -120,8 +120,23 @@ pub fn file_path(data_dir: &Path, explicit: Option<&Path>) -> PathBuf {
 
 /// `url` with its password replaced by `***`, for printing.
 pub fn redact_url(url: &str) -> String {
+    // A password given as a query parameter (`?password=…`, as PostgreSQL
+    // URLs allow) is hidden too.
+    let url = match url.split_once('?') {
+        None => url.to_owned(),
+        Some((base, query)) => {
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|pair| match pair.starts_with("password=") {
+                    true => "password=***",
+                    false => pair,
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+    };
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return url;
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     match authority.rsplit_once('@') {
@@ -148,6 +163,14 @@ mod tests {
             "amqp://broker:5672/%2f"
         );
         assert_eq!(redact_url("amqp://user@h/v"), "amqp://user@h/v");
+        assert_eq!(
+            redact_url("postgres://gw@db/lienthong?password=pw&sslmode=disable"),
+            "postgres://gw@db/lienthong?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("postgres://gw:pw@db/l?password=pw2"),
+            "postgres://gw:***@db/l?password=***"
+        );
     }
 
     #[test]

@@ -270,6 +270,9 @@ pub enum Error {
     /// its detail (which may quote a row's values).
     #[error("registry store (PostgreSQL): {}", postgres_summary(.0))]
     Postgres(#[from] postgres::Error),
+    /// Every connection to the shared registry is in use.
+    #[error("registry store (PostgreSQL): all {open} connections are in use; retry shortly")]
+    StoreBusy { open: usize },
     /// The `--store` URL is not one the gateway can use.
     #[error("--store: {0}")]
     StoreUrl(String),
@@ -360,7 +363,7 @@ impl Error {
             Self::SectorRecordNotFound { .. } => Reason::SectorRecordNotFound,
             Self::Audit(_) => Reason::AuditUnavailable,
             Self::Store(e) if is_damage(e) => Reason::DataLoss,
-            Self::Store(_) | Self::Postgres(_) => Reason::StoreUnavailable,
+            Self::Store(_) | Self::Postgres(_) | Self::StoreBusy { .. } => Reason::StoreUnavailable,
             Self::Corrupt
             | Self::SchemaTooNew { .. }
             | Self::Policy { .. }

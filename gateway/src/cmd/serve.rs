@@ -67,17 +67,12 @@ pub enum StoreChoice {
 }
 
 impl StoreChoice {
-    /// What `--store` says: empty for the embedded store, else a
-    /// `postgres://` (or `postgresql://`) URL.
-    pub fn parse(given: &str) -> Result<Self> {
+    /// What `--store` says: nothing for the embedded store, else the
+    /// shared store's URL (checked when it opens).
+    pub fn from_flag(given: &str) -> Self {
         match given {
-            "" => Ok(Self::Embedded),
-            url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(Self::Postgres(url.to_owned()))
-            }
-            _ => Err(Error::StoreUrl(
-                "give a postgres://user:password@host:port/database URL, or nothing for DIR/registry.db".into(),
-            )),
+            "" => Self::Embedded,
+            url => Self::Postgres(url.to_owned()),
         }
     }
 }
@@ -166,12 +161,14 @@ async fn shared_fill(
             let population =
                 lienthong_proto::population::Population::new(seed.seed, seed.citizens)?;
             let started = Instant::now();
-            let written = store.seed(&population, |_| {})?;
-            tracing::info!(
-                citizens = written,
-                seconds = started.elapsed().as_secs_f32(),
-                "seeded the shared registry"
-            );
+            // Another replica may have seeded it meanwhile: then it is done.
+            if let Some(written) = store.seed_if_empty(&population, |_| {})? {
+                tracing::info!(
+                    citizens = written,
+                    seconds = started.elapsed().as_secs_f32(),
+                    "seeded the shared registry"
+                );
+            }
         }
         Ok(())
     })

@@ -277,7 +277,7 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
     let b_data = b_dir.path().to_str().unwrap();
     let mut b_args = serve_args(b_data, &["--store", &store]);
     b_args.extend_from_slice(&broker);
-    let (_b, b_addr, b_log) = spawn_serve_logged(&b_args).await;
+    let (mut b, b_addr, b_log) = spawn_serve_logged(&b_args).await;
 
     let pki = PkiLayout::under(a_dir.path());
     let population = lienthong_proto::population::Population::new(1, 2_000).unwrap();
@@ -393,6 +393,10 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
     let seqs: std::collections::BTreeSet<u64> = got.iter().map(|m| m.seq()).collect();
     assert_eq!(seqs, [1, 2].into());
     assert!(said("this gateway publishes the outbox"));
+    // A replica on PostgreSQL stops cleanly: its connections close, its
+    // audit log gets its last checkpoint.
+    let status = crate::support::terminate(&mut b, Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}: {:#?}", b_log.lock().unwrap());
     tap.delete().await;
     crate::amqp::delete_exchange(&exchange).await;
 }

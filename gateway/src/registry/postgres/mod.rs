@@ -19,9 +19,10 @@
 //!
 //! Every method blocks on the network: it is called from blocking threads
 //! (`blocking::off_runtime`), never on a runtime worker. Connections are
-//! pooled, opened as needed; one that failed is dropped, not pooled.
+//! pooled and bounded in number and time ([`pool`]).
 
 mod consent;
+mod pool;
 mod schema;
 mod seed;
 
@@ -32,7 +33,7 @@ use std::sync::Mutex;
 use fallible_iterator::FallibleIterator;
 use lienthong_proto::citizen::RecordView;
 use lienthong_proto::{Citizen, Pid};
-use postgres::{Client, IsolationLevel, NoTls, Transaction};
+use postgres::{Client, IsolationLevel, Transaction};
 use prost::Message;
 
 use super::{
@@ -40,9 +41,7 @@ use super::{
     WriteScope, Written,
 };
 use crate::error::{Error, Result};
-
-/// Idle connections kept for reuse, at most.
-const POOLED: usize = 16;
+use pool::Pool;
 
 /// The advisory lock the publishing replica holds: one per schema, as
 /// advisory locks are the whole database's.
@@ -51,44 +50,52 @@ const RELAY_LOCK: &str =
 
 /// The registry in a PostgreSQL database.
 pub struct PostgresRegistry {
-    config: postgres::Config,
-    idle: Mutex<Vec<Client>>,
-    /// The session holding the relay's lock, while this process publishes:
-    /// the lock ends with it, so a replica that dies lets another lead.
-    leading: Mutex<Option<Client>>,
+    pool: Pool,
+    /// The session that holds, or asks for, the relay's lock: the lock ends
+    /// with it, so a replica that dies lets another lead.
+    leading: Mutex<Option<Lead>>,
+}
+
+/// The relay's lock session, and whether it holds the lock.
+struct Lead {
+    session: Client,
+    held: bool,
+}
+
+impl Drop for PostgresRegistry {
+    fn drop(&mut self) {
+        let lead = self
+            .leading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        pool::close_off_runtime(lead.into_iter().map(|l| l.session).collect());
+    }
 }
 
 impl PostgresRegistry {
     /// Connects to `url` (`postgres://user:password@host:port/database`)
     /// and migrates the schema (under a lock: replicas may start together).
     pub fn open(url: &str) -> Result<Self> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(Error::StoreUrl(
+                "give a postgres://user:password@host:port/database URL, or nothing for DIR/registry.db".into(),
+            ));
+        }
+        // The parser's message never repeats the URL (nor its password).
         let config = postgres::Config::from_str(url)
             .map_err(|e| Error::StoreUrl(format!("not a PostgreSQL URL: {e}")))?;
         let registry = Self {
-            config,
-            idle: Mutex::new(Vec::new()),
+            pool: Pool::new(config),
             leading: Mutex::new(None),
         };
         registry.with_client(schema::migrate)?;
         Ok(registry)
     }
 
-    /// Runs `f` with a pooled connection; a connection that failed is
-    /// dropped rather than pooled.
+    /// Runs `f` with a pooled connection.
     fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut client = match pooled {
-            Some(client) if !client.is_closed() => client,
-            _ => self.config.connect(NoTls)?,
-        };
-        let out = f(&mut client);
-        if out.is_ok() {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < POOLED {
-                idle.push(client);
-            }
-        }
-        out
+        self.pool.with_client(f)
     }
 
     /// Runs `f` in a read-only transaction that sees one snapshot.
@@ -160,6 +167,8 @@ impl PopulationStore for PostgresRegistry {
 
     fn visit_all(&self, view: RecordView, visit: &mut dyn FnMut(Citizen)) -> Result<u64> {
         self.with_snapshot(|tx| {
+            // The whole register, read as fast as the projection takes it.
+            tx.batch_execute("SET LOCAL statement_timeout = 0")?;
             let seq = last_seq(tx)?;
             let no_params: [&(dyn postgres::types::ToSql + Sync); 0] = [];
             let mut rows =
@@ -416,19 +425,24 @@ impl Outbox for PostgresRegistry {
 
     fn try_lead(&self) -> Result<bool> {
         let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(session) = leading.as_mut() {
-            // Still ours while the session that took it answers.
-            if !session.is_closed() && session.simple_query("SELECT 1").is_ok() {
+        if let Some(lead) = leading.as_mut() {
+            // A session that no longer answers has lost the lock with it.
+            if lead.session.is_closed() || lead.session.simple_query("SELECT 1").is_err() {
+                let lost = leading.take();
+                pool::close_off_runtime(lost.into_iter().map(|l| l.session).collect());
+            } else if lead.held {
                 return Ok(true);
             }
-            *leading = None;
         }
-        let mut session = self.config.connect(NoTls)?;
-        let taken: bool = session.query_one(RELAY_LOCK, &[])?.get(0);
-        if taken {
-            *leading = Some(session);
-        }
-        Ok(taken)
+        let lead = match leading.as_mut() {
+            Some(lead) => lead,
+            None => leading.insert(Lead {
+                session: self.pool.connect()?,
+                held: false,
+            }),
+        };
+        lead.held = lead.session.query_one(RELAY_LOCK, &[])?.get(0);
+        Ok(lead.held)
     }
 }
 

@@ -20,16 +20,33 @@ impl PostgresRegistry {
     /// Fills an empty register with `population`, calling `progress` with
     /// the number of citizens written so far; refuses a register that
     /// already holds citizens. Returns the citizens written.
-    pub fn seed(&self, population: &Population, mut progress: impl FnMut(u64)) -> Result<u64> {
+    pub fn seed(&self, population: &Population, progress: impl FnMut(u64)) -> Result<u64> {
+        self.seed_if_empty(population, progress)?.ok_or_else(|| {
+            Error::invalid(
+                "store",
+                "the registry already holds citizens; seed an empty one",
+            )
+        })
+    }
+
+    /// [`PostgresRegistry::seed`], or `None` when the register already
+    /// holds citizens: replicas starting together on an empty database
+    /// take turns, and the first one seeds it.
+    pub fn seed_if_empty(
+        &self,
+        population: &Population,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Option<u64>> {
         self.with_client(|client| {
             let mut tx = client.transaction()?;
             tx.execute(SEED_LOCK, &[])?;
-            let existing: i64 = tx.query_one("SELECT count(*) FROM citizen", &[])?.get(0);
-            if existing > 0 {
-                return Err(Error::invalid(
-                    "store",
-                    format!("the registry already holds {existing} citizens; seed an empty one"),
-                ));
+            // A national register takes longer to load than a statement may.
+            tx.batch_execute("SET LOCAL statement_timeout = 0")?;
+            if tx
+                .query_one("SELECT EXISTS (SELECT 1 FROM citizen)", &[])?
+                .get(0)
+            {
+                return Ok(None);
             }
             let sink = tx.copy_in("COPY citizen (pid, record) FROM STDIN (FORMAT binary)")?;
             let mut writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::BYTEA]);
@@ -52,7 +69,7 @@ impl PostgresRegistry {
                 ],
             )?;
             tx.commit()?;
-            Ok(written)
+            Ok(Some(written))
         })
     }
 }

@@ -34,11 +34,22 @@ fn replicas_starting_together_migrate_once_and_a_newer_schema_is_refused() {
 
 #[test]
 fn a_bad_url_and_an_unreachable_server_say_so_without_a_password() {
-    let bad = PostgresRegistry::open("mysql://nobody").err().unwrap();
+    let bad = PostgresRegistry::open("mysql://nobody:s3cret@h/db")
+        .err()
+        .unwrap();
+    assert!(
+        bad.to_string().starts_with("--store: give a postgres://"),
+        "{bad}"
+    );
+    assert!(!bad.to_string().contains("s3cret"), "{bad}");
+    let bad = PostgresRegistry::open("postgres://nobody:s3cret@h:port/db")
+        .err()
+        .unwrap();
     assert!(
         bad.to_string().starts_with("--store: not a PostgreSQL URL"),
         "{bad}"
     );
+    assert!(!bad.to_string().contains("s3cret"), "{bad}");
     let unreachable = PostgresRegistry::open("postgres://someone:s3cret@127.0.0.1:1/db")
         .err()
         .unwrap();
@@ -66,4 +77,31 @@ fn one_replica_at_a_time_leads_the_relay_and_another_takes_over_when_it_goes() {
         assert!(std::time::Instant::now() < until, "b never took over");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+#[test]
+fn replicas_seeding_together_seed_once() {
+    let schema = TestSchema::new();
+    let url = schema.url();
+    let population = lienthong_proto::population::Population::new(5, 2_000).unwrap();
+    let seeded: Vec<Option<u64>> = std::thread::scope(|s| {
+        let tries: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let store = PostgresRegistry::open(&url).unwrap();
+                    store.seed_if_empty(&population, |_| {}).unwrap()
+                })
+            })
+            .collect();
+        tries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mut seeded: Vec<_> = seeded.into_iter().flatten().collect();
+    seeded.sort();
+    assert_eq!(seeded, [2_000], "one seeds, the others find it done");
+    let store = PostgresRegistry::open(&url).unwrap();
+    assert_eq!(store.count().unwrap(), 2_000);
+    assert!(
+        store.seed(&population, |_| {}).is_err(),
+        "seed refuses a full register"
+    );
 }

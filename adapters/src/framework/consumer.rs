@@ -200,6 +200,20 @@ async fn declare(
     Ok(queue)
 }
 
+/// Longest wait for an acknowledgement to be sent.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Acknowledges `delivery`, within [`ACK_TIMEOUT`]: an ack sent as the
+/// broker goes away may never finish, and the session must not wait on it
+/// forever (it ends; the broker redelivers what was not acknowledged, and
+/// the event id makes that a no-op).
+async fn ack(delivery: &Delivery) -> Result<(), SessionEnd> {
+    match tokio::time::timeout(ACK_TIMEOUT, delivery.ack(BasicAckOptions::default())).await {
+        Ok(acked) => acked.map(drop).map_err(SessionEnd::from),
+        Err(_) => Err(SessionEnd::AckTimeout),
+    }
+}
+
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
 enum SessionEnd {
@@ -207,6 +221,8 @@ enum SessionEnd {
     Broker(#[from] lapin::Error),
     #[error("connecting took longer than 10 s")]
     ConnectTimeout,
+    #[error("an acknowledgement was not sent within 10 s")]
+    AckTimeout,
     #[error("the broker closed the consumer")]
     ConsumerClosed,
     /// The store failed on an event: it is handed back with everything
@@ -310,12 +326,12 @@ async fn handle(
     let poison = match applied {
         Ok(Ok(Ok(Applied::Changed(changed)))) => {
             tracing::info!(sector, seq = event.seq, kind = %event.kind, changed, "event applied");
-            delivery.ack(BasicAckOptions::default()).await?;
+            ack(delivery).await?;
             return Ok(());
         }
         Ok(Ok(Ok(Applied::Duplicate))) => {
             tracing::info!(sector, seq = event.seq, kind = %event.kind, "duplicate event ignored");
-            delivery.ack(BasicAckOptions::default()).await?;
+            ack(delivery).await?;
             return Ok(());
         }
         Ok(Ok(Err(poison))) => poison,
@@ -376,7 +392,7 @@ async fn dead_letter(
         Confirmation::Ack(None) => {
             let adapter = adapter.clone();
             let _ = tokio::task::spawn_blocking(move || adapter.count_dead_lettered()).await;
-            delivery.ack(BasicAckOptions::default()).await?;
+            ack(delivery).await?;
             Ok(())
         }
         // Returned (no such queue), refused, or not confirmed.

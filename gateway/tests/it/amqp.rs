@@ -366,7 +366,10 @@ async fn consume(url: String, queue: String, received: Arc<Mutex<Vec<Received>>>
                 headers,
                 body: serde_json::from_slice(&delivery.data).unwrap_or(serde_json::Value::Null),
             });
-            if delivery.ack(BasicAckOptions::default()).await.is_err() {
+            // Bounded: an ack sent as the broker goes away was once seen
+            // never to finish, and the tap with it.
+            let acked = tokio::time::timeout(step, delivery.ack(BasicAckOptions::default())).await;
+            if !matches!(acked, Ok(Ok(_))) {
                 break;
             }
         }

@@ -7,6 +7,7 @@
 //! machine's.
 
 mod amqp;
+mod process;
 mod support;
 
 mod audit;
@@ -22,6 +23,7 @@ mod privacy;
 mod registry;
 mod replicas;
 mod request_ids;
+mod settings;
 mod shutdown;
 mod tls;
 mod up;

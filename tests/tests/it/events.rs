@@ -7,10 +7,9 @@
 use std::time::Duration;
 
 use lapin::BasicProperties;
-use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::AMQPValue;
 use lapin::types::FieldTable;
-use lienthong_adapters::framework::consumer::REASON_HEADER;
 use lienthong_proto::adapter::v1::{DescribeRequest, LookupRequest};
 use lienthong_proto::citizen::LifeStatus;
 use lienthong_proto::event::SIGNATURE_HEADER;
@@ -20,6 +19,7 @@ use lienthong_proto::v1::{
 };
 use lienthong_proto::{Citizen, Date, Pid, Sex};
 
+use crate::queues::drain;
 use crate::support::{System, amqp, eventually, pid_of, query};
 
 /// Waits until `agency`'s answer to `sector.query` about `pid` satisfies
@@ -288,33 +288,6 @@ async fn publish_signed(
     let _ = conn.close(200, "ok".into()).await;
 }
 
-/// The messages in `queue`, taken off it.
-async fn drain(queue: &str) -> Vec<(Vec<u8>, String)> {
-    let conn = amqp().await;
-    let channel = conn.create_channel().await.unwrap();
-    let mut out = Vec::new();
-    while let Some(message) = channel
-        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-    {
-        let reason = message
-            .delivery
-            .properties
-            .headers()
-            .as_ref()
-            .and_then(|h| h.inner().get(REASON_HEADER).cloned())
-            .map(|v| match v {
-                AMQPValue::LongString(s) => s.to_string(),
-                other => format!("{other:?}"),
-            })
-            .unwrap_or_default();
-        out.push((message.delivery.data.clone(), reason));
-    }
-    let _ = conn.close(200, "ok".into()).await;
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_is_dead_lettered_with_its_reason_and_the_queue_goes_on() {
     let system = System::start().await;
@@ -402,58 +375,7 @@ async fn a_poison_message_is_dead_lettered_with_its_reason_and_the_queue_goes_on
     assert_eq!(dead.len(), 1);
     assert!(dead[0].1.contains("corrupt"), "{}", dead[0].1);
 
-    // Both queues are quorum queues: the broker refuses them as classic.
-    let dead_letters = system.dead_letter_queue("telecom");
-    let queue = system.queue("telecom");
-    assert_eq!(queue_type(&queue, Some(&dead_letters)).await, "quorum");
-    assert_eq!(queue_type(&dead_letters, None).await, "quorum");
     system.clean_up().await;
-}
-
-/// The type `queue` was declared with, as the broker says when it is
-/// declared again as classic with its other arguments (dead-lettering to
-/// `dead_letters`) unchanged: refused unless it is classic.
-async fn queue_type(queue: &str, dead_letters: Option<&str>) -> String {
-    let channel = amqp().await.create_channel().await.unwrap();
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("classic".into()),
-    );
-    if let Some(dead) = dead_letters {
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString("".into()),
-        );
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(dead.into()),
-        );
-    }
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            lapin::options::QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args,
-        )
-        .await;
-    match declared {
-        Ok(_) => "classic".to_owned(),
-        Err(e) => {
-            let said = e.to_string();
-            // "… inequivalent arg 'x-queue-type' for queue '…' in vhost '/':
-            // received 'classic' but current is 'quorum'"
-            assert!(said.contains("x-queue-type"), "{said}");
-            said.rsplit("current is '")
-                .next()
-                .and_then(|t| t.split('\'').next())
-                .unwrap_or_default()
-                .to_owned()
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,4 +3,5 @@
 
 mod events;
 mod queries;
+mod queues;
 mod support;

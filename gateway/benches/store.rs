@@ -132,8 +132,7 @@ fn main() {
     admin
         .batch_execute(&format!("CREATE SCHEMA {schema}"))
         .unwrap();
-    let joint = if o.postgres.contains('?') { '&' } else { '?' };
-    let url = format!("{}{joint}options=-csearch_path%3D{schema}", o.postgres);
+    let url = PostgresRegistry::in_schema(&o.postgres, &schema);
     let started = Instant::now();
     let pg = Arc::new(PostgresRegistry::open(&url).unwrap());
     pg.seed(&population, |_| {}).unwrap();

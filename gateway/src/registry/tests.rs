@@ -61,9 +61,7 @@ impl TestSchema {
 
     /// The URL of a store in this schema.
     pub(crate) fn url(&self) -> String {
-        let base = postgres_url();
-        let joint = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{joint}options=-csearch_path%3D{}", self.name)
+        PostgresRegistry::in_schema(&postgres_url(), &self.name)
     }
 }
 

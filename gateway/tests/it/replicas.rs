@@ -204,9 +204,7 @@ impl Schema {
 
     /// The `--store` URL of a registry in this schema.
     fn url(&self) -> String {
-        let base = postgres_url();
-        let joint = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{joint}options=-csearch_path%3D{}", self.name)
+        lienthong_gateway::registry::PostgresRegistry::in_schema(&postgres_url(), &self.name)
     }
 }
 

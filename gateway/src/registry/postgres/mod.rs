@@ -93,6 +93,14 @@ impl PostgresRegistry {
         Ok(registry)
     }
 
+    /// `url` with every session's `search_path` set to `schema`: a store
+    /// of its own in a shared database (tests, benches, side-by-side
+    /// deployments).
+    pub fn in_schema(url: &str, schema: &str) -> String {
+        let joint = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{joint}options=-csearch_path%3D{schema}")
+    }
+
     /// Runs `f` with a pooled connection.
     fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
         self.pool.with_client(f)

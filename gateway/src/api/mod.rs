@@ -202,7 +202,7 @@ impl Services {
         let store: Arc<dyn PopulationStore> =
             Arc::new(ProjectedStore::new(registry.clone(), projection.clone()));
         let consents = Consents::new(policy.clone(), registry.clone(), store.clone(), key);
-        let rates = Arc::new(AgencyRates::new(policy.clone()));
+        let rates = Arc::new(AgencyRates::new(policy.clone(), registry.clone()));
         Ok(Self {
             exchange: Exchange::new(
                 policy.clone(),

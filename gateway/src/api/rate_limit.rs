@@ -5,7 +5,10 @@
 //! `ErrorInfo.reason = RATE_LIMITED` (or `QUOTA_EXCEEDED`) and `RetryInfo`
 //! saying when to retry; the request never reaches a service. The refusal
 //! is audited like any other (operation from the path; the body is not
-//! read, so its hash is all zeros).
+//! read, so its hash is all zeros). When this replica's block of an
+//! agency's quota is used up, the call waits for the next block to be
+//! leased from the registry (one store round trip a block, off the
+//! runtime's threads) before it goes on.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -85,9 +88,10 @@ pub(crate) fn refuse<E: Send + 'static>(
 
 impl<S, B> Service<http::Request<B>> for RateLimit<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
+    B: Send + 'static,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
@@ -98,21 +102,43 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        use futures_util::future::Either;
         // A path that names no method goes on to be refused UNIMPLEMENTED,
         // unlimited and unaudited: made-up paths add nothing to the log.
-        if request.uri().path().starts_with(LIMITED)
-            && known_method(request.uri().path()).is_some()
-            && let Some(peer) = request.extensions().get::<Peer>()
-            && let Err(refused) = self.rates.take(&peer.agency)
+        if !request.uri().path().starts_with(LIMITED)
+            || known_method(request.uri().path()).is_none()
         {
-            return futures_util::future::Either::Right(refuse(
+            return Either::Left(self.inner.call(request));
+        }
+        let Some(agency) = request.extensions().get::<Peer>().map(|p| p.agency.clone()) else {
+            return Either::Left(self.inner.call(request));
+        };
+        match self.rates.take_now(&agency) {
+            Some(Ok(())) => Either::Left(self.inner.call(request)),
+            Some(Err(refused)) => Either::Right(refuse(
                 self.audited.clone(),
-                peer.agency.to_string(),
+                agency.to_string(),
                 request.uri().path(),
                 refused,
-            ));
+            )),
+            // The quota's next block is leased first; the service made
+            // ready is the one called after.
+            None => {
+                let ready = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, ready);
+                let rates = self.rates.clone();
+                let audited = self.audited.clone();
+                Either::Right(Box::pin(async move {
+                    match rates.charge(&agency, 1).await {
+                        Ok(()) => inner.call(request).await,
+                        Err(refused) => {
+                            let path = request.uri().path().to_owned();
+                            refuse(audited, agency.to_string(), &path, refused).await
+                        }
+                    }
+                }))
+            }
         }
-        futures_util::future::Either::Left(self.inner.call(request))
     }
 }
 

@@ -77,7 +77,8 @@ impl AdmittedBatch<'_> {
         debug_assert_eq!(claims.len(), self.size);
         self.exchange
             .rates
-            .charge(self.asker.agency, self.size as u64)?;
+            .charge(self.asker.agency, self.size as u64)
+            .await?;
         let verifier = self.exchange.verifier.clone();
         off_runtime(move || {
             let valid: Vec<&Claim> = claims.iter().filter_map(|c| c.as_ref().ok()).collect();

@@ -11,35 +11,32 @@
 //! Each agency has its own bucket and count, so one agency over its limit
 //! never slows another. A policy reload applies new sizes to the existing
 //! buckets. A request the rate refuses does not count against the quota.
-//! Counts live in memory: a restart starts the day's count again.
+//! Buckets are per replica; quota counts hold for every replica sharing
+//! the registry ([`quota`]) and outlive a restart.
 
+mod quota;
 mod shares;
 
 pub(crate) use shares::{Held, Shares};
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
 use crate::policy::{LivePolicy, RateLimit};
+use crate::registry::QuotaLedger;
+use quota::DailyQuotas;
 
 /// Vietnam's offset from UTC, where quota days begin.
 const DAY_OFFSET_SECS: u64 = 7 * 3600;
 const DAY_SECS: u64 = 86_400;
 
-/// The request rates of every agency.
+/// The request rates and daily quotas of every agency.
 pub struct AgencyRates {
     policy: LivePolicy,
     buckets: Mutex<HashMap<String, Bucket>>,
-    days: Mutex<HashMap<String, DayCount>>,
-}
-
-/// Requests counted on one quota day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DayCount {
-    day: u64,
-    used: u64,
+    quotas: DailyQuotas,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -49,75 +46,96 @@ struct Bucket {
 }
 
 impl AgencyRates {
-    /// Rates as `policy` sets them.
-    pub fn new(policy: LivePolicy) -> Self {
+    /// Rates as `policy` sets them, quotas counted in `ledger`.
+    pub fn new(policy: LivePolicy, ledger: Arc<dyn QuotaLedger>) -> Self {
         Self {
             policy,
             buckets: Mutex::new(HashMap::new()),
-            days: Mutex::new(HashMap::new()),
+            quotas: DailyQuotas::new(ledger),
         }
     }
 
     /// Takes one request from `agency`'s allowance, or refuses it with
     /// `RateLimited` or `QuotaExceeded` saying how long until one is
-    /// available. Agencies without limits (or not in the policy, which the
-    /// services refuse anyway) are not counted.
-    pub fn take(&self, agency: &str) -> Result<(), Error> {
+    /// available; `None` when the quota must be leased first
+    /// ([`AgencyRates::charge`] for one request, the rate already taken).
+    /// Agencies without limits (or not in the policy, which the services
+    /// refuse anyway) are not counted.
+    pub(crate) fn take_now(&self, agency: &str) -> Option<Result<(), Error>> {
         let policy = self.policy.current();
-        let Some(a) = policy.agencies.get(agency) else {
-            return Ok(());
-        };
+        let a = policy.agencies.get(agency)?;
         if let Some(limit) = a.rate_limit {
             let now = Instant::now();
             let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-            let bucket = buckets.entry(agency.to_owned()).or_insert(Bucket {
-                tokens: limit.burst as f64,
-                at: now,
-            });
-            take(bucket, limit, now).map_err(|retry_after| Error::RateLimited {
-                agency: agency.to_owned(),
-                retry_after,
-            })?;
+            if !buckets.contains_key(agency) {
+                let full = Bucket {
+                    tokens: limit.burst as f64,
+                    at: now,
+                };
+                buckets.insert(agency.to_owned(), full);
+            }
+            let bucket = buckets.get_mut(agency)?;
+            if let Err(retry_after) = take(bucket, limit, now) {
+                return Some(Err(Error::RateLimited {
+                    agency: agency.to_owned(),
+                    retry_after,
+                }));
+            }
         }
-        self.charge(agency, 1)
+        let Some(quota) = a.daily_quota else {
+            return Some(Ok(()));
+        };
+        let (day, until_midnight) = quota_day(unix_now());
+        self.quotas
+            .count_now(agency, day, quota, 1)
+            .map(|counted| counted.map_err(|()| exceeded(agency, until_midnight)))
     }
 
     /// Counts `requests` more from `agency` (a batch's claims) against its
     /// daily quota, all or none, or refuses them with `QuotaExceeded`.
-    pub fn charge(&self, agency: &str, requests: u64) -> Result<(), Error> {
-        let policy = self.policy.current();
-        let Some(quota) = policy.agencies.get(agency).and_then(|a| a.daily_quota) else {
+    pub async fn charge(&self, agency: &str, requests: u64) -> Result<(), Error> {
+        let Some(quota) = self
+            .policy
+            .current()
+            .agencies
+            .get(agency)
+            .and_then(|a| a.daily_quota)
+        else {
             return Ok(());
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let mut days = self.days.lock().unwrap_or_else(|e| e.into_inner());
-        let count = days
-            .entry(agency.to_owned())
-            .or_insert(DayCount { day: 0, used: 0 });
-        count_many(count, quota, requests, now).map_err(|retry_after| Error::QuotaExceeded {
-            agency: agency.to_owned(),
-            retry_after,
-        })
+        let (day, until_midnight) = quota_day(unix_now());
+        if let Some(counted) = self.quotas.count_now(agency, day, quota, requests) {
+            return counted.map_err(|()| exceeded(agency, until_midnight));
+        }
+        match self.quotas.count(agency, day, quota, requests).await? {
+            true => Ok(()),
+            false => Err(exceeded(agency, until_midnight)),
+        }
     }
 }
 
-/// Counts `n` requests at unix time `now` against `quota`, or says how long
-/// until the next quota day.
-fn count_many(count: &mut DayCount, quota: u64, n: u64, now: u64) -> Result<(), Duration> {
+fn exceeded(agency: &str, retry_after: Duration) -> Error {
+    Error::QuotaExceeded {
+        agency: agency.to_owned(),
+        retry_after,
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// The quota day (days since 1970-01-01 in Vietnam) at unix time `now`, and
+/// the time until the next one.
+fn quota_day(now: u64) -> (u64, Duration) {
     let local = now + DAY_OFFSET_SECS;
-    let day = local / DAY_SECS;
-    if count.day != day {
-        *count = DayCount { day, used: 0 };
-    }
-    if count.used.saturating_add(n) <= quota {
-        count.used += n;
-        Ok(())
-    } else {
-        Err(Duration::from_secs(DAY_SECS - local % DAY_SECS))
-    }
+    (
+        local / DAY_SECS,
+        Duration::from_secs(DAY_SECS - local % DAY_SECS),
+    )
 }
 
 /// Refills `bucket` up to `now` and takes a token from it.
@@ -142,15 +160,13 @@ mod tests {
     fn a_quota_day_ends_at_midnight_in_vietnam() {
         // 2026-11-23T16:59:59Z is 23:59:59 in Hà Nội.
         let before_midnight = 1_795_453_199;
-        let mut c = DayCount { day: 0, used: 0 };
-        assert_eq!(count_many(&mut c, 2, 1, before_midnight - 60), Ok(()));
-        assert_eq!(count_many(&mut c, 2, 1, before_midnight - 30), Ok(()));
+        let (day, left) = quota_day(before_midnight);
+        assert_eq!(left, Duration::from_secs(1));
+        assert_eq!(quota_day(before_midnight - 3600).0, day);
         assert_eq!(
-            count_many(&mut c, 2, 1, before_midnight),
-            Err(Duration::from_secs(1))
+            quota_day(before_midnight + 1),
+            (day + 1, Duration::from_secs(DAY_SECS))
         );
-        assert_eq!(count_many(&mut c, 2, 1, before_midnight + 1), Ok(()));
-        assert_eq!(c.used, 1);
     }
 
     #[test]

@@ -15,9 +15,11 @@ mod seed;
 mod sqlite;
 
 mod outbox;
+mod quota;
 
 pub use outbox::{Outbox, OutboxLag, OutboxRow};
 pub use postgres::PostgresRegistry;
+pub use quota::QuotaLedger;
 pub use seed::{Sample, SampleRecord, SeedReport, seed};
 pub use sqlite::SqliteRegistry;
 
@@ -190,9 +192,9 @@ pub trait PopulationStore: Send + Sync + 'static {
 }
 
 /// A registry backend as `serve` runs it: citizens and their outbox,
-/// consents — embedded ([`SqliteRegistry`]) or shared by replicas
-/// ([`PostgresRegistry`]).
-pub trait Registry: PopulationStore + ConsentBook + Outbox {
+/// consents, daily quota counts — embedded ([`SqliteRegistry`]) or shared
+/// by replicas ([`PostgresRegistry`]).
+pub trait Registry: PopulationStore + ConsentBook + Outbox + QuotaLedger {
     /// The synthetic population it was seeded with, as (seed, citizens);
     /// `None` before seeding.
     fn seeded_with(&self) -> Result<Option<(u64, u64)>>;

@@ -14,6 +14,8 @@
 //!                           client's idempotency key
 //! consent(id PK, pid, agency, purpose, fields, issued_at, expires_at,
 //!         revoked_at)       consents citizens granted; revoked_at set once
+//! quota_day(agency, day, leased)   PK (agency, day): how much of an
+//!                           agency's quota day is leased out
 //! ```
 
 use rusqlite::Connection;
@@ -68,6 +70,13 @@ seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     // 4: which records each write stored, for the verification projection
     // to follow the outbox (a death or a marriage changes two).
     "ALTER TABLE outbox ADD COLUMN changed BLOB;",
+    // 5: daily quota counts, so that a restart does not start them again.
+    "CREATE TABLE quota_day (
+        agency TEXT NOT NULL,
+        day    INTEGER NOT NULL,
+        leased INTEGER NOT NULL,
+        PRIMARY KEY (agency, day)
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this binary writes.

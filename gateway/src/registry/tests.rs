@@ -13,8 +13,8 @@ use super::*;
 use crate::error::Error;
 
 /// What the tests need of a store.
-trait Store: PopulationStore + Outbox + ConsentBook {}
-impl<T: PopulationStore + Outbox + ConsentBook> Store for T {}
+trait Store: PopulationStore + Outbox + ConsentBook + QuotaLedger {}
+impl<T: PopulationStore + Outbox + ConsentBook + QuotaLedger> Store for T {}
 
 /// A store for one test, and what keeps it (its directory, its schema).
 struct Opened {
@@ -101,6 +101,7 @@ on_both_backends!(
     writers_at_once_get_gap_free_seqs_in_commit_order,
     changes_name_every_record_a_write_stored,
     a_consent_is_revoked_once_and_stays_revoked,
+    a_quota_day_is_never_leased_past_its_quota,
 );
 
 fn event(id: &str, pid: Pid, occurred_at: &str) -> OutboxEvent {
@@ -346,4 +347,20 @@ fn a_consent_is_revoked_once_and_stays_revoked(store: &dyn Store) {
     assert_eq!(store.is_revoked("c-1").unwrap(), Some(true));
     // The same id twice is refused.
     assert!(store.insert(&consent).is_err());
+}
+
+/// Leases grant what is left of the quota and no more, per agency and day;
+/// a raised quota grants again.
+fn a_quota_day_is_never_leased_past_its_quota(store: &dyn Store) {
+    assert_eq!(store.lease("bank", 20_000, 10, 4).unwrap(), 4);
+    assert_eq!(store.lease("bank", 20_000, 10, 4).unwrap(), 4);
+    assert_eq!(store.lease("bank", 20_000, 10, 4).unwrap(), 2);
+    assert_eq!(store.lease("bank", 20_000, 10, 1).unwrap(), 0);
+    // Another agency, another day: their own counts.
+    assert_eq!(store.lease("telco", 20_000, 10, 10).unwrap(), 10);
+    assert_eq!(store.lease("bank", 20_001, 10, 3).unwrap(), 3);
+    assert_eq!(store.lease("bank", 20_000, 12, 5).unwrap(), 2);
+    // Counts far older than the day leased are dropped.
+    assert_eq!(store.lease("bank", 20_100, 10, 1).unwrap(), 1);
+    assert_eq!(store.lease("bank", 20_000, 1_000, 1_000).unwrap(), 1_000);
 }

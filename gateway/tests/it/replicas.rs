@@ -179,6 +179,63 @@ async fn another_gateways_writes_reach_the_projection_by_themselves() {
     }
 }
 
+/// Gateways sharing a store share each agency's daily quota: two of them
+/// do not give an agency twice its quota, for single calls or a batch's
+/// claims.
+#[tokio::test]
+async fn a_daily_quota_holds_for_gateways_sharing_a_store() {
+    let a = TestGateway::start().await;
+    let b = TestGateway::beside(&a, Duration::from_secs(3_600)).await;
+    let me = a.find(|c| c.status == 0);
+    let (mut on_a, mut on_b) = (a.client("rationed").await, b.client("rationed").await);
+    // Quota 2: one call through each.
+    on_a.verify_identity(kyc(named(me.pid, "x"))).await.unwrap();
+    on_b.verify_identity(kyc(named(me.pid, "x"))).await.unwrap();
+    for (gw, client) in [("a", &mut on_a), ("b", &mut on_b)] {
+        let refused = client
+            .verify_identity(kyc(named(me.pid, "x")))
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&refused), "QUOTA_EXCEEDED", "through {gw}");
+    }
+    // Quota 5: a stream and three claims through a leave one; b's stream
+    // takes it, and its one claim is refused.
+    let batch = |id: &str, claims: usize| v1::VerifyBatchRequest {
+        batch_id: id.into(),
+        purpose: "KYC_ONBOARDING".into(),
+        r#match: None,
+        claims: vec![named(me.pid, "x"); claims],
+    };
+    let first = a
+        .client("rationed-batch")
+        .await
+        .verify_batch(tokio_stream::iter(vec![batch("a", 3)]))
+        .await
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        first
+            .results
+            .iter()
+            .all(|r| matches!(r.outcome, Some(v1::claim_result::Outcome::Verification(_))))
+    );
+    let refused = b
+        .client("rationed-batch")
+        .await
+        .verify_batch(tokio_stream::iter(vec![batch("b", 1)]))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused), "QUOTA_EXCEEDED");
+}
+
 /// A schema of the local PostgreSQL for one test, dropped after
 /// (`LIENTHONG_TEST_POSTGRES_URL`, set by `scripts/test.sh`; by default
 /// `postgres://postgres@127.0.0.1:5432/test`).
@@ -259,6 +316,14 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
     let exchange = unique("replicas");
     let tap = EventTap::start(&exchange).await;
     let broker = ["--amqp-url", URL, "--events-exchange", &exchange];
+    // C03's daily quota is 3 here, to spend it through both replicas.
+    let policy = lienthong_gateway::policy::DEFAULT_POLICY;
+    assert!(policy.contains("daily_quota = 20000\n"));
+    std::fs::write(
+        a_dir.path().join("policy.toml"),
+        policy.replacen("daily_quota = 20000\n", "daily_quota = 3\n", 1),
+    )
+    .unwrap();
     let a_data = a_dir.path().to_str().unwrap();
     let mut a_args = serve_args(a_data, &["--store", &store]);
     a_args.extend_from_slice(&broker);
@@ -350,6 +415,22 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
         .unwrap();
     let refused = bank_a.get_citizen(ask).await.unwrap_err();
     assert_eq!(reason(&refused), "CONSENT_REVOKED");
+
+    // C03's quota of 3 holds for both: spent through both, refused by both.
+    let investigate = || v1::VerifyIdentityRequest {
+        purpose: "CRIMINAL_INVESTIGATION".into(),
+        r#match: None,
+        claim: Some(named(person.pid, "x")),
+    };
+    let mut c03_a = ExchangeServiceClient::new(connect_as(a_addr, &pki, "c03-investigation").await);
+    let mut c03_b = ExchangeServiceClient::new(connect_as(b_addr, &pki, "c03-investigation").await);
+    c03_a.verify_identity(investigate()).await.unwrap();
+    c03_b.verify_identity(investigate()).await.unwrap();
+    c03_a.verify_identity(investigate()).await.unwrap();
+    for c03 in [&mut c03_b, &mut c03_a] {
+        let refused = c03.verify_identity(investigate()).await.unwrap_err();
+        assert_eq!(reason(&refused), "QUOTA_EXCEEDED");
+    }
 
     // The first replica publishes; the second waits.
     tap.wait_until(Duration::from_secs(20), "seq 1 published", |got| {

@@ -23,6 +23,7 @@
 
 mod consent;
 mod pool;
+mod quota;
 mod schema;
 mod seed;
 

@@ -14,6 +14,8 @@
 //! consent(id PK, pid, agency, purpose, fields, issued_at, expires_at,
 //!         revoked_at)
 //! meta(key PK, value)                         e.g. seed, citizens
+//! quota_day(agency, day, leased; PK (agency, day))   quota leased out;
+//!        a lease locks its row
 //! schema_version(version int)                 one row
 //! ```
 
@@ -74,6 +76,13 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE meta (
         key   text PRIMARY KEY,
         value text NOT NULL
+     );",
+    // 2: daily quota counts, which every replica leases from.
+    "CREATE TABLE quota_day (
+        agency text NOT NULL,
+        day    bigint NOT NULL,
+        leased bigint NOT NULL,
+        PRIMARY KEY (agency, day)
      );",
 ];
 

@@ -1,7 +1,8 @@
 //! What only the PostgreSQL registry does: its schema under a lock, refused
-//! when newer than the binary's.
+//! when newer than the binary's; replicas leasing one quota at once.
 
 use super::*;
+use crate::registry::QuotaLedger;
 use crate::registry::tests::TestSchema;
 
 #[test]
@@ -30,6 +31,33 @@ fn replicas_starting_together_migrate_once_and_a_newer_schema_is_refused() {
         matches!(refused, Error::SchemaTooNew { found, supported } if found == supported + 1),
         "{refused}"
     );
+}
+
+/// Replicas leasing one agency's day at once, a request at a time, get
+/// the quota between them exactly: never more, none lost.
+#[test]
+fn replicas_leasing_at_once_share_the_quota_exactly() {
+    let schema = TestSchema::new();
+    let url = schema.url();
+    let replicas: Vec<PostgresRegistry> = (0..3)
+        .map(|_| PostgresRegistry::open(&url).unwrap())
+        .collect();
+    let got: Vec<u64> = std::thread::scope(|s| {
+        let leasing: Vec<_> = replicas
+            .iter()
+            .map(|r| {
+                s.spawn(move || {
+                    let mut got = 0;
+                    while r.lease("bank", 20_000, 300, 1).unwrap() == 1 {
+                        got += 1;
+                    }
+                    got
+                })
+            })
+            .collect();
+        leasing.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(got.iter().sum::<u64>(), 300, "{got:?}");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench -p lienthong-gateway --bench exchange -- [--citizens N] [--seconds S] [--phase unary|batch|all]
 //!     [--in-flight N] [--channels N] [--rounds N] [--names registered|written]
+//!     [--store postgres://…]
 //! ```
 //!
 //! Phases: VerifyIdentity (requests/s, p50, p99) with 64 calls in flight
@@ -25,7 +26,12 @@
 //!
 //! The gateway audits every request into a fresh, durable audit log (as
 //! `serve` does); a second gateway with the audit off (`NoAudit`, which keeps no record) over
-//! the same registry measures what the audit costs.
+//! the same registry measures what the audit costs. With `--store`, a
+//! fourth server — the audited gateway over that PostgreSQL database (in
+//! schema `lienthong_bench_<citizens>`, seeded once by `COPY` and reused)
+//! — takes its turns too: what the shared store costs beside the embedded
+//! one, in the same run (its server CPU is the gateway's; PostgreSQL's own
+//! is not counted, and verification does not ask it).
 
 #[path = "support/cpu.rs"]
 mod cpu;
@@ -47,7 +53,9 @@ use futures_util::StreamExt;
 use lienthong_gateway::api::Services;
 use lienthong_gateway::audit::AuditLog;
 use lienthong_gateway::policy::{LivePolicy, Policy};
-use lienthong_gateway::registry::{PopulationStore, SqliteRegistry, seed};
+use lienthong_gateway::registry::{
+    PopulationStore, PostgresRegistry, Registry, SqliteRegistry, seed,
+};
 use lienthong_gateway::signing::SigningKey;
 use lienthong_gateway::tls::{PkiLayout, ensure_pki, server_config};
 use lienthong_proto::population::Population;
@@ -411,6 +419,23 @@ fn main() {
     };
     let gateway_addr = start_gateway(&gateway_rt, services);
     let unaudited_addr = start_gateway(&unaudited_rt, unaudited);
+    // The same gateway, audited, over the shared store.
+    let postgres_rt = o.store.as_ref().map(|_| runtime("gw-postgres"));
+    let postgres = o
+        .store
+        .as_deref()
+        .zip(postgres_rt.as_ref())
+        .map(|(url, rt)| {
+            let registry = shared_store(url, &population);
+            let audit_path = data.join("audit-bench-postgres");
+            let _ = std::fs::remove_dir_all(&audit_path);
+            let key = Arc::new(SigningKey::ephemeral());
+            let (audit, writer) = AuditLog::open(&audit_path, key.clone()).unwrap();
+            let policy = LivePolicy::new(Policy::parse(POLICY).unwrap());
+            let services = Services::new(policy, registry, audit, &audit_path, key).unwrap();
+            (start_gateway(rt, services), writer)
+        });
+    let postgres_addr = postgres.as_ref().map(|(addr, _)| *addr);
     // The baseline runs behind the very same TLS acceptor and certificates,
     // so the difference is the gateway's own work.
     let echo_tls = server_config(&pki).unwrap();
@@ -443,6 +468,10 @@ fn main() {
         let gw = clients(gateway_addr, &pki, o.channels).await;
         let gw_unaudited = clients(unaudited_addr, &pki, o.channels).await;
         let echo = clients(echo_addr, &pki, o.channels).await;
+        let gw_postgres = match postgres_addr {
+            Some(addr) => Some(clients(addr, &pki, o.channels).await),
+            None => None,
+        };
         // Each server's VerifyIdentity slices per round.
         let turns = (run.as_secs() / SLICE.as_secs()).max(1);
         println!(
@@ -464,20 +493,23 @@ fn main() {
             }
             if o.phase != "batch" {
                 let k = o.in_flight;
-                let servers = [
+                let mut servers = vec![
                     (&echo, "echo-server"),
                     (&gw_unaudited, "gw-unaudited"),
                     (&gw, "gw-server"),
                 ];
-                let mut slices: [Vec<Slice>; 3] = Default::default();
+                servers.extend(gw_postgres.as_ref().map(|c| (c, "gw-postgres")));
+                let mut slices: Vec<Vec<Slice>> = servers.iter().map(|_| Vec::new()).collect();
                 for _ in 0..turns {
                     for ((clients, server), slices) in servers.iter().zip(&mut slices) {
                         slices.push(unary(clients, claims.clone(), k, server).await);
                     }
                 }
-                let [e, n, g] = slices.map(Unary::of);
+                let measured: Vec<Unary> = slices.into_iter().map(Unary::of).collect();
+                let (e, n, g) = (&measured[0], &measured[1], &measured[2]);
                 println!("VerifyIdentity, {k} in flight over {} connection(s):", o.channels);
-                for (name, u) in [("echo", &e), ("no audit", &n), ("gateway", &g)] {
+                let names = ["echo", "no audit", "gateway", "postgres"];
+                for (name, u) in names.iter().zip(&measured) {
                     println!(
                         "  {name:<8} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.1} µs/req  machine busy {:>3.0}%",
                         u.rps,
@@ -494,6 +526,13 @@ fn main() {
                     g.rps / n.rps,
                     (g.cpu_per_item - n.cpu_per_item) * 1e6
                 );
+                if let Some(p) = measured.get(3) {
+                    println!(
+                        "  store    over PostgreSQL: {:.2} of the rate over SQLite, {:+.1} µs of server CPU a request",
+                        p.rps / g.rps,
+                        (p.cpu_per_item - g.cpu_per_item) * 1e6
+                    );
+                }
                 unary_ratios.push((g.rps / e.rps, g.rps / n.rps));
             }
             if o.phase == "unary" {
@@ -502,10 +541,17 @@ fn main() {
             let eb = batch(&echo, claims.clone(), how, run, "echo-server").await;
             let nb = batch(&gw_unaudited, claims.clone(), how, run, "gw-unaudited").await;
             let gb = batch(&gw, claims.clone(), how, run, "gw-server").await;
+            let pb = match &gw_postgres {
+                Some(c) => Some(batch(c, claims.clone(), how, run, "gw-postgres").await),
+                None => None,
+            };
             println!(
                 "VerifyBatch, {BATCH} claims a batch, {STREAMS} streams, {BATCHES_IN_FLIGHT} batches in flight each:"
             );
-            for (name, (rate, cpu)) in [("echo", eb), ("no audit", nb), ("gateway", gb)] {
+            let measured = [("echo", eb), ("no audit", nb), ("gateway", gb)]
+                .into_iter()
+                .chain(pb.map(|p| ("postgres", p)));
+            for (name, (rate, cpu)) in measured {
                 println!(
                     "  {name:<8} {rate:>9.0} records/s  server CPU {:>5.2} µs/record \
                      (→ {:.0} records/s on {} dedicated cores)",
@@ -516,6 +562,13 @@ fn main() {
             }
             println!("  ratio    {:.2} of the echo's rate", gb.0 / eb.0);
             println!("  audit    {:.2} of the rate with the audit off", gb.0 / nb.0);
+            if let Some(p) = pb {
+                println!(
+                    "  store    over PostgreSQL: {:.2} of the rate over SQLite, {:+.2} µs of server CPU a record",
+                    p.0 / gb.0,
+                    (p.1 - gb.1) * 1e6
+                );
+            }
             batch_ratios.push((gb.0 / eb.0, gb.0 / nb.0));
         }
         if o.rounds > 1 {
@@ -533,6 +586,28 @@ fn main() {
             }
         }
     });
+}
+
+/// The registry in `url`'s schema `lienthong_bench_<citizens>`, seeded
+/// with `population` unless it already is.
+fn shared_store(url: &str, population: &Population) -> Arc<dyn Registry> {
+    let schema = format!("lienthong_bench_{}", population.len());
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).expect("--store: connect");
+    admin
+        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .unwrap();
+    let store = PostgresRegistry::open(&PostgresRegistry::in_schema(url, &schema)).unwrap();
+    if store.count().unwrap() != population.len() {
+        assert!(store.is_empty().unwrap(), "drop schema {schema} and rerun");
+        let started = Instant::now();
+        store.seed(population, |_| {}).unwrap();
+        eprintln!(
+            "seeded {} citizens into PostgreSQL in {:.1} s",
+            population.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Arc::new(store)
 }
 
 fn runtime(name: &'static str) -> tokio::runtime::Runtime {

@@ -60,6 +60,7 @@ fn fill(store: &SqliteRegistry, n: u64) {
             request_id: &request_id,
             operation: "change_residence",
             fingerprint: [0; 32],
+            node: "test",
         };
         store
             .write(&key, &mut |_| {

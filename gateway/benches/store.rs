@@ -78,6 +78,7 @@ fn writes_per_second(
                         request_id: &request_id,
                         operation: "change_name",
                         fingerprint: [0; 32],
+                        node: "test",
                     };
                     store
                         .write(&key, &mut |scope| {

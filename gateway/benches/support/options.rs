@@ -17,6 +17,9 @@ pub struct Options {
     pub rounds: usize,
     /// Names as an operator writes them, matched PARTIAL (`--names written`).
     pub written_names: bool,
+    /// A PostgreSQL database for a fourth server, the gateway over the
+    /// shared store (`--store postgres://…`).
+    pub store: Option<String>,
 }
 
 /// The median of `values`.
@@ -35,6 +38,7 @@ pub fn options() -> Options {
         channels: 1,
         rounds: 1,
         written_names: false,
+        store: None,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -52,6 +56,7 @@ pub fn options() -> Options {
                     .expect("--channels N (1 or more)")
             }
             "--rounds" => o.rounds = args[i + 1].parse().expect("--rounds N"),
+            "--store" => o.store = Some(args[i + 1].clone()),
             "--names" => {
                 o.written_names = match args[i + 1].as_str() {
                     "registered" => false,

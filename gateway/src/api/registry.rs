@@ -103,6 +103,7 @@ fn receipt(r: &Receipt) -> v1::RegistryReceipt {
         event_id: r.event_id.clone(),
         seq: r.seq,
         recorded_at: r.recorded_at.clone(),
+        node: r.node.clone(),
     }
 }
 

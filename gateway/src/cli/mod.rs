@@ -28,6 +28,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::audit::Anchor;
+use crate::cmd::StoreChoice;
 use crate::config::{self, ConfigFile};
 use crate::error::{Error, Result};
 use crate::sector::{SectorEndpoint, parse_endpoints};
@@ -62,8 +63,9 @@ pub enum Command {
     /// certificate per agency in the policy (keeps existing ones).
     Certs(DirArgs),
     /// Show how far event publishing is behind the registry: events waiting
-    /// for the broker's confirm, and for how long.
-    Outbox(DirArgs),
+    /// for the broker's confirm, and for how long; with a shared store,
+    /// which replica publishes.
+    Outbox(OutboxArgs),
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -103,7 +105,8 @@ impl Command {
         match self {
             Self::Serve(a) | Self::Up(a) | Self::Check(a) | Self::Config(a) => &a.dir,
             Self::Seed(a) => &a.dir,
-            Self::Certs(d) | Self::Outbox(d) => d,
+            Self::Outbox(a) => &a.dir,
+            Self::Certs(d) => d,
             Self::Audit(AuditCommand::Verify(a)) => &a.dir,
             Self::Health(a) => &a.dir,
         }
@@ -203,10 +206,32 @@ pub struct DirArgs {
     pub log_format: String,
 }
 
+/// `--store`, for the commands that read or fill the registry outside
+/// `serve` (which reads it from its configuration file too).
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// Where the registry lives: nothing for DIR/registry.db (SQLite,
+    /// embedded), or postgres://user:password@host:port/database for the
+    /// store replicas share.
+    #[arg(long, env = "LIENTHONG_STORE", default_value = "", hide_env_values = true,
+          value_parser = serve_args::parse_store)]
+    pub store: StoreChoice,
+}
+
+#[derive(Args)]
+pub struct OutboxArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
 #[derive(Args)]
 pub struct SeedArgs {
     #[command(flatten)]
     pub dir: DirArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Number of citizens.
     #[arg(long, default_value_t = 1_000_000)]
     pub citizens: u64,

@@ -53,6 +53,7 @@ pub fn run(command: Command, settings: &[Setting]) -> Result<()> {
             let started = std::time::Instant::now();
             let report = cmd::seed(
                 &dir,
+                &args.store.store,
                 &SeedOptions {
                     citizens: args.citizens,
                     seed: args.seed,
@@ -60,10 +61,13 @@ pub fn run(command: Command, settings: &[Setting]) -> Result<()> {
                     sample_size: args.sample_size,
                 },
             )?;
+            let into = match &args.store.store {
+                cmd::StoreChoice::Embedded => dir.registry().display().to_string(),
+                cmd::StoreChoice::Postgres(_) => "the shared store (--store)".to_owned(),
+            };
             println!(
-                "seeded {} citizens into {} in {:.1} s",
+                "seeded {} citizens into {into} in {:.1} s",
                 report.citizens,
-                dir.registry().display(),
                 started.elapsed().as_secs_f64()
             );
             if let Some(path) = args.sample_out {
@@ -75,12 +79,23 @@ pub fn run(command: Command, settings: &[Setting]) -> Result<()> {
             }
         }
         Command::Outbox(args) => {
-            let dir = DataDir::new(&args.data_dir);
-            let report = cmd::outbox(&dir)?;
+            let dir = DataDir::new(&args.dir.data_dir);
+            let report = cmd::outbox(&dir, &args.store.store)?;
             println!("last event seq      {}", report.last_seq);
             println!("waiting for broker  {}", report.waiting);
             if let Some(age) = report.oldest_waiting_for {
                 println!("oldest waiting for  {:.1} s", age.as_secs_f64());
+            }
+            match report.publisher {
+                None => {}
+                Some(None) => println!("publisher           none yet"),
+                Some(Some(p)) if p.holding => {
+                    println!("publisher           {} (since {})", p.node, p.since)
+                }
+                Some(Some(p)) => println!(
+                    "publisher           none now (last {}, from {})",
+                    p.node, p.since
+                ),
             }
         }
         Command::Check(args) => {

@@ -211,7 +211,7 @@ impl ServeArgs {
 /// `--store`: never refused here, where clap would repeat the value (and
 /// its password) in its message; a URL the store cannot use is refused
 /// when it opens, without it.
-fn parse_store(given: &str) -> Result<StoreChoice, String> {
+pub(super) fn parse_store(given: &str) -> Result<StoreChoice, String> {
     Ok(StoreChoice::from_flag(given))
 }
 

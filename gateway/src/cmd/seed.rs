@@ -1,4 +1,5 @@
-//! `lienthong seed`: fill a registry with the synthetic population.
+//! `lienthong seed`: fill a registry — the data directory's, or a shared
+//! PostgreSQL one (`--store`) — with the synthetic population.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,9 +7,11 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use lienthong_proto::population::Population;
 
-use super::DataDir;
+use super::{DataDir, StoreChoice};
 use crate::error::Result;
-use crate::registry::{Sample, SeedReport, SqliteRegistry, seed as seed_registry};
+use crate::registry::{
+    PostgresRegistry, Sample, SeedReport, SqliteRegistry, seed as seed_registry, write_sample,
+};
 
 /// What to seed.
 #[derive(Debug, Clone)]
@@ -23,10 +26,8 @@ pub struct SeedOptions {
     pub sample_size: u64,
 }
 
-/// Seeds the data directory's (empty) registry, with a progress bar on a terminal.
-pub fn seed(dir: &DataDir, opts: &SeedOptions) -> Result<SeedReport> {
-    dir.prepare()?;
-    let store = SqliteRegistry::open(dir.registry())?;
+/// Seeds the (empty) registry `store` names, with a progress bar on a terminal.
+pub fn seed(dir: &DataDir, store: &StoreChoice, opts: &SeedOptions) -> Result<SeedReport> {
     let population = Population::new(opts.seed, opts.citizens)?;
     let bar = ProgressBar::new(opts.citizens);
     bar.set_style(
@@ -41,7 +42,23 @@ pub fn seed(dir: &DataDir, opts: &SeedOptions) -> Result<SeedReport> {
         path,
         size: opts.sample_size,
     });
-    let report = seed_registry(&store, &population, sample, |n| bar.set_position(n));
+    let report = match store {
+        StoreChoice::Embedded => {
+            dir.prepare()?;
+            let store = SqliteRegistry::open(dir.registry())?;
+            seed_registry(&store, &population, sample, |n| bar.set_position(n))
+        }
+        StoreChoice::Postgres(url) => {
+            let citizens = PostgresRegistry::open(url)?.seed(&population, |n| bar.set_position(n));
+            citizens.and_then(|citizens| {
+                let sampled = match sample {
+                    Some(sample) => write_sample(&population, &sample)?,
+                    None => 0,
+                };
+                Ok(SeedReport { citizens, sampled })
+            })
+        }
+    };
     bar.finish_and_clear();
     report
 }

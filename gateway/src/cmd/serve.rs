@@ -77,14 +77,18 @@ impl StoreChoice {
     }
 }
 
-/// Opens the registry `store` names (a shared one off the runtime: it
-/// connects over the network).
-pub(crate) async fn open_registry(dir: &DataDir, store: &StoreChoice) -> Result<Arc<dyn Registry>> {
+/// Opens the registry `store` names for replica `node` (a shared one off
+/// the runtime: it connects over the network).
+pub(crate) async fn open_registry(
+    dir: &DataDir,
+    store: &StoreChoice,
+    node: &str,
+) -> Result<Arc<dyn Registry>> {
     Ok(match store {
         StoreChoice::Embedded => Arc::new(SqliteRegistry::open(dir.registry())?),
         StoreChoice::Postgres(url) => {
-            let url = url.clone();
-            Arc::new(off_runtime(move || PostgresRegistry::open(&url)).await?)
+            let (url, node) = (url.clone(), node.to_owned());
+            Arc::new(off_runtime(move || Ok(PostgresRegistry::open(&url)?.on_node(&node))).await?)
         }
     })
 }
@@ -129,7 +133,7 @@ async fn first_fill(dir: &DataDir, seed: &SeedOptions) -> Result<crate::policy::
         drop(store);
         let dir = dir.clone();
         let seed_opts = seed.clone();
-        tokio::task::spawn_blocking(move || super::seed(&dir, &seed_opts))
+        tokio::task::spawn_blocking(move || super::seed(&dir, &StoreChoice::Embedded, &seed_opts))
             .await
             .map_err(|_| Error::Task)??;
         tracing::info!(seconds = started.elapsed().as_secs_f32(), "seeded");
@@ -210,7 +214,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let policy = first_start(dir, &opts.first_start, &opts.store).await?;
-    let registry = open_registry(dir, &opts.store).await?;
+    let registry = open_registry(dir, &opts.store, &opts.node_name).await?;
     let seeded_with = {
         let registry = registry.clone();
         off_runtime(move || registry.seeded_with()).await?
@@ -227,6 +231,7 @@ pub async fn serve(
     let (mut services, audit_writer) =
         off_runtime(move || Services::open(policy, registry, &audit, &key)).await?;
     services.limits = opts.limits;
+    services.registrar = services.registrar.on_node(&opts.node_name);
     // The drain is part of the grace period: at most half of it, so that
     // calls in flight have the other half.
     if services.limits.drain > opts.shutdown_grace / 2 {

@@ -45,7 +45,7 @@ pub async fn up(
     first_start(dir, &opts.first_start, &opts.store).await?;
     // The adapters derive their data from the population the registry
     // holds, whatever the flags say now.
-    let registry = open_registry(dir, &opts.store).await?;
+    let registry = open_registry(dir, &opts.store, &opts.node_name).await?;
     let (seed, citizens) = off_runtime(move || registry.seeded_with())
         .await?
         .unwrap_or((opts.first_start.seed, opts.first_start.citizens));

@@ -83,6 +83,8 @@ pub struct Registrar {
     policy: LivePolicy,
     store: Arc<dyn PopulationStore>,
     committed: Arc<Notify>,
+    /// This replica's name, recorded in its receipts.
+    node: Arc<str>,
 }
 
 impl Registrar {
@@ -92,6 +94,15 @@ impl Registrar {
             policy,
             store,
             committed: Arc::new(Notify::new()),
+            node: Arc::from(""),
+        }
+    }
+
+    /// The same registrar, naming `node` in the receipts of its writes.
+    pub fn on_node(self, node: &str) -> Self {
+        Self {
+            node: Arc::from(node),
+            ..self
         }
     }
 
@@ -113,12 +124,14 @@ impl Registrar {
         check_request_id(&request.request_id)?;
         let store = self.store.clone();
         let agency = agency.to_owned();
+        let node = self.node.clone();
         let written = off_runtime(move || {
             let key = RequestKey {
                 agency: &agency,
                 request_id: &request.request_id,
                 operation: C::OPERATION,
                 fingerprint: request.fingerprint,
+                node: &node,
             };
             let today = Date::today();
             store.write(&key, &mut |scope| {

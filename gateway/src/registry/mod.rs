@@ -17,10 +17,10 @@ mod sqlite;
 mod outbox;
 mod quota;
 
-pub use outbox::{Outbox, OutboxLag, OutboxRow};
+pub use outbox::{Outbox, OutboxLag, OutboxRow, Publisher};
 pub use postgres::PostgresRegistry;
 pub use quota::QuotaLedger;
-pub use seed::{Sample, SampleRecord, SeedReport, seed};
+pub use seed::{Sample, SampleRecord, SeedReport, seed, write_sample};
 pub use sqlite::SqliteRegistry;
 
 use lienthong_proto::citizen::RecordView;
@@ -55,6 +55,9 @@ pub struct RequestKey<'a> {
     pub operation: &'static str,
     /// SHA-256 of the operation's canonical arguments.
     pub fingerprint: [u8; 32],
+    /// The replica taking the write (its `--node-name`): recorded in a new
+    /// receipt, not part of the key.
+    pub node: &'a str,
 }
 
 /// What a registry write sees of the register, inside its transaction:
@@ -91,6 +94,8 @@ pub struct Receipt {
     pub seq: u64,
     /// When the change was recorded (RFC 3339 UTC).
     pub recorded_at: String,
+    /// The replica that committed it.
+    pub node: String,
 }
 
 /// How a write ended: newly committed, or the receipt of an earlier commit

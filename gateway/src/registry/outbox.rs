@@ -53,4 +53,22 @@ pub trait Outbox: Send + Sync + 'static {
     fn try_lead(&self) -> Result<bool> {
         Ok(true)
     }
+
+    /// Which replica publishes, for an outbox that several share; `None`
+    /// for an embedded one, which the gateway serving it publishes.
+    fn publisher(&self) -> Result<Option<Publisher>> {
+        Ok(None)
+    }
+}
+
+/// The replica that took the right to publish last, and whether it holds it
+/// still.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publisher {
+    /// Its `--node-name`.
+    pub node: String,
+    /// When it took the right (RFC 3339 UTC).
+    pub since: String,
+    /// Whether it holds it now (a replica that died let it go).
+    pub holding: bool,
 }

@@ -10,8 +10,8 @@
 //!                           little-endian each (NULL: the event's pid alone)
 //! meta(key TEXT PRIMARY KEY, value)               e.g. seed, citizens
 //! request(agency, request_id, operation, fingerprint, pid, event_id, seq,
-//!         recorded_at)      one row per registry write: its receipt, by the
-//!                           client's idempotency key
+//!         recorded_at, node) one row per registry write: its receipt, by the
+//!                           client's idempotency key; node: the replica
 //! consent(id PK, pid, agency, purpose, fields, issued_at, expires_at,
 //!         revoked_at)       consents citizens granted; revoked_at set once
 //! quota_day(agency, day, leased)   PK (agency, day): how much of an
@@ -77,6 +77,8 @@ seq          INTEGER PRIMARY KEY AUTOINCREMENT,
         leased INTEGER NOT NULL,
         PRIMARY KEY (agency, day)
      ) WITHOUT ROWID;",
+    // 6: which replica committed each write, named in its receipt.
+    "ALTER TABLE request ADD COLUMN node TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this binary writes.

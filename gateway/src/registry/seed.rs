@@ -20,6 +20,30 @@ use crate::error::{Error, Result};
 /// Citizens per generated chunk (and per progress tick).
 const CHUNK: u64 = 20_000;
 
+/// Writes `sample` of `population` on its own (a store seeded without
+/// one, such as the shared store): the same lines seeding writes. Returns
+/// how many.
+pub fn write_sample(population: &Population, sample: &Sample<'_>) -> Result<u64> {
+    let mut out = std::io::BufWriter::new(
+        crate::private::create(sample.path).map_err(Error::io(sample.path))?,
+    );
+    let every = (population.len() / sample.size.max(1)).max(1);
+    let mut sampled = 0;
+    for i in (0..population.len())
+        .step_by(every as usize)
+        .take(sample.size as usize)
+    {
+        if let Some(s) = SampleRecord::of(&population.citizen(i)) {
+            let line = serde_json::to_string(&s)
+                .map_err(|e| Error::invalid("sample-out", e.to_string()))?;
+            writeln!(out, "{line}").map_err(Error::io("sample-out"))?;
+            sampled += 1;
+        }
+    }
+    out.flush().map_err(Error::io("sample-out"))?;
+    Ok(sampled)
+}
+
 /// One line of the sample JSONL `seed --sample-out` writes, so users can try
 /// queries against real records.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -120,6 +120,7 @@ fn key(request_id: &str) -> RequestKey<'_> {
         request_id,
         operation: "record_death",
         fingerprint: [1; 32],
+        node: "test",
     }
 }
 

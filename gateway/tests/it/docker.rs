@@ -34,7 +34,9 @@ fn strings(v: &Value) -> Vec<String> {
 
 #[test]
 fn the_compose_file_runs_the_stack_on_loopback_with_commands_the_binary_accepts() {
-    let compose: Value = serde_norway::from_str(COMPOSE).unwrap();
+    let mut compose: Value = serde_norway::from_str(COMPOSE).unwrap();
+    // `<<: *anchor` as Compose reads it.
+    compose.apply_merge().unwrap();
     let services = compose["services"].as_mapping().unwrap();
     let names: BTreeSet<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
     assert_eq!(
@@ -47,6 +49,9 @@ fn the_compose_file_runs_the_stack_on_loopback_with_commands_the_binary_accepts(
             "adapter-telecom",
             "certs",
             "gateway",
+            "gateway-2",
+            "gateway-2-data",
+            "postgres",
             "rabbitmq"
         ])
     );
@@ -115,22 +120,50 @@ fn the_compose_file_runs_the_stack_on_loopback_with_commands_the_binary_accepts(
             "{name:?}"
         );
     }
-    let serve = strings(&services["gateway"]["command"]);
-    assert_eq!(serve[0], "serve");
-    // Every variable it sets is one `serve` reads.
     let help = crate::support::output_within(
         std::process::Command::new(BIN).args(["serve", "--help"]),
         std::time::Duration::from_secs(60),
     );
     let help = String::from_utf8_lossy(&help.stdout).into_owned();
     let help: String = help.split_whitespace().collect();
-    for (var, _) in services["gateway"]["environment"].as_mapping().unwrap() {
-        let var = var.as_str().unwrap();
-        assert!(
-            help.contains(&format!("[env:{var}")),
-            "{var} is not read by serve"
-        );
+    // Both replicas serve the one store under names of their own; every
+    // variable they set is one `serve` reads.
+    let mut nodes = BTreeSet::new();
+    let mut stores = BTreeSet::new();
+    for replica in ["gateway", "gateway-2"] {
+        let serve = strings(&services[replica]["command"]);
+        assert_eq!(serve[0], "serve", "{replica}");
+        let environment = services[replica]["environment"].as_mapping().unwrap();
+        for (var, value) in environment {
+            let var = var.as_str().unwrap();
+            assert!(
+                help.contains(&format!("[env:{var}")),
+                "{replica}: {var} is not read by serve"
+            );
+            match var {
+                "LIENTHONG_NODE_NAME" => nodes.insert(value.as_str().unwrap()),
+                "LIENTHONG_STORE" => stores.insert(value.as_str().unwrap()),
+                _ => false,
+            };
+        }
     }
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    assert_eq!(stores.len(), 1, "{stores:?}");
+    assert!(stores.first().unwrap().contains("@postgres:5432/"));
+    // The second replica's data directory is the first one's policy, PKI
+    // and signing key, as the README says to copy: the parts `serve`
+    // reads from a data directory.
+    let copy = strings(&services["gateway-2-data"]["command"]);
+    let first = "/var/lib/lienthong-first/";
+    let parts: Vec<&str> = copy.iter().filter_map(|a| a.strip_prefix(first)).collect();
+    assert_eq!(parts, ["policy.toml", "pki", "keys"]);
+    let dir = lienthong_gateway::cmd::DataDir::new(first);
+    assert_eq!(dir.policy(), std::path::Path::new(first).join(parts[0]));
+    assert_eq!(dir.pki().root, std::path::Path::new(first).join(parts[1]));
+    assert_eq!(
+        dir.signing_key().parent(),
+        Some(std::path::Path::new(first).join(parts[2]).as_path())
+    );
 }
 
 #[test]

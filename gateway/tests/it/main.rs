@@ -13,6 +13,7 @@ mod support;
 mod audit;
 mod batch;
 mod cli;
+mod cluster;
 mod consent;
 mod docker;
 mod events;

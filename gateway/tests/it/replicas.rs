@@ -239,7 +239,7 @@ async fn a_daily_quota_holds_for_gateways_sharing_a_store() {
 /// A schema of the local PostgreSQL for one test, dropped after
 /// (`LIENTHONG_TEST_POSTGRES_URL`, set by `scripts/test.sh`; by default
 /// `postgres://postgres@127.0.0.1:5432/test`).
-struct Schema {
+pub(crate) struct Schema {
     name: String,
 }
 
@@ -249,7 +249,7 @@ fn postgres_url() -> String {
 }
 
 impl Schema {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let name = format!("lienthong_it_{}", uuid::Uuid::now_v7().simple());
         let mut admin = postgres::Client::connect(&postgres_url(), postgres::NoTls)
             .unwrap_or_else(|e| panic!("PostgreSQL at {} is needed: {e}", postgres_url()));
@@ -260,7 +260,7 @@ impl Schema {
     }
 
     /// The `--store` URL of a registry in this schema.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         lienthong_gateway::registry::PostgresRegistry::in_schema(&postgres_url(), &self.name)
     }
 }
@@ -282,7 +282,7 @@ impl Drop for Schema {
 }
 
 /// Copies `from` into `to`, directories included.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+pub(crate) fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -478,4 +478,54 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
     assert!(status.success(), "{status:?}: {:#?}", b_log.lock().unwrap());
     tap.delete().await;
     crate::amqp::delete_exchange(&exchange).await;
+}
+
+/// `lienthong seed --store` fills an empty shared store (with a sample to
+/// try queries with) and refuses a filled one; `lienthong outbox --store`
+/// reads its outbox and says no replica has published yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_and_outbox_work_on_the_shared_store() {
+    use crate::process::{run, text};
+    let schema = tokio::task::spawn_blocking(Schema::new).await.unwrap();
+    let store = schema.url();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let sample = dir.path().join("sample.jsonl");
+    let seed = [
+        "seed",
+        "--data-dir",
+        data,
+        "--store",
+        &store,
+        "--citizens",
+        "3000",
+        "--sample-out",
+        sample.to_str().unwrap(),
+        "--sample-size",
+        "10",
+    ];
+    let out = tokio::task::block_in_place(|| run(&seed));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("seeded 3000 citizens into the shared store"),
+        "{}",
+        text(&out.stdout)
+    );
+    let lines = std::fs::read_to_string(&sample).unwrap();
+    assert_eq!(lines.lines().count(), 10);
+    // Nothing in the data directory: the registry is the database's.
+    assert!(!dir.path().join("registry.db").exists());
+    let again = tokio::task::block_in_place(|| run(&seed));
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already holds citizens"),
+        "{}",
+        text(&again.stderr)
+    );
+    let out =
+        tokio::task::block_in_place(|| run(&["outbox", "--data-dir", data, "--store", &store]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("last event seq      0"), "{said}");
+    assert!(said.contains("publisher           none yet"), "{said}");
 }

@@ -38,8 +38,8 @@ use postgres::{Client, IsolationLevel, Transaction};
 use prost::Message;
 
 use super::{
-    Change, Changes, Outbox, OutboxLag, OutboxRow, Plan, PopulationStore, Receipt, RequestKey,
-    WriteScope, Written,
+    Change, Changes, Outbox, OutboxLag, OutboxRow, Plan, PopulationStore, Publisher, Receipt,
+    RequestKey, WriteScope, Written,
 };
 use crate::error::{Error, Result};
 use pool::Pool;
@@ -49,12 +49,22 @@ use pool::Pool;
 const RELAY_LOCK: &str =
     "SELECT pg_try_advisory_lock(hashtextextended('lienthong relay ' || current_schema(), 0))";
 
+/// Whether any session holds [`RELAY_LOCK`]: a bigint advisory lock shows
+/// in `pg_locks` as its high half (`classid`) and low half (`objid`).
+const RELAY_LOCK_HELD: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks
+     WHERE locktype = 'advisory' AND granted AND objsubid = 1
+       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND ((classid::bigint << 32) | objid::bigint)
+           = hashtextextended('lienthong relay ' || current_schema(), 0))";
+
 /// The registry in a PostgreSQL database.
 pub struct PostgresRegistry {
     pool: Pool,
     /// The session that holds, or asks for, the relay's lock: the lock ends
     /// with it, so a replica that dies lets another lead.
     leading: Mutex<Option<Lead>>,
+    /// This replica's name, recorded when it takes the right to publish.
+    node: String,
 }
 
 /// The relay's lock session, and whether it holds the lock.
@@ -89,6 +99,7 @@ impl PostgresRegistry {
         let registry = Self {
             pool: Pool::new(config),
             leading: Mutex::new(None),
+            node: String::new(),
         };
         registry.with_client(schema::migrate)?;
         Ok(registry)
@@ -100,6 +111,13 @@ impl PostgresRegistry {
     pub fn in_schema(url: &str, schema: &str) -> String {
         let joint = if url.contains('?') { '&' } else { '?' };
         format!("{url}{joint}options=-csearch_path%3D{schema}")
+    }
+
+    /// The same registry, naming `node` as the publisher when its relay
+    /// takes the right to publish.
+    pub fn on_node(mut self, node: &str) -> Self {
+        self.node = node.to_owned();
+        self
     }
 
     /// Runs `f` with a pooled connection.
@@ -273,10 +291,11 @@ impl PopulationStore for PostgresRegistry {
                 event_id: event.id.clone(),
                 seq: seq as u64,
                 recorded_at: event.occurred_at.clone(),
+                node: key.node.to_owned(),
             };
             tx.execute(
-                "INSERT INTO request (agency, request_id, operation, fingerprint, pid, event_id, seq, recorded_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO request (agency, request_id, operation, fingerprint, pid, event_id, seq, recorded_at, node)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 &[
                     &key.agency,
                     &key.request_id,
@@ -286,6 +305,7 @@ impl PopulationStore for PostgresRegistry {
                     &receipt.event_id,
                     &seq,
                     &receipt.recorded_at,
+                    &receipt.node,
                 ],
             )?;
             tx.commit()?;
@@ -303,7 +323,7 @@ fn pid_of(raw: i64) -> Result<Pid> {
 /// the same key is refused.
 fn seen(tx: &mut Transaction<'_>, key: &RequestKey<'_>) -> Result<Option<Receipt>> {
     let row = tx.query_opt(
-        "SELECT operation, fingerprint, pid, event_id, seq, recorded_at
+        "SELECT operation, fingerprint, pid, event_id, seq, recorded_at, node
          FROM request WHERE agency = $1 AND request_id = $2",
         &[&key.agency, &key.request_id],
     )?;
@@ -322,6 +342,7 @@ fn seen(tx: &mut Transaction<'_>, key: &RequestKey<'_>) -> Result<Option<Receipt
         event_id: row.get(3),
         seq: row.get::<_, i64>(4) as u64,
         recorded_at: row.get(5),
+        node: row.get(6),
     }))
 }
 
@@ -451,7 +472,31 @@ impl Outbox for PostgresRegistry {
             }),
         };
         lead.held = lead.session.query_one(RELAY_LOCK, &[])?.get(0);
+        if lead.held {
+            lead.session.execute(
+                "INSERT INTO meta (key, value) VALUES ('publisher', $1 || ' ' || $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&crate::clock::now(), &self.node],
+            )?;
+        }
         Ok(lead.held)
+    }
+
+    fn publisher(&self) -> Result<Option<Publisher>> {
+        self.with_client(|client| {
+            let holding: bool = client.query_one(RELAY_LOCK_HELD, &[])?.get(0);
+            let last: Option<String> = client
+                .query_opt("SELECT value FROM meta WHERE key = 'publisher'", &[])?
+                .map(|r| r.get(0));
+            Ok(last.map(|last| {
+                let (since, node) = last.split_once(' ').unwrap_or((&last, ""));
+                Publisher {
+                    node: node.to_owned(),
+                    since: since.to_owned(),
+                    holding,
+                }
+            }))
+        })
     }
 }
 

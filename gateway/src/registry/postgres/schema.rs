@@ -10,7 +10,7 @@
 //! outbox_seq(one boolean PK, last bigint)     the last seq handed out: a
 //!        write takes the next under this row's lock, held until it commits
 //! request(agency, request_id, operation, fingerprint bytea, pid, event_id,
-//!         seq, recorded_at; PK (agency, request_id))   receipts
+//!         seq, recorded_at, node; PK (agency, request_id))   receipts
 //! consent(id PK, pid, agency, purpose, fields, issued_at, expires_at,
 //!         revoked_at)
 //! meta(key PK, value)                         e.g. seed, citizens
@@ -84,6 +84,8 @@ const MIGRATIONS: &[&str] = &[
         leased bigint NOT NULL,
         PRIMARY KEY (agency, day)
      );",
+    // 3: which replica committed each write, named in its receipt.
+    "ALTER TABLE request ADD COLUMN node text NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this binary writes.

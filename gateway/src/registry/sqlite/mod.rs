@@ -277,10 +277,11 @@ impl PopulationStore for SqliteRegistry {
                 event_id: event.id.clone(),
                 seq: tx.last_insert_rowid() as u64,
                 recorded_at: event.occurred_at.clone(),
+                node: key.node.to_owned(),
             };
             tx.prepare_cached(
-                "INSERT INTO request (agency, request_id, operation, fingerprint, pid, event_id, seq, recorded_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO request (agency, request_id, operation, fingerprint, pid, event_id, seq, recorded_at, node)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 key.agency,
@@ -290,7 +291,8 @@ impl PopulationStore for SqliteRegistry {
                 receipt.pid.as_u64() as i64,
                 receipt.event_id,
                 receipt.seq as i64,
-                receipt.recorded_at
+                receipt.recorded_at,
+                receipt.node
             ])?;
             tx.commit()?;
             Ok(Written::Committed(receipt))
@@ -325,7 +327,7 @@ pub(super) fn changed_pids(blob: &[u8]) -> Result<Vec<Pid>> {
 fn seen(tx: &Transaction<'_>, key: &RequestKey<'_>) -> Result<Option<Receipt>> {
     let row = tx
         .prepare_cached(
-            "SELECT operation, fingerprint, pid, event_id, seq, recorded_at
+            "SELECT operation, fingerprint, pid, event_id, seq, recorded_at, node
              FROM request WHERE agency = ?1 AND request_id = ?2",
         )?
         .query_row(params![key.agency, key.request_id], |r| {
@@ -336,10 +338,11 @@ fn seen(tx: &Transaction<'_>, key: &RequestKey<'_>) -> Result<Option<Receipt>> {
                 r.get::<_, String>(3)?,
                 r.get::<_, i64>(4)?,
                 r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
             ))
         })
         .optional()?;
-    let Some((operation, fingerprint, pid, event_id, seq, recorded_at)) = row else {
+    let Some((operation, fingerprint, pid, event_id, seq, recorded_at, node)) = row else {
         return Ok(None);
     };
     if operation != key.operation || fingerprint != key.fingerprint {
@@ -353,6 +356,7 @@ fn seen(tx: &Transaction<'_>, key: &RequestKey<'_>) -> Result<Option<Receipt>> {
         event_id,
         seq: seq as u64,
         recorded_at,
+        node,
     }))
 }
 

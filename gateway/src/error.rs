@@ -270,6 +270,10 @@ pub enum Error {
     /// its detail (which may quote a row's values).
     #[error("registry store (PostgreSQL): {}", postgres_summary(.0))]
     Postgres(#[from] postgres::Error),
+    /// The registry, where daily quotas are counted, did not answer, and
+    /// the agency has used the block it may go on with meanwhile.
+    #[error("the daily quota count cannot be reached in the registry store; retry shortly")]
+    QuotaLedgerDown,
     /// Every connection to the shared registry is in use.
     #[error("registry store (PostgreSQL): all {open} connections are in use; retry shortly")]
     StoreBusy { open: usize },
@@ -363,7 +367,9 @@ impl Error {
             Self::SectorRecordNotFound { .. } => Reason::SectorRecordNotFound,
             Self::Audit(_) => Reason::AuditUnavailable,
             Self::Store(e) if is_damage(e) => Reason::DataLoss,
-            Self::Store(_) | Self::Postgres(_) | Self::StoreBusy { .. } => Reason::StoreUnavailable,
+            Self::Store(_) | Self::Postgres(_) | Self::StoreBusy { .. } | Self::QuotaLedgerDown => {
+                Reason::StoreUnavailable
+            }
             Self::Corrupt
             | Self::SchemaTooNew { .. }
             | Self::Policy { .. }

@@ -63,7 +63,9 @@ impl AgencyRates {
     /// refuse anyway) are not counted.
     pub(crate) fn take_now(&self, agency: &str) -> Option<Result<(), Error>> {
         let policy = self.policy.current();
-        let a = policy.agencies.get(agency)?;
+        let Some(a) = policy.agencies.get(agency) else {
+            return Some(Ok(()));
+        };
         if let Some(limit) = a.rate_limit {
             let now = Instant::now();
             let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -88,7 +90,7 @@ impl AgencyRates {
         let (day, until_midnight) = quota_day(unix_now());
         self.quotas
             .count_now(agency, day, quota, 1)
-            .map(|counted| counted.map_err(|()| exceeded(agency, until_midnight)))
+            .map(|counted| within(counted, agency, until_midnight))
     }
 
     /// Counts `requests` more from `agency` (a batch's claims) against its
@@ -104,20 +106,27 @@ impl AgencyRates {
             return Ok(());
         };
         let (day, until_midnight) = quota_day(unix_now());
-        if let Some(counted) = self.quotas.count_now(agency, day, quota, requests) {
-            return counted.map_err(|()| exceeded(agency, until_midnight));
-        }
-        match self.quotas.count(agency, day, quota, requests).await? {
-            true => Ok(()),
-            false => Err(exceeded(agency, until_midnight)),
-        }
+        let counted = match self.quotas.count_now(agency, day, quota, requests) {
+            Some(counted) => counted,
+            None => self.quotas.count(agency, day, quota, requests).await,
+        };
+        within(counted, agency, until_midnight)
     }
 }
 
-fn exceeded(agency: &str, retry_after: Duration) -> Error {
-    Error::QuotaExceeded {
-        agency: agency.to_owned(),
-        retry_after,
+/// A count's outcome as the caller gets it: `QuotaExceeded` (retry at
+/// midnight) when the day could not cover the requests.
+fn within(
+    counted: Result<bool, Error>,
+    agency: &str,
+    until_midnight: Duration,
+) -> Result<(), Error> {
+    match counted? {
+        true => Ok(()),
+        false => Err(Error::QuotaExceeded {
+            agency: agency.to_owned(),
+            retry_after: until_midnight,
+        }),
     }
 }
 

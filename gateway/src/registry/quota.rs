@@ -22,19 +22,25 @@ pub(crate) const KEPT_DAYS: u64 = 31;
 
 /// Where the daily quota counts are kept.
 pub trait QuotaLedger: Send + Sync + 'static {
-    /// Leases up to `want` more requests of `agency`'s quota `day`, of which
-    /// at most `quota` are ever leased in all; returns how many this call
-    /// got (0 when the day is used up).
-    fn lease(&self, agency: &str, day: u64, quota: u64, want: u64) -> Result<u64>;
+    /// Leases more requests of `agency`'s quota `day`, of which at most
+    /// `quota` are ever leased in all: up to `want` of them, and nothing
+    /// unless at least `need` are left; returns how many this call got.
+    fn lease(&self, agency: &str, day: u64, quota: u64, need: u64, want: u64) -> Result<u64>;
 }
 
-/// How many of `want` may still be leased when `leased` of `quota` are.
-pub(crate) fn grantable(leased: u64, quota: u64, want: u64) -> u64 {
-    want.min(quota.saturating_sub(leased))
+/// How many may be leased when `leased` of `quota` are, at least `need`
+/// (else none) and at most `want`.
+pub(crate) fn grantable(leased: u64, quota: u64, need: u64, want: u64) -> u64 {
+    let left = quota.saturating_sub(leased);
+    if left < need.max(1) {
+        0
+    } else {
+        want.min(left)
+    }
 }
 
 impl QuotaLedger for SqliteRegistry {
-    fn lease(&self, agency: &str, day: u64, quota: u64, want: u64) -> Result<u64> {
+    fn lease(&self, agency: &str, day: u64, quota: u64, need: u64, want: u64) -> Result<u64> {
         self.with_writer(|conn| {
             let tx = conn.transaction()?;
             let leased: u64 = tx
@@ -45,7 +51,7 @@ impl QuotaLedger for SqliteRegistry {
                 )
                 .optional()?
                 .map_or(0, |n| n as u64);
-            let granted = grantable(leased, quota, want);
+            let granted = grantable(leased, quota, need, want);
             if granted > 0 {
                 tx.execute(
                     "INSERT INTO quota_day (agency, day, leased) VALUES (?1, ?2, ?3)

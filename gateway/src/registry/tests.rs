@@ -350,18 +350,22 @@ fn a_consent_is_revoked_once_and_stays_revoked(store: &dyn Store) {
     assert!(store.insert(&consent).is_err());
 }
 
-/// Leases grant what is left of the quota and no more, per agency and day;
-/// a raised quota grants again.
+/// Leases grant what is left of the quota and no more, nothing when less
+/// than the least asked for is left, per agency and day; a raised quota
+/// grants again.
 fn a_quota_day_is_never_leased_past_its_quota(store: &dyn Store) {
-    assert_eq!(store.lease("bank", 20_000, 10, 4).unwrap(), 4);
-    assert_eq!(store.lease("bank", 20_000, 10, 4).unwrap(), 4);
-    assert_eq!(store.lease("bank", 20_000, 10, 4).unwrap(), 2);
-    assert_eq!(store.lease("bank", 20_000, 10, 1).unwrap(), 0);
-    // Another agency, another day: their own counts.
-    assert_eq!(store.lease("telco", 20_000, 10, 10).unwrap(), 10);
-    assert_eq!(store.lease("bank", 20_001, 10, 3).unwrap(), 3);
-    assert_eq!(store.lease("bank", 20_000, 12, 5).unwrap(), 2);
+    assert_eq!(store.lease("bank", 20_000, 10, 1, 4).unwrap(), 4);
+    assert_eq!(store.lease("bank", 20_000, 10, 1, 4).unwrap(), 4);
+    assert_eq!(store.lease("bank", 20_000, 10, 1, 4).unwrap(), 2);
+    assert_eq!(store.lease("bank", 20_000, 10, 1, 1).unwrap(), 0);
+    // A batch of 5 when 4 are left gets none of them: they stay for others.
+    assert_eq!(store.lease("telco", 20_000, 10, 1, 6).unwrap(), 6);
+    assert_eq!(store.lease("telco", 20_000, 10, 5, 5).unwrap(), 0);
+    assert_eq!(store.lease("telco", 20_000, 10, 4, 4).unwrap(), 4);
+    // Another day: its own count; a raised quota grants again.
+    assert_eq!(store.lease("bank", 20_001, 10, 3, 3).unwrap(), 3);
+    assert_eq!(store.lease("bank", 20_000, 12, 1, 5).unwrap(), 2);
     // Counts far older than the day leased are dropped.
-    assert_eq!(store.lease("bank", 20_100, 10, 1).unwrap(), 1);
-    assert_eq!(store.lease("bank", 20_000, 1_000, 1_000).unwrap(), 1_000);
+    assert_eq!(store.lease("bank", 20_100, 10, 1, 1).unwrap(), 1);
+    assert_eq!(store.lease("bank", 20_000, 1_000, 1, 1_000).unwrap(), 1_000);
 }

@@ -471,15 +471,18 @@ impl Outbox for PostgresRegistry {
                 held: false,
             }),
         };
-        lead.held = lead.session.query_one(RELAY_LOCK, &[])?.get(0);
-        if lead.held {
+        let held: bool = lead.session.query_one(RELAY_LOCK, &[])?.get(0);
+        if held {
+            // Named before it counts as held: a failure here is asked
+            // again (the session holds the lock once more, released with it).
             lead.session.execute(
                 "INSERT INTO meta (key, value) VALUES ('publisher', $1 || ' ' || $2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 &[&crate::clock::now(), &self.node],
             )?;
         }
-        Ok(lead.held)
+        lead.held = held;
+        Ok(held)
     }
 
     fn publisher(&self) -> Result<Option<Publisher>> {

@@ -7,7 +7,7 @@ use crate::registry::QuotaLedger;
 use crate::registry::quota::{KEPT_DAYS, grantable};
 
 impl QuotaLedger for PostgresRegistry {
-    fn lease(&self, agency: &str, day: u64, quota: u64, want: u64) -> Result<u64> {
+    fn lease(&self, agency: &str, day: u64, quota: u64, need: u64, want: u64) -> Result<u64> {
         self.with_client(|client| {
             let mut tx = client.transaction()?;
             // The row exists before it is locked, so two replicas leasing
@@ -23,7 +23,7 @@ impl QuotaLedger for PostgresRegistry {
                     &[&agency, &(day as i64)],
                 )?
                 .get(0);
-            let granted = grantable(leased as u64, quota, want);
+            let granted = grantable(leased as u64, quota, need, want);
             if granted > 0 {
                 tx.execute(
                     "UPDATE quota_day SET leased = leased + $3 WHERE agency = $1 AND day = $2",

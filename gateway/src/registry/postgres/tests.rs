@@ -48,7 +48,7 @@ fn replicas_leasing_at_once_share_the_quota_exactly() {
             .map(|r| {
                 s.spawn(move || {
                     let mut got = 0;
-                    while r.lease("bank", 20_000, 300, 1).unwrap() == 1 {
+                    while r.lease("bank", 20_000, 300, 1, 1).unwrap() == 1 {
                         got += 1;
                     }
                     got

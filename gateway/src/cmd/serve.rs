@@ -77,39 +77,33 @@ impl StoreChoice {
     }
 }
 
-/// Opens the registry `store` names for replica `node` (a shared one off
-/// the runtime: it connects over the network).
-pub(crate) async fn open_registry(
-    dir: &DataDir,
-    store: &StoreChoice,
-    node: &str,
-) -> Result<Arc<dyn Registry>> {
-    Ok(match store {
-        StoreChoice::Embedded => Arc::new(SqliteRegistry::open(dir.registry())?),
-        StoreChoice::Postgres(url) => {
-            let (url, node) = (url.clone(), node.to_owned());
-            Arc::new(off_runtime(move || Ok(PostgresRegistry::open(&url)?.on_node(&node))).await?)
-        }
-    })
-}
-
 /// Readies the data directory: the policy (the default on first use), the
 /// development PKI and, in an empty registry, the synthetic population.
-/// Returns the policy.
+/// Returns the policy and the registry `store` names, opened for replica
+/// `node` (a shared one off the runtime: it connects over the network).
 pub(crate) async fn first_start(
     dir: &DataDir,
     seed: &SeedOptions,
     store: &StoreChoice,
-) -> Result<crate::policy::Policy> {
-    let policy = match store {
-        StoreChoice::Embedded if dir.has_served() => what_served_holds(dir)?,
-        StoreChoice::Embedded => first_fill(dir, seed).await?,
-        StoreChoice::Postgres(url) => shared_fill(dir, seed, url).await?,
+    node: &str,
+) -> Result<(crate::policy::Policy, Arc<dyn Registry>)> {
+    let (policy, registry): (_, Arc<dyn Registry>) = match store {
+        StoreChoice::Embedded => {
+            let policy = match dir.has_served() {
+                true => what_served_holds(dir)?,
+                false => first_fill(dir, seed).await?,
+            };
+            (policy, Arc::new(SqliteRegistry::open(dir.registry())?))
+        }
+        StoreChoice::Postgres(url) => {
+            let (policy, registry) = shared_fill(dir, seed, url, node).await?;
+            (policy, Arc::new(registry))
+        }
     };
     // The consumers of its events check them with its public key.
     let key = crate::signing::SigningKey::load_or_create(&dir.signing_key())?;
     crate::tls::publish_signing_key(&dir.pki(), &key.verifying_key())?;
-    Ok(policy)
+    Ok((policy, registry))
 }
 
 /// What a data directory that has never served is given: the policy, a
@@ -148,7 +142,8 @@ async fn shared_fill(
     dir: &DataDir,
     seed: &SeedOptions,
     url: &str,
-) -> Result<crate::policy::Policy> {
+    node: &str,
+) -> Result<(crate::policy::Policy, PostgresRegistry)> {
     let policy = if dir.has_served() {
         crate::policy::Policy::load(&dir.policy())?
     } else {
@@ -158,9 +153,9 @@ async fn shared_fill(
         }
         policy
     };
-    let (url, seed) = (url.to_owned(), seed.clone());
-    off_runtime(move || {
-        let store = PostgresRegistry::open(&url)?;
+    let (url, seed, node) = (url.to_owned(), seed.clone(), node.to_owned());
+    let registry = off_runtime(move || {
+        let store = PostgresRegistry::open(&url)?.on_node(&node);
         if store.is_empty()? {
             let population =
                 lienthong_proto::population::Population::new(seed.seed, seed.citizens)?;
@@ -174,10 +169,10 @@ async fn shared_fill(
                 );
             }
         }
-        Ok(())
+        Ok(store)
     })
     .await?;
-    Ok(policy)
+    Ok((policy, registry))
 }
 
 /// The policy of a data directory that has served, once it is known to
@@ -213,8 +208,8 @@ pub async fn serve(
     opts: &ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let policy = first_start(dir, &opts.first_start, &opts.store).await?;
-    let registry = open_registry(dir, &opts.store, &opts.node_name).await?;
+    let (policy, registry) =
+        first_start(dir, &opts.first_start, &opts.store, &opts.node_name).await?;
     let seeded_with = {
         let registry = registry.clone();
         off_runtime(move || registry.seeded_with()).await?

@@ -26,7 +26,7 @@ use std::time::Duration;
 use lienthong_adapters::framework::{self, AdapterOptions, ConsumerConfig};
 use tokio::net::TcpListener;
 
-use super::serve::{first_start, open_registry};
+use super::serve::first_start;
 use super::{DataDir, ServeOptions};
 use crate::blocking::off_runtime;
 use crate::error::{Error, Result};
@@ -42,10 +42,9 @@ pub async fn up(
     opts: &ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    first_start(dir, &opts.first_start, &opts.store).await?;
     // The adapters derive their data from the population the registry
     // holds, whatever the flags say now.
-    let registry = open_registry(dir, &opts.store, &opts.node_name).await?;
+    let (_, registry) = first_start(dir, &opts.first_start, &opts.store, &opts.node_name).await?;
     let (seed, citizens) = off_runtime(move || registry.seeded_with())
         .await?
         .unwrap_or((opts.first_start.seed, opts.first_start.citizens));

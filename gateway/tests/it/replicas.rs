@@ -382,6 +382,18 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
         .unwrap()
         .into_inner();
     assert_eq!(again.receipt.unwrap(), receipt);
+    // The same id for another request: refused through either replica.
+    let reused = civil_b
+        .change_name(v1::ChangeNameRequest {
+            full_name: "Lê Văn Thuận".into(),
+            ..rename.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (reused.code(), reason(&reused).as_str()),
+        (Code::AlreadyExists, "REQUEST_ID_REUSED")
+    );
 
     // A consent granted through one replica and revoked through the other
     // is refused through the first at once: the book is the database's.

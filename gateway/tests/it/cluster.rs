@@ -32,7 +32,6 @@ use crate::exchange::kyc;
 use crate::process::{Log, run, serve_args, spawn_serve_logged, text};
 use crate::replicas::{Schema, copy_tree};
 use crate::support::{connect, connect_as};
-use lienthong_proto::v1::citizen_service_client::CitizenServiceClient;
 
 /// Registry writes in all.
 const WRITES: u64 = 20_000;
@@ -448,34 +447,7 @@ async fn three_replicas_lose_no_write_when_the_publisher_is_killed() {
         let addrs = addrs.lock().unwrap();
         (addrs[0].unwrap(), addrs[1].unwrap(), addrs[2].unwrap())
     };
-    let consent = CitizenServiceClient::new(connect_as(b_addr, &pki, "vneid").await)
-        .grant_consent(v1::GrantConsentRequest {
-            citizen_pid: format!("{:012}", person.pid),
-            agency: "vietcombank".into(),
-            purpose: "CREDIT_APPLICATION".into(),
-            fields: vec![v1::CitizenField::CurrentResidence as i32],
-            expires_at: crate::support::in_secs(3_600),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let ask = v1::GetCitizenRequest {
-        purpose: "CREDIT_APPLICATION".into(),
-        pid: format!("{:012}", person.pid),
-        fields: vec![v1::CitizenField::CurrentResidence as i32],
-        consent_token: consent.token.clone(),
-    };
-    let mut bank_a = ExchangeServiceClient::new(connect_as(a_addr, &pki, "vietcombank").await);
-    bank_a.get_citizen(ask.clone()).await.unwrap();
-    CitizenServiceClient::new(connect_as(c_addr, &pki, "vneid").await)
-        .revoke_consent(v1::RevokeConsentRequest {
-            citizen_pid: format!("{:012}", person.pid),
-            consent_id: consent.consent_id,
-        })
-        .await
-        .unwrap();
-    let refused = bank_a.get_citizen(ask).await.unwrap_err();
-    assert_eq!(crate::support::reason(&refused), "CONSENT_REVOKED");
+    crate::replicas::consent_revoked_across(&pki, person.pid, [b_addr, c_addr, a_addr]).await;
 
     // b and c answered verifications throughout, the kill included.
     assert_eq!(

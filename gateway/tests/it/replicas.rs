@@ -295,6 +295,48 @@ pub(crate) fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// Grants `vietcombank` a consent of citizen `pid` through replica
+/// `through[0]`, has it used through `through[2]`, revokes it through
+/// `through[1]`, and asserts that `through[2]` then refuses it at once.
+pub(crate) async fn consent_revoked_across(
+    pki: &lienthong_gateway::tls::PkiLayout,
+    pid: u64,
+    through: [std::net::SocketAddr; 3],
+) {
+    use crate::support::connect_as;
+    use lienthong_proto::v1::citizen_service_client::CitizenServiceClient;
+    use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
+    let [grant, revoke, check] = through;
+    let consent = CitizenServiceClient::new(connect_as(grant, pki, "vneid").await)
+        .grant_consent(v1::GrantConsentRequest {
+            citizen_pid: format!("{pid:012}"),
+            agency: "vietcombank".into(),
+            purpose: "CREDIT_APPLICATION".into(),
+            fields: vec![v1::CitizenField::CurrentResidence as i32],
+            expires_at: crate::support::in_secs(3_600),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ask = v1::GetCitizenRequest {
+        purpose: "CREDIT_APPLICATION".into(),
+        pid: format!("{pid:012}"),
+        fields: vec![v1::CitizenField::CurrentResidence as i32],
+        consent_token: consent.token.clone(),
+    };
+    let mut bank = ExchangeServiceClient::new(connect_as(check, pki, "vietcombank").await);
+    bank.get_citizen(ask.clone()).await.unwrap();
+    CitizenServiceClient::new(connect_as(revoke, pki, "vneid").await)
+        .revoke_consent(v1::RevokeConsentRequest {
+            citizen_pid: format!("{pid:012}"),
+            consent_id: consent.consent_id,
+        })
+        .await
+        .unwrap();
+    let refused = bank.get_citizen(ask).await.unwrap_err();
+    assert_eq!(reason(&refused), "CONSENT_REVOKED");
+}
+
 /// Two `lienthong serve --store postgres://…` replicas over one database: the
 /// first seeds it and publishes the outbox, the second waits to; a write
 /// through one is verified through the other (at once when its seq is asked
@@ -306,7 +348,6 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
     use crate::amqp::{EventTap, URL, unique};
     use crate::support::{connect_as, serve_args, spawn_serve, spawn_serve_logged};
     use lienthong_gateway::tls::PkiLayout;
-    use lienthong_proto::v1::citizen_service_client::CitizenServiceClient;
     use lienthong_proto::v1::exchange_service_client::ExchangeServiceClient;
     use lienthong_proto::v1::registry_service_client::RegistryServiceClient;
 
@@ -397,36 +438,7 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
 
     // A consent granted through one replica and revoked through the other
     // is refused through the first at once: the book is the database's.
-    let mut idp_a = CitizenServiceClient::new(connect_as(a_addr, &pki, "vneid").await);
-    let mut idp_b = CitizenServiceClient::new(connect_as(b_addr, &pki, "vneid").await);
-    let mut bank_a = ExchangeServiceClient::new(connect_as(a_addr, &pki, "vietcombank").await);
-    let consent = idp_a
-        .grant_consent(v1::GrantConsentRequest {
-            citizen_pid: format!("{:012}", person.pid),
-            agency: "vietcombank".into(),
-            purpose: "CREDIT_APPLICATION".into(),
-            fields: vec![v1::CitizenField::CurrentResidence as i32],
-            expires_at: crate::support::in_secs(3_600),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let ask = v1::GetCitizenRequest {
-        purpose: "CREDIT_APPLICATION".into(),
-        pid: format!("{:012}", person.pid),
-        fields: vec![v1::CitizenField::CurrentResidence as i32],
-        consent_token: consent.token.clone(),
-    };
-    bank_b.get_citizen(ask.clone()).await.unwrap();
-    idp_b
-        .revoke_consent(v1::RevokeConsentRequest {
-            citizen_pid: format!("{:012}", person.pid),
-            consent_id: consent.consent_id,
-        })
-        .await
-        .unwrap();
-    let refused = bank_a.get_citizen(ask).await.unwrap_err();
-    assert_eq!(reason(&refused), "CONSENT_REVOKED");
+    consent_revoked_across(&pki, person.pid, [a_addr, b_addr, a_addr]).await;
 
     // C03's quota of 3 holds for both: spent through both, refused by both.
     let investigate = || v1::VerifyIdentityRequest {

@@ -14,6 +14,9 @@
 #              node lienthong-test@localhost    which the broker-restart test
 #                                               stops and starts (rabbitmqctl -n),
 #                                               data in /var/tmp/lienthong-test-rabbitmq
+#   promtool                                    checks docker/prometheus: the
+#                                               scrape configuration and the
+#                                               alerting rules' unit tests
 #   PostgreSQL 127.0.0.1:5432                   always: the store tests run on
 #              database test, user postgres     it as on SQLite, each in a schema
 #                                               of its own (dropped after);
@@ -331,6 +334,31 @@ run_tests() {
     fi
 }
 
+# ensure_promtool: promtool on PATH (Debian's prometheus package ships it).
+ensure_promtool() {
+    if command -v promtool >/dev/null 2>&1; then
+        return
+    fi
+    if can_apt_install; then
+        log "installing promtool (Debian package prometheus)"
+        apt_install prometheus
+        return
+    fi
+    die "promtool not found: the alerting rules in docker/prometheus are tested with it." \
+        "Install it: sudo apt-get install prometheus (or put promtool from prometheus.io on PATH)."
+}
+
+# check_alerts: the scrape configuration is valid and every alerting rule's
+# unit test passes.
+check_alerts() {
+    log "promtool check config docker/prometheus/prometheus.yml"
+    promtool check config docker/prometheus/prometheus.yml >/dev/null \
+        || die "docker/prometheus/prometheus.yml is not a valid configuration (promtool said why above)."
+    log "promtool test rules docker/prometheus/alerts_test.yml"
+    (cd docker/prometheus && promtool test rules alerts_test.yml) \
+        || die "the alerting rules' tests failed (docker/prometheus/alerts_test.yml; promtool said which above)."
+}
+
 main() {
     if ! command -v cargo >/dev/null 2>&1; then
         die "cargo not found on PATH." \
@@ -341,7 +369,9 @@ main() {
     ensure_test_node
     ensure_postgres
     ensure_test_database
+    ensure_promtool
 
+    check_alerts
     run_tests "$@"
     log "tests passed"
 }

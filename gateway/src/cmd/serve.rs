@@ -329,6 +329,7 @@ async fn start_metrics(
                 let outbox = outbox.clone();
                 if let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || outbox.lag()).await {
                     metrics::gauge!(telemetry::OUTBOX_WAITING).set(lag.waiting as f64);
+                    metrics::gauge!(telemetry::OUTBOX_LAST_SEQ).set(lag.last_seq as f64);
                     let oldest = lag.oldest_waiting.as_deref().and_then(clock::age);
                     metrics::gauge!(telemetry::OUTBOX_OLDEST)
                         .set(oldest.map_or(0.0, |d| d.as_secs_f64()));

@@ -192,6 +192,13 @@ impl OutboxRelay {
         stopper.abort();
     }
 
+    /// Records whether this relay publishes: its status and the
+    /// `lienthong_relay_leading` gauge.
+    fn set_leading(&self, leading: bool) {
+        self.status.send_modify(|s| s.leading = leading);
+        metrics::gauge!(crate::telemetry::RELAY_LEADING).set(if leading { 1.0 } else { 0.0 });
+    }
+
     /// Waits until this relay leads; `false` if `stop` came first.
     async fn lead(&self, mut stop: watch::Receiver<bool>) -> bool {
         let mut said = false;
@@ -203,12 +210,12 @@ impl OutboxRelay {
                     if said || !self.status.borrow().leading {
                         tracing::info!("event relay: this gateway publishes the outbox");
                     }
-                    self.status.send_modify(|s| s.leading = true);
+                    self.set_leading(true);
                     return true;
                 }
                 Ok(Ok(false)) if !said => {
                     said = true;
-                    self.status.send_modify(|s| s.leading = false);
+                    self.set_leading(false);
                     tracing::info!(
                         "event relay: another gateway publishes the outbox; waiting to take over"
                     );
@@ -360,7 +367,7 @@ impl OutboxRelay {
         .await
         .map_err(|_| crate::Error::Task)??;
         rows.ok_or_else(|| {
-            self.status.send_modify(|s| s.leading = false);
+            self.set_leading(false);
             SessionError::NotLeading
         })
     }

@@ -16,6 +16,10 @@
 //!     at admission (OVERLOADED) or ended at the deadline (DEADLINE_EXCEEDED)
 //! lienthong_projection_seq                             gauge: the outbox seq
 //!     of the last registry write the verification projection holds
+//! lienthong_outbox_last_seq                            gauge: the outbox's
+//!     last committed seq (minus the projection's: how far it is behind)
+//! lienthong_relay_leading                              gauge: 1 while this
+//!     replica's relay publishes the outbox (one replica of a cluster)
 //! ```
 //!
 //! Labels hold agency ids, operation and method names and reasons — never a
@@ -47,6 +51,10 @@ pub const OUTBOX_OLDEST: &str = "lienthong_outbox_oldest_waiting_seconds";
 
 /// The outbox seq of the last registry write the verification projection holds.
 pub const PROJECTION_SEQ: &str = "lienthong_projection_seq";
+/// The outbox's last committed seq.
+pub const OUTBOX_LAST_SEQ: &str = "lienthong_outbox_last_seq";
+/// Whether this replica's relay publishes the outbox (1) or waits (0).
+pub const RELAY_LEADING: &str = "lienthong_relay_leading";
 /// Calls shed at admission or ended at the server's deadline, by reason.
 pub const SHED: &str = "lienthong_shed_total";
 /// Look-ups sent to a sector adapter, by sector and outcome.
@@ -103,6 +111,11 @@ pub fn install(node: &str) -> Result<PrometheusHandle> {
         "The outbox seq of the last registry write the verification projection holds"
     );
     metrics::describe_gauge!(OUTBOX_WAITING, "Events not yet confirmed by the broker");
+    metrics::describe_gauge!(OUTBOX_LAST_SEQ, "The outbox's last committed seq");
+    metrics::describe_gauge!(
+        RELAY_LEADING,
+        "1 while this replica's relay publishes the outbox, 0 while it waits"
+    );
     metrics::describe_gauge!(
         OUTBOX_OLDEST,
         metrics::Unit::Seconds,

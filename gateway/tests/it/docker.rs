@@ -11,6 +11,8 @@ use crate::support::BIN;
 
 const COMPOSE: &str = include_str!("../../../docker/compose.yaml");
 const DOCKERFILE: &str = include_str!("../../../docker/Dockerfile");
+const PROMETHEUS: &str = include_str!("../../../docker/prometheus/prometheus.yml");
+const ALERTS: &str = include_str!("../../../docker/prometheus/alerts.yml");
 
 /// Runs the binary with `args`: its exit code (2 is a usage error).
 fn exit_code(args: &[&str]) -> Option<i32> {
@@ -52,6 +54,7 @@ fn the_compose_file_runs_the_stack_on_loopback_with_commands_the_binary_accepts(
             "gateway-2",
             "gateway-2-data",
             "postgres",
+            "prometheus",
             "rabbitmq"
         ])
     );
@@ -164,6 +167,72 @@ fn the_compose_file_runs_the_stack_on_loopback_with_commands_the_binary_accepts(
         dir.signing_key().parent(),
         Some(std::path::Path::new(first).join(parts[2]).as_path())
     );
+}
+
+/// Prometheus scrapes every gateway replica on the port its metrics
+/// listen on, and the alerting rules name only metrics the gateway exports
+/// (the rules' own behaviour is `promtool test rules`, in scripts/test.sh).
+#[test]
+fn prometheus_scrapes_every_replica_and_alerts_on_metrics_that_exist() {
+    use lienthong_gateway::telemetry as t;
+    let mut compose: Value = serde_norway::from_str(COMPOSE).unwrap();
+    compose.apply_merge().unwrap();
+    let services = compose["services"].as_mapping().unwrap();
+    let config: Value = serde_norway::from_str(PROMETHEUS).unwrap();
+    let targets: BTreeSet<String> = config["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|job| job["static_configs"].as_sequence().unwrap())
+        .flat_map(|c| strings(&c["targets"]))
+        .collect();
+    let replicas: BTreeSet<String> = services
+        .iter()
+        .filter(|(_, s)| {
+            s["command"]
+                .as_sequence()
+                .is_some_and(|c| c[0].as_str() == Some("serve"))
+        })
+        .map(|(name, s)| {
+            let listen = s["environment"]["LIENTHONG_METRICS_LISTEN"]
+                .as_str()
+                .unwrap();
+            let port = listen.rsplit(':').next().unwrap();
+            format!("{}:{port}", name.as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(targets, replicas);
+    let exported = [
+        t::REQUESTS,
+        t::REQUEST_DURATION,
+        t::AUDIT_COMMIT,
+        t::AUDIT_RECORDS,
+        t::OUTBOX_WAITING,
+        t::OUTBOX_OLDEST,
+        t::OUTBOX_LAST_SEQ,
+        t::RELAY_LEADING,
+        t::PROJECTION_SEQ,
+        t::SHED,
+        t::SECTOR_CALLS,
+        t::SECTOR_AVAILABLE,
+    ];
+    let mut named = BTreeSet::new();
+    for word in ALERTS.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if let Some(name) = word.strip_prefix("lienthong_") {
+            named.insert(format!("lienthong_{name}"));
+        }
+    }
+    assert!(named.len() >= 6, "{named:?}");
+    for name in &named {
+        let base = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        assert!(
+            exported.contains(&base),
+            "the rules name {name}, which the gateway does not export"
+        );
+    }
 }
 
 #[test]

@@ -240,12 +240,23 @@ async fn the_metrics_endpoint_counts_a_known_workload_exactly() {
         let (_, body) = get(metrics, "/metrics").await;
         let waiting = sample(&body, "lienthong_outbox_waiting", &[]);
         let oldest = sample(&body, "lienthong_outbox_oldest_waiting_seconds", &[]);
-        if waiting == Some(1.0) && oldest.is_some_and(|s| s > 0.0) {
+        // The outbox's last seq and the projection's agree; this gateway's
+        // relay publishes (it leads, broker or not).
+        let last = sample(&body, "lienthong_outbox_last_seq", &[]);
+        let applied = sample(&body, "lienthong_projection_seq", &[]);
+        let leading = sample(&body, "lienthong_relay_leading", &[]);
+        if waiting == Some(1.0)
+            && oldest.is_some_and(|s| s > 0.0)
+            && last == Some(1.0)
+            && applied == Some(1.0)
+            && leading == Some(1.0)
+        {
             break;
         }
         assert!(
             tokio::time::Instant::now() < until,
-            "the outbox gauges did not move: waiting {waiting:?}, oldest {oldest:?}"
+            "the outbox gauges did not move: waiting {waiting:?}, oldest {oldest:?}, \
+             last seq {last:?}, projection {applied:?}, leading {leading:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

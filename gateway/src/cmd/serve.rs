@@ -222,6 +222,12 @@ pub async fn serve(
     // The signing key and the audit log open before the port is bound: a
     // gateway that cannot audit never accepts a request.
     let (audit, key) = (dir.audit(), dir.signing_key());
+    // The recorder first: what the projection's build records (its seq)
+    // is then exported.
+    let recorder = match opts.metrics {
+        Some(_) => Some(telemetry::install(&opts.node_name)?),
+        None => None,
+    };
     // Off the runtime: the projection's build reads the whole register.
     let (mut services, audit_writer) =
         off_runtime(move || Services::open(policy, registry, &audit, &key)).await?;
@@ -242,8 +248,8 @@ pub async fn serve(
         ..opts.sectors.clone()
     };
     services.sectors = Sectors::connect(&dir.pki(), &sectors)?;
-    let metrics = match opts.metrics {
-        Some(addr) => Some(start_metrics(addr, &opts.node_name, outbox.clone()).await?),
+    let metrics = match opts.metrics.zip(recorder) {
+        Some((addr, recorder)) => Some(start_metrics(addr, recorder, outbox.clone()).await?),
         None => None,
     };
     let listener = TcpListener::bind(opts.listen)
@@ -306,14 +312,13 @@ pub async fn serve(
     served
 }
 
-/// Installs the metrics recorder, binds `addr` and answers scrapes there;
-/// keeps the outbox gauges current. The task runs until aborted.
+/// Binds `addr` and answers scrapes there from the installed recorder's
+/// `handle`; keeps the outbox gauges current. The task runs until aborted.
 async fn start_metrics(
     addr: SocketAddr,
-    node: &str,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
     outbox: Arc<dyn Outbox>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let handle = telemetry::install(node)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(Error::io(format!("metrics on {addr}")))?;

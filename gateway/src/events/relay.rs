@@ -189,6 +189,7 @@ impl OutboxRelay {
             }
             backoff = (backoff * 2).min(BACKOFF.1);
         }
+        self.set_leading(false);
         stopper.abort();
     }
 
@@ -221,8 +222,15 @@ impl OutboxRelay {
                     );
                 }
                 Ok(Ok(false)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "event relay: cannot tell who publishes"),
-                Err(_) => tracing::error!("event relay: the leadership check failed"),
+                // Not publishing meanwhile: the gauge says so.
+                Ok(Err(e)) => {
+                    self.set_leading(false);
+                    tracing::warn!(error = %e, "event relay: cannot tell who publishes");
+                }
+                Err(_) => {
+                    self.set_leading(false);
+                    tracing::error!("event relay: the leadership check failed");
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(LEAD_POLL) => {}

@@ -96,8 +96,20 @@ pub(super) enum Decision {
     Spent,
     /// The ledger is down and the credit used up.
     Unavailable,
-    /// The ledger must grant at least `need`; a block, `want`, is asked.
-    Lease { need: u64, want: u64 },
+    /// The ledger must be asked.
+    Lease(Lease),
+}
+
+/// A lease to ask the ledger for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Lease {
+    /// The quota day it is of (the replica's, which a call that read the
+    /// clock before midnight may be behind).
+    pub(super) day: u64,
+    /// The call's own requests: less is of no use to it.
+    pub(super) need: u64,
+    /// What is asked: the call, the credit owed, or a block if more.
+    pub(super) want: u64,
 }
 
 impl Held {
@@ -119,7 +131,7 @@ impl Held {
         if self.spent_at == Some(quota) {
             return Decision::Spent;
         }
-        let need = n - self.left + self.credit;
+        let need = n - self.left;
         if let Some((at, short)) = self.short_at
             && at == quota
             && need >= short
@@ -133,25 +145,44 @@ impl Held {
             }
             return Decision::Unavailable;
         }
-        Decision::Lease {
+        Decision::Lease(Lease {
+            day: self.day,
             need,
-            want: need.max(block(quota)),
-        }
+            want: (need + self.credit).max(block(quota)),
+        })
     }
 
-    /// Takes in what the ledger granted, asked for at least `need` and at
-    /// most `want`: the credit is paid first.
-    pub(super) fn granted(&mut self, quota: u64, need: u64, want: u64, granted: u64) {
+    /// Takes in what the ledger granted for `lease` of `quota` — the credit
+    /// is paid first — and counts the `n` requests of the call that asked,
+    /// if it still waits: whether they were counted. `None` when the
+    /// replica has moved to another day meanwhile (the grant is of no use),
+    /// or when no call waits.
+    pub(super) fn granted(
+        &mut self,
+        lease: Lease,
+        quota: u64,
+        granted: u64,
+        n: Option<u64>,
+    ) -> Option<bool> {
+        if lease.day != self.day {
+            return None;
+        }
         if granted == 0 {
-            self.short_at = Some((quota, need));
-            return;
+            self.short_at = Some((quota, lease.need));
+            return Some(false);
         }
         let paid = granted.min(self.credit);
         self.credit -= paid;
         self.left += granted - paid;
-        if granted < want {
+        if granted < lease.want {
             self.spent_at = Some(quota);
         }
+        let n = n?;
+        let counted = self.left >= n;
+        if counted {
+            self.left -= n;
+        }
+        Some(counted)
     }
 }
 
@@ -193,14 +224,15 @@ impl DailyQuotas {
             Decision::Counted => Some(Ok(true)),
             Decision::Spent => Some(Ok(false)),
             Decision::Unavailable => Some(Err(Error::QuotaLedgerDown)),
-            Decision::Lease { .. } => None,
+            Decision::Lease(_) => None,
         }
     }
 
     /// Counts `n` requests of `agency` on `day` against `quota`, leasing
     /// from the ledger as needed: `Ok(false)` when the day cannot cover
-    /// them. The lease runs in a task of its own, which holds the agency's
-    /// gate and keeps what the ledger granted even if this call goes away.
+    /// them. Leases of an agency pass its gate one at a time; a lease runs
+    /// in a task of its own, which keeps the gate and what the ledger
+    /// granted even if this call goes away (its requests then not counted).
     pub(super) async fn count(
         &self,
         agency: &str,
@@ -209,38 +241,48 @@ impl DailyQuotas {
         n: u64,
     ) -> Result<bool, Error> {
         let allowance = self.allowance(agency);
-        let ledger = self.ledger.clone();
-        let down = self.ledger_down_until.clone();
-        let agency = agency.to_owned();
-        tokio::spawn(async move {
-            let _leasing = allowance.leasing.clone().lock_owned().await;
-            for _ in 0..LEASES_A_CALL {
-                let (need, want) = {
-                    let mut held = allowance.held.lock().unwrap_or_else(|e| e.into_inner());
-                    match held.decide(day, quota, n, ledger_down(&down)) {
-                        Decision::Counted => return Ok(true),
-                        Decision::Spent => return Ok(false),
-                        Decision::Unavailable => return Err(Error::QuotaLedgerDown),
-                        Decision::Lease { need, want } => (need, want),
-                    }
-                };
-                let (ledger, name) = (ledger.clone(), agency.clone());
-                let leased = off_runtime(move || ledger.lease(&name, day, quota, need, want)).await;
+        for _ in 0..LEASES_A_CALL {
+            let gate = allowance.leasing.clone().lock_owned().await;
+            let lease = {
+                let mut held = allowance.held.lock().unwrap_or_else(|e| e.into_inner());
+                match held.decide(day, quota, n, ledger_down(&self.ledger_down_until)) {
+                    Decision::Counted => return Ok(true),
+                    Decision::Spent => return Ok(false),
+                    Decision::Unavailable => return Err(Error::QuotaLedgerDown),
+                    Decision::Lease(lease) => lease,
+                }
+            };
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let (ledger, down) = (self.ledger.clone(), self.ledger_down_until.clone());
+            let (allowance, name) = (allowance.clone(), agency.to_owned());
+            tokio::spawn(async move {
+                let _gate = gate;
+                let asked = name.clone();
+                let leased = off_runtime(move || {
+                    ledger.lease(&asked, lease.day, quota, lease.need, lease.want)
+                })
+                .await;
                 let mut held = allowance.held.lock().unwrap_or_else(|e| e.into_inner());
                 match leased {
-                    Ok(granted) => held.granted(quota, need, want, granted),
+                    Ok(granted) => {
+                        let waiting = (!reply.is_closed()).then_some(n);
+                        let _ = reply.send(held.granted(lease, quota, granted, waiting));
+                    }
                     Err(e) => {
-                        tracing::warn!(agency, error = %e, "the quota ledger did not answer; one block on credit");
+                        tracing::warn!(agency = name, error = %e, "the quota ledger did not answer; one block on credit");
                         *down.lock().unwrap_or_else(|e| e.into_inner()) =
                             Some(Instant::now() + LEDGER_RETRY);
+                        let _ = reply.send(None);
                     }
                 }
+            });
+            // `None`: the ledger failed (decided again, on credit), or the
+            // replica moved to another day (decided again, on that day).
+            if let Some(counted) = answer.await.map_err(|_| Error::Task)? {
+                return Ok(counted);
             }
-            // Calls counted meanwhile took every block leased for this one.
-            Err(Error::QuotaLedgerDown)
-        })
-        .await
-        .map_err(|_| Error::Task)?
+        }
+        Err(Error::QuotaLedgerDown)
     }
 
     /// Forgets the ledger's last failure (tests: as if [`LEDGER_RETRY`]
@@ -264,42 +306,83 @@ mod tests {
     use super::*;
     use crate::registry::SqliteRegistry;
 
+    fn lease(day: u64, need: u64, want: u64) -> Lease {
+        Lease { day, need, want }
+    }
+
     #[test]
     fn a_replica_counts_its_block_then_leases_the_next() {
         let mut held = Held::default();
         // Quota 640: blocks of 10, the call that asked among them.
-        let first = Decision::Lease { need: 1, want: 10 };
-        assert_eq!(held.decide(7, 640, 1, false), first);
-        held.granted(640, 1, 10, 10);
-        for _ in 0..10 {
+        assert_eq!(
+            held.decide(7, 640, 1, false),
+            Decision::Lease(lease(7, 1, 10))
+        );
+        assert_eq!(held.granted(lease(7, 1, 10), 640, 10, Some(1)), Some(true));
+        for _ in 0..9 {
             assert_eq!(held.decide(7, 640, 1, false), Decision::Counted);
         }
         assert_eq!(held.left, 0);
-        // A batch of 25 needs all of itself; the ledger had 20: refused,
-        // and so is any call as large, without asking again.
-        let batch = Decision::Lease { need: 25, want: 25 };
-        assert_eq!(held.decide(7, 640, 25, false), batch);
-        held.granted(640, 25, 25, 0);
+        // A batch of 25 needs all of itself; the ledger had 20 and grants
+        // none: refused, and so is any call as large, without asking again.
+        assert_eq!(
+            held.decide(7, 640, 25, false),
+            Decision::Lease(lease(7, 25, 25))
+        );
+        assert_eq!(
+            held.granted(lease(7, 25, 25), 640, 0, Some(25)),
+            Some(false)
+        );
         assert_eq!(held.decide(7, 640, 30, false), Decision::Spent);
         // A smaller call leases a block; what the ledger had left, less
         // than a block, spends the day.
-        assert_eq!(held.decide(7, 640, 1, false), first);
-        held.granted(640, 1, 10, 4);
-        for _ in 0..4 {
+        assert_eq!(
+            held.decide(7, 640, 1, false),
+            Decision::Lease(lease(7, 1, 10))
+        );
+        assert_eq!(held.granted(lease(7, 1, 10), 640, 4, Some(1)), Some(true));
+        for _ in 0..3 {
             assert_eq!(held.decide(7, 640, 1, false), Decision::Counted);
         }
         assert_eq!(held.decide(7, 640, 1, false), Decision::Spent);
-        // A raised quota leases again; a new day starts from nothing, and
-        // a call still on the old day counts against the new one.
-        let raised = Decision::Lease { need: 1, want: 20 };
-        assert_eq!(held.decide(7, 1280, 1, false), raised);
-        assert_eq!(held.decide(8, 640, 1, false), first);
-        held.granted(640, 1, 10, 10);
-        assert_eq!(held.decide(7, 640, 1, false), Decision::Counted);
-        assert_eq!((held.day, held.left), (8, 9));
+        // A raised quota leases again.
+        assert_eq!(
+            held.decide(7, 1280, 1, false),
+            Decision::Lease(lease(7, 1, 20))
+        );
         // A quota under 128 is leased a request at a time.
-        let one = Decision::Lease { need: 1, want: 1 };
-        assert_eq!(Held::default().decide(8, 127, 1, false), one);
+        assert_eq!(
+            Held::default().decide(8, 127, 1, false),
+            Decision::Lease(lease(8, 1, 1))
+        );
+    }
+
+    #[test]
+    fn midnight_moves_a_replica_forward_only() {
+        let mut held = Held::default();
+        assert_eq!(
+            held.decide(7, 640, 1, false),
+            Decision::Lease(lease(7, 1, 10))
+        );
+        // The next day begins while that lease is out: its grant is of no
+        // use on day 8, and counts nothing there.
+        assert_eq!(
+            held.decide(8, 640, 1, false),
+            Decision::Lease(lease(8, 1, 10))
+        );
+        assert_eq!(held.granted(lease(7, 1, 10), 640, 0, Some(1)), None);
+        assert_eq!(held.short_at, None);
+        assert_eq!(held.granted(lease(8, 1, 10), 640, 10, Some(1)), Some(true));
+        // A call that read the clock before midnight counts against day 8.
+        assert_eq!(held.decide(7, 640, 1, false), Decision::Counted);
+        assert_eq!((held.day, held.left), (8, 8));
+        // A caller gone before its lease came back: the block is kept,
+        // nothing counted for it.
+        for _ in 0..8 {
+            assert_eq!(held.decide(8, 640, 1, false), Decision::Counted);
+        }
+        assert_eq!(held.granted(lease(8, 1, 10), 640, 10, None), None);
+        assert_eq!(held.left, 10);
     }
 
     #[test]
@@ -309,10 +392,21 @@ mod tests {
             assert_eq!(held.decide(7, 640, 1, true), Decision::Counted);
         }
         assert_eq!(held.decide(7, 640, 1, true), Decision::Unavailable);
-        let lease = Decision::Lease { need: 11, want: 11 };
-        assert_eq!(held.decide(7, 640, 1, false), lease);
-        held.granted(640, 11, 11, 11);
-        assert_eq!((held.credit, held.left), (0, 1));
+        // Back: the call needs 1, and the credit of 10 is asked with it.
+        assert_eq!(
+            held.decide(7, 640, 1, false),
+            Decision::Lease(lease(7, 1, 11))
+        );
+        assert_eq!(held.granted(lease(7, 1, 11), 640, 11, Some(1)), Some(true));
+        assert_eq!((held.credit, held.left), (0, 0));
+        // With less left than the credit, what is left pays it and the
+        // call is refused: the cluster stays within the quota.
+        let mut held = Held::default();
+        for _ in 0..10 {
+            assert_eq!(held.decide(7, 640, 1, true), Decision::Counted);
+        }
+        assert_eq!(held.granted(lease(7, 1, 11), 640, 6, Some(1)), Some(false));
+        assert_eq!((held.credit, held.left, held.spent_at), (4, 0, Some(640)));
     }
 
     #[test]

@@ -134,6 +134,8 @@ async fn the_metrics_endpoint_counts_a_known_workload_exactly() {
 
     let (status, body) = get(metrics, "/metrics").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
+    // The projection's seq is exported from the start, before any write.
+    assert_eq!(sample(&body, "lienthong_projection_seq", &[]), Some(0.0));
     let requests = |operation: &str, outcome: &str| {
         sample(
             &body,

@@ -49,6 +49,9 @@ use pool::Pool;
 const RELAY_LOCK: &str =
     "SELECT pg_try_advisory_lock(hashtextextended('lienthong relay ' || current_schema(), 0))";
 
+/// Lets [`RELAY_LOCK`] go (every hold of it this session took).
+const RELAY_UNLOCK: &str = "SELECT pg_advisory_unlock_all()";
+
 /// Whether any session holds [`RELAY_LOCK`]: a bigint advisory lock shows
 /// in `pg_locks` as its high half (`classid`) and low half (`objid`).
 const RELAY_LOCK_HELD: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks
@@ -473,13 +476,17 @@ impl Outbox for PostgresRegistry {
         };
         let held: bool = lead.session.query_one(RELAY_LOCK, &[])?.get(0);
         if held {
-            // Named before it counts as held: a failure here is asked
-            // again (the session holds the lock once more, released with it).
-            lead.session.execute(
+            // Named before it counts as held; if naming fails, the lock is
+            // let go, for this replica or another to take it again.
+            let named = lead.session.execute(
                 "INSERT INTO meta (key, value) VALUES ('publisher', $1 || ' ' || $2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 &[&crate::clock::now(), &self.node],
-            )?;
+            );
+            if let Err(e) = named {
+                let _ = lead.session.execute(RELAY_UNLOCK, &[]);
+                return Err(e.into());
+            }
         }
         lead.held = held;
         Ok(held)

@@ -8,11 +8,14 @@
 //!   of the gateway: the subscriber base, its synthetic generator with known
 //!   truth, and the job that re-verifies a whole base through `VerifyBatch`
 //!   (the telecom *adapter* is [`sectors`]' `telecom`).
+//! - [`telemetry`]: the Prometheus scrape endpoint (the gateway's too) and
+//!   the adapters' metrics.
 #![forbid(unsafe_code)]
 
 pub mod error;
 pub mod framework;
 pub mod sectors;
 pub mod sim_job;
+pub mod telemetry;
 
 pub use error::{Error, Result};

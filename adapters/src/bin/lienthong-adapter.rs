@@ -86,6 +86,25 @@ struct AdapterArgs {
     /// the queue is first declared.
     #[arg(long, env = "LIENTHONG_QUEUE_TYPE", value_enum, default_value_t = QueueType::Quorum)]
     queue_type: QueueType,
+    /// Where Prometheus scrapes the adapter's metrics (GET /metrics, plain
+    /// HTTP; lienthong_adapter_applied_seq): an address, or off.
+    #[arg(long, env = "LIENTHONG_METRICS_LISTEN", default_value = "off",
+          value_parser = parse_metrics_listen)]
+    metrics_listen: MetricsListen,
+}
+
+/// `--metrics-listen`: an address, or nowhere.
+#[derive(Clone, Copy)]
+struct MetricsListen(Option<SocketAddr>);
+
+fn parse_metrics_listen(text: &str) -> Result<MetricsListen, String> {
+    match text {
+        "off" | "" => Ok(MetricsListen(None)),
+        addr => addr
+            .parse()
+            .map(|a| MetricsListen(Some(a)))
+            .map_err(|_| format!("{addr:?}: give an address such as 127.0.0.1:9465, or off")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -342,6 +361,18 @@ fn serve(args: AdapterArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("{listen}: {e}"))?;
+        if let Some(addr) = args.metrics_listen.0 {
+            let handle = lienthong_adapters::telemetry::install().map_err(anyhow::Error::msg)?;
+            let metrics = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("metrics on {addr}: {e}"))?;
+            tracing::info!(metrics = %metrics.local_addr()?, "metrics for Prometheus at GET /metrics");
+            tokio::spawn(lienthong_adapters::telemetry::serve_metrics(
+                metrics,
+                handle,
+                std::future::pending(),
+            ));
+        }
         tracing::info!(sector = %name, listen = %listener.local_addr()?, "lienthong adapter serving (mTLS, the gateway only)");
         framework::run(adapter, listener, port, opts.events.clone(), stop).await?;
         anyhow::Ok(())

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lienthong_proto::population::Population;
 use lienthong_proto::v1::SectorAnswer;
@@ -28,6 +29,8 @@ pub struct Adapter {
     population_id: PopulationId,
     base: Base,
     store: Store,
+    /// The highest event seq applied, as exported.
+    applied_seq: AtomicU64,
 }
 
 /// Why an event's reaction stopped.
@@ -62,6 +65,7 @@ impl Adapter {
         let path = data_dir.join(format!("{}.db", sector.name()));
         let population_id = PopulationId { seed, citizens };
         let store = Store::open(&path, sector.name(), population_id)?;
+        let applied_seq = AtomicU64::new(store.highest_applied()?);
         Ok(Self {
             sector,
             gateway_key,
@@ -69,7 +73,20 @@ impl Adapter {
             population_id,
             base,
             store,
+            applied_seq,
         })
+    }
+
+    /// Notes that the event `seq` is applied (or was before) and exports
+    /// the highest seq applied (`lienthong_adapter_applied_seq`); with no
+    /// `seq`, exports it as it stands.
+    pub fn note_applied(&self, seq: Option<u64>) {
+        let highest = match seq {
+            Some(seq) => self.applied_seq.fetch_max(seq, Ordering::Relaxed).max(seq),
+            None => self.applied_seq.load(Ordering::Relaxed),
+        };
+        metrics::gauge!(crate::telemetry::APPLIED_SEQ, "sector" => self.sector.name())
+            .set(highest as f64);
     }
 
     /// The population the records derive from.

@@ -115,6 +115,7 @@ pub async fn consume(
     bound: watch::Sender<bool>,
 ) {
     let sector = adapter.sector().name();
+    adapter.note_applied(None);
     let mut backoff = BACKOFF.0;
     loop {
         let started = std::time::Instant::now();
@@ -326,11 +327,13 @@ async fn handle(
     let poison = match applied {
         Ok(Ok(Ok(Applied::Changed(changed)))) => {
             tracing::info!(sector, seq = event.seq, kind = %event.kind, changed, "event applied");
+            adapter.note_applied(Some(event.seq));
             ack(delivery).await?;
             return Ok(());
         }
         Ok(Ok(Ok(Applied::Duplicate))) => {
             tracing::info!(sector, seq = event.seq, kind = %event.kind, "duplicate event ignored");
+            adapter.note_applied(Some(event.seq));
             ack(delivery).await?;
             return Ok(());
         }

@@ -214,6 +214,16 @@ impl Store {
         Ok(Ok(Applied::Changed(changes.len())))
     }
 
+    /// The highest event seq applied (0 before any).
+    pub fn highest_applied(&self) -> Result<u64> {
+        let conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM applied", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n as u64)
+        .map_err(Error::store(&self.path))
+    }
+
     /// Counts a message sent to the dead-letter queue.
     pub fn count_dead_lettered(&self) -> Result<()> {
         let conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());

@@ -12,7 +12,7 @@ use lienthong_proto::adapter::v1::sector_adapter_service_client::SectorAdapterSe
 use lienthong_proto::adapter::v1::{DescribeRequest, LookupRequest};
 use lienthong_proto::pki::adapter_server_name;
 use lienthong_proto::population::Population;
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -42,12 +42,13 @@ async fn client(
 }
 
 /// The health adapter binary over `dir` and `pki` (2,000 citizens, seed 5,
-/// no broker) with `extra` flags: the child and the address it listens on.
+/// no broker) with `extra` flags: the child, the address it listens on, and
+/// where its metrics are served, if they are.
 async fn spawn_adapter(
     dir: &tempfile::TempDir,
     pki: &PkiLayout,
     extra: &[&str],
-) -> (tokio::process::Child, String) {
+) -> (tokio::process::Child, String, Option<String>) {
     let mut child = tokio::process::Command::new(BIN)
         .args([
             "--sector",
@@ -71,8 +72,12 @@ async fn spawn_adapter(
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut metrics = None;
     let addr = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("metrics=").nth(1) {
+                metrics = rest.split_whitespace().next().map(str::to_owned);
+            }
             if let Some(rest) = line.split("listen=").nth(1) {
                 return rest.split_whitespace().next().unwrap().to_owned();
             }
@@ -82,7 +87,7 @@ async fn spawn_adapter(
     .await
     .expect("listens within 30 s");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    (child, addr, metrics)
 }
 
 /// The PKI under `dir`, with the gateway's public signing key published.
@@ -99,7 +104,25 @@ fn pki_under(dir: &tempfile::TempDir) -> PkiLayout {
 async fn an_adapter_alone_answers_the_gateway_and_nobody_else() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki_under(&dir);
-    let (mut child, addr) = spawn_adapter(&dir, &pki, &[]).await;
+    let (mut child, addr, metrics) =
+        spawn_adapter(&dir, &pki, &["--metrics-listen", "127.0.0.1:0"]).await;
+    // Its metrics: the highest event seq applied, none yet.
+    let metrics = metrics.expect("the metrics address is logged");
+    let mut scrape = tokio::net::TcpStream::connect(&metrics).await.unwrap();
+    scrape
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    tokio::time::timeout(Duration::from_secs(10), scrape.read_to_string(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        body.lines()
+            .any(|l| l == "lienthong_adapter_applied_seq{sector=\"health\"} 0"),
+        "{body}"
+    );
     // The port never waits on a silent client: a connection that does not
     // complete its TLS handshake is closed at the handshake deadline (3 s;
     // idle connections only after 5 min).
@@ -219,7 +242,7 @@ async fn an_adapters_port_closes_connections_that_carry_nothing() {
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     let dir = tempfile::tempdir().unwrap();
     let pki = pki_under(&dir);
-    let (_child, addr) = spawn_adapter(&dir, &pki, &["--connection-idle-ms", "1000"]).await;
+    let (_child, addr, _) = spawn_adapter(&dir, &pki, &["--connection-idle-ms", "1000"]).await;
 
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();

@@ -28,9 +28,7 @@
 //! installs the Prometheus recorder ([`install`]) and answers scrapes
 //! ([`endpoint::serve_metrics`]).
 
-mod endpoint;
-
-pub use endpoint::serve_metrics;
+pub use lienthong_adapters::telemetry::serve_metrics;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -94,6 +92,8 @@ pub fn install(node: &str) -> Result<PrometheusHandle> {
         "One group commit of the audit log, fsync included"
     );
     metrics::describe_counter!(AUDIT_RECORDS, "Audit records appended");
+    // The adapters `lienthong up` runs in this process record here too.
+    lienthong_adapters::telemetry::describe();
     metrics::describe_counter!(
         SHED,
         "Calls shed at admission (OVERLOADED) or ended at the server's deadline (DEADLINE_EXCEEDED)"

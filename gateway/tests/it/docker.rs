@@ -169,8 +169,8 @@ fn the_compose_file_runs_the_stack_on_loopback_with_commands_the_binary_accepts(
     );
 }
 
-/// Prometheus scrapes every gateway replica on the port its metrics
-/// listen on, and the alerting rules name only metrics the gateway exports
+/// Prometheus scrapes every gateway replica and adapter on the port its
+/// metrics listen on, and the alerting rules name only metrics they export
 /// (the rules' own behaviour is `promtool test rules`, in scripts/test.sh).
 #[test]
 fn prometheus_scrapes_every_replica_and_alerts_on_metrics_that_exist() {
@@ -186,13 +186,18 @@ fn prometheus_scrapes_every_replica_and_alerts_on_metrics_that_exist() {
         .flat_map(|job| job["static_configs"].as_sequence().unwrap())
         .flat_map(|c| strings(&c["targets"]))
         .collect();
+    // Every gateway replica and every adapter, at its metrics port.
+    let exporting = |s: &Value| {
+        s["command"]
+            .as_sequence()
+            .is_some_and(|c| c[0].as_str() == Some("serve"))
+            || s["entrypoint"]
+                .as_sequence()
+                .is_some_and(|e| e[0].as_str() == Some("lienthong-adapter"))
+    };
     let replicas: BTreeSet<String> = services
         .iter()
-        .filter(|(_, s)| {
-            s["command"]
-                .as_sequence()
-                .is_some_and(|c| c[0].as_str() == Some("serve"))
-        })
+        .filter(|(_, s)| exporting(s))
         .map(|(name, s)| {
             let listen = s["environment"]["LIENTHONG_METRICS_LISTEN"]
                 .as_str()
@@ -202,6 +207,7 @@ fn prometheus_scrapes_every_replica_and_alerts_on_metrics_that_exist() {
         })
         .collect();
     assert_eq!(targets, replicas);
+    assert_eq!(replicas.len(), 7, "{replicas:?}");
     let exported = [
         t::REQUESTS,
         t::REQUEST_DURATION,
@@ -215,6 +221,7 @@ fn prometheus_scrapes_every_replica_and_alerts_on_metrics_that_exist() {
         t::SHED,
         t::SECTOR_CALLS,
         t::SECTOR_AVAILABLE,
+        lienthong_adapters::telemetry::APPLIED_SEQ,
     ];
     let mut named = BTreeSet::new();
     for word in ALERTS.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {

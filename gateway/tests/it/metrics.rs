@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::{GatedAdapter, connect_as, reason, run_bin, serve_args, spawn_serve_logged};
 
 /// `GET path` on the metrics port: the status line and the body.
-async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n").as_bytes())
@@ -31,7 +31,7 @@ async fn get(addr: SocketAddr, path: &str) -> (String, String) {
 
 /// The value of the sample named `name` whose labels include every one of
 /// `labels` (`key="value"`), if there is one.
-fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
+pub(crate) fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
     body.lines()
         .filter(|l| !l.starts_with('#'))
         .find(|l| {

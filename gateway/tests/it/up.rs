@@ -142,6 +142,41 @@ async fn up_runs_the_gateway_and_the_five_adapters_together() {
     }
     assert!(data.join("adapters/health.db").is_file());
 
+    // Each adapter exports the highest event seq it applied, here through
+    // the gateway's metrics (one process): the death is seq 1 everywhere.
+    let metrics: std::net::SocketAddr = log
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            l.split("metrics=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("the metrics address is logged");
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = crate::metrics::get(metrics, "/metrics").await;
+        let applied: Vec<Option<f64>> = sectors
+            .iter()
+            .map(|s| {
+                let label = format!("sector=\"{s}\"");
+                crate::metrics::sample(&body, "lienthong_adapter_applied_seq", &[&label])
+            })
+            .collect();
+        if applied.iter().all(|a| *a == Some(1.0)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "applied seqs {applied:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let status = terminate(&mut child, Duration::from_secs(30)).await;
     assert!(status.success(), "{status}");
     for sector in sectors {

@@ -1,5 +1,12 @@
-//! The scrape endpoint: `GET /metrics` over plain HTTP/1.1, one answer per
-//! connection.
+//! Metrics in the Prometheus text format, for an adapter and for the
+//! gateway alike: the scrape endpoint, `GET /metrics` over plain HTTP/1.1,
+//! one answer per connection; and what an adapter exports.
+//!
+//! ```text
+//! lienthong_adapter_applied_seq{sector}   gauge: the highest event seq the
+//!     sector's store has applied (the gateway's lienthong_outbox_last_seq
+//!     less this: how far the adapter is behind)
+//! ```
 //!
 //! ```text
 //! GET /metrics HTTP/1.1       →  200, text/plain; version=0.0.4, the metrics
@@ -18,6 +25,28 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+
+/// The highest event seq a sector's store has applied.
+pub const APPLIED_SEQ: &str = "lienthong_adapter_applied_seq";
+
+/// Installs the process-wide Prometheus recorder for an adapter run alone
+/// and describes its metrics; the handle renders them.
+pub fn install() -> Result<PrometheusHandle, String> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|_| "a recorder is already installed")?;
+    describe();
+    Ok(handle)
+}
+
+/// Describes the adapters' metrics to the recorder installed (the
+/// gateway's, under `lienthong up`).
+pub fn describe() {
+    metrics::describe_gauge!(
+        APPLIED_SEQ,
+        "The highest event seq the sector's store has applied"
+    );
+}
 
 /// Longest request head read.
 const MAX_HEAD: usize = 8 * 1024;

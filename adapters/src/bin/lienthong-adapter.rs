@@ -363,6 +363,8 @@ fn serve(args: AdapterArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{listen}: {e}"))?;
         if let Some(addr) = args.metrics_listen.0 {
             let handle = lienthong_adapters::telemetry::install().map_err(anyhow::Error::msg)?;
+            // Exported before the first scrape can come.
+            adapter.note_applied(None);
             let metrics = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("metrics on {addr}: {e}"))?;

@@ -108,21 +108,27 @@ async fn an_adapter_alone_answers_the_gateway_and_nobody_else() {
         spawn_adapter(&dir, &pki, &["--metrics-listen", "127.0.0.1:0"]).await;
     // Its metrics: the highest event seq applied, none yet.
     let metrics = metrics.expect("the metrics address is logged");
-    let mut scrape = tokio::net::TcpStream::connect(&metrics).await.unwrap();
-    scrape
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    tokio::time::timeout(Duration::from_secs(10), scrape.read_to_string(&mut body))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        body.lines()
-            .any(|l| l == "lienthong_adapter_applied_seq{sector=\"health\"} 0"),
-        "{body}"
-    );
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut scrape = tokio::net::TcpStream::connect(&metrics).await.unwrap();
+        scrape
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        tokio::time::timeout(Duration::from_secs(10), scrape.read_to_string(&mut body))
+            .await
+            .unwrap()
+            .unwrap();
+        if body
+            .lines()
+            .any(|l| l == "lienthong_adapter_applied_seq{sector=\"health\"} 0")
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The port never waits on a silent client: a connection that does not
     // complete its TLS handshake is closed at the handshake deadline (3 s;
     // idle connections only after 5 min).

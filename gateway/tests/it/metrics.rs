@@ -29,6 +29,20 @@ pub(crate) async fn get(addr: SocketAddr, path: &str) -> (String, String) {
     (head.lines().next().unwrap().to_owned(), body.to_owned())
 }
 
+/// Where a spawned `lienthong` serves its metrics, as its log says.
+pub(crate) fn metrics_addr(log: &[String]) -> SocketAddr {
+    log.iter()
+        .find_map(|l| {
+            l.split("metrics=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("the metrics address is logged")
+}
+
 /// The value of the sample named `name` whose labels include every one of
 /// `labels` (`key="value"`), if there is one.
 pub(crate) fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
@@ -84,19 +98,7 @@ async fn the_metrics_endpoint_counts_a_known_workload_exactly() {
             .any(|l| l.contains("node=gw-test-1")),
         "the serving line names the node"
     );
-    let metrics: SocketAddr = log
-        .lock()
-        .unwrap()
-        .iter()
-        .find_map(|l| {
-            l.split("metrics=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .expect("the metrics address is logged");
+    let metrics = metrics_addr(&log.lock().unwrap());
     let sample_line = std::fs::read_to_string(dir.path().join("sample.jsonl")).unwrap();
     let person: serde_json::Value =
         serde_json::from_str(sample_line.lines().next().unwrap()).unwrap();

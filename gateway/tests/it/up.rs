@@ -144,19 +144,7 @@ async fn up_runs_the_gateway_and_the_five_adapters_together() {
 
     // Each adapter exports the highest event seq it applied, here through
     // the gateway's metrics (one process): the death is seq 1 everywhere.
-    let metrics: std::net::SocketAddr = log
-        .lock()
-        .unwrap()
-        .iter()
-        .find_map(|l| {
-            l.split("metrics=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .expect("the metrics address is logged");
+    let metrics = crate::metrics::metrics_addr(&log.lock().unwrap());
     let until = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let (_, body) = crate::metrics::get(metrics, "/metrics").await;

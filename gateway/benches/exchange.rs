@@ -33,6 +33,8 @@
 //! one, in the same run (its server CPU is the gateway's; PostgreSQL's own
 //! is not counted, and verification does not ask it).
 
+#[path = "support/args.rs"]
+mod args;
 #[path = "support/cpu.rs"]
 mod cpu;
 #[path = "support/echo.rs"]
@@ -41,8 +43,10 @@ mod echo;
 mod no_audit;
 #[path = "support/options.rs"]
 mod options;
+#[path = "support/shared_store.rs"]
+mod shared_store;
 
-use cpu::{cores, meter};
+use cpu::{cores, meter, runtime};
 use echo::Echo;
 
 use std::path::PathBuf;
@@ -53,9 +57,7 @@ use futures_util::StreamExt;
 use lienthong_gateway::api::Services;
 use lienthong_gateway::audit::AuditLog;
 use lienthong_gateway::policy::{LivePolicy, Policy};
-use lienthong_gateway::registry::{
-    PopulationStore, PostgresRegistry, Registry, SqliteRegistry, seed,
-};
+use lienthong_gateway::registry::{PopulationStore, SqliteRegistry, seed};
 use lienthong_gateway::signing::SigningKey;
 use lienthong_gateway::tls::{PkiLayout, ensure_pki, server_config};
 use lienthong_proto::population::Population;
@@ -65,6 +67,7 @@ use lienthong_proto::v1::exchange_service_server::ExchangeServiceServer;
 use lienthong_proto::{Citizen, Pid};
 use no_audit::NoAudit;
 use options::{median, options};
+use shared_store::shared_store;
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server};
 
@@ -586,37 +589,4 @@ fn main() {
             }
         }
     });
-}
-
-/// The registry in `url`'s schema `lienthong_bench_<citizens>`, seeded
-/// with `population` unless it already is.
-fn shared_store(url: &str, population: &Population) -> Arc<dyn Registry> {
-    let schema = format!("lienthong_bench_{}", population.len());
-    let mut admin = postgres::Client::connect(url, postgres::NoTls).expect("--store: connect");
-    admin
-        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-        .unwrap();
-    let store = PostgresRegistry::open(&PostgresRegistry::in_schema(url, &schema)).unwrap();
-    if store.count().unwrap() != population.len() {
-        assert!(store.is_empty().unwrap(), "drop schema {schema} and rerun");
-        let started = Instant::now();
-        store.seed(population, |_| {}).unwrap();
-        eprintln!(
-            "seeded {} citizens into PostgreSQL in {:.1} s",
-            population.len(),
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Arc::new(store)
-}
-
-fn runtime(name: &'static str) -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(name)
-        // Blocking threads must outlive a phase for their CPU time to count.
-        .thread_keep_alive(Duration::from_secs(3600))
-        .enable_all()
-        .build()
-        .unwrap()
 }

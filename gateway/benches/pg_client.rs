@@ -17,6 +17,9 @@
 //!
 //! In schema `lienthong_pg_client`, made afresh each run.
 
+#[path = "support/args.rs"]
+mod args;
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -52,12 +55,7 @@ fn report(what: &str, ops: u64, t0: Instant, c0: f64) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
+    let arg = args::value;
     let url = arg("--url").unwrap_or_else(|| {
         std::env::var("LIENTHONG_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())

@@ -15,6 +15,9 @@
 //! are threads calling the store directly (the gateway's blocking threads
 //! do the same), so the figures are the stores', not gRPC's.
 
+#[path = "support/args.rs"]
+mod args;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,19 +39,14 @@ fn options() -> Options {
         seconds: 5,
         postgres: "postgres://postgres@127.0.0.1:5432/test".into(),
     };
-    let args: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--citizens" => o.citizens = args[i + 1].parse().expect("--citizens N"),
-            "--seconds" => o.seconds = args[i + 1].parse().expect("--seconds S"),
-            "--postgres" => o.postgres = args[i + 1].clone(),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    if let Some(n) = args::value("--citizens") {
+        o.citizens = n.parse().expect("--citizens N");
+    }
+    if let Some(s) = args::value("--seconds") {
+        o.seconds = s.parse().expect("--seconds S");
+    }
+    if let Some(url) = args::value("--postgres") {
+        o.postgres = url;
     }
     o
 }

@@ -70,3 +70,16 @@ pub fn meter(server: &'static str, from: Instant, to: Instant) -> tokio::task::J
         cpu() - before
     })
 }
+
+/// A 2-worker runtime whose threads are named `name`, so that [`meter`]
+/// finds them.
+pub fn runtime(name: &'static str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        // Blocking threads must outlive a phase for their CPU time to count.
+        .thread_keep_alive(std::time::Duration::from_secs(3600))
+        .enable_all()
+        .build()
+        .unwrap()
+}

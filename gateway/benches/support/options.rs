@@ -40,36 +40,36 @@ pub fn options() -> Options {
         written_names: false,
         store: None,
     };
-    let args: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--citizens" => o.citizens = args[i + 1].parse().expect("--citizens N"),
-            "--seconds" => o.seconds = args[i + 1].parse().expect("--seconds S"),
-            "--phase" => o.phase = args[i + 1].clone(),
-            "--in-flight" => o.in_flight = args[i + 1].parse().expect("--in-flight N"),
-            "--channels" => {
-                o.channels = args[i + 1]
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .expect("--channels N (1 or more)")
-            }
-            "--rounds" => o.rounds = args[i + 1].parse().expect("--rounds N"),
-            "--store" => o.store = Some(args[i + 1].clone()),
-            "--names" => {
-                o.written_names = match args[i + 1].as_str() {
-                    "registered" => false,
-                    "written" => true,
-                    _ => panic!("--names registered|written"),
-                }
-            }
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    let arg = super::args::value;
+    if let Some(n) = arg("--citizens") {
+        o.citizens = n.parse().expect("--citizens N");
+    }
+    if let Some(s) = arg("--seconds") {
+        o.seconds = s.parse().expect("--seconds S");
+    }
+    if let Some(phase) = arg("--phase") {
+        o.phase = phase;
+    }
+    if let Some(n) = arg("--in-flight") {
+        o.in_flight = n.parse().expect("--in-flight N");
+    }
+    if let Some(n) = arg("--channels") {
+        o.channels = n
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .expect("--channels N (1 or more)");
+    }
+    if let Some(n) = arg("--rounds") {
+        o.rounds = n.parse().expect("--rounds N");
+    }
+    o.store = arg("--store");
+    if let Some(names) = arg("--names") {
+        o.written_names = match names.as_str() {
+            "registered" => false,
+            "written" => true,
+            _ => panic!("--names registered|written"),
+        };
     }
     o
 }

@@ -253,6 +253,12 @@ pub enum Error {
     /// The audit log failed; the request is not answered.
     #[error("audit log: {0}")]
     Audit(String),
+    /// Another process writes the shared audit chain of this node name.
+    #[error(
+        "audit log: another replica is writing the audit chain of node {node:?} in the shared \
+         store (its lock is held); give each replica its own --node-name"
+    )]
+    AuditNodeTaken { node: String },
     /// The gateway's signing key is missing or invalid.
     #[error("signing key: {0}")]
     Key(String),
@@ -365,7 +371,7 @@ impl Error {
             Self::SectorQueryNotPermitted { .. } => Reason::SectorQueryNotPermitted,
             Self::SectorUnavailable { .. } => Reason::SectorUnavailable,
             Self::SectorRecordNotFound { .. } => Reason::SectorRecordNotFound,
-            Self::Audit(_) => Reason::AuditUnavailable,
+            Self::Audit(_) | Self::AuditNodeTaken { .. } => Reason::AuditUnavailable,
             Self::Store(e) if is_damage(e) => Reason::DataLoss,
             Self::Store(_) | Self::Postgres(_) | Self::StoreBusy { .. } | Self::QuotaLedgerDown => {
                 Reason::StoreUnavailable

@@ -8,14 +8,21 @@ use lienthong_gateway::registry::{PopulationStore, PostgresRegistry, Registry};
 use lienthong_proto::population::Population;
 
 /// The registry in `url`'s schema `lienthong_bench_<citizens>`, seeded
-/// with `population` unless it already is.
-pub fn shared_store(url: &str, population: &Population) -> Arc<dyn Registry> {
+/// with `population` unless it already is, with its audit log emptied (a
+/// fresh log, as the embedded gateway's); and the schema's URL.
+pub fn shared_store(url: &str, population: &Population) -> (Arc<dyn Registry>, String) {
     let schema = format!("lienthong_bench_{}", population.len());
     let mut admin = postgres::Client::connect(url, postgres::NoTls).expect("--store: connect");
     admin
         .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
         .unwrap();
-    let store = PostgresRegistry::open(&PostgresRegistry::in_schema(url, &schema)).unwrap();
+    let schema_url = PostgresRegistry::in_schema(url, &schema);
+    let store = PostgresRegistry::open(&schema_url).unwrap();
+    admin
+        .batch_execute(&format!(
+            "TRUNCATE {schema}.audit_record, {schema}.audit_pid, {schema}.audit_checkpoint"
+        ))
+        .unwrap();
     if store.count().unwrap() != population.len() {
         assert!(store.is_empty().unwrap(), "drop schema {schema} and rerun");
         let started = Instant::now();
@@ -26,5 +33,5 @@ pub fn shared_store(url: &str, population: &Population) -> Arc<dyn Registry> {
             started.elapsed().as_secs_f64()
         );
     }
-    Arc::new(store)
+    (Arc::new(store), schema_url)
 }

@@ -105,6 +105,7 @@ impl CitizenApi {
                     } as i32,
                     outcome: a.outcome,
                     audit_seq: a.seq,
+                    audit_node: a.node,
                 })
                 .collect(),
             next_page_token: page.next.map(|s| s.to_string()).unwrap_or_default(),

@@ -19,6 +19,8 @@
 //!   - [`recovery`]: where the log ends at start, and what a crash left.
 //! - [`index`]: which records concern which citizen and where they are,
 //!   kept up to date off the request path.
+//! - [`shared`]: the cluster's backend ([`SharedAudit`]): with the shared
+//!   store, each replica's chain in PostgreSQL, `ListAccesses` across all.
 //! - [`verify()`]: the chain and checkpoint walk behind `lienthong audit verify`.
 //! - [`AccessList`]: a citizen's view, behind `CitizenService.ListAccesses`.
 //!
@@ -33,12 +35,16 @@ mod record;
 mod recovery;
 mod segment;
 mod segment_file;
+mod shared;
 mod verify;
 mod writer;
 
 pub use index::index_path;
 pub use log::{AuditLog, AuditWriter};
 pub use record::{AuditEntry, AuditRecord, Checkpoint, Decision, Hash};
+pub use shared::{
+    ChainAnchor, ChainReport, SharedAccesses, SharedAudit, SharedAuditWriter, verify_shared,
+};
 pub use verify::{Anchor, AuditReport, Problem, verify, verify_anchored};
 pub use writer::{CHECKPOINT_EVERY, PACE, PACE_FROM};
 
@@ -79,7 +85,13 @@ pub const MAX_PAGE: usize = 500;
 /// One stored access to a citizen's data, as `ListAccesses` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAccess {
-    /// The audit record's number.
+    /// Where it stands in the newest-first order: the page token that
+    /// continues after it (the record's number in the embedded log; the
+    /// cluster-wide `at` in the shared one).
+    pub order: u64,
+    /// The replica whose chain holds the record; empty in the embedded log.
+    pub node: String,
+    /// The audit record's number (in `node`'s chain).
     pub seq: u64,
     /// When.
     pub time: String,
@@ -124,8 +136,19 @@ pub struct AccessPage {
 #[derive(Clone)]
 pub struct AccessList {
     policy: LivePolicy,
-    path: PathBuf,
-    reader: Arc<Mutex<Option<Connection>>>,
+    source: Source,
+}
+
+/// Which log the accesses are read from.
+#[derive(Clone)]
+enum Source {
+    /// The embedded log in a directory, through its index.
+    Segments {
+        path: PathBuf,
+        reader: Arc<Mutex<Option<Connection>>>,
+    },
+    /// The shared log: every replica's chain.
+    Shared(SharedAccesses),
 }
 
 impl AccessList {
@@ -133,8 +156,18 @@ impl AccessList {
     pub fn new(policy: LivePolicy, path: &Path) -> Self {
         Self {
             policy,
-            path: path.to_path_buf(),
-            reader: Arc::new(Mutex::new(None)),
+            source: Source::Segments {
+                path: path.to_path_buf(),
+                reader: Arc::new(Mutex::new(None)),
+            },
+        }
+    }
+
+    /// Reads the shared log of a cluster.
+    pub fn shared(policy: LivePolicy, accesses: SharedAccesses) -> Self {
+        Self {
+            policy,
+            source: Source::Shared(accesses),
         }
     }
 
@@ -176,22 +209,22 @@ impl AccessList {
                 ));
             }
         };
-        let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        if reader.is_none() {
-            *reader = Some(index::open_reader(&self.path)?);
-        }
-        let conn = reader.as_ref().ok_or(Error::Task)?;
-        let mut rows = accesses(
-            &self.path,
-            conn,
-            citizen,
-            before.unwrap_or(u64::MAX),
-            limit + 1,
-            &clock::now(),
-        )?;
+        let before = before.unwrap_or(u64::MAX);
+        let now = clock::now();
+        let mut rows = match &self.source {
+            Source::Segments { path, reader } => {
+                let mut reader = reader.lock().unwrap_or_else(|e| e.into_inner());
+                if reader.is_none() {
+                    *reader = Some(index::open_reader(path)?);
+                }
+                let conn = reader.as_ref().ok_or(Error::Task)?;
+                accesses(path, conn, citizen, before, limit + 1, &now)?
+            }
+            Source::Shared(shared) => shared.page(citizen, before, limit + 1, &now)?,
+        };
         let next = (rows.len() > limit).then(|| {
             rows.truncate(limit);
-            rows.last().map_or(0, |a| a.seq)
+            rows.last().map_or(0, |a| a.order)
         });
         Ok(AccessPage {
             accesses: rows
@@ -289,6 +322,8 @@ fn accesses(
             .into_iter()
             .map(|r| StoredAccess {
                 outcome: r.entry.outcome_for(&wanted).to_owned(),
+                order: r.seq,
+                node: String::new(),
                 seq: r.seq,
                 time: r.time,
                 agency: r.entry.agency,

@@ -125,15 +125,20 @@ impl AuditEntry {
     /// The outcome the record gives for citizen `pid` (its first claim
     /// about them, in a batch's record).
     pub fn outcome_for(&self, pid: &str) -> &str {
-        if self.operation != Self::BATCH || !self.outcome.contains(' ') {
-            return &self.outcome;
-        }
-        self.pids
-            .split(' ')
-            .zip(self.outcome.split(' '))
-            .find(|(p, _)| *p == pid)
-            .map_or("", |(_, outcome)| outcome)
+        outcome_for(&self.operation, &self.pids, &self.outcome, pid)
     }
+}
+
+/// The outcome a record of `operation` naming `pids` with `outcome` gives
+/// for citizen `pid` ([`AuditEntry::outcome_for`], from stored columns).
+pub(crate) fn outcome_for<'a>(operation: &str, pids: &str, outcome: &'a str, pid: &str) -> &'a str {
+    if operation != AuditEntry::BATCH || !outcome.contains(' ') {
+        return outcome;
+    }
+    pids.split(' ')
+        .zip(outcome.split(' '))
+        .find(|(p, _)| *p == pid)
+        .map_or("", |(_, outcome)| outcome)
 }
 
 /// An entry as appended: numbered, timed and chained.

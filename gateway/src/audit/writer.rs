@@ -195,7 +195,7 @@ impl Writer {
 }
 
 /// A checkpoint of the log up to `head`, signed with `key`.
-fn sign(key: &SigningKey, (seq, hash): (u64, Hash), time: &str) -> Checkpoint {
+pub(super) fn sign(key: &SigningKey, (seq, hash): (u64, Hash), time: &str) -> Checkpoint {
     Checkpoint {
         seq,
         hash,

@@ -13,6 +13,7 @@
 //! precedence: built-in default < lienthong.toml < LIENTHONG_* variable < flag
 //! ```
 
+mod audit;
 mod listing;
 mod run;
 mod serve_args;
@@ -130,10 +131,25 @@ pub struct AuditVerifyArgs {
     #[arg(long, value_name = "HEX")]
     pub public_key: Option<VerifyingKey>,
     /// A record's number and hash from an earlier run of this command
-    /// (`SEQ:HASH`), kept off the machine: the log must still hold it. This
-    /// finds a tail cut together with its checkpoints.
-    #[arg(long, value_name = "SEQ:HASH", value_parser = parse_anchor)]
-    pub checkpoint: Option<Anchor>,
+    /// (`SEQ:HASH`; with --store, `NODE:SEQ:HASH`, once for each chain),
+    /// kept off the machine: the log must still hold it. This finds a tail
+    /// cut together with its checkpoints.
+    #[arg(long, value_name = "[NODE:]SEQ:HASH", value_parser = parse_anchor)]
+    pub checkpoint: Vec<ChainAnchorArg>,
+    /// Verify the cluster's audit log in this shared store
+    /// (postgres://…): every replica's chain, instead of DIR/audit/.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `--checkpoint`: a record's number and hash, in the chain `node` names
+/// (none for the embedded log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainAnchorArg {
+    /// The replica whose chain holds it.
+    pub node: Option<String>,
+    /// The record.
+    pub anchor: Anchor,
 }
 
 /// Where the metrics are served, or nowhere.
@@ -168,16 +184,26 @@ pub(crate) fn parse_sector_endpoints(text: &str) -> Result<SectorEndpoints, Stri
     parse_endpoints(text).map(SectorEndpoints)
 }
 
-/// `SEQ:HASH`, as `audit verify` prints the last checkpoint.
-fn parse_anchor(text: &str) -> Result<Anchor, String> {
-    let (seq, hash) = text
+/// `[NODE:]SEQ:HASH`, as `audit verify` prints the last checkpoint.
+fn parse_anchor(text: &str) -> Result<ChainAnchorArg, String> {
+    let (node, rest) = match text.matches(':').count() {
+        2 => text
+            .split_once(':')
+            .map(|(node, rest)| (Some(node.to_owned()), rest))
+            .ok_or("expected [NODE:]SEQ:HASH")?,
+        _ => (None, text),
+    };
+    let (seq, hash) = rest
         .split_once(':')
-        .ok_or("expected SEQ:HASH, e.g. 48213:9f1c…")?;
+        .ok_or("expected [NODE:]SEQ:HASH, e.g. 48213:9f1c… or gw-a:48213:9f1c…")?;
     let seq = seq
         .parse()
         .map_err(|_| format!("{seq:?} is not a record number"))?;
     let hash = parse_hex32(hash).ok_or("the hash is 64 hex digits")?;
-    Ok((seq, hash))
+    Ok(ChainAnchorArg {
+        node,
+        anchor: (seq, hash),
+    })
 }
 
 /// Where the data directory is, and how to log: every command takes these.

@@ -126,52 +126,7 @@ pub fn run(command: Command, settings: &[Setting]) -> Result<()> {
                 return Err(Error::CheckFailed { problems });
             }
         }
-        Command::Audit(AuditCommand::Verify(args)) => {
-            let dir = DataDir::new(&args.dir.data_dir);
-            let (report, key) = cmd::audit_verify(&dir, args.public_key, args.checkpoint)?;
-            for file in &report.set_aside {
-                eprintln!(
-                    "warning: {} holds bytes the gateway found after the last whole record when it \
-                     started (a write a crash cut short, or an edit) and moved out of the log",
-                    file.display()
-                );
-            }
-            if !report.set_aside.is_empty() {
-                return Err(Error::Audit(format!(
-                    "{} file(s) set aside in {}: a record in them may be missing from the chain \
-                     until someone has looked; move them out of the audit directory once inspected",
-                    report.set_aside.len(),
-                    dir.audit().display()
-                )));
-            }
-            if let Some(problem) = report.problem {
-                return Err(Error::Audit(format!(
-                    "audit log {} failed verification: {problem}",
-                    dir.audit().display()
-                )));
-            }
-            println!(
-                "audit log verified: {} records, {} signed checkpoints",
-                report.records, report.checkpoints
-            );
-            println!(
-                "the last checkpoint covers record {}{}",
-                report.checkpointed,
-                match report.records - report.checkpointed {
-                    0 => String::new(),
-                    n => format!(" ({n} later records are chained but not yet signed)"),
-                }
-            );
-            if let Some(hash) = report.checkpointed_hash {
-                let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-                println!("its hash                      {hex}");
-                println!(
-                    "keep off the machine: --checkpoint {}:{hex} --public-key {key}",
-                    report.checkpointed
-                );
-            }
-            println!("signing key (Ed25519, public) {key}");
-        }
+        Command::Audit(AuditCommand::Verify(args)) => super::audit::verify(&args)?,
         Command::Certs(args) => {
             let dir = DataDir::new(&args.data_dir);
             let report = cmd::certs(&dir)?;

@@ -2,7 +2,7 @@
 //! gateway's signing key.
 
 use super::DataDir;
-use crate::audit::{self, Anchor, AuditReport};
+use crate::audit::{self, Anchor, AuditReport, ChainAnchor, ChainReport};
 use crate::error::Result;
 use crate::signing::{SigningKey, VerifyingKey};
 
@@ -20,4 +20,21 @@ pub fn audit_verify(
         None => SigningKey::load(&dir.signing_key())?.verifying_key(),
     };
     Ok((audit::verify_anchored(&dir.audit(), &key, anchor)?, key))
+}
+
+/// Verifies every replica's chain in the shared store at `url` against
+/// `public_key` (by default the public half of the data directory's key,
+/// which a cluster's replicas share), and each of `anchors`; also returns
+/// the key it checked against.
+pub fn audit_verify_shared(
+    dir: &DataDir,
+    url: &str,
+    public_key: Option<VerifyingKey>,
+    anchors: &[ChainAnchor],
+) -> Result<(Vec<ChainReport>, VerifyingKey)> {
+    let key = match public_key {
+        Some(key) => key,
+        None => SigningKey::load(&dir.signing_key())?.verifying_key(),
+    };
+    Ok((audit::verify_shared(url, &key, anchors)?, key))
 }

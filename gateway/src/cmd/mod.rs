@@ -25,7 +25,7 @@ mod seed;
 mod serve;
 mod up;
 
-pub use audit::audit_verify;
+pub use audit::{audit_verify, audit_verify_shared};
 pub use certs::certs;
 pub use check::{Finding, check};
 pub use health::{Health, health};

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use tokio::net::TcpListener;
 
 use super::{DataDir, SeedOptions};
 use crate::api::{ServerLimits, Services};
+use crate::audit::{AccessList, AuditWriter, SharedAudit, SharedAuditWriter};
 use crate::blocking::off_runtime;
 use crate::clock;
 use crate::error::{Error, Result};
@@ -22,6 +24,7 @@ use crate::events::{OutboxRelay, RelayConfig};
 use crate::policy::LivePolicy;
 use crate::registry::{Outbox, PopulationStore, PostgresRegistry, Registry, SqliteRegistry};
 use crate::sector::{SectorOptions, Sectors};
+use crate::signing::SigningKey;
 use crate::telemetry;
 use crate::tls::{ensure_pki, server_config};
 
@@ -229,8 +232,9 @@ pub async fn serve(
         None => None,
     };
     // Off the runtime: the projection's build reads the whole register.
+    let (store, node) = (opts.store.clone(), opts.node_name.clone());
     let (mut services, audit_writer) =
-        off_runtime(move || Services::open(policy, registry, &audit, &key)).await?;
+        off_runtime(move || open_services(policy, registry, &store, &node, &audit, &key)).await?;
     services.limits = opts.limits;
     services.registrar = services.registrar.on_node(&opts.node_name);
     // The drain is part of the grace period: at most half of it, so that
@@ -310,6 +314,53 @@ pub async fn serve(
         tracing::warn!("the audit log did not close in time: its last checkpoint may be missing");
     }
     served
+}
+
+/// The audit log's writer, closed last.
+enum AuditClose {
+    /// The embedded log's threads.
+    Segments(AuditWriter),
+    /// The shared log's writer.
+    Shared(SharedAuditWriter),
+}
+
+impl AuditClose {
+    /// Commits what is queued and signs a last checkpoint, within `limit`;
+    /// whether it closed.
+    async fn close(self, limit: Duration) -> bool {
+        match self {
+            Self::Segments(writer) => writer.close(limit).await,
+            Self::Shared(writer) => writer.close(limit).await,
+        }
+    }
+}
+
+/// The services over `registry`, auditing where `store` says: the embedded
+/// log in `audit_dir`, or replica `node`'s chain in the shared store (which
+/// refuses a node name another process writes). Blocks.
+fn open_services(
+    policy: LivePolicy,
+    registry: Arc<dyn Registry>,
+    store: &StoreChoice,
+    node: &str,
+    audit_dir: &Path,
+    key_path: &Path,
+) -> Result<(Services, AuditClose)> {
+    match store {
+        StoreChoice::Embedded => {
+            let (services, writer) = Services::open(policy, registry, audit_dir, key_path)?;
+            Ok((services, AuditClose::Segments(writer)))
+        }
+        StoreChoice::Postgres(url) => {
+            let key = Arc::new(SigningKey::load_or_create(key_path)?);
+            // Before the projection's build: a node name in use is refused
+            // at once.
+            let (audit, writer, accesses) = SharedAudit::open(url, node, key.clone())?;
+            let mut services = Services::new(policy.clone(), registry, audit, audit_dir, key)?;
+            services.accesses = AccessList::shared(policy, accesses);
+            Ok((services, AuditClose::Shared(writer)))
+        }
+    }
 }
 
 /// Binds `addr` and answers scrapes there from the installed recorder's

@@ -9,7 +9,7 @@
 //! through [`Outbox`].
 
 mod consent;
-mod postgres;
+pub(crate) mod postgres;
 mod schema;
 mod seed;
 mod sqlite;
@@ -249,6 +249,6 @@ pub trait ConsentBook: Send + Sync + 'static {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 pub(crate) use tests::TestSchema;

@@ -345,6 +345,47 @@ async fn three_replicas_lose_no_write_when_the_publisher_is_killed() {
     .unwrap();
     assert_eq!((rows, lowest, highest), (WRITES as i64, 1, WRITES as i64));
 
+    // Every answer a writer received has its audit record in PostgreSQL,
+    // those of the SIGKILLed replica included; every chain verifies, a's
+    // continued across its restart under the same node name.
+    let (url, ids) = (
+        store.clone(),
+        acked
+            .iter()
+            .map(|w| w.request.request_id.clone())
+            .collect::<Vec<_>>(),
+    );
+    let unaudited: i64 = tokio::task::spawn_blocking(move || {
+        let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        db.query_one(
+            "SELECT count(*) FROM unnest($1::text[]) AS w(id) WHERE NOT EXISTS (
+                 SELECT 1 FROM audit_record r WHERE r.request_id = w.id
+                   AND r.operation = 'change_name' AND r.outcome = 'OK')",
+            &[&ids],
+        )
+        .unwrap()
+        .get(0)
+    })
+    .await
+    .unwrap();
+    assert_eq!(unaudited, 0, "acknowledged writes without an audit record");
+    let verified = run(&["audit", "verify", "--data-dir", data[0], "--store", &store]);
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        text(&verified.stdout),
+        text(&verified.stderr)
+    );
+    assert!(text(&verified.stdout).contains("audit log verified: 3 chains"));
+    assert!(
+        a_log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("chain continues") && !l.contains("seq=0")),
+        "the restarted a continues its chain"
+    );
+
     // A consumer receives every seq (duplicates allowed).
     let until = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {

@@ -14,6 +14,7 @@ mod audit;
 mod batch;
 mod cli;
 mod cluster;
+mod cluster_audit;
 mod consent;
 mod docker;
 mod events;

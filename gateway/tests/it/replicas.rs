@@ -366,7 +366,7 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
     )
     .unwrap();
     let a_data = a_dir.path().to_str().unwrap();
-    let mut a_args = serve_args(a_data, &["--store", &store]);
+    let mut a_args = serve_args(a_data, &["--store", &store, "--node-name", "gw-a"]);
     a_args.extend_from_slice(&broker);
     let (mut a, a_addr) = spawn_serve(&a_args).await;
     // The second replica is given the first's policy, PKI and signing key.
@@ -379,7 +379,7 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
         }
     }
     let b_data = b_dir.path().to_str().unwrap();
-    let mut b_args = serve_args(b_data, &["--store", &store]);
+    let mut b_args = serve_args(b_data, &["--store", &store, "--node-name", "gw-b"]);
     b_args.extend_from_slice(&broker);
     let (mut b, b_addr, b_log) = spawn_serve_logged(&b_args).await;
 

@@ -22,13 +22,12 @@
 //! pooled and bounded in number and time ([`pool`]).
 
 mod consent;
-mod pool;
+pub(crate) mod pool;
 mod quota;
 mod schema;
 mod seed;
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Mutex;
 
 use fallible_iterator::FallibleIterator;
@@ -91,16 +90,8 @@ impl PostgresRegistry {
     /// Connects to `url` (`postgres://user:password@host:port/database`)
     /// and migrates the schema (under a lock: replicas may start together).
     pub fn open(url: &str) -> Result<Self> {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(Error::StoreUrl(
-                "give a postgres://user:password@host:port/database URL, or nothing for DIR/registry.db".into(),
-            ));
-        }
-        // The parser's message never repeats the URL (nor its password).
-        let config = postgres::Config::from_str(url)
-            .map_err(|e| Error::StoreUrl(format!("not a PostgreSQL URL: {e}")))?;
         let registry = Self {
-            pool: Pool::new(config),
+            pool: Pool::from_url(url, pool::MAX_OPEN)?,
             leading: Mutex::new(None),
             node: String::new(),
         };

@@ -19,6 +19,7 @@
 //! the pool is dropped on a runtime's thread are closed on a thread of
 //! their own.
 
+use std::str::FromStr;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -26,9 +27,10 @@ use postgres::{Client, NoTls};
 
 use crate::error::{Error, Result};
 
-/// Connections open at once, at most (PostgreSQL allows 100 by default,
-/// shared by every replica).
-pub(super) const MAX_OPEN: usize = 32;
+/// Connections the registry opens at once, at most (PostgreSQL allows 100
+/// by default, shared by every replica; the audit log's readers have a pool
+/// of their own, smaller).
+pub(crate) const MAX_OPEN: usize = 32;
 
 /// Idle connections kept for reuse, at most.
 const POOLED: usize = 16;
@@ -45,8 +47,10 @@ const SESSION: &str = "SET statement_timeout = '30s';
      SET tcp_keepalives_count = 3";
 
 /// Connections to one database.
-pub(super) struct Pool {
+pub(crate) struct Pool {
     config: postgres::Config,
+    /// Connections open at once, at most.
+    max_open: usize,
     state: Mutex<State>,
     freed: Condvar,
 }
@@ -58,8 +62,22 @@ struct State {
 }
 
 impl Pool {
+    /// At most `max_open` connections to the database at `url`
+    /// (`postgres://user:password@host:port/database`).
+    pub(crate) fn from_url(url: &str, max_open: usize) -> Result<Self> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(Error::StoreUrl(
+                "give a postgres://user:password@host:port/database URL, or nothing for DIR/registry.db".into(),
+            ));
+        }
+        // The parser's message never repeats the URL (nor its password).
+        let config = postgres::Config::from_str(url)
+            .map_err(|e| Error::StoreUrl(format!("not a PostgreSQL URL: {e}")))?;
+        Ok(Self::new(config, max_open))
+    }
+
     /// Connections as `config` says, bounded in time as the module says.
-    pub(super) fn new(mut config: postgres::Config) -> Self {
+    fn new(mut config: postgres::Config, max_open: usize) -> Self {
         config
             .connect_timeout(Duration::from_secs(5))
             .keepalives(true)
@@ -67,6 +85,7 @@ impl Pool {
             .tcp_user_timeout(Duration::from_secs(30));
         Self {
             config,
+            max_open,
             state: Mutex::new(State {
                 idle: Vec::new(),
                 open: 0,
@@ -75,15 +94,16 @@ impl Pool {
         }
     }
 
-    /// A new session outside the pool (the relay's lock holds one).
-    pub(super) fn connect(&self) -> Result<Client> {
+    /// A new session outside the pool (the relay's lock holds one, the
+    /// audit writer another).
+    pub(crate) fn connect(&self) -> Result<Client> {
         let mut client = self.config.connect(NoTls)?;
         client.batch_execute(SESSION)?;
         Ok(client)
     }
 
     /// Runs `f` with a pooled connection; one that closed is not pooled.
-    pub(super) fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+    pub(crate) fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
         let mut client = self.checkout()?;
         let out = f(&mut client);
         let mut state = self.state();
@@ -109,7 +129,7 @@ impl Pool {
                 state.open -= 1;
                 continue;
             }
-            if state.open < MAX_OPEN {
+            if state.open < self.max_open {
                 state.open += 1;
                 drop(state);
                 return self.connect().inspect_err(|_| {
@@ -119,7 +139,9 @@ impl Pool {
             }
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::StoreBusy { open: MAX_OPEN });
+                return Err(Error::StoreBusy {
+                    open: self.max_open,
+                });
             }
             state = self
                 .freed
@@ -142,7 +164,7 @@ impl Drop for Pool {
 
 /// Closes `clients` — on a thread of their own when this one drives a
 /// runtime, where a client cannot block to close.
-pub(super) fn close_off_runtime(clients: Vec<Client>) {
+pub(crate) fn close_off_runtime(clients: Vec<Client>) {
     if clients.is_empty() {
         return;
     }

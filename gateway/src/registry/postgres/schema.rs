@@ -16,6 +16,16 @@
 //! meta(key PK, value)                         e.g. seed, citizens
 //! quota_day(agency, day, leased; PK (agency, day))   quota leased out;
 //!        a lease locks its row
+//! audit_record(period date, node, seq, at, time, …the record's fields…,
+//!        prev_hash, hash; PK (node, seq, period))   one hash chain a
+//!        replica; PARTITION BY RANGE (period): one partition a month
+//! audit_pid(period, pid, at, node, seq; PK (pid, at, period))   the
+//!        citizen index, partitioned alike
+//! audit_checkpoint(node, seq, hash, time, signature; PK (node, seq))
+//! audit_detached(node, period, last_seq, last_hash)   what a detached
+//!        month ended with, for `audit verify`
+//! audit_at                                    a sequence: the cluster-wide
+//!        order `ListAccesses` pages by
 //! schema_version(version int)                 one row
 //! ```
 
@@ -86,6 +96,54 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 3: which replica committed each write, named in its receipt.
     "ALTER TABLE request ADD COLUMN node text NOT NULL DEFAULT '';",
+    // 4: the cluster's audit log (`crate::audit::shared`): one hash chain
+    // a replica, partitioned by month; the citizen index beside it.
+    "CREATE SEQUENCE audit_at;
+     CREATE TABLE audit_record (
+        period        date NOT NULL,
+        node          text NOT NULL,
+        seq           bigint NOT NULL,
+        at            bigint NOT NULL,
+        time          text NOT NULL,
+        agency        text NOT NULL,
+        operation     text NOT NULL,
+        purpose       text NOT NULL,
+        pids          text NOT NULL,
+        fields        text NOT NULL,
+        decision      text NOT NULL,
+        outcome       text NOT NULL,
+        request_id    text NOT NULL,
+        trace_id      text NOT NULL,
+        request_hash  bytea NOT NULL,
+        response_hash bytea NOT NULL,
+        hidden_until  text,
+        prev_hash     bytea NOT NULL,
+        hash          bytea NOT NULL,
+        PRIMARY KEY (node, seq, period)
+     ) PARTITION BY RANGE (period);
+     CREATE TABLE audit_pid (
+        period date NOT NULL,
+        pid    bigint NOT NULL,
+        at     bigint NOT NULL,
+        node   text NOT NULL,
+        seq    bigint NOT NULL,
+        PRIMARY KEY (pid, at, period)
+     ) PARTITION BY RANGE (period);
+     CREATE TABLE audit_checkpoint (
+        node      text NOT NULL,
+        seq       bigint NOT NULL,
+        hash      bytea NOT NULL,
+        time      text NOT NULL,
+        signature bytea NOT NULL,
+        PRIMARY KEY (node, seq)
+     );
+     CREATE TABLE audit_detached (
+        node      text NOT NULL,
+        period    date NOT NULL,
+        last_seq  bigint NOT NULL,
+        last_hash bytea NOT NULL,
+        PRIMARY KEY (node, period)
+     );",
 ];
 
 /// The schema version this binary writes.

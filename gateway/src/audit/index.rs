@@ -11,19 +11,22 @@
 //!
 //! ```text
 //! audit/index.db
-//!   audit_pid(bucket, pid, seq, pos)
-//!       PRIMARY KEY (bucket, pid, seq)   for every Pid a record names;
-//!       bucket = seq / 2^18, pos = segment << 40 | offset of its frame
+//!   audit_pid(run, pid, seq, pos)
+//!       PRIMARY KEY (run, pid, seq)   for every Pid a record names;
+//!       pos = segment << 40 | offset of its frame
+//!   audit_run(run, level, first_seq, last_seq, state, …)   see `levels`
 //!   indexed(through, pos)      every record up to `through` is in audit_pid,
 //!                              and no later one; the next frame starts at `pos`
 //! ```
 //!
-//! The bucket keeps the cost of indexing flat as the log grows: Pids are
+//! The run keeps the cost of indexing flat as the log grows: Pids are
 //! random, so a batch lands on pages all over its part of the tree, and
 //! keyed by Pid alone that part is the whole index (each batch rewrote most
-//! of its leaves). Keyed by bucket first, a batch only touches the pages of
-//! the last [`BUCKET_RECORDS`] records. A citizen's accesses are then one
-//! seek per bucket, newest first.
+//! of its leaves). Keyed by run first, a batch only touches the pages of
+//! the open run (the last [`levels::RUN_RECORDS`] records). Runs are merged in
+//! levels off the request path ([`super::levels`]), so a citizen's
+//! accesses are one seek a live run — a few dozen at most, however long
+//! the log — newest first.
 //!
 //! Readers take the index up to `through` and scan the log from `pos` (at
 //! most a few seconds of records), in one snapshot of the index: nothing is
@@ -39,19 +42,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use super::levels::{self, OpenRun};
 use super::segment::{self, Cursor, Position, Step};
 use crate::error::{Error, Result};
 
 /// How often the index catches up with the log.
 pub const INDEX_EVERY: Duration = Duration::from_millis(500);
-
-/// Records per bucket (a few in unit tests, so that they span many).
-const BUCKET_RECORDS: u64 = if cfg!(test) { 64 } else { 1 << 18 };
-
-/// The bucket of record `seq`.
-pub(crate) fn bucket(seq: u64) -> i64 {
-    (seq / BUCKET_RECORDS) as i64
-}
 
 /// Most records indexed in one transaction.
 const CHUNK: usize = 100_000;
@@ -61,15 +57,15 @@ const CHUNK: usize = 100_000;
 const ROWS_PER_INSERT: usize = 256;
 
 /// The schema's version; an index of another version is rebuilt.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_pid (
-    bucket INTEGER NOT NULL,
-    pid    INTEGER NOT NULL,
-    seq    INTEGER NOT NULL,
-    pos    INTEGER NOT NULL,
-    PRIMARY KEY (bucket, pid, seq)
+    run INTEGER NOT NULL,
+    pid INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    pos INTEGER NOT NULL,
+    PRIMARY KEY (run, pid, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS indexed (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
@@ -77,7 +73,7 @@ CREATE TABLE IF NOT EXISTS indexed (
     pos     INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO indexed (id, through, pos) VALUES (1, 0, 1099511627776);
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 ";
 
 /// The index file of the log in the directory `log`.
@@ -101,7 +97,9 @@ pub(crate) struct Indexer {
     durable: Arc<AtomicU64>,
     /// Reads the log; kept, with what it read into, from step to step.
     cursor: Cursor,
-    /// The rows of a step, `(bucket, pid, seq, pos)` (kept likewise).
+    /// The records of a step, `(seq, pids, pos)` (kept likewise).
+    records: Vec<(u64, Vec<i64>, i64)>,
+    /// The rows of a step, `(run, pid, seq, pos)` (kept likewise).
     rows: Vec<(i64, i64, i64, i64)>,
 }
 
@@ -123,13 +121,18 @@ impl Indexer {
         if version != 0 && version != VERSION {
             // Derived data: an index of an earlier build is made again.
             tracing::warn!("the audit index is of an earlier build; rebuilding it");
-            index.execute_batch("DROP TABLE IF EXISTS audit_pid; DROP TABLE IF EXISTS indexed;")?;
+            index.execute_batch(
+                "DROP TABLE IF EXISTS audit_pid; DROP TABLE IF EXISTS indexed;
+                 DROP TABLE IF EXISTS audit_run;",
+            )?;
         }
         index.execute_batch(SCHEMA)?;
+        index.execute_batch(levels::SCHEMA)?;
         let indexer = Self {
             index,
             durable,
             cursor: Cursor::new(dir, Position::START, None, 1 << 20),
+            records: Vec::new(),
             rows: Vec::new(),
         };
         let (through, pos) = indexer.through()?;
@@ -139,7 +142,9 @@ impl Indexer {
                 "UPDATE indexed SET through = 0, pos = ?1",
                 params![Position::START.pack() as i64],
             )?;
-            indexer.index.execute("DELETE FROM audit_pid", [])?;
+            indexer
+                .index
+                .execute_batch("DELETE FROM audit_pid; DELETE FROM audit_run;")?;
         }
         Ok(indexer)
     }
@@ -156,8 +161,8 @@ impl Indexer {
         let durable = Position::unpack(self.durable.load(Ordering::Acquire));
         let cursor = &mut self.cursor;
         cursor.restart(from, Some(durable));
-        let entries = &mut self.rows;
-        entries.clear();
+        let found = &mut self.records;
+        found.clear();
         // Only each record's number and Pids are read.
         let read = |body: &[u8]| {
             segment::record_pids(body).map(|r| r.map(|(seq, pids)| (seq, pids_of(pids))))
@@ -166,11 +171,7 @@ impl Indexer {
         while records < CHUNK {
             match cursor.step_as(read)? {
                 Step::Frame(at, Some((seq, pids))) => {
-                    let pos = at.pack() as i64;
-                    entries.extend(
-                        pids.into_iter()
-                            .map(|pid| (bucket(seq), pid, seq as i64, pos)),
-                    );
+                    found.push((seq, pids, at.pack() as i64));
                     last = seq;
                     records += 1;
                 }
@@ -188,23 +189,33 @@ impl Indexer {
         if next == from {
             return Ok(0);
         }
-        // Sorted, so that each page of the B-tree is visited once.
-        entries.sort_unstable();
         let tx = self
             .index
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
+            // Each record into the open run, a new one opened when it is
+            // full.
+            let mut open = OpenRun::read(&tx)?;
+            let entries = &mut self.rows;
+            entries.clear();
+            for (seq, pids, pos) in found.iter() {
+                let run = open.run_of(&tx, *seq)?;
+                entries.extend(pids.iter().map(|&pid| (run, pid, *seq as i64, *pos)));
+            }
+            open.reached(&tx, last)?;
+            // Sorted, so that each page of the B-tree is visited once.
+            entries.sort_unstable();
             // Many rows a statement: the per-statement work is most of an
             // insert's cost when each lands on a page already at hand.
             let insert = |n: usize| {
                 let values = vec!["(?, ?, ?, ?)"; n].join(", ");
-                format!("INSERT OR IGNORE INTO audit_pid (bucket, pid, seq, pos) VALUES {values}")
+                format!("INSERT OR IGNORE INTO audit_pid (run, pid, seq, pos) VALUES {values}")
             };
             let full = insert(ROWS_PER_INSERT);
             for chunk in entries.chunks(ROWS_PER_INSERT) {
                 let values = chunk
                     .iter()
-                    .flat_map(|(bucket, pid, seq, pos)| [bucket, pid, seq, pos]);
+                    .flat_map(|(run, pid, seq, pos)| [run, pid, seq, pos]);
                 let last_chunk;
                 let sql = if chunk.len() == ROWS_PER_INSERT {
                     &full
@@ -225,11 +236,18 @@ impl Indexer {
     }
 
     /// Catches up every [`INDEX_EVERY`] until `stop` is dropped, then once
-    /// more.
+    /// more; between catch-ups, while the index is current, merges runs a
+    /// step at a time ([`levels::compact_step`]).
     pub(crate) fn run(mut self, stop: mpsc::Receiver<()>) {
+        let mut compacting = true;
         loop {
+            let wait = if compacting {
+                Duration::ZERO
+            } else {
+                INDEX_EVERY
+            };
             let last = matches!(
-                stop.recv_timeout(INDEX_EVERY),
+                stop.recv_timeout(wait),
                 Err(mpsc::RecvTimeoutError::Disconnected)
             );
             // A long catch-up (an index rebuilt from a large log) yields to a
@@ -260,6 +278,13 @@ impl Indexer {
             if last {
                 return;
             }
+            compacting = match levels::compact_step(&mut self.index) {
+                Ok(more) => more,
+                Err(e) => {
+                    tracing::error!(error = %e, "merging the audit index's runs failed; trying again later");
+                    false
+                }
+            };
         }
     }
 }

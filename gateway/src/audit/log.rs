@@ -167,7 +167,7 @@ impl AuditWriter {
 /// directory then refuses to start, naming the file, rather than append to
 /// the same segments (and serve verifications from a projection that
 /// misses the other's writes).
-fn take(dir: &Path) -> Result<std::fs::File> {
+pub(super) fn take(dir: &Path) -> Result<std::fs::File> {
     let path = dir.join("lock");
     let file = crate::private::options(
         std::fs::OpenOptions::new()

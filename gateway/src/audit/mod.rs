@@ -18,7 +18,8 @@
 //!     group;
 //!   - [`recovery`]: where the log ends at start, and what a crash left.
 //! - [`index`]: which records concern which citizen and where they are,
-//!   kept up to date off the request path.
+//!   kept up to date off the request path, in runs merged in levels
+//!   ([`levels`]).
 //! - [`shared`]: the cluster's backend ([`SharedAudit`]): with the shared
 //!   store, each replica's chain in PostgreSQL, `ListAccesses` across all.
 //! - [`verify()`]: the chain and checkpoint walk behind `lienthong audit verify`.
@@ -29,6 +30,7 @@
 
 mod barrier;
 mod index;
+mod levels;
 mod log;
 mod pipe;
 mod record;
@@ -121,6 +123,23 @@ pub fn records(dir: &Path) -> Result<Vec<AuditRecord>> {
         }
     }
     Ok(out)
+}
+
+/// Brings the citizen index of the log in the directory `dir` up to the
+/// log's end and merges its runs until no merge is due — what the indexer
+/// does while the gateway runs — and returns how many live runs a
+/// citizen's page may now read (for tools and benches; the log must not be
+/// open: this takes it).
+pub fn compact_index(dir: &Path) -> Result<usize> {
+    let _taken = log::take(dir)?;
+    let found = recovery::recover(dir)?;
+    let durable = Arc::new(std::sync::atomic::AtomicU64::new(found.end.pack()));
+    let mut indexer = index::Indexer::open(dir, durable, found.head.0)?;
+    while indexer.step()? > 0 {}
+    drop(indexer);
+    let mut conn = Connection::open(index_path(dir))?;
+    while levels::compact_step(&mut conn)? {}
+    Ok(levels::live_runs(&conn, u64::MAX)?.len())
 }
 
 /// One page of a citizen's accesses, newest first.
@@ -283,22 +302,22 @@ fn accesses(
             }
         }
         let mut out: Vec<AuditRecord> = tail.into_iter().rev().take(limit).collect();
-        // Then the index, newest first, bucket by bucket, each record read
-        // where it is.
+        // Then the index, newest first, run by run, each record read where
+        // it is.
         let mut stmt = conn.prepare_cached(
             "SELECT seq, pos FROM audit_pid
-             WHERE bucket = ?1 AND pid = ?2 AND seq <= ?3
+             WHERE run = ?1 AND pid = ?2 AND seq <= ?3
              ORDER BY seq DESC",
         )?;
         // The newest record the index may give: before `before`, and
         // indexed.
         let newest = before.saturating_sub(1).min(through);
         let mut reader = Cursor::new(dir, pos, None, 4096);
-        for bucket in (0..=index::bucket(newest)).rev() {
+        for run in levels::live_runs(conn, newest)? {
             if out.len() >= limit {
                 break;
             }
-            let mut rows = stmt.query(params![bucket, wanted, newest as i64])?;
+            let mut rows = stmt.query(params![run, wanted, newest as i64])?;
             while out.len() < limit {
                 let Some(row) = rows.next()? else { break };
                 let seq = row.get::<_, i64>(0)? as u64;

@@ -30,6 +30,10 @@ use super::segment::{Cursor, Frame, Position, Step};
 use crate::error::{Error, Result};
 use crate::signing::{Context, VerifyingKey};
 
+/// The index rows readers use: those of live runs (a merge's target fills
+/// in unread; its retired sources are read no more).
+const LIVE: &str = "run IN (SELECT run FROM audit_run WHERE state = 'live')";
+
 /// What verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditReport {
@@ -172,9 +176,9 @@ pub fn verify_anchored(
         None => None,
     };
     let mut stmt = match &index {
-        Some(conn) => Some(
-            conn.prepare("SELECT seq, pid, pos FROM audit_pid WHERE seq <= ?1 ORDER BY seq, pid")?,
-        ),
+        Some(conn) => Some(conn.prepare(&format!(
+            "SELECT seq, pid, pos FROM audit_pid WHERE {LIVE} AND seq <= ?1 ORDER BY seq, pid"
+        ))?),
         None => None,
     };
     let mut rows = match (&mut stmt, &check) {
@@ -433,7 +437,9 @@ impl IndexCheck {
         let (through, _) = indexed(conn)?;
         let beyond: Option<i64> = conn
             .query_row(
-                "SELECT seq FROM audit_pid WHERE seq > ?1 ORDER BY seq LIMIT 1",
+                &format!(
+                    "SELECT seq FROM audit_pid WHERE {LIVE} AND seq > ?1 ORDER BY seq LIMIT 1"
+                ),
                 [through as i64],
                 |r| r.get(0),
             )

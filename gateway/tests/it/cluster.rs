@@ -30,7 +30,7 @@ use tonic::transport::Channel;
 use crate::amqp::{EventTap, URL, unique};
 use crate::exchange::kyc;
 use crate::process::{Log, run, serve_args, spawn_serve_logged, text};
-use crate::replicas::{Schema, copy_tree};
+use crate::replicas::{Schema, share_first};
 use crate::support::{connect, connect_as};
 
 /// Registry writes in all.
@@ -233,13 +233,7 @@ async fn three_replicas_lose_no_write_when_the_publisher_is_killed() {
     })
     .await;
     for dir in &dirs[1..] {
-        for part in ["policy.toml", "pki", "keys"] {
-            let from = dirs[0].path().join(part);
-            match from.is_dir() {
-                true => copy_tree(&from, &dir.path().join(part)),
-                false => drop(std::fs::copy(&from, dir.path().join(part)).unwrap()),
-            }
-        }
+        share_first(dirs[0].path(), dir.path());
     }
     let (_b, b_addr, b_log) = spawn_serve_logged(&args(1)).await;
     let (_c, c_addr, c_log) = spawn_serve_logged(&args(2)).await;

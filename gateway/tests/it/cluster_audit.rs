@@ -25,7 +25,7 @@ use tokio_stream::StreamExt;
 
 use crate::exchange::kyc;
 use crate::process::{run, serve_args, spawn_serve_logged, terminate, text};
-use crate::replicas::{Schema, copy_tree};
+use crate::replicas::{Schema, share_first};
 use crate::support::connect_as;
 
 const NODES: [&str; 3] = ["gw-a", "gw-b", "gw-c"];
@@ -94,13 +94,7 @@ async fn three_replicas_audit_into_one_log_that_each_lists_and_verify_checks() {
     };
     let (a, a_addr, _) = spawn_serve_logged(&args(0)).await;
     for dir in &dirs[1..] {
-        for part in ["policy.toml", "pki", "keys"] {
-            let from = dirs[0].path().join(part);
-            match from.is_dir() {
-                true => copy_tree(&from, &dir.path().join(part)),
-                false => drop(std::fs::copy(&from, dir.path().join(part)).unwrap()),
-            }
-        }
+        share_first(dirs[0].path(), dir.path());
     }
     let (b, b_addr, _) = spawn_serve_logged(&args(1)).await;
     let (c, c_addr, _) = spawn_serve_logged(&args(2)).await;

@@ -281,8 +281,21 @@ impl Drop for Schema {
     }
 }
 
+/// Gives the replica whose data directory is `to` the first replica's
+/// policy, PKI and signing key (from `first`), as the README says.
+pub(crate) fn share_first(first: &std::path::Path, to: &std::path::Path) {
+    for part in ["policy.toml", "pki", "keys"] {
+        let from = first.join(part);
+        if from.is_dir() {
+            copy_tree(&from, &to.join(part));
+        } else {
+            std::fs::copy(&from, to.join(part)).unwrap();
+        }
+    }
+}
+
 /// Copies `from` into `to`, directories included.
-pub(crate) fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -370,14 +383,7 @@ async fn two_serve_processes_over_one_postgres_answer_as_one_gateway() {
     a_args.extend_from_slice(&broker);
     let (mut a, a_addr) = spawn_serve(&a_args).await;
     // The second replica is given the first's policy, PKI and signing key.
-    for part in ["policy.toml", "pki", "keys"] {
-        let from = a_dir.path().join(part);
-        if from.is_dir() {
-            copy_tree(&from, &b_dir.path().join(part));
-        } else {
-            std::fs::copy(&from, b_dir.path().join(part)).unwrap();
-        }
-    }
+    share_first(a_dir.path(), b_dir.path());
     let b_data = b_dir.path().to_str().unwrap();
     let mut b_args = serve_args(b_data, &["--store", &store, "--node-name", "gw-b"]);
     b_args.extend_from_slice(&broker);

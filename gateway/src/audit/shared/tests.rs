@@ -8,28 +8,12 @@ use std::sync::Arc;
 use lienthong_proto::Pid;
 
 use super::*;
+use crate::audit::AccessList;
+use crate::audit::tests::entry;
 use crate::audit::verify::Problem;
-use crate::audit::{AccessList, Decision};
 use crate::policy::{LivePolicy, Policy};
 use crate::registry::PostgresRegistry;
 use crate::registry::tests::TestSchema;
-
-fn entry(pids: &str, operation: &str, hidden_until: Option<&str>) -> AuditEntry {
-    AuditEntry {
-        agency: "bank".into(),
-        operation: operation.into(),
-        purpose: "KYC".into(),
-        pids: pids.into(),
-        fields: String::new(),
-        decision: Decision::Granted,
-        outcome: "OK".into(),
-        request_id: String::new(),
-        trace_id: String::new(),
-        request_hash: [1; 32],
-        response_hash: [2; 32],
-        hidden_until: hidden_until.map(str::to_owned),
-    }
-}
 
 const ALICE: &str = "001089000001";
 const BOB: &str = "001089000002";
@@ -52,6 +36,15 @@ fn open(
     tokio::task::block_in_place(|| SharedAudit::open(url, node, key))
 }
 
+/// A schema with the registry's tables (the audit's among them), its URL
+/// and a signing key.
+fn fresh() -> (TestSchema, String, Arc<SigningKey>) {
+    let schema = TestSchema::new();
+    let url = schema.url();
+    drop(PostgresRegistry::open(&url).unwrap());
+    (schema, url, Arc::new(SigningKey::ephemeral()))
+}
+
 fn sql(url: &str, statements: &str) {
     let pool = Pool::from_url(url, 1).unwrap();
     pool.with_client(|c| Ok(c.batch_execute(statements)?))
@@ -61,10 +54,7 @@ fn sql(url: &str, statements: &str) {
 /// Chains `gw-a` and `gw-b` of 40 records each, appended at once, then
 /// closed; the schema, the URL and the key.
 fn two_chains() -> (TestSchema, String, Arc<SigningKey>) {
-    let schema = TestSchema::new();
-    let url = schema.url();
-    drop(PostgresRegistry::open(&url).unwrap());
-    let key = Arc::new(SigningKey::ephemeral());
+    let (schema, url, key) = fresh();
     let rt = runtime();
     rt.block_on(async {
         let chains: Vec<_> = ["gw-a", "gw-b"]
@@ -126,10 +116,7 @@ fn replicas_chain_side_by_side_and_verify() {
 
 #[test]
 fn a_node_name_in_use_is_refused_and_a_restart_continues_the_chain() {
-    let schema = TestSchema::new();
-    let url = schema.url();
-    drop(PostgresRegistry::open(&url).unwrap());
-    let key = Arc::new(SigningKey::ephemeral());
+    let (_schema, url, key) = fresh();
     let rt = runtime();
     rt.block_on(async {
         let (audit, writer, _) = open(&url, "gw-a", key.clone()).unwrap();
@@ -163,10 +150,7 @@ fn a_node_name_in_use_is_refused_and_a_restart_continues_the_chain() {
 
 #[test]
 fn list_accesses_pages_through_every_chain_newest_first() {
-    let schema = TestSchema::new();
-    let url = schema.url();
-    drop(PostgresRegistry::open(&url).unwrap());
-    let key = Arc::new(SigningKey::ephemeral());
+    let (_schema, url, key) = fresh();
     let policy = LivePolicy::new(
         Policy::parse("[agencies.idp]\nname = \"IdP\"\nroles = [\"identity_provider\"]\n[agencies.bank]\nname = \"Bank\"\n")
             .unwrap(),
@@ -359,5 +343,69 @@ fn every_kind_of_tampering_is_found_in_its_chain() {
             Some(Problem::CheckpointForged { .. })
         ),
         "{reports:?}"
+    );
+}
+
+/// The README's way to archive a month: record what each chain's part of
+/// it ended with, detach its partitions, drop them (once dumped). Each
+/// chain then starts after the detached month; a replica goes on from
+/// there; a removed first record after it is still found.
+#[test]
+fn a_detached_month_is_where_each_chain_then_starts() {
+    let (_schema, url, key) = two_chains();
+    let pool = Pool::from_url(&url, 1).unwrap();
+    let month: String = pool
+        .with_client(|c| {
+            Ok(c.query_one(
+                "SELECT DISTINCT to_char(period, 'YYYY_MM') FROM audit_record",
+                &[],
+            )?
+            .get(0))
+        })
+        .unwrap();
+    sql(
+        &url,
+        &format!(
+            "INSERT INTO audit_detached (node, period, last_seq, last_hash)
+               SELECT DISTINCT ON (node) node, period, seq, hash FROM audit_record_p{month}
+               ORDER BY node, seq DESC;
+             ALTER TABLE audit_record DETACH PARTITION audit_record_p{month};
+             ALTER TABLE audit_pid DETACH PARTITION audit_pid_p{month};
+             DROP TABLE audit_record_p{month};
+             DROP TABLE audit_pid_p{month};"
+        ),
+    );
+    for r in verified(&url, &key, &[]) {
+        assert_eq!(
+            (r.records, r.first, r.problem.clone()),
+            (0, 41, None),
+            "{r}"
+        );
+    }
+    let rt = runtime();
+    rt.block_on(async {
+        let (audit, writer, _) = open(&url, "gw-a", key.clone()).unwrap();
+        let three = (0..3).map(|_| entry(ALICE, "x", None)).collect();
+        assert_eq!(audit.append(three).await.unwrap(), 43);
+        drop(audit);
+        assert!(writer.close(std::time::Duration::from_secs(5)).await);
+    });
+    let reports = verified(&url, &key, &[]);
+    let a = reports.iter().find(|r| r.node == "gw-a").unwrap();
+    assert_eq!(
+        (a.records, a.first, a.problem.clone()),
+        (3, 41, None),
+        "{a}"
+    );
+    sql(
+        &url,
+        "DELETE FROM audit_record WHERE node = 'gw-a' AND seq = 41",
+    );
+    assert_eq!(
+        problem_of(&verified(&url, &key, &[]), "gw-a"),
+        Some(Problem::Missing {
+            expected: 41,
+            found: 42
+        })
     );
 }

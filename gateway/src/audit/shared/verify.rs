@@ -210,6 +210,8 @@ impl Chain {
             "SELECT seq, pid, at FROM audit_pid WHERE node = $1 ORDER BY seq, pid",
             [&node],
         )?)?;
+        // Checkpoints of detached months were checked with those months.
+        while signed.take_through(self.last.0)?.is_some() {}
         while let Some(row) = rows.next()? {
             let (r, at) = record_of(&row)?;
             self.report.records += 1;

@@ -11,7 +11,7 @@ use super::*;
 use crate::policy::Policy;
 use crate::signing::SigningKey;
 
-fn entry(pid: &str, operation: &str, hidden_until: Option<&str>) -> AuditEntry {
+pub(super) fn entry(pid: &str, operation: &str, hidden_until: Option<&str>) -> AuditEntry {
     AuditEntry {
         agency: "bank".into(),
         operation: operation.into(),
@@ -318,13 +318,13 @@ async fn a_citizen_sees_accesses_newest_first_and_confidential_ones_only_later()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_citizen_pages_through_accesses_across_index_buckets() {
+async fn a_citizen_pages_through_accesses_across_index_runs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit");
     let key = Arc::new(SigningKey::ephemeral());
     let me = "001089000001";
-    // 1,000 records over 16 buckets (64 records each in unit tests); every
-    // 37th is an access to `me`, so some buckets hold none of them.
+    // 1,000 records over 16 runs (64 records each in unit tests); every
+    // 37th is an access to `me`, so some runs hold none of them.
     let (log, writer) = AuditLog::open(&path, key.clone()).unwrap();
     for i in 1..=1_000u64 {
         let pid = if i % 37 == 0 { me } else { "001089000002" };
@@ -336,18 +336,7 @@ async fn a_citizen_pages_through_accesses_across_index_buckets() {
     assert!(writer.close(Duration::from_secs(10)).await);
     let list = idp_list(&path);
     let pid: Pid = me.parse().unwrap();
-    let all_pages = || {
-        let mut seqs = Vec::new();
-        let mut next = None;
-        loop {
-            let page = list.list("idp", pid, 5, next).unwrap();
-            seqs.extend(page.accesses.iter().map(|(a, _)| a.seq));
-            match page.next {
-                Some(n) => next = Some(n),
-                None => return seqs,
-            }
-        }
-    };
+    let all_pages = || all_pages(&list, pid, 5);
     let expected: Vec<u64> = (1..=1_000u64).rev().filter(|i| i % 37 == 0).collect();
     assert_eq!(all_pages(), expected, "every access, newest first, once");
     // An index of an earlier build is rebuilt from the log at open.
@@ -358,7 +347,7 @@ async fn a_citizen_pages_through_accesses_across_index_buckets() {
     let (log, writer) = AuditLog::open(&path, key).unwrap();
     drop(log);
     assert!(writer.close(Duration::from_secs(10)).await);
-    assert_eq!(index_value(&path, "PRAGMA user_version"), 2);
+    assert_eq!(index_value(&path, "PRAGMA user_version"), 3);
     assert_eq!(all_pages(), expected, "the same accesses after the rebuild");
 }
 
@@ -398,6 +387,20 @@ async fn verify_finds_a_citizen_index_that_hides_or_invents_accesses() {
     assert_eq!(index_value(&path, "SELECT count(*) FROM audit_pid"), 40);
 }
 
+/// Every access to `pid` that `list` gives, in pages of `size`: their seqs.
+fn all_pages(list: &AccessList, pid: Pid, size: usize) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    let mut next = None;
+    loop {
+        let page = list.list("idp", pid, size, next).unwrap();
+        seqs.extend(page.accesses.iter().map(|(a, _)| a.seq));
+        match page.next {
+            Some(n) => next = Some(n),
+            None => return seqs,
+        }
+    }
+}
+
 /// `ListAccesses` over the log in `path`, for an identity provider `idp`.
 fn idp_list(path: &Path) -> AccessList {
     let policy = LivePolicy::new(
@@ -414,4 +417,5 @@ fn index_value(path: &Path, sql: &str) -> i64 {
         .unwrap()
 }
 
+mod levels;
 mod recovery;

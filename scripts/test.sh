@@ -17,6 +17,10 @@
 #   promtool                                    checks docker/prometheus: the
 #                                               scrape configuration and the
 #                                               alerting rules' unit tests
+#   Python     target/python-venv               the adapter conformance kit's
+#                                               reference adapter (grpcio, from
+#                                               adapters/python/requirements.txt);
+#                                               LIENTHONG_TEST_PYTHON names it
 #   PostgreSQL 127.0.0.1:5432                   always: the store tests run on
 #              database test, user postgres     it as on SQLite, each in a schema
 #                                               of its own (dropped after);
@@ -354,6 +358,39 @@ ensure_promtool() {
         "Install it: sudo apt-get install prometheus (or put promtool from prometheus.io on PATH)."
 }
 
+# ensure_python_grpc: a virtual environment with the reference adapter's
+# packages (adapters/python/requirements.txt, from PyPI), made once and
+# remade when the requirements change; its interpreter is
+# LIENTHONG_TEST_PYTHON.
+ensure_python_grpc() {
+    local venv=target/python-venv req=adapters/python/requirements.txt
+    if ! command -v python3 >/dev/null 2>&1; then
+        if can_apt_install; then
+            log "installing python3 (the conformance kit's reference adapter)"
+            apt_install python3 python3-venv
+        else
+            die "python3 not found: the adapter conformance kit is tested against a Python adapter." \
+                "Install it: sudo apt-get install python3 python3-venv"
+        fi
+    fi
+    if [[ ! -x "$venv/bin/python" ]] || ! cmp -s "$req" "$venv/requirements.txt"; then
+        log "python packages for the reference adapter into $venv ($req)"
+        rm -rf "$venv"
+        if ! python3 -m venv "$venv" 2>/dev/null; then
+            if can_apt_install; then
+                apt_install python3-venv
+                python3 -m venv "$venv"
+            else
+                die "python3 -m venv failed: install python3-venv (sudo apt-get install python3-venv)."
+            fi
+        fi
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" \
+            || die "pip could not install $req (PyPI must be reachable)."
+        cp "$req" "$venv/requirements.txt"
+    fi
+    export LIENTHONG_TEST_PYTHON="$PWD/$venv/bin/python"
+}
+
 # check_alerts: the scrape configuration is valid and every alerting rule's
 # unit test passes.
 check_alerts() {
@@ -375,6 +412,7 @@ main() {
     ensure_test_node
     ensure_postgres
     ensure_test_database
+    ensure_python_grpc
     # The alerting rules with the whole suite (not for a chosen part of it).
     if [[ $# -eq 0 ]]; then
         ensure_promtool

@@ -1,5 +1,7 @@
 //! Sector adapters for lienthong.
 //!
+//! - [`conformance`]: the kit that checks an adapter written in any
+//!   language as the gateway will use it.
 //! - [`framework`]: what a sector adapter is made of — its store, its event
 //!   queue with dead letters, its mTLS service for the gateway.
 //! - [`sectors`]: the five sectors (social insurance, health, education,
@@ -12,6 +14,7 @@
 //!   the adapters' metrics.
 #![forbid(unsafe_code)]
 
+pub mod conformance;
 pub mod error;
 pub mod framework;
 pub mod sectors;

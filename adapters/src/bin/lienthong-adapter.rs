@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use lienthong_adapters::conformance::{self, ConformanceOptions, Outcome};
 use lienthong_adapters::framework::{self, AdapterOptions, ConsumerConfig, QueueType};
 use lienthong_adapters::sectors;
 use lienthong_adapters::sim_job::generate::{BaseOptions, Rates, generate};
@@ -116,6 +117,48 @@ enum Command {
     /// Write a synthetic subscriber base linked to the synthetic population,
     /// with injected errors and a truth file giving each subscriber's outcome.
     SimGenerate(GenerateArgs),
+    /// Check a sector adapter, written in any language, as the gateway will
+    /// use it: the gateway's client certificate required and others refused,
+    /// grpc.health.v1, Describe, a Lookup of each query for known Pids,
+    /// NOT_FOUND for a Pid it does not hold, INVALID_ARGUMENT for a
+    /// malformed one, every answer within the gateway's deadline. Prints a
+    /// pass/FAIL line a check; exit code 1 if any fails.
+    Conformance(ConformanceArgs),
+}
+
+#[derive(Args)]
+struct ConformanceArgs {
+    /// The adapter, as the gateway reaches it (https://host:port).
+    #[arg(long)]
+    endpoint: String,
+    /// The sector it serves (social_insurance, health, education, telecom,
+    /// banking, or a new one).
+    #[arg(long)]
+    sector: String,
+    /// The gateway's PKI directory: ca.pem and gateway-client.pem/.key (the
+    /// kit calls as the gateway), probe.pem/.key for the check that another
+    /// certificate of the CA is refused.
+    #[arg(long, default_value = "lienthong-data/pki")]
+    pki_dir: PathBuf,
+    /// A Pid the adapter holds a record of (repeat, or separate with
+    /// commas); by default the first 20 living citizens of the synthetic
+    /// population.
+    #[arg(long = "pid", value_name = "PID", value_delimiter = ',')]
+    pids: Vec<String>,
+    /// A well-formed Pid the adapter holds no record of.
+    #[arg(long, default_value = "096312999999")]
+    unknown_pid: String,
+    /// The synthetic population's seed: Describe must name it (with
+    /// --citizens).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The synthetic population's size: Describe must name it (with
+    /// --seed).
+    #[arg(long)]
+    citizens: Option<u64>,
+    /// The gateway's deadline for a sector call, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    deadline_ms: u64,
 }
 
 #[derive(Args)]
@@ -382,6 +425,49 @@ fn serve(args: AdapterArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
+    let population = match (args.seed, args.citizens) {
+        (None, None) => None,
+        (seed, citizens) => Some((seed.unwrap_or(1), citizens.unwrap_or(1_000_000))),
+    };
+    let known = if args.pids.is_empty() {
+        let (seed, citizens) = population.unwrap_or((1, 1_000_000));
+        Population::new(seed, citizens)?
+            .iter()
+            .filter(|c| c.status == 0)
+            .take(20)
+            .map(|c| format!("{:012}", c.pid))
+            .collect()
+    } else {
+        args.pids
+    };
+    let opts = ConformanceOptions {
+        endpoint: args.endpoint,
+        sector: args.sector,
+        pki_dir: args.pki_dir,
+        known,
+        unknown: args.unknown_pid,
+        population,
+        deadline: Duration::from_millis(args.deadline_ms),
+    };
+    let checks = tokio::runtime::Runtime::new()?.block_on(conformance::run(&opts));
+    for check in &checks {
+        println!("{check}");
+    }
+    let count = |f: fn(&Outcome) -> bool| checks.iter().filter(|c| f(&c.outcome)).count();
+    let failed = count(|o| matches!(o, Outcome::Fail(_)));
+    println!(
+        "{} passed, {failed} failed, {} skipped",
+        count(|o| matches!(o, Outcome::Pass(_))),
+        count(|o| matches!(o, Outcome::Skip(_)))
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -395,6 +481,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::SimVerify(args)) => verify(args),
         Some(Command::SimGenerate(args)) => generate_base(args),
+        Some(Command::Conformance(args)) => conformance(args),
         None => serve(cli.adapter),
     };
     result.unwrap_or_else(|e| {

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lienthong-adapter");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_lienthong-adapter");
 
 async fn client(
     addr: &str,
@@ -49,10 +49,20 @@ async fn spawn_adapter(
     pki: &PkiLayout,
     extra: &[&str],
 ) -> (tokio::process::Child, String, Option<String>) {
+    spawn_sector("health", dir, pki, extra).await
+}
+
+/// [`spawn_adapter`] of `sector`.
+pub(crate) async fn spawn_sector(
+    sector: &str,
+    dir: &tempfile::TempDir,
+    pki: &PkiLayout,
+    extra: &[&str],
+) -> (tokio::process::Child, String, Option<String>) {
     let mut child = tokio::process::Command::new(BIN)
         .args([
             "--sector",
-            "health",
+            sector,
             "--listen",
             "127.0.0.1:0",
             "--citizens",
@@ -91,7 +101,7 @@ async fn spawn_adapter(
 }
 
 /// The PKI under `dir`, with the gateway's public signing key published.
-fn pki_under(dir: &tempfile::TempDir) -> PkiLayout {
+pub(crate) fn pki_under(dir: &tempfile::TempDir) -> PkiLayout {
     let pki = PkiLayout::under(dir.path());
     ensure_pki(&pki, ["vietcombank"]).unwrap();
     // The gateway's public key, which the adapter checks events with.

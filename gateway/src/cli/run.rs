@@ -109,7 +109,7 @@ pub fn run(command: Command, settings: &[Setting]) -> Result<()> {
             } else {
                 format!("{}: none; defaults and environment", path.display())
             })];
-            findings.extend(cmd::check(&DataDir::new(&args.dir.data_dir)));
+            findings.extend(cmd::check(&DataDir::new(&args.dir.data_dir), &args.store));
             let mut problems = 0;
             for finding in &findings {
                 let (word, text) = match finding {

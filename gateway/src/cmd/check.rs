@@ -13,7 +13,7 @@ use std::path::Path;
 use time::OffsetDateTime;
 use x509_parser::pem::parse_x509_pem;
 
-use super::DataDir;
+use super::{DataDir, StoreChoice};
 use crate::policy::Policy;
 use crate::signing::SigningKey;
 use crate::tls::{PROBE, server_config};
@@ -33,8 +33,9 @@ pub enum Finding {
     Problem(String),
 }
 
-/// Checks `dir`; every finding, in the order checked.
-pub fn check(dir: &DataDir) -> Vec<Finding> {
+/// Checks `dir`, whose registry and audit log are where `store` says;
+/// every finding, in the order checked.
+pub fn check(dir: &DataDir, store: &StoreChoice) -> Vec<Finding> {
     let mut found = Vec::new();
     let policy = match Policy::load(&dir.policy()) {
         Ok(p) => {
@@ -106,9 +107,14 @@ pub fn check(dir: &DataDir) -> Vec<Finding> {
                 .into(),
         ));
     }
-    found.push(registry_integrity(dir));
-    if dir.has_served() {
-        found.push(audit_chain(dir));
+    match store {
+        StoreChoice::Embedded => {
+            found.push(registry_integrity(dir));
+            if dir.has_served() {
+                found.push(audit_chain(dir));
+            }
+        }
+        StoreChoice::Postgres(url) => found.push(shared_audit(dir, url)),
     }
     let key = dir.signing_key();
     found.push(if key.exists() {
@@ -168,6 +174,23 @@ fn audit_chain(dir: &DataDir) -> Finding {
             Some(problem) => Finding::Problem(format!("audit/: {problem}")),
         },
         Err(e) => Finding::Problem(format!("audit/: {e}")),
+    }
+}
+
+/// Every replica's audit chain in the shared store, walked as `lienthong
+/// audit verify --store` walks them (the registry there is the database's
+/// to check).
+fn shared_audit(dir: &DataDir, url: &str) -> Finding {
+    match super::audit_verify_shared(dir, url, None, &[]) {
+        Ok((chains, _)) => match chains.iter().find(|c| c.problem.is_some()) {
+            None => Finding::Ok(format!(
+                "audit (shared store): {} chains, {} records chained",
+                chains.len(),
+                chains.iter().map(|c| c.records).sum::<u64>()
+            )),
+            Some(chain) => Finding::Problem(format!("audit (shared store): {chain}")),
+        },
+        Err(e) => Finding::Problem(format!("audit (shared store): {e}")),
     }
 }
 

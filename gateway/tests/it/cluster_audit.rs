@@ -225,6 +225,15 @@ async fn three_replicas_audit_into_one_log_that_each_lists_and_verify_checks() {
         .filter_map(|l| l.strip_prefix("keep off the machine: --checkpoint "))
         .collect();
     assert_eq!(kept.len(), 3, "{out}");
+    // `check` on a replica's data directory walks the shared chains too.
+    let checked =
+        tokio::task::block_in_place(|| run(&["check", "--data-dir", data[1], "--store", &store]));
+    let said = text(&checked.stdout);
+    assert!(
+        said.contains("audit (shared store): 3 chains"),
+        "{said}{}",
+        text(&checked.stderr)
+    );
 
     // Each kind of tampering is found, in its chain; each is then undone.
     let cases = [

@@ -102,6 +102,13 @@ pub fn verify_shared(
 ) -> Result<Vec<ChainReport>> {
     let pool = Pool::from_url(url, 3)?;
     let (mut a, mut b, mut c) = (pool.connect()?, pool.connect()?, pool.connect()?);
+    // A walk of a long log is one long statement on each session, read in
+    // turns: no statement or idle timeout of the pool's may cut it.
+    for session in [&mut a, &mut b, &mut c] {
+        session.batch_execute(
+            "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0",
+        )?;
+    }
     let mut records = snapshot(&mut a)?;
     let id: String = records
         .query_one("SELECT pg_export_snapshot()", &[])?

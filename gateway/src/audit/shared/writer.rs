@@ -325,8 +325,12 @@ fn write(
     let time = clock::now();
     let month = period::of(&time);
     if !session.periods.contains(&month) {
-        period::ensure(&mut session.client, &month)?;
-        session.periods.insert(month.clone());
+        // This month's partitions, and the next month's ahead: creating one
+        // locks the parent table, better done a month early than at midnight.
+        for month in [month.clone(), period::after(&month)] {
+            period::ensure(&mut session.client, &month)?;
+            session.periods.insert(month);
+        }
     }
     let mut columns = Columns::with_capacity(entries.len());
     let mut head = session.head;
